@@ -1,0 +1,44 @@
+import { registerAs } from '@nestjs/config';
+import { loadEnv } from './env.schema';
+
+/** AMQP connection and topology settings (`AMQP_*`, `MESSAGE_MAX_BYTES`, publisher limits). */
+export const amqpConfig = registerAs('amqp', () => {
+  const env = loadEnv();
+  return {
+    urls: env.amqpUrls,
+    prefetch: env.amqpPrefetch,
+    queueType: env.amqpQueueType,
+    heartbeatSeconds: env.amqpHeartbeatSeconds,
+    publishTimeoutMs: env.publishTimeoutMs,
+    publishBufferLimit: env.publishBufferLimit,
+  };
+});
+
+/** How each message is processed: size limit, deduplication window, retries, shutdown budget. */
+export const processingConfig = registerAs('processing', () => {
+  const env = loadEnv();
+  return {
+    messageMaxBytes: env.messageMaxBytes,
+    idempotencyTtlSeconds: env.idempotencyTtlSeconds,
+    retry: {
+      maxAttempts: env.retryMaxAttempts,
+      initialDelayMs: env.retryInitialDelayMs,
+      maxDelayMs: env.retryMaxDelayMs,
+    },
+    shutdownTimeoutMs: env.shutdownTimeoutMs,
+  };
+});
+
+/** Redis used for processed markers and effects (`REDIS_URL`), and for locks (`REDIS_LOCK_URLS`). */
+export const redisConfig = registerAs('redis', () => {
+  const env = loadEnv();
+  return { url: env.redisUrl, lockUrls: env.redisLockUrls };
+});
+
+/** HTTP port and logging. */
+export const serverConfig = registerAs('server', () => {
+  const env = loadEnv();
+  return { httpPort: env.httpPort, logLevel: env.logLevel, logFormat: env.logFormat };
+});
+
+export const ALL_CONFIG = [amqpConfig, processingConfig, redisConfig, serverConfig];

@@ -1,0 +1,207 @@
+import { redactUrl } from './secret-redaction';
+
+/** Log levels accepted by `LOG_LEVEL`, most verbose first. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const QUEUE_TYPES = ['quorum', 'classic'] as const;
+export type QueueType = (typeof QUEUE_TYPES)[number];
+
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** The validated configuration of the whole service, one field per environment variable. */
+export interface AppEnv {
+  readonly amqpUrls: readonly string[];
+  readonly amqpPrefetch: number;
+  readonly amqpQueueType: QueueType;
+  readonly amqpHeartbeatSeconds: number;
+  readonly redisUrl: string;
+  readonly redisLockUrls: readonly string[];
+  readonly httpPort: number;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  readonly lockTtlMs: number;
+  readonly lockWaitMs: number;
+  readonly idempotencyTtlSeconds: number;
+  readonly retryMaxAttempts: number;
+  readonly retryInitialDelayMs: number;
+  readonly retryMaxDelayMs: number;
+  readonly messageMaxBytes: number;
+  readonly shutdownTimeoutMs: number;
+  readonly publishTimeoutMs: number;
+  readonly publishBufferLimit: number;
+}
+
+/** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
+export interface EnvIssue {
+  readonly variable: string;
+  readonly accepts: string;
+  readonly received: string;
+}
+
+/** Thrown when the environment is invalid; the message names every bad variable. */
+export class ConfigValidationError extends Error {
+  override readonly name = 'ConfigValidationError';
+  constructor(readonly issues: readonly EnvIssue[]) {
+    super(
+      `Invalid configuration:\n${issues
+        .map((i) => `  ${i.variable}=${i.received}: expected ${i.accepts}`)
+        .join('\n')}`,
+    );
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+class EnvReader {
+  readonly issues: EnvIssue[] = [];
+
+  constructor(private readonly env: Env) {}
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  private fail(variable: string, accepts: string, received: string): void {
+    this.issues.push({ variable, accepts, received: JSON.stringify(received) });
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const parsed = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
+      this.fail(name, `an integer from ${min} to ${max}`, value);
+      return fallback;
+    }
+    return parsed;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const lowered = value.toLowerCase();
+    const match = allowed.find((a) => a === lowered);
+    if (match === undefined) {
+      this.fail(name, `one of ${allowed.join(', ')}`, value);
+      return fallback;
+    }
+    return match;
+  }
+
+  urls(name: string, fallback: string | undefined, schemes: readonly string[]): string[] {
+    const value = this.raw(name) ?? fallback;
+    if (value === undefined) return [];
+    const list = value
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u.length > 0);
+    const accepts = `a comma-separated list of ${schemes.map((s) => `${s}//`).join(' or ')} URLs`;
+    if (list.length === 0) {
+      this.fail(name, accepts, value);
+      return [];
+    }
+    for (const url of list) {
+      let protocol: string | undefined;
+      try {
+        const parsed = new URL(url);
+        protocol = parsed.hostname ? parsed.protocol : undefined;
+      } catch {
+        protocol = undefined;
+      }
+      if (protocol === undefined || !schemes.includes(protocol)) {
+        this.fail(name, accepts, list.map(redactUrl).join(','));
+        return [];
+      }
+    }
+    return list;
+  }
+
+  check(condition: boolean, variable: string, accepts: string, received: string): void {
+    if (!condition) this.fail(variable, accepts, received);
+  }
+}
+
+/** Defaults of DESIGN §5, named so the README and tests refer to one place. */
+export const ENV_DEFAULTS = {
+  AMQP_URL: 'amqp://guest:guest@localhost:5672',
+  AMQP_PREFETCH: 50,
+  AMQP_QUEUE_TYPE: 'quorum',
+  AMQP_HEARTBEAT_S: 10,
+  REDIS_URL: 'redis://localhost:6379',
+  HTTP_PORT: 3000,
+  LOG_LEVEL: 'info',
+  LOCK_TTL_MS: 30_000,
+  LOCK_WAIT_MS: 5_000,
+  IDEMPOTENCY_TTL_S: 86_400,
+  RETRY_MAX_ATTEMPTS: 5,
+  RETRY_INITIAL_DELAY_MS: 1_000,
+  RETRY_MAX_DELAY_MS: 60_000,
+  MESSAGE_MAX_BYTES: 1_048_576,
+  SHUTDOWN_TIMEOUT_MS: 25_000,
+  PUBLISH_TIMEOUT_MS: 10_000,
+  PUBLISH_BUFFER_LIMIT: 1_000,
+} as const;
+
+/**
+ * Validates the environment. Returns every problem at once rather than stopping at the first,
+ * so an operator fixes a deployment in one round.
+ */
+export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[] } {
+  const r = new EnvReader(env);
+  const d = ENV_DEFAULTS;
+  const retryInitialDelayMs = r.int(
+    'RETRY_INITIAL_DELAY_MS',
+    d.RETRY_INITIAL_DELAY_MS,
+    1,
+    86_400_000,
+  );
+  const retryMaxDelayMs = r.int('RETRY_MAX_DELAY_MS', d.RETRY_MAX_DELAY_MS, 1, 86_400_000);
+  r.check(
+    retryMaxDelayMs >= retryInitialDelayMs,
+    'RETRY_MAX_DELAY_MS',
+    `a value >= RETRY_INITIAL_DELAY_MS (${retryInitialDelayMs})`,
+    String(retryMaxDelayMs),
+  );
+  const redisLockUrls = r.urls('REDIS_LOCK_URLS', undefined, ['redis:', 'rediss:']);
+  r.check(
+    redisLockUrls.length === 0 || redisLockUrls.length >= 3,
+    'REDIS_LOCK_URLS',
+    'unset, or 3 or more comma-separated independent Redis URLs (a Redlock quorum)',
+    redisLockUrls.map(redactUrl).join(','),
+  );
+  const lockTtlMs = r.int('LOCK_TTL_MS', d.LOCK_TTL_MS, 100, 3_600_000);
+  const logFormatDefault: LogFormat =
+    env.NODE_ENV === 'development' || process.stdout.isTTY ? 'pretty' : 'json';
+  const result: AppEnv = {
+    amqpUrls: r.urls('AMQP_URL', d.AMQP_URL, ['amqp:', 'amqps:']),
+    amqpPrefetch: r.int('AMQP_PREFETCH', d.AMQP_PREFETCH, 1, 65_535),
+    amqpQueueType: r.oneOf('AMQP_QUEUE_TYPE', QUEUE_TYPES, d.AMQP_QUEUE_TYPE),
+    amqpHeartbeatSeconds: r.int('AMQP_HEARTBEAT_S', d.AMQP_HEARTBEAT_S, 0, 600),
+    redisUrl: r.urls('REDIS_URL', d.REDIS_URL, ['redis:', 'rediss:'])[0] ?? d.REDIS_URL,
+    redisLockUrls,
+    httpPort: r.int('HTTP_PORT', d.HTTP_PORT, 0, 65_535),
+    logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, d.LOG_LEVEL),
+    logFormat: r.oneOf('LOG_FORMAT', LOG_FORMATS, logFormatDefault),
+    lockTtlMs,
+    lockWaitMs: r.int('LOCK_WAIT_MS', d.LOCK_WAIT_MS, 0, 3_600_000),
+    idempotencyTtlSeconds: r.int('IDEMPOTENCY_TTL_S', d.IDEMPOTENCY_TTL_S, 1, 31_536_000),
+    retryMaxAttempts: r.int('RETRY_MAX_ATTEMPTS', d.RETRY_MAX_ATTEMPTS, 1, 1_000),
+    retryInitialDelayMs,
+    retryMaxDelayMs,
+    messageMaxBytes: r.int('MESSAGE_MAX_BYTES', d.MESSAGE_MAX_BYTES, 1, 134_217_728),
+    shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', d.SHUTDOWN_TIMEOUT_MS, 0, 3_600_000),
+    publishTimeoutMs: r.int('PUBLISH_TIMEOUT_MS', d.PUBLISH_TIMEOUT_MS, 100, 600_000),
+    publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
+  };
+  return { env: result, issues: r.issues };
+}
+
+/** Validates and returns the configuration, or throws {@link ConfigValidationError}. */
+export function loadEnv(env: Env = process.env): AppEnv {
+  const { env: parsed, issues } = validateEnv(env);
+  if (issues.length > 0) throw new ConfigValidationError(issues);
+  return parsed;
+}

@@ -1,0 +1,30 @@
+import { Controller, Get } from '@nestjs/common';
+import { HealthCheck, type HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
+import { MessagingHealthIndicator } from './messaging.health';
+import { RedisHealthIndicator } from './redis.health';
+
+/**
+ * Kubernetes probes. Liveness stays 200 through dependency outages (restarting the pod would not
+ * bring Redis or the broker back); readiness is 503 while a dependency is down, a consumer is
+ * detached, or from the moment shutdown begins.
+ */
+@Controller('health')
+export class HealthController {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly messaging: MessagingHealthIndicator,
+    private readonly redis: RedisHealthIndicator,
+  ) {}
+
+  @Get('live')
+  @HealthCheck()
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([]);
+  }
+
+  @Get('ready')
+  @HealthCheck()
+  ready(): Promise<HealthCheckResult> {
+    return this.health.check([() => this.messaging.check(), () => this.redis.check()]);
+  }
+}

@@ -1,0 +1,14 @@
+import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { MessagingModule } from '../messaging/messaging.module';
+import { HealthController } from './health.controller';
+import { MessagingHealthIndicator } from './messaging.health';
+import { RedisHealthIndicator } from './redis.health';
+
+@Module({
+  // a failing readiness check is an expected state, reported by the 503 body, not an error log
+  imports: [TerminusModule.forRoot({ logger: false }), MessagingModule],
+  controllers: [HealthController],
+  providers: [MessagingHealthIndicator, RedisHealthIndicator],
+})
+export class HealthModule {}

@@ -1,0 +1,33 @@
+import { Injectable } from '@nestjs/common';
+import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { AmqpConnection } from '../messaging/amqp.connection';
+import { MessageConsumerService } from '../messaging/message-consumer.service';
+
+/**
+ * Up when the AMQP connection is open, every registered consumer is attached and no shutdown has
+ * begun. Reads the state the service already holds: no probe connection per request.
+ */
+@Injectable()
+export class MessagingHealthIndicator {
+  constructor(
+    private readonly health: HealthIndicatorService,
+    private readonly connection: AmqpConnection,
+    private readonly consumers: MessageConsumerService,
+  ) {}
+
+  check(key = 'amqp'): HealthIndicatorResult {
+    const indicator = this.health.check(key);
+    const consumers = this.consumers.status();
+    const details = {
+      connected: this.connection.isConnected(),
+      consumers: consumers.map((c) => ({
+        queue: c.queue,
+        attached: c.attached,
+        ...(c.error ? { error: c.error } : {}),
+      })),
+    };
+    if (this.consumers.isShuttingDown()) return indicator.down({ ...details, shuttingDown: true });
+    if (!details.connected || consumers.some((c) => !c.attached)) return indicator.down(details);
+    return indicator.up(details);
+  }
+}

@@ -1,0 +1,7 @@
+import { Module } from '@nestjs/common';
+import { LedgerHandler } from './ledger.handler';
+import { LedgerService } from './ledger.service';
+
+/** The example domain: remove this module and add your own handlers the same way. */
+@Module({ providers: [LedgerHandler, LedgerService], exports: [LedgerService] })
+export class LedgerModule {}

@@ -1,0 +1,52 @@
+import { Module } from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import { LoggerModule } from 'nestjs-pino';
+import { stdSerializers } from 'pino';
+import { redisConfig, serverConfig, amqpConfig } from '../config/app.config';
+import { scrubSecrets, secretsOf } from '../config/secret-redaction';
+
+/**
+ * JSON lines on stdout (nestjs-pino); pretty output for a terminal or `NODE_ENV=development`.
+ * Errors are serialized with every configured credential scrubbed from their message and stack,
+ * since client libraries sometimes echo the URL they were given.
+ */
+@Module({
+  imports: [
+    LoggerModule.forRootAsync({
+      inject: [serverConfig.KEY, amqpConfig.KEY, redisConfig.KEY],
+      useFactory: (
+        server: ConfigType<typeof serverConfig>,
+        amqp: ConfigType<typeof amqpConfig>,
+        redis: ConfigType<typeof redisConfig>,
+      ) => {
+        const secrets = secretsOf([...amqp.urls, redis.url, ...redis.lockUrls]);
+        return {
+          pinoHttp: {
+            level: server.logLevel,
+            autoLogging: { ignore: (req) => /^\/(health|metrics)/.test(req.url ?? '') },
+            redact: ['req.headers.authorization', 'req.headers.cookie'],
+            serializers: {
+              err: (err: Error) => {
+                const out = stdSerializers.err(err);
+                if (secrets.length === 0) return out;
+                return {
+                  ...out,
+                  message: scrubSecrets(out.message, secrets),
+                  stack: scrubSecrets(out.stack, secrets),
+                };
+              },
+            },
+            transport:
+              server.logFormat === 'pretty'
+                ? {
+                    target: 'pino-pretty',
+                    options: { singleLine: true, translateTime: 'SYS:HH:MM:ss.l' },
+                  }
+                : undefined,
+          },
+        };
+      },
+    }),
+  ],
+})
+export class LoggingModule {}

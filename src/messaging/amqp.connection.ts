@@ -1,0 +1,108 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
+import type { ChannelModel } from 'amqplib';
+import type { PinoLogger } from 'nestjs-pino';
+import { redactUrl } from '../config/secret-redaction';
+import type { MessageMetrics } from '../metrics/message.metrics';
+
+export interface AmqpConnectionOptions {
+  readonly urls: readonly string[];
+  readonly heartbeatSeconds: number;
+  /** Fixed delay between reconnect attempts; amqp-connection-manager rotates through `urls`. */
+  readonly reconnectSeconds?: number;
+}
+
+/** Fired with the new amqplib connection each time the broker link is (re)established. */
+type ConnectionEvents = {
+  connected: [connection: ChannelModel];
+  disconnected: [error: Error | undefined];
+};
+
+/**
+ * The one AMQP connection of the process (amqp-connection-manager: several URLs for cluster
+ * failover, heartbeats, automatic reconnect). Consumers and the publisher open their channels on
+ * it and listen to `connected` to rebuild them after a reconnect.
+ */
+export class AmqpConnection extends EventEmitter<ConnectionEvents> {
+  readonly manager: AmqpConnectionManager;
+  private failures = 0;
+  private closed = false;
+
+  constructor(
+    private readonly options: AmqpConnectionOptions,
+    private readonly metrics: MessageMetrics,
+    private readonly logger: PinoLogger,
+  ) {
+    super();
+    this.manager = amqp.connect([...options.urls], {
+      heartbeatIntervalInSeconds: options.heartbeatSeconds,
+      reconnectTimeInSeconds: options.reconnectSeconds ?? 2,
+      connectionOptions: {
+        timeout: 5_000,
+        clientProperties: { connection_name: `message-processor@${hostname()}` },
+      },
+    });
+    this.metrics.setAmqpConnected(false);
+    this.manager.on('connect', ({ url }) => {
+      this.failures = 0;
+      this.metrics.setAmqpConnected(true);
+      this.logger.info({ url: describe(url) }, 'AMQP connected');
+      const connection = this.manager.connection;
+      if (connection) this.emit('connected', connection);
+    });
+    this.manager.on('disconnect', ({ err }) => {
+      this.metrics.setAmqpConnected(false);
+      if (!this.closed) {
+        this.logger.warn({ err, code: 'AMQP_DISCONNECTED' }, 'AMQP connection lost; reconnecting');
+      }
+      this.emit('disconnected', err);
+    });
+    this.manager.on('connectFailed', ({ err, url }) => {
+      this.failures++;
+      // the first failure and then one in ten, so a long outage does not flood the logs
+      if (this.failures === 1 || this.failures % 10 === 0) {
+        this.logger.warn(
+          { err, url: describe(url), attempts: this.failures, code: 'AMQP_CONNECT_FAILED' },
+          'AMQP connection attempt failed; retrying',
+        );
+      }
+    });
+    this.manager.on('blocked', ({ reason }) =>
+      this.logger.warn(
+        { reason, code: 'AMQP_BLOCKED' },
+        'Broker blocked publishing (resource alarm)',
+      ),
+    );
+    this.manager.on('unblocked', () => this.logger.info('Broker unblocked publishing'));
+  }
+
+  /** The open amqplib connection, if any. */
+  get connection(): ChannelModel | undefined {
+    return this.manager.connection;
+  }
+
+  isConnected(): boolean {
+    return this.manager.isConnected();
+  }
+
+  /** The redacted broker URLs, safe for logs and health output. */
+  describeUrls(): string[] {
+    return this.options.urls.map(redactUrl);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.manager.close();
+    this.metrics.setAmqpConnected(false);
+  }
+}
+
+function describe(url: unknown): string | undefined {
+  if (typeof url === 'string') return redactUrl(url);
+  if (url && typeof url === 'object' && 'url' in url && typeof url.url === 'string') {
+    return redactUrl(url.url);
+  }
+  return undefined;
+}

@@ -1,0 +1,20 @@
+// The public API for handler authors.
+export { MessageHandler } from './message-handler.decorator';
+export { AlreadyProcessed, type MessageHandlerOptions } from './message-handler.interfaces';
+export { MessageContext, type ProcessedMarker } from './message.context';
+export { MessagePublisher, type PublishOptions, type PublishReceipt } from './message.publisher';
+export { MessageValidationPipe } from './message-validation.pipe';
+export {
+  DependencyUnavailableError,
+  MessageDecodeError,
+  MessageValidationError,
+  MissingMessageIdError,
+  NoHandlerError,
+  NonRetryableError,
+  PublishError,
+  PublishNackedError,
+  PublishTimeoutError,
+  PublisherBufferFullError,
+  UnroutableMessageError,
+} from './messaging.errors';
+export { MessagingModule } from './messaging.module';

@@ -1,0 +1,111 @@
+import {
+  type BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import { amqpConfig, processingConfig } from '../config/app.config';
+import { RedisConnection } from '../redis/redis.connection';
+import { AmqpConnection } from './amqp.connection';
+import { MessageHandlerExplorer } from './message-handler.explorer';
+import type { QueueBinding } from './message-handler.interfaces';
+import { MessageProcessor } from './message.processor';
+import { MessagePublisher } from './message.publisher';
+import { type ConsumerStatus, QueueConsumer } from './queue.consumer';
+
+/**
+ * Starts one consumer per queue once the application has bootstrapped, keeps them attached
+ * across broker reconnects and Redis outages, and drains them on shutdown: intake stops first
+ * (`beforeApplicationShutdown`, while HTTP still answers 503 on readiness), then in-flight
+ * handlers finish within `SHUTDOWN_TIMEOUT_MS`, then channels and the connection close.
+ */
+@Injectable()
+export class MessageConsumerService
+  implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown
+{
+  private consumers: QueueConsumer[] = [];
+  private bindings: QueueBinding[] = [];
+  private shuttingDown = false;
+  private readonly reconcile = (): void => this.consumers.forEach((c) => c.converge());
+
+  constructor(
+    private readonly explorer: MessageHandlerExplorer,
+    private readonly processor: MessageProcessor,
+    private readonly publisher: MessagePublisher,
+    private readonly connection: AmqpConnection,
+    private readonly redis: RedisConnection,
+    @Inject(amqpConfig.KEY) private readonly amqp: ConfigType<typeof amqpConfig>,
+    @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
+    @InjectPinoLogger(MessageConsumerService.name) private readonly logger: PinoLogger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.bindings = this.explorer.explore();
+    this.consumers = this.bindings.map(
+      (binding) =>
+        new QueueConsumer(binding, {
+          connection: () =>
+            this.connection.isConnected() ? this.connection.connection : undefined,
+          dependenciesReady: () => this.redis.isReady(),
+          process: (message, channel, consumer) =>
+            this.processor.process(message, channel, consumer),
+          queueType: this.amqp.queueType,
+          logger: this.logger,
+        }),
+    );
+    this.connection.on('connected', this.reconcile);
+    this.connection.on('disconnected', this.reconcile);
+    this.redis.on('ready', this.reconcile);
+    this.redis.on('down', this.reconcile);
+    this.logger.info(
+      { queues: this.bindings.map((b) => b.queue), amqp: this.connection.describeUrls() },
+      `Starting ${this.consumers.length} consumer(s)`,
+    );
+    this.reconcile();
+  }
+
+  /** The queues this instance consumes, with their handlers (for health and tests). */
+  queues(): readonly QueueBinding[] {
+    return this.bindings;
+  }
+
+  status(): ConsumerStatus[] {
+    return this.consumers.map((c) => c.status());
+  }
+
+  isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.logger.info(
+      { signal, timeoutMs: this.processing.shutdownTimeoutMs },
+      'Draining consumers',
+    );
+    const forced = await Promise.all(
+      this.consumers.map((c) => c.stop(this.processing.shutdownTimeoutMs)),
+    );
+    const stillRunning = forced.reduce((a, b) => a + b, 0);
+    if (stillRunning > 0) {
+      this.logger.warn(
+        { stillRunning, code: 'SHUTDOWN_DEADLINE' },
+        'Shutdown deadline passed; aborted handlers, their messages return to the queue',
+      );
+    } else this.logger.info('Consumers drained');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.connection.off('connected', this.reconcile);
+    this.connection.off('disconnected', this.reconcile);
+    this.redis.off('ready', this.reconcile);
+    this.redis.off('down', this.reconcile);
+    await Promise.all(this.consumers.map((c) => c.close()));
+    await this.publisher.close();
+    await this.connection.close();
+  }
+}

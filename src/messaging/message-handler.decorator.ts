@@ -1,0 +1,52 @@
+import { SetMetadata, applyDecorators } from '@nestjs/common';
+import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
+import { RpcParamtype } from '@nestjs/microservices/enums/rpc-paramtype.enum';
+import { MESSAGE_HANDLER_METADATA } from './messaging.constants';
+import type { MessageHandlerOptions } from './message-handler.interfaces';
+import { MessageValidationPipe } from './message-validation.pipe';
+
+/**
+ * Marks a provider method as the handler of a queue. The provider is found at bootstrap through
+ * Nest's DiscoveryService; the topology (exchange, queue, dead-letter queue, bindings) is declared
+ * from these options. The method receives the validated payload and a {@link MessageContext}:
+ *
+ * ```ts
+ * @MessageHandler({ exchange: 'ledger', routingKey: 'transaction.*', queue: 'ledger.transactions' })
+ * async apply(tx: TransactionDto, ctx: MessageContext) { ... }
+ * ```
+ *
+ * Without parameter decorators, the first parameter is the payload (validated by
+ * {@link MessageValidationPipe} when its type is a class) and the second the context. With
+ * `@Payload(...pipes)` / `@Ctx()` from `@nestjs/microservices`, you choose the pipes yourself.
+ * The method resolves to succeed (ack), throws to fail (dead-letter, or hand back when a
+ * dependency is down), or returns `AlreadyProcessed`.
+ */
+export function MessageHandler(options: MessageHandlerOptions): MethodDecorator {
+  return applyDecorators(SetMetadata(MESSAGE_HANDLER_METADATA, options), defaultParameters());
+}
+
+// Parameter decorators run before method decorators, so "no metadata yet" means the method
+// declared none and gets the documented (payload, context) signature.
+function defaultParameters(): MethodDecorator {
+  return (target, propertyKey) => {
+    const existing: unknown = Reflect.getMetadata(
+      ROUTE_ARGS_METADATA,
+      target.constructor,
+      propertyKey,
+    );
+    if (existing !== undefined) return;
+    Reflect.defineMetadata(
+      ROUTE_ARGS_METADATA,
+      {
+        [`${RpcParamtype.PAYLOAD}:0`]: {
+          index: 0,
+          data: undefined,
+          pipes: [MessageValidationPipe],
+        },
+        [`${RpcParamtype.CONTEXT}:1`]: { index: 1, data: undefined, pipes: [] },
+      },
+      target.constructor,
+      propertyKey,
+    );
+  };
+}

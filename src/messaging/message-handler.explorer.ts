@@ -1,0 +1,151 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
+import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
+import { amqpConfig } from '../config/app.config';
+import { MESSAGE_HANDLER_METADATA } from './messaging.constants';
+import { HandlerConfigurationError } from './messaging.errors';
+import type {
+  MessageHandlerOptions,
+  QueueBinding,
+  RegisteredHandler,
+} from './message-handler.interfaces';
+import type { MessageContext } from './message.context';
+import { MessageParamsFactory } from './message-params.factory';
+import { compileTopicPattern } from './routing-key.matcher';
+
+/**
+ * Finds every `@MessageHandler()` method on the application's providers (the pattern of
+ * `@nestjs/bullmq`'s explorer) and groups them by queue. Handlers are wrapped by Nest's
+ * ExternalContextCreator, so guards, interceptors, pipes and exception filters apply in the
+ * `rpc` context as users expect.
+ */
+@Injectable()
+export class MessageHandlerExplorer {
+  private readonly logger = new Logger(MessageHandlerExplorer.name);
+  private readonly paramsFactory = new MessageParamsFactory();
+
+  constructor(
+    private readonly discovery: DiscoveryService,
+    private readonly scanner: MetadataScanner,
+    private readonly reflector: Reflector,
+    private readonly contextCreator: ExternalContextCreator,
+    @Inject(amqpConfig.KEY) private readonly config: ConfigType<typeof amqpConfig>,
+  ) {}
+
+  explore(): QueueBinding[] {
+    const handlers: RegisteredHandler[] = [];
+    for (const wrapper of this.discovery.getProviders()) {
+      const instance: unknown = wrapper.instance;
+      if (!instance || typeof instance !== 'object') continue;
+      const prototype = Object.getPrototypeOf(instance) as object | null;
+      if (!prototype) continue;
+      for (const method of this.scanner.getAllMethodNames(prototype)) {
+        const callback = (instance as Record<string, unknown>)[method];
+        if (typeof callback !== 'function') continue;
+        const options = this.reflector.get<MessageHandlerOptions | undefined>(
+          MESSAGE_HANDLER_METADATA,
+          callback,
+        );
+        if (!options) continue;
+        const id = `${instance.constructor.name}.${method}`;
+        if (!wrapper.isDependencyTreeStatic()) {
+          throw new HandlerConfigurationError(
+            `${id}: message handlers must live on singleton providers (request- or transient-scoped providers have no instance to call)`,
+          );
+        }
+        handlers.push(this.register(id, instance, method, callback as HandlerMethod, options));
+      }
+    }
+    return groupByQueue(handlers, this.config.prefetch);
+  }
+
+  private register(
+    id: string,
+    instance: object,
+    method: string,
+    callback: HandlerMethod,
+    options: MessageHandlerOptions,
+  ): RegisteredHandler {
+    const routingKeys = normalizeRoutingKeys(id, options.routingKey);
+    for (const [field, value] of [
+      ['exchange', options.exchange],
+      ['queue', options.queue],
+    ] as const) {
+      if (typeof value !== 'string' || value.length === 0 || value.length > 255) {
+        throw new HandlerConfigurationError(
+          `${id}: "${field}" must be a non-empty name of at most 255 characters`,
+        );
+      }
+    }
+    if (
+      options.prefetch !== undefined &&
+      (!Number.isInteger(options.prefetch) || options.prefetch < 1)
+    ) {
+      throw new HandlerConfigurationError(`${id}: "prefetch" must be a positive integer`);
+    }
+    const invoke = this.contextCreator.create(
+      instance,
+      callback,
+      method,
+      ROUTE_ARGS_METADATA,
+      this.paramsFactory,
+      undefined,
+      undefined,
+      undefined,
+      'rpc',
+    ) as (payload: unknown, context: MessageContext) => Promise<unknown>;
+    const matchers = routingKeys.map(compileTopicPattern);
+    this.logger.log(`Registered ${id} on queue "${options.queue}" (${routingKeys.join(', ')})`);
+    return {
+      id,
+      options: {
+        exchange: options.exchange,
+        queue: options.queue,
+        routingKeys,
+        prefetch: options.prefetch,
+        idempotent: options.idempotent ?? true,
+        commitsMarker: options.commitsMarker ?? false,
+      },
+      matches: (key) => matchers.some((m) => m(key)),
+      invoke,
+    };
+  }
+}
+
+type HandlerMethod = (...args: unknown[]) => unknown;
+
+function normalizeRoutingKeys(id: string, routingKey: string | readonly string[]): string[] {
+  const keys = typeof routingKey === 'string' ? [routingKey] : [...routingKey];
+  if (keys.length === 0 || keys.some((k) => typeof k !== 'string' || k.length > 255)) {
+    throw new HandlerConfigurationError(`${id}: "routingKey" must be one or more binding patterns`);
+  }
+  return keys;
+}
+
+/** Groups handlers by queue; handlers sharing a queue must agree on its exchange. */
+export function groupByQueue(
+  handlers: readonly RegisteredHandler[],
+  defaultPrefetch: number,
+): QueueBinding[] {
+  const byQueue = new Map<string, RegisteredHandler[]>();
+  for (const handler of handlers) {
+    const list = byQueue.get(handler.options.queue) ?? [];
+    const first = list[0];
+    if (first && first.options.exchange !== handler.options.exchange) {
+      throw new HandlerConfigurationError(
+        `${handler.id} and ${first.id} share queue "${handler.options.queue}" but bind it to different exchanges ("${handler.options.exchange}" vs "${first.options.exchange}")`,
+      );
+    }
+    list.push(handler);
+    byQueue.set(handler.options.queue, list);
+  }
+  return [...byQueue.entries()].map(([queue, list]) => ({
+    queue,
+    exchange: list[0].options.exchange,
+    routingKeys: [...new Set(list.flatMap((h) => h.options.routingKeys))],
+    prefetch: Math.max(...list.map((h) => h.options.prefetch ?? defaultPrefetch)),
+    handlers: list,
+  }));
+}

@@ -1,0 +1,52 @@
+import type { MessageContext } from './message.context';
+
+/** Options of `@MessageHandler()`: everything about the queue a handler consumes. */
+export interface MessageHandlerOptions {
+  /** Topic exchange the producers publish to (declared durable). Its dead-letter exchange is `<exchange>.dlx`. */
+  readonly exchange: string;
+  /** Binding pattern(s) on the exchange (`*` one word, `#` zero or more). */
+  readonly routingKey: string | readonly string[];
+  /** Durable queue to consume; its dead-letter queue is `<queue>.dlq`. */
+  readonly queue: string;
+  /** Unacknowledged deliveries allowed on this queue's channel; default `AMQP_PREFETCH`. */
+  readonly prefetch?: number;
+  /**
+   * Deduplicate by `messageId` (default true): a message whose processed marker exists is acked
+   * as `duplicate`, and a message without a messageId is dead-lettered. `false` processes every
+   * delivery, so the handler itself must tolerate redeliveries.
+   */
+  readonly idempotent?: boolean;
+  /**
+   * The handler writes `ctx.processedMarker` itself, in the same atomic operation as its effect
+   * (see the ledger), so a crash between effect and marker cannot apply the effect twice. The
+   * pipeline then does not write the marker after success. Default false: the pipeline writes it.
+   */
+  readonly commitsMarker?: boolean;
+}
+
+/**
+ * Return this from a handler that found, while committing, that the message had already been
+ * processed (its marker existed): the outcome is `duplicate` instead of `ack`.
+ */
+export const AlreadyProcessed: unique symbol = Symbol('AlreadyProcessed');
+
+/** A handler as found at bootstrap, with Nest's pipes, guards, interceptors and filters around it. */
+export interface RegisteredHandler {
+  /** `ClassName.method`, used in logs, metrics and the `x-handler` header. */
+  readonly id: string;
+  readonly options: Required<Omit<MessageHandlerOptions, 'routingKey' | 'prefetch'>> & {
+    readonly routingKeys: readonly string[];
+    readonly prefetch: number | undefined;
+  };
+  readonly matches: (routingKey: string) => boolean;
+  readonly invoke: (payload: unknown, context: MessageContext) => Promise<unknown>;
+}
+
+/** One consumed queue and the handlers that share it (usually one). */
+export interface QueueBinding {
+  readonly queue: string;
+  readonly exchange: string;
+  readonly routingKeys: readonly string[];
+  readonly prefetch: number;
+  readonly handlers: readonly RegisteredHandler[];
+}

@@ -1,0 +1,94 @@
+import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
+import type { Logger } from 'pino';
+
+/** Where a handler that commits its effect atomically with the processed marker must write it. */
+export interface ProcessedMarker {
+  /** Redis key to set (any value) in the same transaction as the effect. */
+  readonly key: string;
+  /** Expiry of the marker in seconds (`IDEMPOTENCY_TTL_S`). */
+  readonly ttlSeconds: number;
+}
+
+/** Fields every log line about a message carries (DESIGN §8). */
+export interface MessageLogFields {
+  readonly messageId: string | undefined;
+  readonly correlationId: string | undefined;
+  readonly queue: string;
+  readonly routingKey: string;
+  readonly attempt: number;
+  readonly handler: string;
+}
+
+/**
+ * Everything a handler may want to know about the message it is processing. Received as the
+ * second argument of a `@MessageHandler()` method (or through `@Ctx()`); in interceptors and
+ * filters, `host.switchToRpc().getContext<MessageContext>()`.
+ */
+export class MessageContext {
+  /** The AMQP `messageId` property (the deduplication key). */
+  readonly messageId: string | undefined;
+  /** The AMQP `correlationId` property, for tracing across services. */
+  readonly correlationId: string | undefined;
+  /** Exchange the message was published to (the original one, for retried messages). */
+  readonly exchange: string;
+  /** Routing key it was published with (the original one, for retried messages). */
+  readonly routingKey: string;
+  /** The queue it was consumed from. */
+  readonly queue: string;
+  /** `ClassName.method` of the handler. */
+  readonly handler: string;
+  /** Application headers of the message. */
+  readonly headers: Readonly<MessagePropertyHeaders>;
+  /** 1 for the first attempt, incremented by each retry. */
+  readonly attempt: number;
+  /** True when the broker delivered it before (a previous consumer did not settle it). */
+  readonly redelivered: boolean;
+  /** Aborted when the handler must stop: the shutdown deadline passed (and, later, a lock was lost). */
+  readonly signal: AbortSignal;
+  /** Where to write the processed marker atomically with the effect; undefined when `idempotent: false`. */
+  readonly processedMarker: ProcessedMarker | undefined;
+  /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
+  readonly message: ConsumeMessage;
+
+  private cachedLogger: Logger | undefined;
+
+  constructor(
+    init: Omit<MessageContext, 'logger' | 'logFields'> & {
+      readonly baseLogger: Logger;
+    },
+  ) {
+    this.messageId = init.messageId;
+    this.correlationId = init.correlationId;
+    this.exchange = init.exchange;
+    this.routingKey = init.routingKey;
+    this.queue = init.queue;
+    this.handler = init.handler;
+    this.headers = init.headers;
+    this.attempt = init.attempt;
+    this.redelivered = init.redelivered;
+    this.signal = init.signal;
+    this.processedMarker = init.processedMarker;
+    this.message = init.message;
+    this.baseLogger = init.baseLogger;
+  }
+
+  private readonly baseLogger: Logger;
+
+  /** The fields of DESIGN §8 for this message. */
+  get logFields(): MessageLogFields {
+    return {
+      messageId: this.messageId,
+      correlationId: this.correlationId,
+      queue: this.queue,
+      routingKey: this.routingKey,
+      attempt: this.attempt,
+      handler: this.handler,
+    };
+  }
+
+  /** A logger whose every line carries the message's identifiers (created on first use). */
+  get logger(): Logger {
+    this.cachedLogger ??= this.baseLogger.child(this.logFields);
+    return this.cachedLogger;
+  }
+}

@@ -1,0 +1,181 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import type { ChannelWrapper } from 'amqp-connection-manager';
+import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import { amqpConfig } from '../config/app.config';
+import { MessageMetrics } from '../metrics/message.metrics';
+import { AmqpConnection } from './amqp.connection';
+import {
+  PublishError,
+  PublishNackedError,
+  PublisherBufferFullError,
+  PublishTimeoutError,
+  UnroutableMessageError,
+} from './messaging.errors';
+
+/** Options of {@link MessagePublisher.publish}: amqplib's publish options plus a timeout. */
+export interface PublishOptions extends Omit<Options.Publish, 'mandatory'> {
+  /** Reject if the broker has not confirmed within this time; default `PUBLISH_TIMEOUT_MS`. */
+  readonly timeoutMs?: number;
+  /** Fail with {@link UnroutableMessageError} when no queue is bound (default true). */
+  readonly mandatory?: boolean;
+}
+
+/** What the broker confirmed. */
+export interface PublishReceipt {
+  readonly messageId: string;
+  readonly correlationId: string;
+}
+
+/**
+ * Publishes with publisher confirms. `publish()` resolves only when the broker has taken
+ * responsibility for the message, and rejects with a typed {@link PublishError} on nack,
+ * unroutable return (`mandatory`), timeout, or a full buffer while the broker is unreachable.
+ * Messages are persistent, JSON and carry messageId, correlationId and timestamp by default.
+ */
+@Injectable()
+export class MessagePublisher {
+  private readonly channel: ChannelWrapper;
+  // publishes awaiting their confirm, and how many of them came back unroutable, by identity key
+  private readonly pending = new Map<string, { count: number; returned: number }>();
+
+  constructor(
+    private readonly connection: AmqpConnection,
+    @Inject(amqpConfig.KEY) private readonly config: ConfigType<typeof amqpConfig>,
+    private readonly metrics: MessageMetrics,
+    @InjectPinoLogger(MessagePublisher.name) private readonly logger: PinoLogger,
+  ) {
+    this.channel = connection.manager.createChannel({
+      name: 'publisher',
+      confirm: true,
+      publishTimeout: config.publishTimeoutMs,
+      setup: (channel: ConfirmChannel) => {
+        channel.on('return', (message: Message) => this.onReturn(message));
+        return Promise.resolve();
+      },
+    });
+    this.channel.on('error', (err: Error) =>
+      this.logger.warn({ err, code: 'PUBLISHER_CHANNEL_ERROR' }, 'Publisher channel error'),
+    );
+  }
+
+  /** Serializes `payload` as JSON and publishes it; see the class doc for the guarantees. */
+  async publish(
+    exchange: string,
+    routingKey: string,
+    payload: unknown,
+    options: PublishOptions = {},
+  ): Promise<PublishReceipt> {
+    const content = Buffer.from(JSON.stringify(payload) ?? 'null');
+    return this.publishRaw(exchange, routingKey, content, {
+      contentType: 'application/json',
+      ...options,
+    });
+  }
+
+  /** Publishes a body as is (the dead-letter and replay paths keep the original bytes). */
+  async publishRaw(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: PublishOptions = {},
+  ): Promise<PublishReceipt> {
+    const { timeoutMs, mandatory = true, ...rest } = options;
+    if (
+      !this.connection.isConnected() &&
+      this.channel.queueLength() >= this.config.publishBufferLimit
+    ) {
+      this.metrics.messagePublished(exchange, 'failed');
+      throw new PublisherBufferFullError(
+        `broker unreachable and ${this.channel.queueLength()} messages already buffered (PUBLISH_BUFFER_LIMIT=${this.config.publishBufferLimit})`,
+        exchange,
+        routingKey,
+      );
+    }
+    const messageId = rest.messageId ?? randomUUID();
+    const correlationId = rest.correlationId ?? messageId;
+    const key = identity(exchange, routingKey, messageId);
+    const entry = this.pending.get(key) ?? { count: 0, returned: 0 };
+    entry.count++;
+    this.pending.set(key, entry);
+    let returned = false;
+    try {
+      await this.channel.publish(exchange, routingKey, content, {
+        persistent: true,
+        timestamp: Math.floor(Date.now() / 1000),
+        ...rest,
+        messageId,
+        correlationId,
+        mandatory,
+        timeout: timeoutMs ?? this.config.publishTimeoutMs,
+      });
+      // RabbitMQ sends basic.return before the basic.ack of the same message
+      if (entry.returned > 0) {
+        entry.returned--;
+        returned = true;
+      }
+    } catch (error) {
+      this.metrics.messagePublished(exchange, 'failed');
+      throw toPublishError(error, exchange, routingKey, timeoutMs ?? this.config.publishTimeoutMs);
+    } finally {
+      entry.count--;
+      if (entry.count === 0) this.pending.delete(key);
+    }
+    if (returned) {
+      this.metrics.messagePublished(exchange, 'failed');
+      throw new UnroutableMessageError(
+        `no queue is bound to exchange "${exchange}" for routing key "${routingKey}"`,
+        exchange,
+        routingKey,
+      );
+    }
+    this.metrics.messagePublished(exchange, 'confirmed');
+    return { messageId, correlationId };
+  }
+
+  private onReturn(message: Message): void {
+    const messageId = message.properties.messageId as string | undefined;
+    if (messageId === undefined) return;
+    const entry = this.pending.get(
+      identity(message.fields.exchange, message.fields.routingKey, messageId),
+    );
+    if (entry) entry.returned++;
+  }
+
+  /** Closes the channel; unconfirmed publishes reject. Called by the messaging lifecycle. */
+  async close(): Promise<void> {
+    await this.channel.close();
+  }
+}
+
+function identity(exchange: string, routingKey: string, messageId: string): string {
+  return `${exchange}\u0000${routingKey}\u0000${messageId}`;
+}
+
+function toPublishError(
+  error: unknown,
+  exchange: string,
+  routingKey: string,
+  timeoutMs: number,
+): PublishError {
+  if (error instanceof PublishError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  if (message === 'timeout') {
+    return new PublishTimeoutError(`no confirm within ${timeoutMs} ms`, exchange, routingKey, {
+      cause: error,
+    });
+  }
+  if (/nack/i.test(message)) {
+    return new PublishNackedError(
+      `the broker refused the message: ${message}`,
+      exchange,
+      routingKey,
+      {
+        cause: error,
+      },
+    );
+  }
+  return new PublishError(`publish failed: ${message}`, exchange, routingKey, { cause: error });
+}

@@ -1,0 +1,40 @@
+/** Metadata key under which `@MessageHandler()` stores its options on a method. */
+export const MESSAGE_HANDLER_METADATA = 'message-processor:message-handler';
+
+/** Suffixes of DESIGN §4: `E.dlx` for exchange `E`, `Q.dlq` for queue `Q`. */
+export const DEAD_LETTER_EXCHANGE_SUFFIX = '.dlx';
+export const DEAD_LETTER_QUEUE_SUFFIX = '.dlq';
+
+/** Prefix of the Redis key that marks a message as processed: `<prefix><queue>:<messageId>`. */
+export const PROCESSED_MARKER_PREFIX = 'mp:processed:';
+
+/** Headers this service writes on dead-lettered messages (DESIGN §3.7). */
+export const HEADER = {
+  exceptionMessage: 'x-exception-message',
+  exceptionType: 'x-exception-type',
+  exceptionStacktrace: 'x-exception-stacktrace',
+  originalExchange: 'x-original-exchange',
+  originalRoutingKey: 'x-original-routing-key',
+  attempts: 'x-attempts',
+  handler: 'x-handler',
+  failedAt: 'x-failed-at',
+} as const;
+
+/** Header values are bounded so a dead-lettered message stays far below the frame size. */
+export const MAX_EXCEPTION_MESSAGE_CHARS = 1_000;
+export const MAX_STACKTRACE_CHARS = 4_000;
+
+/** Deeper JSON is refused before it reaches validation (recursive validators overflow the stack). */
+export const MAX_JSON_DEPTH = 64;
+
+/** Label and header value used when no handler matched the message. */
+export const NO_HANDLER = 'none';
+
+/** Delay before handing a message back when a dependency is down, so a broken link cannot spin. */
+export const REQUEUE_DELAY_MS = 500;
+
+/** Consumer re-attach backoff after a channel or consumer is lost (ms). */
+export const REATTACH_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
+
+/** Backoff after a conflicting declaration: an operator has to act, so retry slowly. */
+export const TOPOLOGY_CONFLICT_RETRY_MS = 60_000;

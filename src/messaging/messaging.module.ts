@@ -1,0 +1,47 @@
+import { Module } from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import { DiscoveryModule } from '@nestjs/core';
+import { PinoLogger } from 'nestjs-pino';
+import { amqpConfig } from '../config/app.config';
+import { MessageMetrics } from '../metrics/message.metrics';
+import { AmqpConnection } from './amqp.connection';
+import { IdempotencyStore } from './idempotency.store';
+import { MessageConsumerService } from './message-consumer.service';
+import { MessageHandlerExplorer } from './message-handler.explorer';
+import { MessageProcessor } from './message.processor';
+import { MessagePublisher } from './message.publisher';
+
+/**
+ * RabbitMQ for the application: the connection, handler discovery, topology, consumers and the
+ * confirming publisher. Import it once (the app module does); inject {@link MessagePublisher}
+ * anywhere to publish.
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers: [
+    {
+      provide: AmqpConnection,
+      inject: [amqpConfig.KEY, MessageMetrics, PinoLogger],
+      // not awaited: the service starts (and reports not-ready) while the broker is unreachable
+      useFactory: (
+        config: ConfigType<typeof amqpConfig>,
+        metrics: MessageMetrics,
+        logger: PinoLogger,
+      ) => {
+        logger.setContext(AmqpConnection.name);
+        return new AmqpConnection(
+          { urls: config.urls, heartbeatSeconds: config.heartbeatSeconds },
+          metrics,
+          logger,
+        );
+      },
+    },
+    MessageHandlerExplorer,
+    IdempotencyStore,
+    MessagePublisher,
+    MessageProcessor,
+    MessageConsumerService,
+  ],
+  exports: [AmqpConnection, MessagePublisher, MessageConsumerService],
+})
+export class MessagingModule {}

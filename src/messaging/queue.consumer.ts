@@ -1,0 +1,267 @@
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { PinoLogger } from 'nestjs-pino';
+import type { QueueType } from '../config/env.schema';
+import type { QueueBinding } from './message-handler.interfaces';
+import type { ConsumerHandle } from './message.processor';
+import { REATTACH_BACKOFF, TOPOLOGY_CONFLICT_RETRY_MS } from './messaging.constants';
+import { TopologyConflictError } from './messaging.errors';
+import { declareTopology } from './queue.topology';
+
+/** What a consumer needs from the rest of the service. */
+export interface QueueConsumerDeps {
+  /** The current amqplib connection, if the broker is reachable. */
+  connection(): ChannelModel | undefined;
+  /** Whether the dependencies needed to process messages (Redis) are up. */
+  dependenciesReady(): boolean;
+  process(message: ConsumeMessage, channel: Channel, consumer: ConsumerHandle): Promise<void>;
+  readonly queueType: QueueType;
+  readonly logger: PinoLogger;
+}
+
+/** Readiness view of one consumer. */
+export interface ConsumerStatus {
+  readonly queue: string;
+  readonly attached: boolean;
+  readonly inFlight: number;
+  readonly error?: string;
+}
+
+/**
+ * One queue's consumer, on its own channel (so a channel error on one queue leaves the others
+ * running, and prefetch is per queue). It converges to the state it should be in — consuming
+ * when the broker and Redis are up and no shutdown has begun, detached otherwise — whenever
+ * something changes: reconnect, Redis up or down, channel closed, consumer cancelled by the
+ * broker (its queue deleted: re-declared and re-attached), or a retry timer.
+ */
+export class QueueConsumer implements ConsumerHandle {
+  private channel: Channel | undefined;
+  private consumerTag: string | undefined;
+  private intake = false;
+  private stopping = false;
+  private attaching = false;
+  private converging = false;
+  private convergeAgain = false;
+  private failures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private lastError: Error | undefined;
+  private lastLoggedError: string | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly abortController = new AbortController();
+
+  constructor(
+    readonly binding: QueueBinding,
+    private readonly deps: QueueConsumerDeps,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  accepting(): boolean {
+    return this.intake && !this.stopping;
+  }
+
+  status(): ConsumerStatus {
+    return {
+      queue: this.binding.queue,
+      attached: this.consumerTag !== undefined,
+      inFlight: this.inFlight.size,
+      ...(this.lastError && this.consumerTag === undefined
+        ? { error: this.lastError.message }
+        : {}),
+    };
+  }
+
+  /** Re-evaluates what the consumer should be doing; safe to call any time, from any event. */
+  converge(): void {
+    void this.runConverge();
+  }
+
+  private async runConverge(): Promise<void> {
+    if (this.converging) {
+      this.convergeAgain = true;
+      return;
+    }
+    this.converging = true;
+    try {
+      do {
+        this.convergeAgain = false;
+        const wanted =
+          !this.stopping && this.deps.connection() !== undefined && this.deps.dependenciesReady();
+        if (wanted && this.consumerTag === undefined && this.retryTimer === undefined)
+          await this.attach();
+        else if (!wanted && this.consumerTag !== undefined) await this.detach();
+      } while (this.convergeAgain);
+    } finally {
+      this.converging = false;
+    }
+  }
+
+  private async attach(): Promise<void> {
+    const connection = this.deps.connection();
+    if (!connection) return;
+    this.attaching = true;
+    try {
+      const channel = this.channel ?? (await this.openChannel(connection));
+      await declareTopology(channel, this.binding, this.deps.queueType);
+      await channel.prefetch(this.binding.prefetch);
+      this.intake = true;
+      const { consumerTag } = await channel.consume(
+        this.binding.queue,
+        (message) => this.onDelivery(channel, message),
+        { noAck: false },
+      );
+      this.consumerTag = consumerTag;
+      this.failures = 0;
+      this.lastError = undefined;
+      this.lastLoggedError = undefined;
+      this.deps.logger.info(
+        { queue: this.binding.queue, prefetch: this.binding.prefetch },
+        'Consumer attached',
+      );
+      this.convergeAgain = true; // things may have changed while attaching
+    } catch (error) {
+      this.intake = false;
+      this.onAttachFailed(error);
+    } finally {
+      this.attaching = false;
+    }
+  }
+
+  private async openChannel(connection: ChannelModel): Promise<Channel> {
+    const channel = await connection.createChannel();
+    this.channel = channel;
+    channel.on('error', (err: Error) => {
+      this.lastError = err;
+    });
+    channel.on('close', () => {
+      if (this.channel !== channel) return;
+      this.channel = undefined;
+      this.consumerTag = undefined;
+      this.intake = false;
+      // attach() reports its own failures; otherwise the channel died under a running consumer
+      if (!this.attaching && !this.stopping) {
+        this.deps.logger.warn(
+          { queue: this.binding.queue, err: this.lastError, code: 'CONSUMER_CHANNEL_CLOSED' },
+          'Consumer channel closed; re-attaching',
+        );
+        this.retryLater(this.backoff());
+      }
+    });
+    return channel;
+  }
+
+  private onAttachFailed(error: unknown): void {
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.lastError = err;
+    this.failures++;
+    const conflict = err instanceof TopologyConflictError;
+    if (err.message !== this.lastLoggedError) {
+      this.lastLoggedError = err.message;
+      this.deps.logger.error(
+        {
+          queue: this.binding.queue,
+          err,
+          code: conflict ? 'TOPOLOGY_CONFLICT' : 'CONSUMER_ATTACH_FAILED',
+        },
+        conflict ? err.message : 'Could not attach consumer; retrying',
+      );
+    }
+    this.retryLater(conflict ? TOPOLOGY_CONFLICT_RETRY_MS : this.backoff());
+  }
+
+  private onDelivery(channel: Channel, message: ConsumeMessage | null): void {
+    if (message === null) {
+      // basic.cancel from the broker: the queue was deleted or its leader moved away
+      if (channel !== this.channel) return;
+      this.consumerTag = undefined;
+      this.intake = false;
+      this.lastError = new Error(
+        `consumer cancelled by the broker (queue "${this.binding.queue}" deleted?)`,
+      );
+      this.deps.logger.warn(
+        { queue: this.binding.queue, code: 'CONSUMER_CANCELLED' },
+        'Consumer cancelled by the broker; re-declaring and re-attaching',
+      );
+      this.retryLater(this.backoff());
+      return;
+    }
+    const processing = this.deps.process(message, channel, this);
+    this.inFlight.add(processing);
+    void processing.finally(() => this.inFlight.delete(processing));
+  }
+
+  private async detach(): Promise<void> {
+    this.intake = false;
+    const tag = this.consumerTag;
+    this.consumerTag = undefined;
+    if (tag === undefined || !this.channel) return;
+    try {
+      await this.channel.cancel(tag);
+      this.deps.logger.info({ queue: this.binding.queue }, 'Consumer detached');
+    } catch {
+      // the channel is already gone, and with it the consumer
+    }
+  }
+
+  private backoff(): number {
+    const exp = REATTACH_BACKOFF.initialMs * 2 ** Math.min(this.failures, 16);
+    return Math.min(REATTACH_BACKOFF.maxMs, exp) * (0.5 + Math.random() / 2);
+  }
+
+  private retryLater(delayMs: number): void {
+    if (this.stopping) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.converge();
+    }, delayMs);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * Stops intake (basic.cancel), waits up to `timeoutMs` for in-flight messages, then aborts the
+   * signal of those still running. Resolves with how many were still running at the deadline.
+   */
+  async stop(timeoutMs: number): Promise<number> {
+    this.stopping = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.detach();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = Promise.allSettled([...this.inFlight]).then(() => true);
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const inTime = await Promise.race([drained, deadline]);
+    clearTimeout(timer);
+    const forced = inTime ? 0 : this.inFlight.size;
+    if (!inTime) this.abortController.abort(new Error('shutdown deadline passed'));
+    await this.flushAcks();
+    return forced;
+  }
+
+  // basic.ack has no reply; a synchronous round trip on the same channel proves the broker has
+  // read every ack sent before it (DESIGN §9), so closing the channel next cannot lose them.
+  private async flushAcks(): Promise<void> {
+    if (!this.channel) return;
+    try {
+      await this.channel.checkQueue(this.binding.queue);
+    } catch {
+      // channel closed: unacked messages return to the queue and deduplication absorbs them
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.retryTimer);
+    const channel = this.channel;
+    this.channel = undefined;
+    if (!channel) return;
+    try {
+      await channel.close();
+    } catch {
+      // already closed with its connection
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import { Injectable } from '@nestjs/common';
+import { InjectMetric } from '@willsoto/nestjs-prometheus';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { METRIC, type ProcessingOutcome, type PublishOutcome } from './metrics.constants';
+
+/**
+ * The message and connection metrics, behind methods so callers cannot invent label names.
+ * Label values come from bounded sets: queue and handler names are fixed at bootstrap, and the
+ * exchange label is only ever an exchange this service declared or was asked to publish to.
+ */
+@Injectable()
+export class MessageMetrics {
+  constructor(
+    @InjectMetric(METRIC.messagesReceived) private readonly received: Counter<'queue'>,
+    @InjectMetric(METRIC.messagesProcessed)
+    private readonly processed: Counter<'queue' | 'handler' | 'outcome'>,
+    @InjectMetric(METRIC.processingDuration)
+    private readonly duration: Histogram<'queue' | 'handler' | 'outcome'>,
+    @InjectMetric(METRIC.messagesInFlight) private readonly inFlight: Gauge<'queue'>,
+    @InjectMetric(METRIC.messagesPublished)
+    private readonly published: Counter<'exchange' | 'outcome'>,
+    @InjectMetric(METRIC.amqpConnected) private readonly amqpConnected: Gauge,
+    @InjectMetric(METRIC.redisConnected) private readonly redisConnected: Gauge,
+  ) {}
+
+  messageReceived(queue: string): void {
+    this.received.inc({ queue });
+    this.inFlight.inc({ queue });
+  }
+
+  messageSettled(
+    queue: string,
+    handler: string,
+    outcome: ProcessingOutcome,
+    seconds: number,
+  ): void {
+    this.inFlight.dec({ queue });
+    this.processed.inc({ queue, handler, outcome });
+    this.duration.observe({ queue, handler, outcome }, seconds);
+  }
+
+  messagePublished(exchange: string, outcome: PublishOutcome): void {
+    this.published.inc({ exchange, outcome });
+  }
+
+  setAmqpConnected(up: boolean): void {
+    this.amqpConnected.set(up ? 1 : 0);
+  }
+
+  setRedisConnected(up: boolean): void {
+    this.redisConnected.set(up ? 1 : 0);
+  }
+}

@@ -1,0 +1,21 @@
+/** Metric names of DESIGN §7. They are a public contract: dashboards and alerts use them. */
+export const METRIC = {
+  messagesReceived: 'messages_received_total',
+  messagesProcessed: 'messages_processed_total',
+  processingDuration: 'message_processing_duration_seconds',
+  messagesInFlight: 'messages_in_flight',
+  messagesPublished: 'messages_published_total',
+  amqpConnected: 'amqp_connected',
+  redisConnected: 'redis_connected',
+} as const;
+
+/** Outcomes of `messages_processed_total`; a bounded set so label cardinality stays fixed. */
+export const PROCESSING_OUTCOMES = ['ack', 'retry', 'dead_letter', 'duplicate', 'requeue'] as const;
+export type ProcessingOutcome = (typeof PROCESSING_OUTCOMES)[number];
+
+export type PublishOutcome = 'confirmed' | 'failed';
+
+/** Buckets from 1 ms to 60 s: handlers range from a Redis call to a slow downstream API. */
+export const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];

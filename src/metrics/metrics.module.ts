@@ -1,0 +1,63 @@
+import { Global, Module } from '@nestjs/common';
+import {
+  makeCounterProvider,
+  makeGaugeProvider,
+  makeHistogramProvider,
+  PrometheusModule,
+} from '@willsoto/nestjs-prometheus';
+import { collectDefaultMetrics, register } from 'prom-client';
+import { DURATION_BUCKETS, METRIC } from './metrics.constants';
+import { MessageMetrics } from './message.metrics';
+
+// prom-client keeps one global registry per process; registering the default collectors twice
+// (several apps in one test process) throws, so register them once.
+if (register.getSingleMetric('process_cpu_user_seconds_total') === undefined) {
+  collectDefaultMetrics();
+}
+
+const labels = ['queue', 'handler', 'outcome'];
+
+/** Every metric of the service is defined here and exposed on `GET /metrics`. */
+@Global()
+@Module({
+  imports: [PrometheusModule.register({ path: '/metrics', defaultMetrics: { enabled: false } })],
+  providers: [
+    makeCounterProvider({
+      name: METRIC.messagesReceived,
+      help: 'Messages delivered to this instance, per queue.',
+      labelNames: ['queue'],
+    }),
+    makeCounterProvider({
+      name: METRIC.messagesProcessed,
+      help: 'Messages settled, by queue, handler and outcome (ack|retry|dead_letter|duplicate|requeue).',
+      labelNames: labels,
+    }),
+    makeHistogramProvider({
+      name: METRIC.processingDuration,
+      help: 'Time from delivery to settlement, by queue, handler and outcome.',
+      labelNames: labels,
+      buckets: DURATION_BUCKETS,
+    }),
+    makeGaugeProvider({
+      name: METRIC.messagesInFlight,
+      help: 'Messages delivered and not yet settled, per queue.',
+      labelNames: ['queue'],
+    }),
+    makeCounterProvider({
+      name: METRIC.messagesPublished,
+      help: 'Publishes by exchange and outcome (confirmed|failed).',
+      labelNames: ['exchange', 'outcome'],
+    }),
+    makeGaugeProvider({
+      name: METRIC.amqpConnected,
+      help: '1 while the AMQP connection is open, else 0.',
+    }),
+    makeGaugeProvider({
+      name: METRIC.redisConnected,
+      help: '1 while the Redis connection is ready, else 0.',
+    }),
+    MessageMetrics,
+  ],
+  exports: [MessageMetrics],
+})
+export class MetricsModule {}

@@ -1,0 +1,93 @@
+import { EventEmitter } from 'node:events';
+import Redis from 'ioredis';
+import type { PinoLogger } from 'nestjs-pino';
+import { redactUrl } from '../config/secret-redaction';
+import type { MessageMetrics } from '../metrics/message.metrics';
+
+/** Commands fail after this long instead of hanging on a stalled server. */
+export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+
+type RedisEvents = { ready: []; down: [] };
+
+/**
+ * The Redis client of the process (ioredis) and its state. Commands fail fast while the link is
+ * down (no offline queue: a message must be handed back, not parked in memory), and the client
+ * reconnects by itself with capped, jittered backoff. `ready`/`down` let consumers pause intake.
+ */
+export class RedisConnection extends EventEmitter<RedisEvents> {
+  readonly client: Redis;
+  private failures = 0;
+  private closing = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly metrics: MessageMetrics,
+    private readonly logger: PinoLogger,
+  ) {
+    super();
+    this.client = new Redis(url, {
+      connectionName: 'message-processor',
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+      connectTimeout: 5_000,
+      enableAutoPipelining: true,
+      retryStrategy: (times) =>
+        Math.min(100 * 2 ** Math.min(times, 6), 5_000) * (0.5 + Math.random() / 2),
+    });
+    this.metrics.setRedisConnected(false);
+    this.client.on('ready', () => {
+      this.failures = 0;
+      this.metrics.setRedisConnected(true);
+      this.logger.info({ url: redactUrl(url) }, 'Redis ready');
+      this.emit('ready');
+    });
+    this.client.on('close', () => {
+      this.metrics.setRedisConnected(false);
+      if (!this.closing) this.emit('down');
+    });
+    this.client.on('error', (err: Error) => {
+      this.failures++;
+      if (this.failures === 1 || this.failures % 10 === 0) {
+        this.logger.warn(
+          { err, url: redactUrl(url), failures: this.failures, code: 'REDIS_ERROR' },
+          'Redis connection error; reconnecting',
+        );
+      }
+    });
+  }
+
+  isReady(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  /** PING with a short deadline, for readiness. */
+  async ping(timeoutMs: number): Promise<boolean> {
+    if (!this.isReady()) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.client.ping().then((r) => r === 'PONG'), deadline]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  describeUrl(): string {
+    return redactUrl(this.url);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+}

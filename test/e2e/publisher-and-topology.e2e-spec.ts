@@ -1,0 +1,89 @@
+import type { INestApplication } from '@nestjs/common';
+import amqplib from 'amqplib';
+import {
+  MessagePublisher,
+  PublisherBufferFullError,
+  PublishTimeoutError,
+} from '../../src/messaging';
+import { freePort } from './support/redis.server';
+import { metricValue, readiness, startApp } from './support/test-app';
+import { TestVhost } from './support/rabbitmq.vhost';
+import { waitFor } from './support/wait-for';
+
+describe('publisher while the broker is unreachable', () => {
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    app = await startApp({
+      AMQP_URL: `amqp://guest:guest@127.0.0.1:${await freePort()}`,
+      PUBLISH_BUFFER_LIMIT: '1',
+      PUBLISH_TIMEOUT_MS: '300',
+    });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('buffers up to the bound, then fails fast; a buffered publish times out', async () => {
+    const publisher = app.get(MessagePublisher);
+    const failed = await metricValue('messages_published_total', {
+      exchange: 'ledger',
+      outcome: 'failed',
+    });
+    const buffered = publisher.publish('ledger', 'transaction.created', { n: 1 });
+    await expect(
+      publisher.publish('ledger', 'transaction.created', { n: 2 }),
+    ).rejects.toBeInstanceOf(PublisherBufferFullError);
+    await expect(buffered).rejects.toBeInstanceOf(PublishTimeoutError);
+    expect(
+      await metricValue('messages_published_total', { exchange: 'ledger', outcome: 'failed' }),
+    ).toBe(failed + 2);
+    expect((await readiness(app)).status).toBe(503);
+  });
+});
+
+describe('a conflicting existing queue declaration', () => {
+  let vhost: TestVhost;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    vhost = await TestVhost.create('conflict');
+    // an operator created the queue as classic before this service (quorum by default) ran
+    const connection = await amqplib.connect(vhost.url());
+    const channel = await connection.createChannel();
+    await channel.assertQueue('ledger.transactions', {
+      durable: true,
+      arguments: {
+        'x-dead-letter-exchange': 'ledger.dlx',
+        'x-dead-letter-routing-key': 'ledger.transactions',
+      },
+    });
+    await connection.close();
+    app = await startApp({ AMQP_URL: vhost.url() });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await vhost?.delete();
+  });
+
+  it('keeps the service up and not-ready, naming the queue and the argument', async () => {
+    const ready = await waitFor('readiness to report the conflict', async () => {
+      const r = await readiness(app);
+      const consumers = r.body.details.amqp?.consumers as
+        { queue: string; error?: string }[] | undefined;
+      return consumers?.[0]?.error ? r : undefined;
+    });
+    expect(ready.status).toBe(503);
+    const [consumer] = ready.body.details.amqp.consumers as {
+      queue: string;
+      attached: boolean;
+      error: string;
+    }[];
+    expect(consumer.attached).toBe(false);
+    expect(consumer.error).toContain('"ledger.transactions"');
+    expect(consumer.error).toContain('"x-queue-type"');
+    expect(ready.body.details.amqp.connected).toBe(true);
+  });
+});

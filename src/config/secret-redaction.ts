@@ -8,6 +8,8 @@ const REDACTED = '***';
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
+    // "user:pw@host" parses with "user:" as its scheme and the password in the path
+    if (!parsed.host) return `${parsed.protocol}//${REDACTED}`;
     if (parsed.password) parsed.password = REDACTED;
     else if (parsed.username && parsed.protocol.startsWith('redis')) parsed.username = REDACTED;
     return parsed.toString();
@@ -23,10 +25,10 @@ export function secretsOf(urls: readonly string[]): string[] {
   for (const url of urls) {
     try {
       const parsed = new URL(url);
-      for (const raw of [
-        parsed.password,
-        parsed.protocol.startsWith('redis') ? parsed.username : '',
-      ]) {
+      // a Redis URL's user part alone is a password (legacy form); beside a password it is a name
+      const redisToken =
+        parsed.protocol.startsWith('redis') && !parsed.password ? parsed.username : '';
+      for (const raw of [parsed.password, redisToken]) {
         if (raw.length > 0) {
           secrets.add(raw);
           secrets.add(decodeURIComponent(raw));

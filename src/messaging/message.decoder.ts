@@ -64,9 +64,9 @@ function isJsonContentType(value: string): boolean {
   return mediaType === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
 }
 
-// Only pay for a reviver when a dangerous key can be present at all.
+// Only pay for a reviver when a dangerous key can be present at all (also spelled with \u escapes).
 function hasSuspiciousKey(text: string): boolean {
-  return text.includes('__proto__') || text.includes('prototype');
+  return text.includes('__proto__') || text.includes('prototype') || text.includes('\\u');
 }
 
 function rejectPrototypeKeys(this: unknown, key: string, value: unknown): unknown {

@@ -5,8 +5,13 @@
  */
 export function compileTopicPattern(pattern: string): (routingKey: string) => boolean {
   if (!pattern.includes('*') && !pattern.includes('#')) return (key) => key === pattern;
-  const words = pattern.split('.');
-  return (routingKey) => matchWords(words, 0, routingKey.split('.'), 0);
+  const words = toWords(pattern);
+  return (routingKey) => matchWords(words, 0, toWords(routingKey), 0);
+}
+
+// RabbitMQ treats the empty routing key as zero words: '#' matches it, '*' does not.
+function toWords(key: string): string[] {
+  return key === '' ? [] : key.split('.');
 }
 
 function matchWords(

@@ -1,0 +1,105 @@
+import { redactUrl, scrubSecrets, secretsOf } from '../../../src/config/secret-redaction';
+
+describe('redactUrl', () => {
+  it.each([
+    ['amqp://guest:guest@localhost:5672', 'amqp://guest:***@localhost:5672'],
+    [
+      'amqps://app:s3cret@rabbit.internal:5671/ledger',
+      'amqps://app:***@rabbit.internal:5671/ledger',
+    ],
+    ['amqp://app:p%40ss%3Aw0rd@rabbit:5672', 'amqp://app:***@rabbit:5672'],
+    ['redis://:pw@cache:6379', 'redis://:***@cache:6379'],
+    ['rediss://default:pw@cache:6380/2', 'rediss://default:***@cache:6380/2'],
+    ['redis://t0ken@cache:6379', 'redis://***@cache:6379'],
+  ])('hides the secret of %s', (url, redacted) => {
+    expect(redactUrl(url)).toBe(redacted);
+  });
+
+  it('leaves a URL without credentials as it is', () => {
+    expect(redactUrl('redis://cache:6379')).toBe('redis://cache:6379');
+    expect(redactUrl('amqp://rabbit:5672/%2F')).toBe('amqp://rabbit:5672/%2F');
+  });
+
+  it('keeps an AMQP user name, which is not a secret there', () => {
+    expect(redactUrl('amqp://guest@localhost')).toBe('amqp://guest@localhost');
+  });
+
+  it('reduces an unparsable URL to its scheme', () => {
+    expect(redactUrl('amqp://user:s3cret@host:notaport')).toBe('amqp://***');
+    expect(redactUrl('redis://user:s3cret@[bad')).toBe('redis://***');
+  });
+
+  it('reduces text without a scheme to the redaction mark', () => {
+    expect(redactUrl('not a url')).toBe('//***');
+    expect(redactUrl('')).toBe('//***');
+  });
+
+  // "user:s3cret@host" is a valid URL with scheme "user:" and an opaque path.
+  it('hides the password of a URL whose scheme was forgotten', () => {
+    expect(redactUrl('user:s3cret@rabbit:5672')).not.toContain('s3cret');
+  });
+});
+
+describe('secretsOf', () => {
+  it('collects passwords of every URL', () => {
+    expect(secretsOf(['amqp://a:one@h1', 'amqps://b:two@h2']).sort()).toEqual(['one', 'two']);
+  });
+
+  it('collects a percent-encoded password in both its raw and decoded forms', () => {
+    expect(secretsOf(['amqp://app:p%40ss%3Aw0rd@rabbit']).sort()).toEqual(
+      ['p%40ss%3Aw0rd', 'p@ss:w0rd'].sort(),
+    );
+  });
+
+  it('collects a Redis password given without a user name', () => {
+    expect(secretsOf(['redis://:pw@cache:6379'])).toEqual(['pw']);
+  });
+
+  it('collects a Redis token given as the user name', () => {
+    expect(secretsOf(['redis://t0ken@cache:6379'])).toEqual(['t0ken']);
+  });
+
+  it('does not treat an AMQP user name as a secret', () => {
+    expect(secretsOf(['amqp://guest@localhost'])).toEqual([]);
+  });
+
+  // With the common ACL form "redis://default:pw@host", scrubbing "default" would mangle every
+  // log line that contains the word.
+  it('does not treat a Redis ACL user name followed by a password as a secret', () => {
+    expect(secretsOf(['rediss://default:pw@cache:6380'])).toEqual(['pw']);
+  });
+
+  it('lists each secret once and ignores URLs without credentials or unparsable ones', () => {
+    expect(
+      secretsOf(['amqp://a:same@h1', 'amqp://b:same@h2', 'redis://cache', 'nonsense', '']),
+    ).toEqual(['same']);
+  });
+});
+
+describe('scrubSecrets', () => {
+  it('replaces every occurrence of each secret', () => {
+    expect(
+      scrubSecrets('connect to amqp://app:s3cret@h failed; retrying with s3cret', ['s3cret']),
+    ).toBe('connect to amqp://app:***@h failed; retrying with ***');
+  });
+
+  it('scrubs both forms of a percent-encoded password in free text', () => {
+    const secrets = secretsOf(['amqp://app:p%40ss@rabbit']);
+    const text = 'url amqp://app:p%40ss@rabbit rejected credentials p@ss';
+    const scrubbed = scrubSecrets(text, secrets);
+    expect(scrubbed).not.toContain('p%40ss');
+    expect(scrubbed).not.toContain('p@ss');
+    expect(scrubbed).toBe('url amqp://app:***@rabbit rejected credentials ***');
+  });
+
+  it('scrubs Redis passwords and tokens', () => {
+    const secrets = secretsOf(['redis://:pw-1@a:6379', 'redis://tok-2@b:6379']);
+    expect(scrubSecrets('AUTH pw-1 failed on a, tok-2 failed on b', secrets)).toBe(
+      'AUTH *** failed on a, *** failed on b',
+    );
+  });
+
+  it('leaves text alone when there are no secrets', () => {
+    expect(scrubSecrets('nothing to hide', [])).toBe('nothing to hide');
+  });
+});

@@ -61,7 +61,10 @@ export class MessagePublisher {
     );
   }
 
-  /** Serializes `payload` as JSON and publishes it; see the class doc for the guarantees. */
+  /**
+   * Serializes `payload` as JSON and publishes it, setting `messageId` (a UUID) and
+   * `correlationId` (the messageId) when absent; see the class doc for the guarantees.
+   */
   async publish(
     exchange: string,
     routingKey: string,
@@ -69,20 +72,30 @@ export class MessagePublisher {
     options: PublishOptions = {},
   ): Promise<PublishReceipt> {
     const content = Buffer.from(JSON.stringify(payload) ?? 'null');
-    return this.publishRaw(exchange, routingKey, content, {
+    const messageId = options.messageId ?? randomUUID();
+    const correlationId = options.correlationId ?? messageId;
+    await this.publishRaw(exchange, routingKey, content, {
       contentType: 'application/json',
       ...options,
+      messageId,
+      correlationId,
     });
+    return { messageId, correlationId };
   }
 
-  /** Publishes a body as is (the dead-letter and replay paths keep the original bytes). */
+  /**
+   * Publishes a body with exactly the given properties: nothing is generated, so a dead-letter
+   * copy of a message that had no messageId has none either (and cannot be replayed into a
+   * deduplicating handler by accident). Same confirm semantics as {@link publish}.
+   */
   async publishRaw(
     exchange: string,
     routingKey: string,
     content: Buffer,
     options: PublishOptions = {},
-  ): Promise<PublishReceipt> {
+  ): Promise<void> {
     const { timeoutMs, mandatory = true, ...rest } = options;
+    const timeout = timeoutMs ?? this.config.publishTimeoutMs;
     if (
       !this.connection.isConnected() &&
       this.channel.queueLength() >= this.config.publishBufferLimit
@@ -94,9 +107,7 @@ export class MessagePublisher {
         routingKey,
       );
     }
-    const messageId = rest.messageId ?? randomUUID();
-    const correlationId = rest.correlationId ?? messageId;
-    const key = identity(exchange, routingKey, messageId);
+    const key = identity(exchange, routingKey, rest.messageId);
     const entry = this.pending.get(key) ?? { count: 0, returned: 0 };
     entry.count++;
     this.pending.set(key, entry);
@@ -106,10 +117,8 @@ export class MessagePublisher {
         persistent: true,
         timestamp: Math.floor(Date.now() / 1000),
         ...rest,
-        messageId,
-        correlationId,
         mandatory,
-        timeout: timeoutMs ?? this.config.publishTimeoutMs,
+        timeout,
       });
       // RabbitMQ sends basic.return before the basic.ack of the same message
       if (entry.returned > 0) {
@@ -118,7 +127,7 @@ export class MessagePublisher {
       }
     } catch (error) {
       this.metrics.messagePublished(exchange, 'failed');
-      throw toPublishError(error, exchange, routingKey, timeoutMs ?? this.config.publishTimeoutMs);
+      throw toPublishError(error, exchange, routingKey, timeout);
     } finally {
       entry.count--;
       if (entry.count === 0) this.pending.delete(key);
@@ -132,7 +141,6 @@ export class MessagePublisher {
       );
     }
     this.metrics.messagePublished(exchange, 'confirmed');
-    return { messageId, correlationId };
   }
 
   private onReturn(message: Message): void {
@@ -150,8 +158,10 @@ export class MessagePublisher {
   }
 }
 
-function identity(exchange: string, routingKey: string, messageId: string): string {
-  return `${exchange}\u0000${routingKey}\u0000${messageId}`;
+// Returns are matched to publishes by exchange, routing key and messageId; publishes without a
+// messageId share a key, which is sound because they are routable or not alike.
+function identity(exchange: string, routingKey: string, messageId: string | undefined): string {
+  return `${exchange}\u0000${routingKey}\u0000${messageId ?? ''}`;
 }
 
 function toPublishError(

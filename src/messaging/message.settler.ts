@@ -3,7 +3,7 @@ import type { ProcessingOutcome } from '../metrics/metrics.constants';
 import type { MessageLogFields } from './message.context';
 import { decideFate, type Fate, type ProcessingResult } from './message.fate';
 import { HEADER, MAX_EXCEPTION_MESSAGE_CHARS, MAX_STACKTRACE_CHARS } from './messaging.constants';
-import type { PublishOptions, PublishReceipt } from './message.publisher';
+import type { PublishOptions } from './message.publisher';
 import { NonRetryableError } from './messaging.errors';
 import { topologyNames } from './queue.topology';
 
@@ -27,7 +27,7 @@ export interface SettlerDeps {
       routingKey: string,
       content: Buffer,
       options: PublishOptions,
-    ): Promise<PublishReceipt>;
+    ): Promise<void>;
   };
   readonly metrics: {
     messageSettled(

@@ -1,0 +1,89 @@
+import { redactUrl } from '../config/secret-redaction';
+import { connectForCli } from './cli-amqp.connection';
+import type { CliEnv } from './cli-args';
+import { describeCliError } from './cli-error.formatter';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LIST_LIMIT } from './cli.constants';
+import { CliUsageError } from './cli.errors';
+import { DLQ_REPLAY_USAGE, parseDlqReplayArgs, type DlqReplayOptions } from './dlq-replay.args';
+import { formatDlqReplayReport } from './dlq-replay.formatter';
+import { replayDeadLetters } from './dlq-replay.runner';
+import { createProgressReporter, type ProgressReporter } from './progress.reporter';
+
+/** amqplib's default user when the URL names none. */
+const DEFAULT_AMQP_USER = 'guest';
+
+async function main(argv: readonly string[], env: CliEnv): Promise<number> {
+  let options: DlqReplayOptions;
+  try {
+    const command = parseDlqReplayArgs(argv, env);
+    if (command.kind === 'help') {
+      process.stdout.write(`${DLQ_REPLAY_USAGE}\n`);
+      return EXIT_OK;
+    }
+    options = command.options;
+  } catch (err) {
+    if (!(err instanceof CliUsageError)) throw err;
+    process.stderr.write(`error: ${err.message}\n(run with --help for the options)\n`);
+    return EXIT_USAGE;
+  }
+
+  try {
+    return await run(options);
+  } catch (err) {
+    process.stderr.write(`dlq:replay failed: ${describeCliError(err, [options.url])}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+async function run(options: DlqReplayOptions): Promise<number> {
+  const stop = new AbortController();
+  const onSigint = (): void => {
+    if (stop.signal.aborted) process.exit(EXIT_INTERRUPTED);
+    process.stderr.write('stopping after the current message (Ctrl-C again to quit at once)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onSigint);
+
+  process.stderr.write(
+    `${options.dryRun ? 'dry run: reading' : 'replaying'} ${options.dlq} at ${redactUrl(options.url)}` +
+      `${options.exceptionType === undefined ? '' : ` (only x-exception-type ${options.exceptionType})`}\n`,
+  );
+  const model = await connectForCli(options.url, 'dlq-replay-cli');
+  model.on('error', (err: Error) => process.stderr.write(`connection error: ${err.message}\n`));
+  model.on('blocked', (reason: string) =>
+    process.stderr.write(`broker blocked publishing (${reason}); waiting for it to recover\n`),
+  );
+  let progress: ProgressReporter | undefined;
+  let budget = 0;
+  try {
+    const result = await replayDeadLetters(model, options, {
+      signal: stop.signal,
+      publishingUser: decodeURIComponent(new URL(options.url).username) || DEFAULT_AMQP_USER,
+      onStart: (total) => {
+        budget = total;
+        if (total >= LIST_LIMIT) progress = createProgressReporter('dlq:replay', total);
+      },
+      onExamined: () => progress?.increment(),
+    });
+    progress?.stop();
+    process.stdout.write(
+      formatDlqReplayReport(result, { dlq: options.dlq, dryRun: options.dryRun, budget }),
+    );
+    if (result.failures.length > 0) return EXIT_FAILURE;
+    return result.interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+  } finally {
+    progress?.stop();
+    process.off('SIGINT', onSigint);
+    await model.close().catch(() => undefined);
+  }
+}
+
+main(process.argv.slice(2), process.env).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`dlq:replay crashed: ${describeCliError(err, [])}\n`);
+    process.exitCode = EXIT_FAILURE;
+  },
+);

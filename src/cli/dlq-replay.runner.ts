@@ -1,0 +1,224 @@
+import type { Channel, ChannelModel, ConfirmChannel, GetMessage, Message, Options } from 'amqplib';
+import { messageOf } from './cli-error.formatter';
+import { assertExchangeExists, queueDepth } from './cli-amqp.connection';
+import { vhostOf } from './cli-args';
+import {
+  ExchangeNotFoundError,
+  PublishNotConfirmedError,
+  QueueNotFoundError,
+  UnroutableMessageError,
+} from './cli.errors';
+import type { DlqReplayOptions } from './dlq-replay.args';
+import {
+  matchesExceptionType,
+  replayPublishOptions,
+  replayTargetOf,
+  summarizeDeadLetter,
+  type DeadLetterSummary,
+  type ReplayTarget,
+} from './dlq-replay.message';
+
+/** A copy the broker neither confirms nor nacks within this time is treated as failed. */
+const CONFIRM_TIMEOUT_MS = 30_000;
+
+export interface DlqReplayHooks {
+  /** Stops after the message in hand (Ctrl-C). */
+  readonly signal: AbortSignal;
+  /** The user the connection authenticates as (see `replayPublishOptions`). */
+  readonly publishingUser: string;
+  /** Called with the number of dead letters to examine, before the first one. */
+  readonly onStart?: (budget: number) => void;
+  /** Called after each dead letter examined. */
+  readonly onExamined?: () => void;
+}
+
+export interface ReplayFailure {
+  readonly message: DeadLetterSummary;
+  readonly error: Error;
+}
+
+export interface DlqReplayResult {
+  /** Ready messages in the DLQ when the run started. */
+  readonly depthAtStart: number;
+  readonly examined: number;
+  /** Republished, confirmed, and acked on the DLQ (empty on a dry run). */
+  readonly moved: readonly DeadLetterSummary[];
+  /** On a dry run: the dead letters that would have been moved. */
+  readonly wouldMove: readonly DeadLetterSummary[];
+  /** Not matching `--exception-type`; handed back to the DLQ. */
+  readonly skipped: number;
+  /** Dead letters whose copy was not confirmed; all were handed back to the DLQ. */
+  readonly failures: readonly ReplayFailure[];
+  /** A failure that dooms the next publishes too (nack, timeout, closed channel) ended the run. */
+  readonly stoppedByFailure: boolean;
+  readonly interrupted: boolean;
+}
+
+/**
+ * Moves dead letters from `options.dlq` back to their original exchange and routing key. Reads at
+ * most the depth found at start (or `--limit`) with basic.get, so messages handed back can never
+ * be read twice; each copy is published with confirm + mandatory, one at a time, and the dead
+ * letter is acked only after its copy was confirmed. Messages held back (filtered out, dry run,
+ * not confirmed) are nacked with requeue together at the end, not one by one, for the same reason.
+ */
+export async function replayDeadLetters(
+  model: ChannelModel,
+  options: DlqReplayOptions,
+  hooks: DlqReplayHooks,
+): Promise<DlqReplayResult> {
+  const depthAtStart = await queueDepth(model, options.dlq);
+  if (depthAtStart === undefined) throw new QueueNotFoundError(options.dlq, vhostOf(options.url));
+  const budget = Math.min(depthAtStart, options.limit ?? depthAtStart);
+  hooks.onStart?.(budget);
+
+  const getChannel = await model.createChannel();
+  let getChannelClosed = false;
+  getChannel.on('close', () => {
+    getChannelClosed = true;
+  });
+  // The failing operation reports the error; without a listener an 'error' event would crash us.
+  getChannel.on('error', () => undefined);
+  const publishChannel = options.dryRun ? undefined : await model.createConfirmChannel();
+  publishChannel?.on('error', () => undefined);
+  const exchangeChecks = new Map<string, Promise<void>>();
+  const held: GetMessage[] = [];
+  const moved: DeadLetterSummary[] = [];
+  const wouldMove: DeadLetterSummary[] = [];
+  let examined = 0;
+  let skipped = 0;
+  const failures: ReplayFailure[] = [];
+  let stoppedByFailure = false;
+
+  try {
+    while (examined < budget && !hooks.signal.aborted) {
+      const message = await getChannel.get(options.dlq, { noAck: false });
+      if (message === false) break;
+      examined++;
+      const target = replayTargetOf(message, options.queue, options.direct);
+      const summary = summarizeDeadLetter(message, target);
+
+      if (!matchesExceptionType(message, options.exceptionType)) {
+        held.push(message);
+        skipped++;
+      } else if (publishChannel === undefined) {
+        held.push(message);
+        wouldMove.push(summary);
+      } else {
+        try {
+          const check =
+            exchangeChecks.get(target.exchange) ??
+            assertExchangeExists(
+              model,
+              target.exchange,
+              options.url,
+              'recreate it, or replay with --direct to publish straight to the queue',
+            );
+          exchangeChecks.set(target.exchange, check);
+          await check;
+          await publishConfirmed(
+            publishChannel,
+            target,
+            message.content,
+            replayPublishOptions(message, new Date(), hooks.publishingUser),
+          );
+        } catch (err) {
+          // Handed back with the others at the end, so this run cannot read it again.
+          held.push(message);
+          failures.push({
+            message: summary,
+            error: err instanceof Error ? err : new Error(messageOf(err)),
+          });
+          // An unroutable key or a deleted exchange concerns this message only; anything else
+          // (nack, timeout, closed channel) would fail the next publishes too.
+          if (err instanceof UnroutableMessageError || err instanceof ExchangeNotFoundError) {
+            hooks.onExamined?.();
+            continue;
+          }
+          stoppedByFailure = true;
+          break;
+        }
+        getChannel.ack(message);
+        moved.push(summary);
+      }
+      hooks.onExamined?.();
+    }
+  } finally {
+    // On a closed channel the broker has already requeued every unacked message.
+    if (!getChannelClosed) {
+      for (const message of held) getChannel.nack(message, false, true);
+      await settleAndClose(getChannel, options.dlq);
+    }
+    await publishChannel?.close().catch(() => undefined);
+  }
+
+  return {
+    depthAtStart,
+    examined,
+    moved,
+    wouldMove,
+    skipped,
+    failures,
+    stoppedByFailure,
+    interrupted: hooks.signal.aborted && examined < budget,
+  };
+}
+
+/**
+ * Acks and nacks are fire-and-forget: a channel closed right after them can lose some, and the
+ * broker would then redeliver (DESIGN §9). A round trip first proves they reached the broker.
+ */
+async function settleAndClose(channel: Channel, queue: string): Promise<void> {
+  try {
+    await channel.checkQueue(queue);
+    await channel.close();
+  } catch {
+    // The channel or connection is already gone: the broker requeues whatever was unsettled.
+  }
+}
+
+/** Publishes one message and resolves once the broker confirmed it and did not return it. */
+function publishConfirmed(
+  channel: ConfirmChannel,
+  target: ReplayTarget,
+  content: Buffer,
+  options: Options.Publish,
+): Promise<void> {
+  const messageId = typeof options.messageId === 'string' ? options.messageId : undefined;
+  return new Promise<void>((resolve, reject) => {
+    let returned: string | undefined;
+    const onReturn = (message: Message): void => {
+      const fields: Readonly<Record<string, unknown>> = { ...message.fields };
+      returned = `${String(fields.replyCode)} ${String(fields.replyText)}`;
+    };
+    const timer = setTimeout(
+      () =>
+        settle(
+          new PublishNotConfirmedError(messageId, `no confirm within ${CONFIRM_TIMEOUT_MS} ms`),
+        ),
+      CONFIRM_TIMEOUT_MS,
+    );
+    const settle = (err: Error | undefined): void => {
+      clearTimeout(timer);
+      channel.off('return', onReturn);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    // One publish in flight at a time, so a return seen before the confirm is this message's.
+    channel.on('return', onReturn);
+    try {
+      channel.publish(target.exchange, target.routingKey, content, options, (err: unknown) => {
+        if (err !== null && err !== undefined) {
+          settle(new PublishNotConfirmedError(messageId, messageOf(err)));
+        } else if (returned !== undefined) {
+          settle(
+            new UnroutableMessageError(messageId, target.exchange, target.routingKey, returned),
+          );
+        } else {
+          settle(undefined);
+        }
+      });
+    } catch (err) {
+      settle(err instanceof Error ? err : new Error(messageOf(err)));
+    }
+  });
+}

@@ -1,0 +1,230 @@
+import { writeFile } from 'node:fs/promises';
+import type { ChannelModel } from 'amqplib';
+import { redactUrl } from '../config/secret-redaction';
+import { assertExchangeExists, connectForCli, queueDepth } from './cli-amqp.connection';
+import type { CliEnv } from './cli-args';
+import { describeCliError } from './cli-error.formatter';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  LIST_LIMIT,
+  VERIFY_POLL_INTERVAL_MS,
+} from './cli.constants';
+import { CliUsageError } from './cli.errors';
+import { verifyLedgerBalances, type VerifyResult } from './ledger-balance.verifier';
+import {
+  formatPublishReport,
+  messagesPerSecond,
+  publishReportJson,
+  type PublishReport,
+} from './ledger-report.formatter';
+import { balancesOf, planLedgerTraffic, type LedgerTrafficPlan } from './ledger-traffic.plan';
+import { publishLedgerTraffic, type LedgerTrafficResult } from './ledger-traffic.publisher';
+import { PUBLISH_USAGE, parsePublishArgs, type PublishOptions } from './publish.args';
+import { NO_PROGRESS, createProgressReporter } from './progress.reporter';
+
+/** How many unroutable / unconfirmed messages are listed before the rest are only counted. */
+const FAILURES_LISTED = 10;
+
+async function main(argv: readonly string[], env: CliEnv): Promise<number> {
+  let options: PublishOptions;
+  try {
+    const command = parsePublishArgs(argv, env);
+    if (command.kind === 'help') {
+      process.stdout.write(`${PUBLISH_USAGE}\n`);
+      return EXIT_OK;
+    }
+    options = command.options;
+  } catch (err) {
+    if (!(err instanceof CliUsageError)) throw err;
+    process.stderr.write(`error: ${err.message}\n(run with --help for the options)\n`);
+    return EXIT_USAGE;
+  }
+
+  try {
+    return await run(options);
+  } catch (err) {
+    process.stderr.write(
+      `publish failed: ${describeCliError(err, [options.url, options.redisUrl])}\n`,
+    );
+    return EXIT_FAILURE;
+  }
+}
+
+async function run(options: PublishOptions): Promise<number> {
+  const plan = planLedgerTraffic(options);
+  const total = plan.firstPhase.length + plan.duplicatePhase.length;
+  process.stderr.write(
+    `run ${plan.runId}: publishing ${options.count} transactions over ${options.accounts} accounts, ` +
+      `${options.duplicates} duplicates, ${options.malformed} malformed to ${redactUrl(options.url)}\n`,
+  );
+
+  const model = await connectForCli(options.url, 'publish-cli');
+  model.on('error', (err: Error) => process.stderr.write(`connection error: ${err.message}\n`));
+  model.on('blocked', (reason: string) =>
+    process.stderr.write(`broker blocked publishing (${reason}); waiting for it to recover\n`),
+  );
+  try {
+    await assertExchangeExists(
+      model,
+      options.exchange,
+      options.url,
+      'start the service once so it declares its topology, or fix --exchange or the vhost in --url',
+    );
+    const dlqBefore = options.verify ? await queueDepth(model, options.dlq) : undefined;
+
+    const progress = total >= LIST_LIMIT ? createProgressReporter('publish', total) : NO_PROGRESS;
+    let result: LedgerTrafficResult;
+    try {
+      result = await publishLedgerTraffic(model, plan, options, () => progress.increment());
+    } finally {
+      progress.stop();
+    }
+
+    const report = buildReport(plan, result, options);
+    process.stdout.write(formatPublishReport(report));
+    if (options.expectFile !== undefined) {
+      await writeFile(
+        options.expectFile,
+        `${JSON.stringify(publishReportJson(report), null, 2)}\n`,
+      );
+      process.stderr.write(`expected balances written to ${options.expectFile}\n`);
+    }
+    const published = reportPublishFailures(result);
+
+    if (!options.verify) return published ? EXIT_OK : EXIT_FAILURE;
+    const verified = await verify(options, report.expectedBalances);
+    await reportDlqDepth(model, options, dlqBefore);
+    return published && verified ? EXIT_OK : EXIT_FAILURE;
+  } finally {
+    await model.close().catch(() => undefined);
+  }
+}
+
+function buildReport(
+  plan: LedgerTrafficPlan,
+  result: LedgerTrafficResult,
+  options: PublishOptions,
+): PublishReport {
+  const delivered = plan.transactions.filter((tx) => result.confirmedMessageIds.has(tx.messageId));
+  // Only what the broker took can be applied; a transaction lost in a nack or return is not owed.
+  const expectedBalances =
+    delivered.length === plan.transactions.length
+      ? plan.expectedBalances
+      : balancesOf(plan.accountIds, delivered);
+  return {
+    runId: plan.runId,
+    url: redactUrl(options.url),
+    exchange: options.exchange,
+    routingKey: options.routingKey,
+    durationMs: result.durationMs,
+    messagesPerSecond: messagesPerSecond(result.published, result.durationMs),
+    valid: plan.transactions.length,
+    duplicates: plan.duplicatePhase.length,
+    malformed: options.malformed,
+    malformedByKind: plan.malformedByKind,
+    unroutable: result.returned.length,
+    unconfirmed: result.unconfirmed.length,
+    expectedBalances,
+    expectedTotal: delivered.reduce((sum, tx) => sum + tx.amountCents, 0),
+  };
+}
+
+/** Prints what the broker did not take; true when it took everything. */
+function reportPublishFailures(result: LedgerTrafficResult): boolean {
+  for (const returned of result.returned.slice(0, FAILURES_LISTED)) {
+    process.stderr.write(
+      `unroutable: message ${returned.messageId ?? '(no messageId)'} to exchange ` +
+        `"${returned.exchange}" with routing key "${returned.routingKey}" was returned (${returned.reply})\n`,
+    );
+  }
+  for (const lost of result.unconfirmed.slice(0, FAILURES_LISTED)) {
+    process.stderr.write(
+      `not confirmed: message ${lost.messageId ?? '(no messageId)'}: ${lost.reason}\n`,
+    );
+  }
+  const failures = result.returned.length + result.unconfirmed.length;
+  const notPublished = result.published - result.acked - result.unconfirmed.length;
+  if (failures > 2 * FAILURES_LISTED) process.stderr.write(`… ${failures} failures in all\n`);
+  if (failures > 0 || notPublished > 0) {
+    process.stderr.write(
+      `publish incomplete: ${result.returned.length} unroutable, ${result.unconfirmed.length} ` +
+        'not confirmed; the expected balances above count only confirmed transactions\n',
+    );
+    return false;
+  }
+  return true;
+}
+
+async function verify(
+  options: PublishOptions,
+  expected: ReadonlyMap<string, number>,
+): Promise<boolean> {
+  process.stderr.write(
+    `verifying ${expected.size} balances in ${redactUrl(options.redisUrl)} ` +
+      `(timeout ${options.timeoutSeconds} s)\n`,
+  );
+  const progress = createProgressReporter('accounts matching', expected.size);
+  let result: VerifyResult;
+  try {
+    result = await verifyLedgerBalances(options.redisUrl, expected, {
+      timeoutMs: options.timeoutSeconds * 1000,
+      pollIntervalMs: VERIFY_POLL_INTERVAL_MS,
+      onPoll: (matching) => progress.update(matching),
+    });
+  } finally {
+    progress.stop();
+  }
+
+  const seconds = (result.elapsedMs / 1000).toFixed(1);
+  if (result.matched) {
+    process.stdout.write(`verify: all ${expected.size} balances match after ${seconds} s\n`);
+    return true;
+  }
+  process.stdout.write(
+    result.balancesRead
+      ? `verify: ${result.mismatches.length} of ${expected.size} balances still differ after ${seconds} s\n`
+      : `verify: could not read the balances from Redis within ${seconds} s\n`,
+  );
+  for (const mismatch of result.mismatches.slice(0, LIST_LIMIT)) {
+    process.stdout.write(
+      `  ${mismatch.accountId}: expected ${mismatch.expected}, found ${String(mismatch.actual)}\n`,
+    );
+  }
+  if (result.lastError !== undefined) {
+    process.stdout.write(
+      `  last Redis error: ${describeCliError(new Error(result.lastError), [options.redisUrl])}\n`,
+    );
+  }
+  return false;
+}
+
+async function reportDlqDepth(
+  model: ChannelModel,
+  options: PublishOptions,
+  before: number | undefined,
+): Promise<void> {
+  const depth = await queueDepth(model, options.dlq);
+  if (depth === undefined) {
+    process.stdout.write(`dlq: queue "${options.dlq}" does not exist\n`);
+    return;
+  }
+  const delta =
+    before === undefined
+      ? ''
+      : ` (${depth - before >= 0 ? '+' : ''}${depth - before} during this run)`;
+  process.stdout.write(
+    `dlq: "${options.dlq}" holds ${depth} messages${delta}; this run published ${options.malformed} malformed\n`,
+  );
+}
+
+main(process.argv.slice(2), process.env).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`publish crashed: ${describeCliError(err, [])}\n`);
+    process.exitCode = EXIT_FAILURE;
+  },
+);

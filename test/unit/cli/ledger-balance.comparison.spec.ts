@@ -1,0 +1,47 @@
+import { compareBalances, ledgerBalanceKey } from '../../../src/cli/ledger-balance.comparison';
+
+describe('compareBalances', () => {
+  const expected = new Map([
+    ['acc-1', 100],
+    ['acc-2', 0],
+    ['acc-3', -50],
+  ]);
+
+  it('matches when every stored balance equals the expected one, a missing key counting as 0', () => {
+    const actual = new Map<string, string | null>([
+      ['acc-1', '100'],
+      ['acc-2', null],
+      ['acc-3', '-50'],
+    ]);
+    expect(compareBalances(expected, actual)).toEqual([]);
+  });
+
+  it('reports each differing account with what was found', () => {
+    const actual = new Map<string, string | null>([
+      ['acc-1', '90'],
+      ['acc-2', '7'],
+    ]);
+    expect(compareBalances(expected, actual)).toEqual([
+      { accountId: 'acc-1', expected: 100, actual: 90 },
+      { accountId: 'acc-2', expected: 0, actual: 7 },
+      { accountId: 'acc-3', expected: -50, actual: 0 },
+    ]);
+  });
+
+  it('reports a value that is not an integer as found', () => {
+    const actual = new Map<string, string | null>([
+      ['acc-1', '100.0'],
+      ['acc-2', null],
+      ['acc-3', '-50'],
+    ]);
+    expect(compareBalances(expected, actual)).toEqual([
+      { accountId: 'acc-1', expected: 100, actual: '100.0' },
+    ]);
+  });
+});
+
+describe('ledgerBalanceKey', () => {
+  it('is the key the ledger handler writes (DESIGN §11)', () => {
+    expect(ledgerBalanceKey('acc-42')).toBe('ledger:balance:acc-42');
+  });
+});

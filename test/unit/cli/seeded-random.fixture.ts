@@ -1,0 +1,17 @@
+/** mulberry32: a tiny deterministic PRNG, so plans in tests are reproducible. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Predictable unique ids: `id-0`, `id-1`, … */
+export function sequentialIds(prefix = 'id'): () => string {
+  let next = 0;
+  return () => `${prefix}-${next++}`;
+}

@@ -1,9 +1,7 @@
 import { redactUrl } from '../config/secret-redaction';
 import { connectForCli } from './cli-amqp.connection';
-import type { CliEnv } from './cli-args';
-import { describeCliError } from './cli-error.formatter';
-import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LIST_LIMIT } from './cli.constants';
-import { CliUsageError } from './cli.errors';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, LIST_LIMIT } from './cli.constants';
+import { runCli } from './cli.entrypoint';
 import { DLQ_REPLAY_USAGE, parseDlqReplayArgs, type DlqReplayOptions } from './dlq-replay.args';
 import { formatDlqReplayReport } from './dlq-replay.formatter';
 import { replayDeadLetters } from './dlq-replay.runner';
@@ -11,29 +9,6 @@ import { createProgressReporter, type ProgressReporter } from './progress.report
 
 /** amqplib's default user when the URL names none. */
 const DEFAULT_AMQP_USER = 'guest';
-
-async function main(argv: readonly string[], env: CliEnv): Promise<number> {
-  let options: DlqReplayOptions;
-  try {
-    const command = parseDlqReplayArgs(argv, env);
-    if (command.kind === 'help') {
-      process.stdout.write(`${DLQ_REPLAY_USAGE}\n`);
-      return EXIT_OK;
-    }
-    options = command.options;
-  } catch (err) {
-    if (!(err instanceof CliUsageError)) throw err;
-    process.stderr.write(`error: ${err.message}\n(run with --help for the options)\n`);
-    return EXIT_USAGE;
-  }
-
-  try {
-    return await run(options);
-  } catch (err) {
-    process.stderr.write(`dlq:replay failed: ${describeCliError(err, [options.url])}\n`);
-    return EXIT_FAILURE;
-  }
-}
 
 async function run(options: DlqReplayOptions): Promise<number> {
   const stop = new AbortController();
@@ -78,12 +53,14 @@ async function run(options: DlqReplayOptions): Promise<number> {
   }
 }
 
-main(process.argv.slice(2), process.env).then(
-  (code) => {
-    process.exitCode = code;
+runCli(
+  {
+    name: 'dlq:replay',
+    usage: DLQ_REPLAY_USAGE,
+    parse: parseDlqReplayArgs,
+    run,
+    secretUrls: (options) => [options.url],
   },
-  (err: unknown) => {
-    process.stderr.write(`dlq:replay crashed: ${describeCliError(err, [])}\n`);
-    process.exitCode = EXIT_FAILURE;
-  },
+  process.argv.slice(2),
+  process.env,
 );

@@ -2,16 +2,9 @@ import { writeFile } from 'node:fs/promises';
 import type { ChannelModel } from 'amqplib';
 import { redactUrl } from '../config/secret-redaction';
 import { assertExchangeExists, connectForCli, queueDepth } from './cli-amqp.connection';
-import type { CliEnv } from './cli-args';
+import { EXIT_FAILURE, EXIT_OK, LIST_LIMIT, VERIFY_POLL_INTERVAL_MS } from './cli.constants';
 import { describeCliError } from './cli-error.formatter';
-import {
-  EXIT_FAILURE,
-  EXIT_OK,
-  EXIT_USAGE,
-  LIST_LIMIT,
-  VERIFY_POLL_INTERVAL_MS,
-} from './cli.constants';
-import { CliUsageError } from './cli.errors';
+import { runCli } from './cli.entrypoint';
 import { verifyLedgerBalances, type VerifyResult } from './ledger-balance.verifier';
 import {
   formatPublishReport,
@@ -26,31 +19,6 @@ import { NO_PROGRESS, createProgressReporter } from './progress.reporter';
 
 /** How many unroutable / unconfirmed messages are listed before the rest are only counted. */
 const FAILURES_LISTED = 10;
-
-async function main(argv: readonly string[], env: CliEnv): Promise<number> {
-  let options: PublishOptions;
-  try {
-    const command = parsePublishArgs(argv, env);
-    if (command.kind === 'help') {
-      process.stdout.write(`${PUBLISH_USAGE}\n`);
-      return EXIT_OK;
-    }
-    options = command.options;
-  } catch (err) {
-    if (!(err instanceof CliUsageError)) throw err;
-    process.stderr.write(`error: ${err.message}\n(run with --help for the options)\n`);
-    return EXIT_USAGE;
-  }
-
-  try {
-    return await run(options);
-  } catch (err) {
-    process.stderr.write(
-      `publish failed: ${describeCliError(err, [options.url, options.redisUrl])}\n`,
-    );
-    return EXIT_FAILURE;
-  }
-}
 
 async function run(options: PublishOptions): Promise<number> {
   const plan = planLedgerTraffic(options);
@@ -219,12 +187,14 @@ async function reportDlqDepth(
   );
 }
 
-main(process.argv.slice(2), process.env).then(
-  (code) => {
-    process.exitCode = code;
+runCli(
+  {
+    name: 'publish',
+    usage: PUBLISH_USAGE,
+    parse: parsePublishArgs,
+    run,
+    secretUrls: (options) => [options.url, options.redisUrl],
   },
-  (err: unknown) => {
-    process.stderr.write(`publish crashed: ${describeCliError(err, [])}\n`);
-    process.exitCode = EXIT_FAILURE;
-  },
+  process.argv.slice(2),
+  process.env,
 );

@@ -12,6 +12,7 @@ export default tseslint.config(
       'node_modules/',
       'eslint.config.mjs',
       'jest.config.js',
+      'test/**/*.js',
     ],
   },
   eslint.configs.recommended,

@@ -15,6 +15,9 @@ export {
   PublishNackedError,
   PublishTimeoutError,
   PublisherBufferFullError,
+  RetryAfterError,
+  DeliveryLimitError,
   UnroutableMessageError,
 } from './messaging.errors';
 export { MessagingModule } from './messaging.module';
+export type { RetryOptions } from './retry.policy';

@@ -18,8 +18,9 @@ import { MessageValidationPipe } from './message-validation.pipe';
  * Without parameter decorators, the first parameter is the payload (validated by
  * {@link MessageValidationPipe} when its type is a class) and the second the context. With
  * `@Payload(...pipes)` / `@Ctx()` from `@nestjs/microservices`, you choose the pipes yourself.
- * The method resolves to succeed (ack), throws to fail (dead-letter, or hand back when a
- * dependency is down), or returns `AlreadyProcessed`.
+ * The method resolves to succeed (ack), throws to fail (retried with backoff, dead-lettered when
+ * non-retryable or out of attempts, handed back when a dependency is down), or returns
+ * `AlreadyProcessed`.
  */
 export function MessageHandler(options: MessageHandlerOptions): MethodDecorator {
   return applyDecorators(SetMetadata(MESSAGE_HANDLER_METADATA, options), defaultParameters());

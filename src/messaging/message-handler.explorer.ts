@@ -3,7 +3,7 @@ import { type ConfigType } from '@nestjs/config';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
-import { amqpConfig } from '../config/app.config';
+import { amqpConfig, processingConfig } from '../config/app.config';
 import { MESSAGE_HANDLER_METADATA } from './messaging.constants';
 import { HandlerConfigurationError } from './messaging.errors';
 import type {
@@ -14,6 +14,7 @@ import type {
 import type { MessageContext } from './message.context';
 import { MessageParamsFactory } from './message-params.factory';
 import { compileTopicPattern } from './routing-key.matcher';
+import { delayTiers, resolveRetryPolicy } from './retry.policy';
 
 /**
  * Finds every `@MessageHandler()` method on the application's providers (the pattern of
@@ -32,6 +33,7 @@ export class MessageHandlerExplorer {
     private readonly reflector: Reflector,
     private readonly contextCreator: ExternalContextCreator,
     @Inject(amqpConfig.KEY) private readonly config: ConfigType<typeof amqpConfig>,
+    @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
   ) {}
 
   explore(): QueueBinding[] {
@@ -79,6 +81,9 @@ export class MessageHandlerExplorer {
         );
       }
     }
+    if (options.nonRetryable?.some((type) => typeof type !== 'function')) {
+      throw new HandlerConfigurationError(`${id}: "nonRetryable" must list error classes`);
+    }
     if (
       options.prefetch !== undefined &&
       (!Number.isInteger(options.prefetch) || options.prefetch < 1)
@@ -107,6 +112,8 @@ export class MessageHandlerExplorer {
         prefetch: options.prefetch,
         idempotent: options.idempotent ?? true,
         commitsMarker: options.commitsMarker ?? false,
+        retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
+        nonRetryable: options.nonRetryable ?? [],
       },
       matches: (key) => matchers.some((m) => m(key)),
       invoke,
@@ -147,5 +154,8 @@ export function groupByQueue(
     routingKeys: [...new Set(list.flatMap((h) => h.options.routingKeys))],
     prefetch: Math.max(...list.map((h) => h.options.prefetch ?? defaultPrefetch)),
     handlers: list,
+    retryTiers: [...new Set(list.flatMap((h) => delayTiers(h.options.retry)))].sort(
+      (a, b) => a - b,
+    ),
   }));
 }

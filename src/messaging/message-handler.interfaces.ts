@@ -1,4 +1,6 @@
 import type { MessageContext } from './message.context';
+import type { ErrorClass } from './message.fate';
+import type { RetryOptions, RetryPolicy } from './retry.policy';
 
 /** Options of `@MessageHandler()`: everything about the queue a handler consumes. */
 export interface MessageHandlerOptions {
@@ -22,6 +24,13 @@ export interface MessageHandlerOptions {
    * pipeline then does not write the marker after success. Default false: the pipeline writes it.
    */
   readonly commitsMarker?: boolean;
+  /**
+   * Delayed retries of failed attempts (exponential backoff with proportional jitter, through
+   * broker delay queues `<queue>.retry.<n>`). Unset fields default to the `RETRY_*` env vars.
+   */
+  readonly retry?: RetryOptions;
+  /** Error types that dead-letter at once instead of being retried (besides `NonRetryableError`). */
+  readonly nonRetryable?: readonly ErrorClass[];
 }
 
 /**
@@ -34,9 +43,13 @@ export const AlreadyProcessed: unique symbol = Symbol('AlreadyProcessed');
 export interface RegisteredHandler {
   /** `ClassName.method`, used in logs, metrics and the `x-handler` header. */
   readonly id: string;
-  readonly options: Required<Omit<MessageHandlerOptions, 'routingKey' | 'prefetch'>> & {
+  readonly options: Required<
+    Omit<MessageHandlerOptions, 'routingKey' | 'prefetch' | 'retry' | 'nonRetryable'>
+  > & {
     readonly routingKeys: readonly string[];
     readonly prefetch: number | undefined;
+    readonly retry: RetryPolicy;
+    readonly nonRetryable: readonly ErrorClass[];
   };
   readonly matches: (routingKey: string) => boolean;
   readonly invoke: (payload: unknown, context: MessageContext) => Promise<unknown>;
@@ -49,4 +62,6 @@ export interface QueueBinding {
   readonly routingKeys: readonly string[];
   readonly prefetch: number;
   readonly handlers: readonly RegisteredHandler[];
+  /** Distinct retry delays of its handlers, ascending: one delay queue `<queue>.retry.<n>` each. */
+  readonly retryTiers: readonly number[];
 }

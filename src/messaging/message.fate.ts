@@ -1,22 +1,56 @@
 import { HttpException } from '@nestjs/common';
-import { REQUEUE_DELAY_MS } from './messaging.constants';
-import { DependencyUnavailableError, NonRetryableError } from './messaging.errors';
+import { PARK_DELAY_MS, REQUEUE_DELAY_MS } from './messaging.constants';
+import { DependencyUnavailableError, NonRetryableError, RetryAfterError } from './messaging.errors';
+import { baseDelay, jitteredDelay, type RetryPolicy, tierFor } from './retry.policy';
 
 /** What happened to a delivery before it is settled. */
 export type ProcessingResult =
   | { readonly status: 'succeeded' }
   | { readonly status: 'duplicate' }
-  /** Refused before the handler ran: undecodable, no matching handler, no messageId. */
+  /** Refused before the handler ran: undecodable, no matching handler, no messageId, poison. */
   | { readonly status: 'invalid'; readonly error: NonRetryableError }
   /** The handler (or a pipe, guard, interceptor around it, or the marker write) threw. */
   | { readonly status: 'threw'; readonly error: unknown }
   /** Delivered while this consumer stops: never started. */
   | { readonly status: 'stopping' };
 
+/** An error class a handler declares non-retryable (`@MessageHandler({ nonRetryable: [...] })`). */
+export type ErrorClass = abstract new (...args: never[]) => Error;
+
+/** What the decision needs to know besides the result. */
+export interface FateInputs {
+  /** 1-based number of the attempt that just ran. */
+  readonly attempt: number;
+  /** The handler's retry policy; undefined when no handler matched. */
+  readonly retry: RetryPolicy | undefined;
+  readonly nonRetryable: readonly ErrorClass[];
+  /** The queue's delay tiers (ascending base delays). */
+  readonly tiers: readonly number[];
+  readonly random?: () => number;
+}
+
 /** How a delivery is settled. */
 export type Fate =
   | { readonly action: 'ack'; readonly outcome: 'ack' | 'duplicate' }
+  | {
+      readonly action: 'retry';
+      readonly outcome: 'retry';
+      readonly error: Error;
+      /** Time the copy waits in its delay tier. */
+      readonly delayMs: number;
+      /** Index of the delay tier (`Q.retry.<tier + 1>`). */
+      readonly tier: number;
+    }
   | { readonly action: 'dead-letter'; readonly outcome: 'dead_letter'; readonly error: Error }
+  | {
+      /** "Not now" (a dependency is down): a copy waits in a delay tier, no attempt spent. */
+      readonly action: 'park';
+      readonly outcome: 'requeue';
+      readonly delayMs: number;
+      readonly tier: number;
+      readonly reason: string;
+      readonly error: Error;
+    }
   | {
       readonly action: 'requeue';
       readonly outcome: 'requeue';
@@ -26,12 +60,16 @@ export type Fate =
     };
 
 /**
- * THE decision of a message's fate, kept pure so it is tested outcome by outcome. Handler errors
- * are classified here: a dependency outage hands the message back (never a spent attempt, never a
- * dead-letter); anything non-retryable (including Nest's 4xx exceptions from pipes and guards) and,
- * until delayed retries exist, any other failure goes to the dead-letter queue with its reason.
+ * THE decision of a message's fate, kept pure so it is tested outcome by outcome:
+ * - success → ack; a processed marker found → ack as duplicate;
+ * - a dependency outage → park a copy in a delay tier for a second (`requeue` outcome), or a
+ *   shutdown → hand back: no attempt spent, never a DLQ;
+ * - bad input, `NonRetryableError`, a declared non-retryable type, Nest's 4xx exceptions (pipes,
+ *   guards) → dead-letter at once;
+ * - any other failure → retry through a delay tier with backoff (`RetryAfterError` with a finite
+ *   delay: at least that delay), until `maxAttempts` attempts have run → dead-letter.
  */
-export function decideFate(result: ProcessingResult): Fate {
+export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
   switch (result.status) {
     case 'succeeded':
       return { action: 'ack', outcome: 'ack' };
@@ -44,6 +82,19 @@ export function decideFate(result: ProcessingResult): Fate {
     case 'threw': {
       const error = asError(result.error);
       if (isDependencyOutage(error)) {
+        // Parked in a delay tier rather than requeued: on RabbitMQ 3.x every requeue raises
+        // x-delivery-count, so a long outage would make healthy messages look poisonous, and a
+        // requeue comes straight back while the dependency is still down.
+        if (inputs.tiers.length > 0) {
+          return {
+            action: 'park',
+            outcome: 'requeue',
+            delayMs: PARK_DELAY_MS,
+            tier: tierFor(inputs.tiers, PARK_DELAY_MS),
+            reason: 'dependency unavailable',
+            error,
+          };
+        }
         return {
           action: 'requeue',
           outcome: 'requeue',
@@ -52,7 +103,33 @@ export function decideFate(result: ProcessingResult): Fate {
           error,
         };
       }
-      return { action: 'dead-letter', outcome: 'dead_letter', error };
+      const { retry } = inputs;
+      if (
+        !retry ||
+        isNonRetryable(error, inputs.nonRetryable) ||
+        inputs.attempt >= retry.maxAttempts ||
+        inputs.tiers.length === 0
+      ) {
+        return { action: 'dead-letter', outcome: 'dead_letter', error };
+      }
+      if (error instanceof RetryAfterError && Number.isFinite(error.delayMs)) {
+        const delayMs = Math.max(1, Math.ceil(error.delayMs));
+        return {
+          action: 'retry',
+          outcome: 'retry',
+          error,
+          delayMs,
+          tier: tierFor(inputs.tiers, delayMs),
+        };
+      }
+      const base = baseDelay(retry, inputs.attempt);
+      return {
+        action: 'retry',
+        outcome: 'retry',
+        error,
+        delayMs: jitteredDelay(base, retry.jitter, inputs.random),
+        tier: tierFor(inputs.tiers, base),
+      };
     }
   }
 }
@@ -67,6 +144,13 @@ export function isDependencyOutage(error: Error): boolean {
     /^(Connection is closed\.|Stream isn't writeable|Command timed out)/.test(error.message) ||
     /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH)\b/.test(error.message)
   );
+}
+
+/** Retrying cannot help: the message or the request is wrong, not the moment. */
+export function isNonRetryable(error: Error, declared: readonly ErrorClass[]): boolean {
+  if (error instanceof NonRetryableError) return true;
+  if (error instanceof HttpException && error.getStatus() < 500) return true;
+  return declared.some((type) => error instanceof type);
 }
 
 function asError(value: unknown): Error {

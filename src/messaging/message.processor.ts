@@ -16,8 +16,8 @@ import {
 } from './message-handler.interfaces';
 import { MessagePublisher } from './message.publisher';
 import { MessageSettler } from './message.settler';
-import { HEADER, NO_HANDLER } from './messaging.constants';
-import { MissingMessageIdError, NoHandlerError } from './messaging.errors';
+import { HEADER, MAX_UNSETTLED_DELIVERIES, NO_HANDLER } from './messaging.constants';
+import { DeliveryLimitError, MissingMessageIdError, NoHandlerError } from './messaging.errors';
 
 /** What the processor needs from the consumer a delivery came from. */
 export interface ConsumerHandle {
@@ -76,7 +76,17 @@ export class MessageProcessor {
       result = { status: 'threw', error };
     }
     await this.settler.settle(
-      { message, channel, exchange: binding.exchange, queue: binding.queue, log, startedAt },
+      {
+        message,
+        channel,
+        exchange: binding.exchange,
+        queue: binding.queue,
+        log,
+        startedAt,
+        retry: handler?.options.retry,
+        nonRetryable: handler?.options.nonRetryable ?? [],
+        tiers: binding.retryTiers,
+      },
       result,
     );
   }
@@ -90,6 +100,10 @@ export class MessageProcessor {
     if (!consumer.accepting()) return { status: 'stopping' };
     if (!handler) {
       return { status: 'invalid', error: new NoHandlerError(log.queue, log.routingKey) };
+    }
+    const deliveries = Number(message.properties.headers?.[HEADER.deliveryCount] ?? 0);
+    if (deliveries >= MAX_UNSETTLED_DELIVERIES) {
+      return { status: 'invalid', error: new DeliveryLimitError(deliveries) };
     }
     const decoded = decodeMessage(message.content, message.properties, this.config.messageMaxBytes);
     if (!decoded.ok) return { status: 'invalid', error: decoded.error };
@@ -129,8 +143,27 @@ function stringHeader(value: unknown): string | undefined {
   return undefined;
 }
 
-/** 1-based attempt number: `x-attempts` counts the attempts already made. */
+/**
+ * 1-based number of the attempt about to run. `x-attempts` (written on every retry copy) counts
+ * the attempts made; without it, expiries out of a delay tier recorded in `x-death`; without
+ * those, the quorum queue's `x-delivery-count` (each earlier delivery was an attempt that never
+ * settled).
+ */
 export function attemptOf(headers: Record<string, unknown>): number {
-  const made = Number(headers[HEADER.attempts]);
-  return Number.isSafeInteger(made) && made > 0 ? made + 1 : 1;
+  const raw = headers[HEADER.attempts];
+  const made = typeof raw === 'number' || typeof raw === 'string' ? Number(raw) : Number.NaN;
+  if (Number.isSafeInteger(made) && made >= 0) return made + 1;
+  const death = headers[HEADER.death];
+  if (Array.isArray(death)) {
+    const retries = death.reduce((sum: number, entry: unknown) => {
+      if (typeof entry !== 'object' || entry === null) return sum;
+      const { queue, reason, count } = entry as Record<string, unknown>;
+      const fromTier =
+        reason === 'expired' && typeof queue === 'string' && queue.includes('.retry.');
+      return fromTier && typeof count === 'number' ? sum + count : sum;
+    }, 0);
+    if (retries > 0) return retries + 1;
+  }
+  const deliveries = Number(headers[HEADER.deliveryCount]);
+  return Number.isSafeInteger(deliveries) && deliveries > 0 ? deliveries + 1 : 1;
 }

@@ -1,8 +1,14 @@
 import type { Channel, ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { ProcessingOutcome } from '../metrics/metrics.constants';
 import type { MessageLogFields } from './message.context';
-import { decideFate, type Fate, type ProcessingResult } from './message.fate';
-import { HEADER, MAX_EXCEPTION_MESSAGE_CHARS, MAX_STACKTRACE_CHARS } from './messaging.constants';
+import { decideFate, type ErrorClass, type Fate, type ProcessingResult } from './message.fate';
+import {
+  HEADER,
+  MAX_EXCEPTION_MESSAGE_CHARS,
+  MAX_STACKTRACE_CHARS,
+  PUBLISH_FAILED_REQUEUE_DELAY_MS,
+} from './messaging.constants';
+import { type RetryPolicy, tierQueueName } from './retry.policy';
 import type { PublishOptions } from './message.publisher';
 import { NonRetryableError } from './messaging.errors';
 import { topologyNames } from './queue.topology';
@@ -11,12 +17,17 @@ import { topologyNames } from './queue.topology';
 export interface Delivery {
   readonly message: ConsumeMessage;
   /** The channel the message arrived on: acks must go back on the same channel. */
-  readonly channel: Pick<Channel, 'ack' | 'nack'>;
+  readonly channel: Pick<Channel, 'ack' | 'nack' | 'reject'>;
   readonly exchange: string;
   readonly queue: string;
   readonly log: MessageLogFields;
   /** `performance.now()` at delivery. */
   readonly startedAt: number;
+  /** The matched handler's retry policy (undefined when none matched). */
+  readonly retry: RetryPolicy | undefined;
+  readonly nonRetryable: readonly ErrorClass[];
+  /** The queue's delay tiers, ascending base delays. */
+  readonly tiers: readonly number[];
 }
 
 /** The parts of the collaborators the settler uses (small fakes in unit tests). */
@@ -43,6 +54,9 @@ export interface SettlerDeps {
     error(obj: object, msg: string): void;
   };
   readonly now?: () => number;
+  /** Wall clock for the failure-time headers. */
+  readonly clock?: () => Date;
+  readonly random?: () => number;
   readonly scheduleRequeue?: (fn: () => void, delayMs: number) => void;
 }
 
@@ -60,24 +74,33 @@ export class MessageSettler {
   }
 
   async settle(delivery: Delivery, result: ProcessingResult): Promise<Fate> {
-    let fate = decideFate(result);
-    if (fate.action === 'dead-letter') {
+    let fate = decideFate(result, {
+      attempt: delivery.log.attempt,
+      retry: delivery.retry,
+      nonRetryable: delivery.nonRetryable,
+      tiers: delivery.tiers,
+      random: this.deps.random,
+    });
+    if (fate.action === 'retry' || fate.action === 'dead-letter' || fate.action === 'park') {
       try {
-        await this.deadLetter(delivery, fate.error);
+        await this.publishCopy(delivery, fate);
       } catch (error) {
-        // The copy is not safely in the DLQ: keep the original, hand it back a little later.
+        // The copy is not safely on the broker: keep the original, hand it back a little later.
         fate = {
           action: 'requeue',
           outcome: 'requeue',
-          delayMs: 1_000,
-          reason: 'dead-letter publish failed',
+          delayMs: PUBLISH_FAILED_REQUEUE_DELAY_MS,
+          reason: `${fate.action} publish failed`,
           error,
         };
       }
     }
-    // a dead-lettered original is acked only once its copy is confirmed in the DLQ
-    if (fate.action === 'ack' || fate.action === 'dead-letter') this.ack(delivery);
-    else if (fate.action === 'requeue') await this.requeue(delivery, fate.delayMs);
+    // a parked message did not fail: its copy carries it on, the original is done
+    if (fate.action === 'ack' || fate.action === 'park') this.ack(delivery);
+    // the original goes only once its copy is confirmed; reject (not ack) marks a failed delivery,
+    // which RabbitMQ 4.3+ counts toward a quorum queue's delivery limit
+    else if (fate.action === 'retry' || fate.action === 'dead-letter') this.reject(delivery);
+    else await this.requeue(delivery, fate.delayMs);
     const seconds = (this.now() - delivery.startedAt) / 1000;
     this.deps.metrics.messageSettled(delivery.queue, delivery.log.handler, fate.outcome, seconds);
     this.report(delivery, fate, seconds);
@@ -93,6 +116,15 @@ export class MessageSettler {
     }
   }
 
+  private reject(delivery: Delivery): void {
+    try {
+      delivery.channel.reject(delivery.message, false);
+    } catch (error) {
+      // the copy is safe; the broker redelivers the original and deduplication absorbs it
+      this.deps.logger.debug({ ...delivery.log, err: error }, 'reject not sent: channel closed');
+    }
+  }
+
   private async requeue(delivery: Delivery, delayMs: number): Promise<void> {
     if (delayMs > 0) {
       await new Promise<void>((resolve) => this.scheduleRequeue(resolve, delayMs));
@@ -104,20 +136,66 @@ export class MessageSettler {
     }
   }
 
-  private async deadLetter(delivery: Delivery, error: Error): Promise<void> {
+  /**
+   * Publishes the retry copy (to its delay tier through the default exchange, with a per-message
+   * expiry; the tier dead-letters it back into the queue) or the dead-letter copy (to `E.dlx`).
+   * Body and properties are the original's; headers say why, when and how many times it failed.
+   */
+  private async publishCopy(
+    delivery: Delivery,
+    fate: Extract<Fate, { action: 'retry' | 'dead-letter' | 'park' }>,
+  ): Promise<void> {
     const { message } = delivery;
-    const names = topologyNames({ exchange: delivery.exchange, queue: delivery.queue });
     const props = message.properties;
+    const now = (this.deps.clock?.() ?? new Date()).toISOString();
     const headers: MessagePropertyHeaders = { ...(props.headers ?? {}) };
-    headers[HEADER.exceptionMessage] = truncate(error.message, MAX_EXCEPTION_MESSAGE_CHARS);
-    headers[HEADER.exceptionType] = error.name;
-    headers[HEADER.exceptionStacktrace] = truncate(error.stack ?? '', MAX_STACKTRACE_CHARS);
+    // set by the queue on redelivery; copied over it would read as redeliveries of the new message
+    delete headers[HEADER.deliveryCount];
     headers[HEADER.originalExchange] ??= message.fields.exchange;
     headers[HEADER.originalRoutingKey] ??= message.fields.routingKey;
+    if (fate.action === 'park') {
+      // the attempt did not count: the next delivery runs as the same attempt number
+      headers[HEADER.attempts] = delivery.log.attempt - 1;
+      await this.publishTo(
+        '',
+        tierQueueName(delivery.queue, fate.tier),
+        delivery,
+        headers,
+        fate.delayMs,
+      );
+      return;
+    }
+    headers[HEADER.exceptionMessage] = truncate(fate.error.message, MAX_EXCEPTION_MESSAGE_CHARS);
+    headers[HEADER.exceptionType] = fate.error.name;
+    headers[HEADER.exceptionStacktrace] = truncate(fate.error.stack ?? '', MAX_STACKTRACE_CHARS);
     headers[HEADER.attempts] = delivery.log.attempt;
     headers[HEADER.handler] = delivery.log.handler;
-    headers[HEADER.failedAt] = new Date().toISOString();
-    await this.deps.publisher.publishRaw(names.deadLetterExchange, names.queue, message.content, {
+    headers[HEADER.firstFailedAt] ??= now;
+    headers[HEADER.lastFailedAt] = now;
+    if (fate.action === 'dead-letter') headers[HEADER.failedAt] = now;
+    const names = topologyNames({ exchange: delivery.exchange, queue: delivery.queue });
+    const [exchange, routingKey] =
+      fate.action === 'retry'
+        ? ['', tierQueueName(delivery.queue, fate.tier)]
+        : [names.deadLetterExchange, names.queue];
+    await this.publishTo(
+      exchange,
+      routingKey,
+      delivery,
+      headers,
+      fate.action === 'retry' ? fate.delayMs : undefined,
+    );
+  }
+
+  private async publishTo(
+    exchange: string,
+    routingKey: string,
+    delivery: Delivery,
+    headers: MessagePropertyHeaders,
+    expirationMs: number | undefined,
+  ): Promise<void> {
+    const props = delivery.message.properties;
+    await this.deps.publisher.publishRaw(exchange, routingKey, delivery.message.content, {
       headers,
       contentType: props.contentType as string | undefined,
       contentEncoding: props.contentEncoding as string | undefined,
@@ -128,6 +206,7 @@ export class MessageSettler {
       appId: props.appId as string | undefined,
       priority: props.priority as number | undefined,
       persistent: true,
+      ...(expirationMs === undefined ? {} : { expiration: String(expirationMs) }),
     });
   }
 
@@ -144,6 +223,18 @@ export class MessageSettler {
           fate.outcome === 'duplicate' ? 'duplicate acked' : 'processed',
         );
         return;
+      case 'retry':
+        this.deps.logger.warn(
+          {
+            ...fields,
+            code: 'RETRY_SCHEDULED',
+            reason: fate.error.name,
+            delayMs: fate.delayMs,
+            err: fate.error,
+          },
+          `retry in ${fate.delayMs} ms: ${truncate(fate.error.message, 200)}`,
+        );
+        return;
       case 'dead-letter':
         this.deps.logger.warn(
           {
@@ -154,6 +245,18 @@ export class MessageSettler {
             ...(fate.error instanceof NonRetryableError ? {} : { err: fate.error }),
           },
           `dead-lettered: ${truncate(fate.error.message, 200)}`,
+        );
+        return;
+      case 'park':
+        this.deps.logger.warn(
+          {
+            ...fields,
+            code: 'HANDED_BACK',
+            reason: fate.reason,
+            delayMs: fate.delayMs,
+            err: fate.error,
+          },
+          `parked for ${fate.delayMs} ms: ${fate.reason}`,
         );
         return;
       case 'requeue':

@@ -12,6 +12,34 @@ export class NonRetryableError extends IntrinsicException {
   }
 }
 
+/**
+ * Throw from a handler to retry no sooner than `delayMs` from now (a rate limit's Retry-After, a
+ * lock held elsewhere). Counts as an attempt; after the last one the message is dead-lettered.
+ */
+export class RetryAfterError extends IntrinsicException {
+  override name = 'RetryAfterError';
+  constructor(
+    readonly delayMs: number,
+    message = `retry requested after ${delayMs} ms`,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * The broker delivered the message this many times without it ever being settled: a worker
+ * crashed or hung on it each time. Dead-lettered instead of being tried again.
+ */
+export class DeliveryLimitError extends NonRetryableError {
+  override name = 'DeliveryLimitError';
+  constructor(readonly deliveries: number) {
+    super(
+      `delivery-limit: delivered ${deliveries} times without being settled (a worker crashed or hung on it)`,
+    );
+  }
+}
+
 /** Why a body could not be decoded; each kind is dead-lettered with this code in its message. */
 export type DecodeFailureKind =
   | 'empty-body'

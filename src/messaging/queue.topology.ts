@@ -1,6 +1,11 @@
 import type { Channel, Options } from 'amqplib';
 import type { QueueType } from '../config/env.schema';
-import { DEAD_LETTER_EXCHANGE_SUFFIX, DEAD_LETTER_QUEUE_SUFFIX } from './messaging.constants';
+import {
+  DEAD_LETTER_EXCHANGE_SUFFIX,
+  DEAD_LETTER_QUEUE_SUFFIX,
+  QUORUM_DELIVERY_LIMIT,
+} from './messaging.constants';
+import { tierQueueName } from './retry.policy';
 import { TopologyConflictError } from './messaging.errors';
 import type { QueueBinding } from './message-handler.interfaces';
 
@@ -19,24 +24,45 @@ export function topologyNames(binding: Pick<QueueBinding, 'queue' | 'exchange'>)
   };
 }
 
-/** Arguments of the work queue: its type, and where the broker itself dead-letters (limits, TTLs). */
-export function queueArguments(
-  binding: Pick<QueueBinding, 'queue' | 'exchange'>,
-  queueType: QueueType,
-): Options.AssertQueue {
-  const names = topologyNames(binding);
+/**
+ * Arguments of the work queue. No broker-side dead-letter exchange: failed deliveries are settled
+ * with `reject` only after the service has published a retry or dead-letter copy, and a DLX would
+ * add a second copy of each. On quorum queues an explicit `x-delivery-limit` bounds redeliveries
+ * of a message a worker keeps crashing on (the service dead-letters such a message itself first).
+ */
+export function queueArguments(queueType: QueueType): Options.AssertQueue {
   return {
     durable: true,
     arguments: {
       'x-queue-type': queueType,
-      'x-dead-letter-exchange': names.deadLetterExchange,
-      'x-dead-letter-routing-key': names.queue,
+      ...(queueType === 'quorum' ? { 'x-delivery-limit': QUORUM_DELIVERY_LIMIT } : {}),
     },
   };
 }
 
 /**
- * Declares the exchange, the queue, its dead-letter exchange and queue, and the bindings.
+ * Arguments of a delay tier: messages wait out their per-message expiry, then the broker
+ * dead-letters them through the default exchange back into the work queue. Quorum tiers use
+ * at-least-once dead-lettering (which requires `reject-publish` overflow), so a retry cannot be
+ * lost between the tier and the queue.
+ */
+export function delayTierArguments(queue: string, queueType: QueueType): Options.AssertQueue {
+  return {
+    durable: true,
+    arguments: {
+      'x-queue-type': queueType,
+      'x-dead-letter-exchange': '',
+      'x-dead-letter-routing-key': queue,
+      ...(queueType === 'quorum'
+        ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' }
+        : {}),
+    },
+  };
+}
+
+/**
+ * Declares the exchange, the queue, its dead-letter exchange and queue, the bindings and the
+ * delay tiers.
  * Every call is idempotent, so it runs again after each reconnect (as amqp-connection-manager's
  * setup functions do). A conflicting existing declaration closes the channel with a 406; that is
  * turned into one {@link TopologyConflictError} naming the resource and the argument.
@@ -55,9 +81,15 @@ export async function declareTopology(
       arguments: { 'x-queue-type': queueType },
     });
     await channel.bindQueue(names.deadLetterQueue, names.deadLetterExchange, names.queue);
-    await channel.assertQueue(names.queue, queueArguments(binding, queueType));
+    await channel.assertQueue(names.queue, queueArguments(queueType));
     for (const key of binding.routingKeys) {
       await channel.bindQueue(names.queue, names.exchange, key);
+    }
+    for (let tier = 0; tier < binding.retryTiers.length; tier++) {
+      await channel.assertQueue(
+        tierQueueName(names.queue, tier),
+        delayTierArguments(names.queue, queueType),
+      );
     }
   } catch (error) {
     throw asTopologyConflict(error) ?? error;

@@ -52,13 +52,7 @@ describe('a conflicting existing queue declaration', () => {
     // an operator created the queue as classic before this service (quorum by default) ran
     const connection = await amqplib.connect(vhost.url());
     const channel = await connection.createChannel();
-    await channel.assertQueue('ledger.transactions', {
-      durable: true,
-      arguments: {
-        'x-dead-letter-exchange': 'ledger.dlx',
-        'x-dead-letter-routing-key': 'ledger.transactions',
-      },
-    });
+    await channel.assertQueue('ledger.transactions', { durable: true });
     await connection.close();
     app = await startApp({ AMQP_URL: vhost.url() });
   });

@@ -33,11 +33,6 @@ export class TestVhost {
     await rabbitmqctl('close_all_connections', '-p', this.name, 'e2e: forced close');
   }
 
-  async connectionCount(): Promise<number> {
-    const out = await rabbitmqctl('list_connections', 'vhost');
-    return out.split('\n').filter((line) => line.trim() === this.name).length;
-  }
-
   async delete(): Promise<void> {
     await rabbitmqctl('delete_vhost', this.name);
   }

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import type { INestApplication } from '@nestjs/common';
+import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import amqplib, {
   type ChannelModel,
@@ -29,11 +29,19 @@ export function applyEnv(overrides: Record<string, string>): () => void {
   };
 }
 
-/** Boots the real AppModule (as main.ts does) and returns it with its HTTP server listening. */
-export async function startApp(env: Record<string, string>): Promise<INestApplication> {
+/**
+ * Boots the real AppModule (as main.ts does), plus any test modules with handlers of their own,
+ * and returns it with its HTTP server listening.
+ */
+export async function startApp(
+  env: Record<string, string>,
+  extraImports: ModuleMetadata['imports'] = [],
+): Promise<INestApplication> {
   const restore = applyEnv(env);
   try {
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+    const moduleRef = await Test.createTestingModule({
+      imports: [AppModule, ...extraImports],
+    }).compile();
     const app = moduleRef.createNestApplication({ bufferLogs: true });
     app.useLogger(app.get(Logger));
     await app.listen(0);
@@ -135,6 +143,20 @@ export class TestBroker {
       timeoutMs,
     );
     return got;
+  }
+
+  /** Consumers on `queue`, 0 while it does not exist (checked on a throw-away channel, since a
+   * 404 closes the channel it happens on). */
+  async consumerCount(queue: string): Promise<number> {
+    const channel = await this.connection.createChannel();
+    channel.on('error', () => undefined);
+    try {
+      return (await channel.checkQueue(queue)).consumerCount;
+    } catch {
+      return 0;
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
   }
 
   async depth(queue: string): Promise<number> {

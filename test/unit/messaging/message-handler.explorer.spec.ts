@@ -13,7 +13,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { IsInt, IsString, Matches } from 'class-validator';
 import pino from 'pino';
 import { map, type Observable } from 'rxjs';
-import { amqpConfig } from '../../../src/config/app.config';
+import { amqpConfig, processingConfig } from '../../../src/config/app.config';
 import { MessageContext, MessageHandler, MessageValidationError } from '../../../src/messaging';
 import {
   MessageHandlerExplorer,
@@ -24,10 +24,26 @@ import type {
   RegisteredHandler,
 } from '../../../src/messaging/message-handler.interfaces';
 import { HandlerConfigurationError } from '../../../src/messaging/messaging.errors';
+import type { RetryPolicy } from '../../../src/messaging/retry.policy';
+
+/** The RETRY_* defaults. */
+const DEFAULT_RETRY: RetryPolicy = {
+  maxAttempts: 5,
+  initialDelayMs: 1_000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  jitter: 0.2,
+};
 
 function handler(
   id: string,
-  options: { queue: string; exchange?: string; routingKeys: string[]; prefetch?: number },
+  options: {
+    queue: string;
+    exchange?: string;
+    routingKeys: string[];
+    prefetch?: number;
+    retry?: Partial<RetryPolicy>;
+  },
 ): RegisteredHandler {
   return {
     id,
@@ -38,6 +54,8 @@ function handler(
       prefetch: options.prefetch,
       idempotent: true,
       commitsMarker: false,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+      nonRetryable: [],
     },
     matches: () => false,
     invoke: () => Promise.resolve(undefined),
@@ -98,10 +116,72 @@ describe('groupByQueue', () => {
     );
   });
 
+  it("declares the queue's delay tiers: the schedule of its one handler", () => {
+    const [binding] = groupByQueue([handler('A.one', { queue: 'q', routingKeys: ['a'] })], 50);
+    expect(binding.retryTiers).toEqual([1_000, 2_000, 4_000, 8_000]);
+  });
+
+  it("unites the handlers' delay tiers, each once, ascending", () => {
+    const [binding] = groupByQueue(
+      [
+        handler('A.slow', {
+          queue: 'q',
+          routingKeys: ['a'],
+          retry: { maxAttempts: 4, initialDelayMs: 3_000 },
+        }),
+        handler('A.fast', {
+          queue: 'q',
+          routingKeys: ['b'],
+          retry: { maxAttempts: 4, initialDelayMs: 500, maxDelayMs: 1_500 },
+        }),
+        handler('A.default', { queue: 'q', routingKeys: ['c'] }),
+      ],
+      50,
+    );
+    // slow: 3000 6000 12000; fast: 500 1000 1500; default: 1000 2000 4000 8000
+    expect(binding.retryTiers).toEqual([
+      500, 1_000, 1_500, 2_000, 3_000, 4_000, 6_000, 8_000, 12_000,
+    ]);
+  });
+
+  it('keeps the delay tiers of each queue apart', () => {
+    const bindings = groupByQueue(
+      [
+        handler('A.one', { queue: 'q1', routingKeys: ['a'], retry: { maxAttempts: 2 } }),
+        handler('B.two', {
+          queue: 'q2',
+          routingKeys: ['b'],
+          retry: { maxAttempts: 3, initialDelayMs: 200 },
+        }),
+      ],
+      50,
+    );
+    expect(bindings.map((b) => [b.queue, b.retryTiers])).toEqual([
+      ['q1', [1_000]],
+      ['q2', [200, 400]],
+    ]);
+  });
+
+  it('declares no delay tier for a queue whose handlers never retry (maxAttempts 1)', () => {
+    const [binding] = groupByQueue(
+      [
+        handler('A.one', { queue: 'q', routingKeys: ['a'], retry: { maxAttempts: 1 } }),
+        handler('A.two', { queue: 'q', routingKeys: ['b'], retry: { maxAttempts: 1 } }),
+      ],
+      50,
+    );
+    expect(binding.retryTiers).toEqual([]);
+  });
+
   it('returns nothing for no handlers', () => {
     expect(groupByQueue([], 50)).toEqual([]);
   });
 });
+
+/** A handler's own failure type, declared non-retryable on a handler. */
+class TransferRefusedError extends Error {
+  override name = 'TransferRefusedError';
+}
 
 class TransferDto {
   @IsString()
@@ -150,6 +230,8 @@ class TransferHandlers {
     routingKey: ['transfer.reversed', 'transfer.cancelled'],
     queue: 'ledger.transfers',
     prefetch: 3,
+    retry: { maxAttempts: 3, initialDelayMs: 500, jitter: 0 },
+    nonRetryable: [RangeError, TransferRefusedError],
   })
   reversed(@Ctx() ctx: MessageContext, @Payload('accountId') accountId: string): string {
     this.received.push({ method: 'reversed', payload: accountId, context: ctx });
@@ -164,7 +246,13 @@ class TransferHandlers {
 
 @Injectable()
 class AuditHandler {
-  @MessageHandler({ exchange: 'audit', routingKey: '#', queue: 'audit.all', prefetch: 11 })
+  @MessageHandler({
+    exchange: 'audit',
+    routingKey: '#',
+    queue: 'audit.all',
+    prefetch: 11,
+    retry: { maxAttempts: 1 },
+  })
   record(payload: Record<string, unknown>): Record<string, unknown> {
     return payload;
   }
@@ -214,6 +302,29 @@ function messageContext(handlerId: string): MessageContext {
   });
 }
 
+const AMQP_CONFIG = {
+  provide: amqpConfig.KEY,
+  useValue: {
+    urls: ['amqp://localhost:5672'],
+    prefetch: 7,
+    queueType: 'quorum',
+    heartbeatSeconds: 10,
+    publishTimeoutMs: 10_000,
+    publishBufferLimit: 1_000,
+  },
+};
+
+/** processingConfig with the RETRY_* defaults of env.schema.ts. */
+const PROCESSING_CONFIG = {
+  provide: processingConfig.KEY,
+  useValue: {
+    messageMaxBytes: 1_048_576,
+    idempotencyTtlSeconds: 86_400,
+    retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 60_000 },
+    shutdownTimeoutMs: 30_000,
+  },
+};
+
 describe('MessageHandlerExplorer', () => {
   let moduleRef: TestingModule;
   let bindings: QueueBinding[];
@@ -225,17 +336,8 @@ describe('MessageHandlerExplorer', () => {
         MessageHandlerExplorer,
         TransferHandlers,
         AuditHandler,
-        {
-          provide: amqpConfig.KEY,
-          useValue: {
-            urls: ['amqp://localhost:5672'],
-            prefetch: 7,
-            queueType: 'quorum',
-            heartbeatSeconds: 10,
-            publishTimeoutMs: 10_000,
-            publishBufferLimit: 1_000,
-          },
-        },
+        AMQP_CONFIG,
+        PROCESSING_CONFIG,
       ],
     })
       .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
@@ -290,10 +392,27 @@ describe('MessageHandlerExplorer', () => {
       prefetch: 3,
       idempotent: true,
       commitsMarker: false,
+      retry: { maxAttempts: 3, initialDelayMs: 500, maxDelayMs: 60_000, multiplier: 2, jitter: 0 },
+      nonRetryable: [RangeError, TransferRefusedError],
     });
     expect(reversed.matches('transfer.cancelled')).toBe(true);
     expect(reversed.matches('transfer.created')).toBe(false);
     expect(registered('AuditHandler.record').matches('anything.at.all')).toBe(true);
+  });
+
+  it('gives a handler without retry options the configured RETRY_* defaults and no non-retryable types', () => {
+    expect(registered('TransferHandlers.created').options).toMatchObject({
+      retry: DEFAULT_RETRY,
+      nonRetryable: [],
+    });
+  });
+
+  it("declares each queue's delay tiers from its handlers' policies", () => {
+    // created: 1000 2000 4000 8000; reversed: 500 1000
+    expect(bindings.find((b) => b.queue === 'ledger.transfers')?.retryTiers).toEqual([
+      500, 1_000, 2_000, 4_000, 8_000,
+    ]);
+    expect(bindings.find((b) => b.queue === 'audit.all')?.retryTiers).toEqual([]);
   });
 
   it('hands a valid payload to the method as an instance of its DTO class, with the context', async () => {
@@ -355,5 +474,65 @@ describe('MessageHandlerExplorer', () => {
     await expect(
       registered('AuditHandler.record').invoke(payload, messageContext('AuditHandler.record')),
     ).resolves.toEqual(payload);
+  });
+});
+
+describe('MessageHandlerExplorer retry options', () => {
+  @Injectable()
+  class NegativeDelayHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      retry: { initialDelayMs: -1 },
+    })
+    apply(): void {}
+  }
+
+  @Injectable()
+  class TooMuchJitterHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      retry: { jitter: 1.5, maxAttempts: 0 },
+    })
+    apply(): void {}
+  }
+
+  /** What exploring a module with just this handler provider throws (undefined if nothing). */
+  async function exploreError(provider: new () => object): Promise<unknown> {
+    const moduleRef = await Test.createTestingModule({
+      imports: [DiscoveryModule],
+      providers: [MessageHandlerExplorer, provider, AMQP_CONFIG, PROCESSING_CONFIG],
+    })
+      .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
+      .compile();
+    try {
+      moduleRef.get(MessageHandlerExplorer).explore();
+      return undefined;
+    } catch (error) {
+      return error;
+    } finally {
+      await moduleRef.close();
+    }
+  }
+
+  it('refuses invalid retry options with a HandlerConfigurationError naming the handler', async () => {
+    const error = await exploreError(NegativeDelayHandler);
+    expect(error).toBeInstanceOf(HandlerConfigurationError);
+    expect(error).toHaveProperty(
+      'message',
+      'NegativeDelayHandler.apply: retry initialDelayMs must be an integer >= 1',
+    );
+  });
+
+  it('names every problem of the options in the one error', async () => {
+    const error = await exploreError(TooMuchJitterHandler);
+    expect(error).toBeInstanceOf(HandlerConfigurationError);
+    expect(error).toHaveProperty(
+      'message',
+      'TooMuchJitterHandler.apply: retry maxAttempts must be an integer >= 1; jitter must be between 0 and 1',
+    );
   });
 });

@@ -1,13 +1,27 @@
-import { BadRequestException } from '@nestjs/common';
-import MaxRetriesPerRequestError from 'ioredis/built/errors/MaxRetriesPerRequestError';
-import { decideFate, isDependencyOutage } from '../../../src/messaging/message.fate';
-import { REQUEUE_DELAY_MS } from '../../../src/messaging/messaging.constants';
 import {
+  BadRequestException,
+  ForbiddenException,
+  HttpException,
+  InternalServerErrorException,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import MaxRetriesPerRequestError from 'ioredis/built/errors/MaxRetriesPerRequestError';
+import {
+  decideFate,
+  isDependencyOutage,
+  isNonRetryable,
+  type FateInputs,
+} from '../../../src/messaging/message.fate';
+import { PARK_DELAY_MS, REQUEUE_DELAY_MS } from '../../../src/messaging/messaging.constants';
+import {
+  DeliveryLimitError,
   DependencyUnavailableError,
   MessageDecodeError,
   MessageValidationError,
   NonRetryableError,
+  RetryAfterError,
 } from '../../../src/messaging/messaging.errors';
+import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
 
 /** ioredis's own MaxRetriesPerRequestError (its typings lose the Error base class). */
 function maxRetriesPerRequestError(): Error {
@@ -29,73 +43,223 @@ const ioredisOutages: ReadonlyArray<[string, Error]> = [
   ['a reset connection', new Error('read ECONNRESET')],
 ];
 
+/** The RETRY_* defaults: 5 attempts, 1000 ms doubling up to 60 s, 20 % proportional jitter. */
+const POLICY: RetryPolicy = {
+  maxAttempts: 5,
+  initialDelayMs: 1_000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  jitter: 0.2,
+};
+/** The queue's tiers for that policy: 1000, 2000, 4000, 8000 ms. */
+const TIERS = delayTiers(POLICY);
+
+/** Inputs of one attempt; random() = 0 keeps the delay at its base unless a test says otherwise. */
+function inputs(overrides: Partial<FateInputs> = {}): FateInputs {
+  return {
+    attempt: 1,
+    retry: POLICY,
+    nonRetryable: [],
+    tiers: TIERS,
+    random: () => 0,
+    ...overrides,
+  };
+}
+
+/** A handler's own error type, declared non-retryable in a test. */
+class InsufficientFundsError extends Error {
+  override name = 'InsufficientFundsError';
+}
+
+class OverdraftError extends InsufficientFundsError {
+  override name = 'OverdraftError';
+}
+
 describe('decideFate', () => {
   it('acks a message whose handler succeeded', () => {
-    expect(decideFate({ status: 'succeeded' })).toEqual({ action: 'ack', outcome: 'ack' });
-  });
-
-  it('acks a duplicate with the duplicate outcome', () => {
-    expect(decideFate({ status: 'duplicate' })).toEqual({ action: 'ack', outcome: 'duplicate' });
-  });
-
-  it('hands a message back at once while the consumer stops', () => {
-    expect(decideFate({ status: 'stopping' })).toEqual({
-      action: 'requeue',
-      outcome: 'requeue',
-      delayMs: 0,
-      reason: 'shutting down',
+    expect(decideFate({ status: 'succeeded' }, inputs())).toEqual({
+      action: 'ack',
+      outcome: 'ack',
     });
   });
 
-  it('dead-letters an invalid message with the very error that refused it', () => {
+  it('acks a duplicate with the duplicate outcome', () => {
+    expect(decideFate({ status: 'duplicate' }, inputs())).toEqual({
+      action: 'ack',
+      outcome: 'duplicate',
+    });
+  });
+
+  it('hands a message back at once while the consumer stops, whatever its attempt', () => {
+    for (const attempt of [1, 5, 99]) {
+      expect(decideFate({ status: 'stopping' }, inputs({ attempt }))).toEqual({
+        action: 'requeue',
+        outcome: 'requeue',
+        delayMs: 0,
+        reason: 'shutting down',
+      });
+    }
+  });
+
+  it('dead-letters an invalid message with the very error that refused it, on its first attempt', () => {
     const error = new MessageDecodeError('not-json', 'Unexpected token');
-    const fate = decideFate({ status: 'invalid', error });
+    const fate = decideFate({ status: 'invalid', error }, inputs({ attempt: 1 }));
     expect(fate).toEqual({ action: 'dead-letter', outcome: 'dead_letter', error });
     expect(fate.action === 'dead-letter' && fate.error).toBe(error);
   });
 
-  describe('when the handler threw', () => {
-    it('hands the message back after REQUEUE_DELAY_MS on DependencyUnavailableError', () => {
-      const error = new DependencyUnavailableError('redis', 'marker write failed');
-      expect(decideFate({ status: 'threw', error })).toEqual({
-        action: 'requeue',
-        outcome: 'requeue',
-        delayMs: REQUEUE_DELAY_MS,
-        reason: 'dependency unavailable',
-        error,
-      });
+  it('dead-letters a poison message (delivery limit) without retrying it', () => {
+    const error = new DeliveryLimitError(10);
+    expect(decideFate({ status: 'invalid', error }, inputs())).toEqual({
+      action: 'dead-letter',
+      outcome: 'dead_letter',
+      error,
     });
+  });
 
-    it.each(ioredisOutages)('hands the message back after %s', (_label, error) => {
-      const fate = decideFate({ status: 'threw', error });
-      expect(fate).toMatchObject({ action: 'requeue', outcome: 'requeue' });
-      expect(fate.action === 'requeue' && fate.delayMs).toBe(REQUEUE_DELAY_MS);
-      expect(fate.action === 'requeue' && fate.error).toBe(error);
-    });
+  describe('when the handler threw a retryable error', () => {
+    it.each([
+      [1, 1_000, 0],
+      [2, 2_000, 1],
+      [3, 4_000, 2],
+      [4, 8_000, 3],
+    ])(
+      'retries after attempt %i with the schedule delay %i ms in tier %i',
+      (attempt, delayMs, tier) => {
+        const error = new Error('ledger row locked');
+        expect(decideFate({ status: 'threw', error }, inputs({ attempt }))).toEqual({
+          action: 'retry',
+          outcome: 'retry',
+          error,
+          delayMs,
+          tier,
+        });
+      },
+    );
 
-    it.each<[string, Error]>([
-      ['NonRetryableError', new NonRetryableError('amount is negative')],
-      ['MessageValidationError', new MessageValidationError(['amountCents must be an integer'])],
-      ['BadRequestException from a Nest pipe', new BadRequestException('bad payload')],
-      ['a plain Error', new Error('division by zero')],
-    ])('dead-letters on %s with that error', (_label, error) => {
-      expect(decideFate({ status: 'threw', error })).toEqual({
+    it('dead-letters at attempt == maxAttempts with that error', () => {
+      const error = new Error('ledger row locked');
+      expect(decideFate({ status: 'threw', error }, inputs({ attempt: 5 }))).toEqual({
         action: 'dead-letter',
         outcome: 'dead_letter',
         error,
       });
     });
 
-    it('dead-letters a thrown string as an Error carrying that string', () => {
-      const fate = decideFate({ status: 'threw', error: 'kaboom' });
+    it('dead-letters an attempt beyond maxAttempts (a count that overshot)', () => {
+      const fate = decideFate({ status: 'threw', error: new Error('x') }, inputs({ attempt: 6 }));
       expect(fate.action).toBe('dead-letter');
-      const error = fate.action === 'dead-letter' ? fate.error : undefined;
+    });
+
+    it('dead-letters at once under a policy of one attempt', () => {
+      const once: RetryPolicy = { ...POLICY, maxAttempts: 1 };
+      const fate = decideFate(
+        { status: 'threw', error: new Error('x') },
+        inputs({ retry: once, tiers: delayTiers(once) }),
+      );
+      expect(fate.action).toBe('dead-letter');
+    });
+
+    it('dead-letters rather than retry when the queue has no delay tier', () => {
+      const fate = decideFate({ status: 'threw', error: new Error('x') }, inputs({ tiers: [] }));
+      expect(fate.action).toBe('dead-letter');
+    });
+
+    it('dead-letters when no handler matched (no retry policy)', () => {
+      const error = new Error('x');
+      expect(decideFate({ status: 'threw', error }, inputs({ retry: undefined }))).toEqual({
+        action: 'dead-letter',
+        outcome: 'dead_letter',
+        error,
+      });
+    });
+
+    it('shortens the delay by the jitter but keeps the tier of the base delay', () => {
+      const error = new Error('x');
+      const atMost = decideFate(
+        { status: 'threw', error },
+        inputs({ attempt: 2, random: () => 1 }),
+      );
+      const halfway = decideFate(
+        { status: 'threw', error },
+        inputs({ attempt: 2, random: () => 0.5 }),
+      );
+      expect(atMost).toMatchObject({ action: 'retry', delayMs: 1_600, tier: 1 });
+      expect(halfway).toMatchObject({ action: 'retry', delayMs: 1_800, tier: 1 });
+    });
+
+    it('keeps the tier of the base delay even when another handler has a tier nearer the jittered one', () => {
+      // another handler of the queue retries after 1700 ms; 2000 jittered down to 1600 stays in 2000
+      const fate = decideFate(
+        { status: 'threw', error: new Error('x') },
+        inputs({ attempt: 2, random: () => 1, tiers: [1_000, 1_700, 2_000, 4_000, 8_000] }),
+      );
+      expect(fate).toMatchObject({ action: 'retry', delayMs: 1_600, tier: 2 });
+    });
+
+    it('draws the jitter from Math.random when no random is given', () => {
+      const fate = decideFate(
+        { status: 'threw', error: new Error('x') },
+        inputs({ attempt: 3, random: undefined }),
+      );
+      if (fate.action !== 'retry') throw new Error(`expected a retry, got ${fate.action}`);
+      expect(fate.tier).toBe(2);
+      expect(fate.delayMs).toBeGreaterThanOrEqual(3_200);
+      expect(fate.delayMs).toBeLessThanOrEqual(4_000);
+    });
+
+    it("picks the tier of its base delay among the queue's union of tiers", () => {
+      // another handler of the queue retries after 500 and 3000 ms
+      const tiers = [500, 1_000, 2_000, 3_000, 4_000, 8_000];
+      const tierOf = (attempt: number): number | undefined => {
+        const fate = decideFate(
+          { status: 'threw', error: new Error('x') },
+          inputs({ attempt, tiers }),
+        );
+        return fate.action === 'retry' ? fate.tier : undefined;
+      };
+      expect([1, 2, 3, 4].map(tierOf)).toEqual([1, 2, 4, 5]);
+    });
+
+    it('caps the delay at maxDelayMs once the schedule reaches it', () => {
+      const capped: RetryPolicy = { ...POLICY, maxAttempts: 8, maxDelayMs: 5_000 };
+      const tiers = delayTiers(capped);
+      expect(tiers).toEqual([1_000, 2_000, 4_000, 5_000]);
+      const fate = decideFate(
+        { status: 'threw', error: new Error('x') },
+        inputs({ retry: capped, tiers, attempt: 7 }),
+      );
+      expect(fate).toMatchObject({ action: 'retry', delayMs: 5_000, tier: 3 });
+    });
+
+    it.each<[string, Error]>([
+      ['ServiceUnavailableException (503)', new ServiceUnavailableException('upstream down')],
+      ['InternalServerErrorException (500)', new InternalServerErrorException()],
+      ['a plain Error', new Error('division by zero')],
+      ['a TypeError', new TypeError("Cannot read properties of undefined (reading 'id')")],
+    ])('retries on %s', (_label, error) => {
+      expect(decideFate({ status: 'threw', error }, inputs())).toEqual({
+        action: 'retry',
+        outcome: 'retry',
+        error,
+        delayMs: 1_000,
+        tier: 0,
+      });
+    });
+
+    it('retries a thrown string as an Error carrying that string', () => {
+      const fate = decideFate({ status: 'threw', error: 'kaboom' }, inputs());
+      expect(fate.action).toBe('retry');
+      const error = fate.action === 'retry' ? fate.error : undefined;
       expect(error).toBeInstanceOf(Error);
       expect(error?.message).toBe('kaboom');
     });
 
-    it('dead-letters a thrown object as an Error describing the value', () => {
-      const fate = decideFate({ status: 'threw', error: { code: 42, reason: 'nope' } });
+    it('dead-letters a thrown object after the last attempt as an Error describing the value', () => {
+      const fate = decideFate(
+        { status: 'threw', error: { code: 42, reason: 'nope' } },
+        inputs({ attempt: 5 }),
+      );
       expect(fate.action).toBe('dead-letter');
       const error = fate.action === 'dead-letter' ? fate.error : undefined;
       expect(error).toBeInstanceOf(Error);
@@ -105,8 +269,9 @@ describe('decideFate', () => {
     it('describes thrown values JSON cannot encode instead of failing', () => {
       const circular: Record<string, unknown> = {};
       circular.self = circular;
-      const fromCircular = decideFate({ status: 'threw', error: circular });
-      const fromUndefined = decideFate({ status: 'threw', error: undefined });
+      const last = inputs({ attempt: 5 });
+      const fromCircular = decideFate({ status: 'threw', error: circular }, last);
+      const fromUndefined = decideFate({ status: 'threw', error: undefined }, last);
       expect(fromCircular.action === 'dead-letter' && fromCircular.error.message).toBe(
         'non-error thrown: [object Object]',
       );
@@ -114,11 +279,189 @@ describe('decideFate', () => {
         'non-error thrown: undefined',
       );
     });
+  });
 
-    it('hands back a thrown string that reports a refused connection', () => {
-      const fate = decideFate({ status: 'threw', error: 'connect ECONNREFUSED 10.0.0.1:6379' });
-      expect(fate).toMatchObject({ action: 'requeue', delayMs: REQUEUE_DELAY_MS });
+  describe('when the handler threw RetryAfterError', () => {
+    it('retries after exactly the requested delay, in the smallest tier at least that long', () => {
+      const error = new RetryAfterError(500);
+      expect(decideFate({ status: 'threw', error }, inputs({ random: () => 1 }))).toEqual({
+        action: 'retry',
+        outcome: 'retry',
+        error,
+        delayMs: 500,
+        tier: 0,
+      });
     });
+
+    it('ignores the schedule and the jitter of the attempt', () => {
+      const fate = decideFate(
+        { status: 'threw', error: new RetryAfterError(3_000) },
+        inputs({ attempt: 1, random: () => 1 }),
+      );
+      expect(fate).toMatchObject({ action: 'retry', delayMs: 3_000, tier: 2 });
+    });
+
+    it('uses the largest tier for a delay beyond every tier, keeping the delay', () => {
+      const fate = decideFate(
+        { status: 'threw', error: new RetryAfterError(30_000) },
+        inputs({ attempt: 1 }),
+      );
+      expect(fate).toMatchObject({ action: 'retry', delayMs: 30_000, tier: 3 });
+    });
+
+    it('rounds a fractional delay up and a zero or negative one to 1 ms', () => {
+      const delayOf = (ms: number): number | undefined => {
+        const fate = decideFate({ status: 'threw', error: new RetryAfterError(ms) }, inputs());
+        return fate.action === 'retry' ? fate.delayMs : undefined;
+      };
+      expect(delayOf(499.2)).toBe(500);
+      expect(delayOf(0)).toBe(1);
+      expect(delayOf(-20)).toBe(1);
+    });
+
+    it('dead-letters after the last attempt like any other failure', () => {
+      const error = new RetryAfterError(500);
+      expect(decideFate({ status: 'threw', error }, inputs({ attempt: 5 }))).toEqual({
+        action: 'dead-letter',
+        outcome: 'dead_letter',
+        error,
+      });
+    });
+  });
+
+  describe('when the handler threw a non-retryable error', () => {
+    it.each<[string, Error]>([
+      ['NonRetryableError', new NonRetryableError('amount is negative')],
+      ['MessageValidationError', new MessageValidationError(['amountCents must be an integer'])],
+      ['BadRequestException (400) from a Nest pipe', new BadRequestException('bad payload')],
+      ['ForbiddenException (403) from a guard', new ForbiddenException()],
+      ['an HttpException 499', new HttpException('client closed request', 499)],
+    ])('dead-letters on its first attempt on %s with that error', (_label, error) => {
+      expect(decideFate({ status: 'threw', error }, inputs({ attempt: 1 }))).toEqual({
+        action: 'dead-letter',
+        outcome: 'dead_letter',
+        error,
+      });
+    });
+
+    it('dead-letters an error of a declared non-retryable class, and of its subclasses', () => {
+      const declared = inputs({ nonRetryable: [InsufficientFundsError] });
+      const own = new InsufficientFundsError('balance 10 < 1250');
+      const sub = new OverdraftError('overdraft limit reached');
+      expect(decideFate({ status: 'threw', error: own }, declared)).toEqual({
+        action: 'dead-letter',
+        outcome: 'dead_letter',
+        error: own,
+      });
+      expect(decideFate({ status: 'threw', error: sub }, declared).action).toBe('dead-letter');
+    });
+
+    it('still retries that class when the handler did not declare it', () => {
+      const error = new InsufficientFundsError('balance 10 < 1250');
+      expect(decideFate({ status: 'threw', error }, inputs()).action).toBe('retry');
+    });
+
+    it('dead-letters a RetryAfterError a handler declared non-retryable', () => {
+      const fate = decideFate(
+        { status: 'threw', error: new RetryAfterError(500) },
+        inputs({ nonRetryable: [RetryAfterError] }),
+      );
+      expect(fate.action).toBe('dead-letter');
+    });
+  });
+
+  describe('when a dependency is down', () => {
+    it('parks a copy for PARK_DELAY_MS in the shortest tier at least that long', () => {
+      const error = new DependencyUnavailableError('redis', 'marker write failed');
+      expect(decideFate({ status: 'threw', error }, inputs())).toEqual({
+        action: 'park',
+        outcome: 'requeue',
+        delayMs: PARK_DELAY_MS,
+        tier: TIERS.findIndex((t) => t >= PARK_DELAY_MS),
+        reason: 'dependency unavailable',
+        error,
+      });
+    });
+
+    it.each([1, 4, 5, 50])(
+      'parks it at attempt %i too: an outage spends no attempt and never dead-letters',
+      (attempt) => {
+        const error = new DependencyUnavailableError('redis', 'Connection is closed.');
+        expect(decideFate({ status: 'threw', error }, inputs({ attempt }))).toMatchObject({
+          action: 'park',
+          outcome: 'requeue',
+          delayMs: PARK_DELAY_MS,
+        });
+      },
+    );
+
+    it('hands it back after REQUEUE_DELAY_MS when the queue has no delay tiers', () => {
+      const error = new DependencyUnavailableError('redis', 'Connection is closed.');
+      expect(
+        decideFate({ status: 'threw', error }, inputs({ retry: undefined, tiers: [] })),
+      ).toEqual({
+        action: 'requeue',
+        outcome: 'requeue',
+        delayMs: REQUEUE_DELAY_MS,
+        reason: 'dependency unavailable',
+        error,
+      });
+    });
+
+    it.each(ioredisOutages)('parks the message after %s', (_label, error) => {
+      const fate = decideFate({ status: 'threw', error }, inputs({ attempt: 5 }));
+      expect(fate).toMatchObject({ action: 'park', outcome: 'requeue', delayMs: PARK_DELAY_MS });
+      expect(fate.action === 'park' && fate.error).toBe(error);
+    });
+
+    it('parks a thrown string that reports a refused connection', () => {
+      const fate = decideFate(
+        { status: 'threw', error: 'connect ECONNREFUSED 10.0.0.1:6379' },
+        inputs(),
+      );
+      expect(fate).toMatchObject({ action: 'park', delayMs: PARK_DELAY_MS });
+    });
+  });
+
+  describe('a RetryAfterError without a usable delay', () => {
+    it.each([Number.NaN, Number.POSITIVE_INFINITY])(
+      'falls back to the schedule for %p',
+      (delay) => {
+        const fate = decideFate(
+          { status: 'threw', error: new RetryAfterError(delay) },
+          inputs({ attempt: 1 }),
+        );
+        expect(fate).toMatchObject({ action: 'retry', delayMs: TIERS[0], tier: 0 });
+      },
+    );
+  });
+});
+
+describe('isNonRetryable', () => {
+  it('is true for NonRetryableError and its subclasses', () => {
+    expect(isNonRetryable(new NonRetryableError('no'), [])).toBe(true);
+    expect(isNonRetryable(new MessageDecodeError('not-json', 'x'), [])).toBe(true);
+    expect(isNonRetryable(new DeliveryLimitError(10), [])).toBe(true);
+  });
+
+  it('draws the line for Nest HttpExceptions between 499 and 500', () => {
+    expect(isNonRetryable(new HttpException('x', 400), [])).toBe(true);
+    expect(isNonRetryable(new HttpException('x', 499), [])).toBe(true);
+    expect(isNonRetryable(new HttpException('x', 500), [])).toBe(false);
+    expect(isNonRetryable(new HttpException('x', 503), [])).toBe(false);
+  });
+
+  it('is true for an instance of a declared class, false otherwise', () => {
+    expect(isNonRetryable(new OverdraftError('x'), [RangeError, InsufficientFundsError])).toBe(
+      true,
+    );
+    expect(isNonRetryable(new RangeError('x'), [RangeError])).toBe(true);
+    expect(isNonRetryable(new Error('x'), [RangeError, InsufficientFundsError])).toBe(false);
+  });
+
+  it('is false for RetryAfterError and DependencyUnavailableError', () => {
+    expect(isNonRetryable(new RetryAfterError(100), [])).toBe(false);
+    expect(isNonRetryable(new DependencyUnavailableError('redis', 'down'), [])).toBe(false);
   });
 });
 

@@ -2,6 +2,7 @@ import type { Channel, ConsumeMessage, Message, MessagePropertyHeaders } from 'a
 import { IllegalOperationError } from 'amqplib';
 import type { ProcessingOutcome } from '../../../src/metrics/metrics.constants';
 import type { MessageLogFields } from '../../../src/messaging/message.context';
+import type { ErrorClass } from '../../../src/messaging/message.fate';
 import type { PublishOptions } from '../../../src/messaging/message.publisher';
 import {
   MessageSettler,
@@ -11,16 +12,33 @@ import {
 import {
   MAX_EXCEPTION_MESSAGE_CHARS,
   MAX_STACKTRACE_CHARS,
+  PUBLISH_FAILED_REQUEUE_DELAY_MS,
+  PARK_DELAY_MS,
   REQUEUE_DELAY_MS,
 } from '../../../src/messaging/messaging.constants';
 import {
   DependencyUnavailableError,
   MessageDecodeError,
   NonRetryableError,
+  RetryAfterError,
 } from '../../../src/messaging/messaging.errors';
+import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
 
 const QUEUE = 'ledger.transactions';
 const BODY = Buffer.from('{"accountId":"acc-42","amountCents":1250}');
+
+/** The RETRY_* defaults: tiers 1000, 2000, 4000, 8000 ms. */
+const POLICY: RetryPolicy = {
+  maxAttempts: 5,
+  initialDelayMs: 1_000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  jitter: 0.2,
+};
+
+/** The wall clock the settler is given: every failure-time header shows it. */
+const FAILED_AT = new Date('2025-03-14T09:26:53.589Z');
+const FAILED_AT_ISO = '2025-03-14T09:26:53.589Z';
 
 /** A delivery as amqplib hands it to a consumer of `ledger.transactions`. */
 function consumeMessage(headers: MessagePropertyHeaders = { 'x-tenant': 'acme' }): ConsumeMessage {
@@ -61,6 +79,7 @@ type Effect =
       readonly allUpTo: boolean | undefined;
       readonly requeue: boolean | undefined;
     }
+  | { readonly kind: 'reject'; readonly message: Message; readonly requeue: boolean | undefined }
   | {
       readonly kind: 'publish';
       readonly exchange: string;
@@ -71,7 +90,7 @@ type Effect =
   | { readonly kind: 'publish-confirmed' };
 
 /** amqplib's channel, as far as the settler uses it; throws like a closed channel when told to. */
-class FakeChannel implements Pick<Channel, 'ack' | 'nack'> {
+class FakeChannel implements Pick<Channel, 'ack' | 'nack' | 'reject'> {
   closed = false;
 
   constructor(private readonly effects: Effect[]) {}
@@ -84,6 +103,11 @@ class FakeChannel implements Pick<Channel, 'ack' | 'nack'> {
   nack(message: Message, allUpTo?: boolean, requeue?: boolean): void {
     if (this.closed) throw new IllegalOperationError('Channel closed');
     this.effects.push({ kind: 'nack', message, allUpTo, requeue });
+  }
+
+  reject(message: Message, requeue?: boolean): void {
+    if (this.closed) throw new IllegalOperationError('Channel closed');
+    this.effects.push({ kind: 'reject', message, requeue });
   }
 }
 
@@ -189,10 +213,31 @@ class ManualScheduler {
   }
 }
 
-function setup(
-  options: { now?: () => number; scheduleRequeue?: SettlerDeps['scheduleRequeue'] } = {},
-) {
+/** The effects of every settler a test set up: checked after each test for multiple=true. */
+const effectLogs: Effect[][] = [];
+
+afterEach(() => {
+  const multiple = effectLogs.flat().filter((e) => 'allUpTo' in e && e.allUpTo === true);
+  effectLogs.length = 0;
+  expect(multiple).toEqual([]);
+});
+
+interface SetupOptions {
+  readonly now?: () => number;
+  readonly scheduleRequeue?: SettlerDeps['scheduleRequeue'];
+  /** Default: a fixed clock at {@link FAILED_AT}; `null` leaves the settler on the wall clock. */
+  readonly clock?: (() => Date) | null;
+  readonly random?: () => number;
+  /** The attempt that just ran. Default 3 of {@link POLICY}'s 5. */
+  readonly attempt?: number;
+  readonly retry?: RetryPolicy;
+  readonly nonRetryable?: readonly ErrorClass[];
+  readonly tiers?: readonly number[];
+}
+
+function setup(options: SetupOptions = {}) {
   const effects: Effect[] = [];
+  effectLogs.push(effects);
   const channel = new FakeChannel(effects);
   const publisher = new FakePublisher(effects);
   const metrics = new FakeMetrics();
@@ -202,6 +247,8 @@ function setup(
     metrics,
     logger,
     now: options.now ?? (() => 1_250),
+    clock: options.clock === null ? undefined : (options.clock ?? (() => FAILED_AT)),
+    random: options.random ?? (() => 0),
     scheduleRequeue: options.scheduleRequeue,
   });
   const log: MessageLogFields = {
@@ -209,9 +256,10 @@ function setup(
     correlationId: 'corr-9',
     queue: QUEUE,
     routingKey: 'transaction.created',
-    attempt: 3,
+    attempt: options.attempt ?? 3,
     handler: 'LedgerHandler.apply',
   };
+  const retry = 'retry' in options ? options.retry : POLICY;
   const delivery = (message: ConsumeMessage = consumeMessage()): Delivery => ({
     message,
     channel,
@@ -219,6 +267,9 @@ function setup(
     queue: QUEUE,
     log,
     startedAt: 1_000,
+    retry,
+    nonRetryable: options.nonRetryable ?? [],
+    tiers: options.tiers ?? (retry ? delayTiers(retry) : []),
   });
   return { effects, channel, publisher, metrics, logger, settler, delivery };
 }
@@ -237,6 +288,8 @@ function published(effects: readonly Effect[]): Extract<Effect, { kind: 'publish
 function headersOf(effects: readonly Effect[]): Record<string, unknown> {
   return { ...(published(effects).options.headers as Record<string, unknown>) };
 }
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 describe('MessageSettler', () => {
   describe('on success', () => {
@@ -264,16 +317,52 @@ describe('MessageSettler', () => {
     });
   });
 
-  describe('on dead-letter', () => {
-    const failure = (): Error => new NonRetryableError('amountCents exceeds the account limit');
+  describe('on retry', () => {
+    const failure = (): Error => new Error('ledger row locked by another writer');
 
-    it('publishes the original bytes to <exchange>.dlx with the queue name as routing key', async () => {
-      const { settler, delivery, effects } = setup();
-      await settler.settle(delivery(), { status: 'threw', error: failure() });
+    it('publishes the original bytes to the default exchange, routed to the delay tier of the attempt', async () => {
+      // attempt 3 of 5 → base delay 4000 ms → third tier
+      const { settler, delivery, effects } = setup({ attempt: 3 });
+      const fate = await settler.settle(delivery(), { status: 'threw', error: failure() });
       const publish = published(effects);
-      expect(publish.exchange).toBe('ledger.dlx');
-      expect(publish.routingKey).toBe(QUEUE);
+      expect(publish.exchange).toBe('');
+      expect(publish.routingKey).toBe('ledger.transactions.retry.3');
       expect(publish.content.equals(BODY)).toBe(true);
+      expect(publish.options.expiration).toBe('4000');
+      expect(fate).toMatchObject({ action: 'retry', outcome: 'retry', delayMs: 4_000, tier: 2 });
+    });
+
+    it.each([
+      [1, 'ledger.transactions.retry.1', '1000'],
+      [2, 'ledger.transactions.retry.2', '2000'],
+      [4, 'ledger.transactions.retry.4', '8000'],
+    ])('routes attempt %i to %s with expiration %s', async (attempt, routingKey, expiration) => {
+      const { settler, delivery, effects } = setup({ attempt });
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      expect(published(effects)).toMatchObject({
+        exchange: '',
+        routingKey,
+        options: { expiration },
+      });
+    });
+
+    it('sets the jittered delay as expiration, keeping the tier of the base delay', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 3, random: () => 1 });
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      expect(published(effects)).toMatchObject({
+        routingKey: 'ledger.transactions.retry.3',
+        options: { expiration: '3200' },
+      });
+    });
+
+    it('sends a RetryAfterError(500) to the first tier with expiration 500', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 3 });
+      await settler.settle(delivery(), { status: 'threw', error: new RetryAfterError(500) });
+      expect(published(effects)).toMatchObject({
+        exchange: '',
+        routingKey: 'ledger.transactions.retry.1',
+        options: { expiration: '500' },
+      });
     });
 
     it('keeps the identifying properties and publishes persistently', async () => {
@@ -290,14 +379,229 @@ describe('MessageSettler', () => {
       });
     });
 
-    it('writes every x-exception and x-original header and keeps the application headers', async () => {
+    it('writes the failure headers, the attempt number and both failure times from the clock', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 3 });
+      const error = failure();
+      await settler.settle(delivery(), { status: 'threw', error });
+      const headers = headersOf(effects);
+      expect(headers).toEqual({
+        'x-tenant': 'acme',
+        'x-exception-message': 'ledger row locked by another writer',
+        'x-exception-type': 'Error',
+        'x-exception-stacktrace': error.stack,
+        'x-original-exchange': 'ledger',
+        'x-original-routing-key': 'transaction.created',
+        'x-attempts': 3,
+        'x-handler': 'LedgerHandler.apply',
+        'x-first-failed-at': FAILED_AT_ISO,
+        'x-last-failed-at': FAILED_AT_ISO,
+      });
+      expect(headers).not.toHaveProperty('x-failed-at');
+    });
+
+    it('keeps x-first-failed-at of an earlier failure and moves x-last-failed-at on', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 3 });
+      const retried = consumeMessage({
+        'x-tenant': 'acme',
+        'x-attempts': 2,
+        'x-first-failed-at': '2025-03-14T09:26:50.000Z',
+        'x-last-failed-at': '2025-03-14T09:26:51.900Z',
+        'x-exception-message': 'the previous failure',
+      });
+      await settler.settle(delivery(retried), { status: 'threw', error: failure() });
+      expect(headersOf(effects)).toMatchObject({
+        'x-attempts': 3,
+        'x-first-failed-at': '2025-03-14T09:26:50.000Z',
+        'x-last-failed-at': FAILED_AT_ISO,
+        'x-exception-message': 'ledger row locked by another writer',
+      });
+    });
+
+    it('removes x-delivery-count from the copy and leaves the delivered message as it was', async () => {
+      const { settler, delivery, effects } = setup();
+      const message = consumeMessage({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
+      await settler.settle(delivery(message), { status: 'threw', error: failure() });
+      expect(headersOf(effects)).not.toHaveProperty('x-delivery-count');
+      expect(message.properties.headers).toEqual({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
+    });
+
+    it('rejects the original without requeue only after the retry publish is confirmed', async () => {
+      const { settler, delivery, effects, publisher, metrics } = setup();
+      publisher.autoConfirm = false;
+      const message = consumeMessage();
+      const settling = settler.settle(delivery(message), { status: 'threw', error: failure() });
+      await flushPromises();
+      expect(effects.map((e) => e.kind)).toEqual(['publish']);
+      expect(metrics.settled).toEqual([]);
+      publisher.confirmNext();
+      const fate = await settling;
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'reject']);
+      expect(effects[2]).toEqual({ kind: 'reject', message, requeue: false });
+      expect(fate.action).toBe('retry');
+      expect(metrics.settled).toEqual([
+        { queue: QUEUE, handler: 'LedgerHandler.apply', outcome: 'retry', seconds: 0.25 },
+      ]);
+    });
+
+    it('logs the retry once, as a warning with its delay and reason', async () => {
+      const { settler, delivery, logger } = setup({ attempt: 2 });
+      const error = failure();
+      await settler.settle(delivery(), { status: 'threw', error });
+      expect(logger.lines).toHaveLength(1);
+      expect(logger.lines[0]).toMatchObject({
+        level: 'warn',
+        msg: 'retry in 2000 ms: ledger row locked by another writer',
+        fields: {
+          code: 'RETRY_SCHEDULED',
+          reason: 'Error',
+          delayMs: 2_000,
+          outcome: 'retry',
+          attempt: 2,
+          err: error,
+        },
+      });
+    });
+
+    it('resolves a reject that cannot be sent, still records the retry, logs at debug', async () => {
+      const { settler, delivery, channel, effects, metrics, logger } = setup();
+      channel.closed = true;
+      await expect(
+        settler.settle(delivery(), { status: 'threw', error: failure() }),
+      ).resolves.toMatchObject({ action: 'retry' });
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed']);
+      expect(metrics.settled.map((m) => m.outcome)).toEqual(['retry']);
+      const debug = logger.lines.find((l) => l.msg === 'reject not sent: channel closed');
+      expect(debug?.level).toBe('debug');
+      expect(debug?.fields.err).toBeInstanceOf(IllegalOperationError);
+    });
+  });
+
+  describe('when the retry publish fails', () => {
+    it('keeps the original: no reject, a requeue nack after PUBLISH_FAILED_REQUEUE_DELAY_MS', async () => {
+      const scheduler = new ManualScheduler();
+      const { settler, delivery, effects, publisher, metrics, logger } = setup({
+        scheduleRequeue: scheduler.schedule,
+      });
+      const publishFailure = new Error('publish failed: no confirm within 10000 ms');
+      publisher.failWith = publishFailure;
+      const message = consumeMessage();
+      const settling = settler.settle(delivery(message), {
+        status: 'threw',
+        error: new Error('ledger row locked'),
+      });
+      await scheduler.scheduled();
+      expect(scheduler.delays).toEqual([PUBLISH_FAILED_REQUEUE_DELAY_MS]);
+      expect(effects.map((e) => e.kind)).toEqual(['publish']);
+      scheduler.runAll();
+      const fate = await settling;
+      expect(effects).toEqual([
+        expect.objectContaining({ kind: 'publish', routingKey: 'ledger.transactions.retry.3' }),
+        { kind: 'nack', message, allUpTo: false, requeue: true },
+      ]);
+      expect(fate).toMatchObject({
+        action: 'requeue',
+        outcome: 'requeue',
+        delayMs: PUBLISH_FAILED_REQUEUE_DELAY_MS,
+        reason: 'retry publish failed',
+        error: publishFailure,
+      });
+      expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
+      expect(logger.lines).toEqual([
+        expect.objectContaining({
+          level: 'warn',
+          msg: 'handed back: retry publish failed',
+          fields: expect.objectContaining({ code: 'HANDED_BACK', err: publishFailure }) as unknown,
+        }),
+      ]);
+    });
+
+    it('waits PUBLISH_FAILED_REQUEUE_DELAY_MS on the real timer by default', async () => {
+      jest.useFakeTimers();
+      try {
+        const { settler, delivery, effects, publisher } = setup();
+        publisher.failWith = new Error('channel closed');
+        const settling = settler.settle(delivery(), { status: 'threw', error: new Error('x') });
+        await jest.advanceTimersByTimeAsync(PUBLISH_FAILED_REQUEUE_DELAY_MS - 1);
+        expect(effects.map((e) => e.kind)).toEqual(['publish']);
+        await jest.advanceTimersByTimeAsync(1);
+        await settling;
+        expect(effects.map((e) => e.kind)).toEqual(['publish', 'nack']);
+      } finally {
+        jest.useRealTimers();
+      }
+    });
+  });
+
+  describe('on dead-letter', () => {
+    const failure = (): Error => new NonRetryableError('amountCents exceeds the account limit');
+
+    it('publishes the original bytes to <exchange>.dlx with the queue name as routing key', async () => {
+      const { settler, delivery, effects } = setup();
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      const publish = published(effects);
+      expect(publish.exchange).toBe('ledger.dlx');
+      expect(publish.routingKey).toBe(QUEUE);
+      expect(publish.content.equals(BODY)).toBe(true);
+    });
+
+    it('publishes no expiration on a dead-letter copy', async () => {
+      const { settler, delivery, effects } = setup();
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      expect(published(effects).options).not.toHaveProperty('expiration');
+    });
+
+    it('dead-letters a retryable failure of the last attempt to <exchange>.dlx', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 5 });
+      const fate = await settler.settle(delivery(), {
+        status: 'threw',
+        error: new Error('ledger row locked'),
+      });
+      expect(fate.action).toBe('dead-letter');
+      expect(published(effects)).toMatchObject({ exchange: 'ledger.dlx', routingKey: QUEUE });
+      expect(headersOf(effects)['x-attempts']).toBe(5);
+    });
+
+    it('dead-letters a failure of a type the handler declared non-retryable', async () => {
+      class LedgerClosedError extends Error {
+        override name = 'LedgerClosedError';
+      }
+      const { settler, delivery, effects } = setup({
+        attempt: 1,
+        nonRetryable: [LedgerClosedError],
+      });
+      await settler.settle(delivery(), {
+        status: 'threw',
+        error: new LedgerClosedError('period 2024-12 is closed'),
+      });
+      expect(published(effects).exchange).toBe('ledger.dlx');
+      expect(headersOf(effects)['x-exception-type']).toBe('LedgerClosedError');
+    });
+
+    it('dead-letters a failure when no handler matched (no retry policy)', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 1, retry: undefined });
+      await settler.settle(delivery(), { status: 'threw', error: new Error('x') });
+      expect(published(effects).exchange).toBe('ledger.dlx');
+    });
+
+    it('keeps the identifying properties and publishes persistently', async () => {
+      const { settler, delivery, effects } = setup();
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      expect(published(effects).options).toMatchObject({
+        messageId: 'tx-0001',
+        correlationId: 'corr-9',
+        contentType: 'application/json',
+        timestamp: 1_735_689_600,
+        type: 'transaction.created',
+        appId: 'billing',
+        persistent: true,
+      });
+    });
+
+    it('writes every x-exception, x-original and failure-time header and keeps the application headers', async () => {
       const { settler, delivery, effects } = setup();
       const error = failure();
-      const before = Date.now();
       await settler.settle(delivery(), { status: 'threw', error });
-      const after = Date.now();
-      const headers = headersOf(effects);
-      expect(headers).toMatchObject({
+      expect(headersOf(effects)).toEqual({
         'x-tenant': 'acme',
         'x-exception-message': 'amountCents exceeds the account limit',
         'x-exception-type': 'NonRetryableError',
@@ -306,13 +610,57 @@ describe('MessageSettler', () => {
         'x-original-routing-key': 'transaction.created',
         'x-attempts': 3,
         'x-handler': 'LedgerHandler.apply',
+        'x-failed-at': FAILED_AT_ISO,
+        'x-first-failed-at': FAILED_AT_ISO,
+        'x-last-failed-at': FAILED_AT_ISO,
       });
-      const failedAt = headers['x-failed-at'];
-      expect(typeof failedAt).toBe('string');
-      expect(failedAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
-      const failedAtMs = Date.parse(String(failedAt));
-      expect(failedAtMs).toBeGreaterThanOrEqual(before);
-      expect(failedAtMs).toBeLessThanOrEqual(after);
+    });
+
+    it('keeps x-first-failed-at of the first retry on the dead-letter copy', async () => {
+      const { settler, delivery, effects } = setup({ attempt: 5 });
+      const retried = consumeMessage({
+        'x-attempts': 4,
+        'x-first-failed-at': '2025-03-14T09:26:38.000Z',
+        'x-last-failed-at': '2025-03-14T09:26:45.000Z',
+      });
+      await settler.settle(delivery(retried), { status: 'threw', error: new Error('x') });
+      expect(headersOf(effects)).toMatchObject({
+        'x-attempts': 5,
+        'x-first-failed-at': '2025-03-14T09:26:38.000Z',
+        'x-last-failed-at': FAILED_AT_ISO,
+        'x-failed-at': FAILED_AT_ISO,
+      });
+    });
+
+    it('reads the clock once per settlement, so all failure times of a copy agree', async () => {
+      let tick = 0;
+      const clock = (): Date => new Date(FAILED_AT.getTime() + 1_000 * tick++);
+      const { settler, delivery, effects } = setup({ clock });
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      const headers = headersOf(effects);
+      expect(headers['x-failed-at']).toBe(FAILED_AT_ISO);
+      expect(headers['x-last-failed-at']).toBe(FAILED_AT_ISO);
+      expect(headers['x-first-failed-at']).toBe(FAILED_AT_ISO);
+      expect(tick).toBe(1);
+    });
+
+    it('falls back to the wall clock when no clock is injected', async () => {
+      const { settler, delivery, effects } = setup({ clock: null });
+      const before = Date.now();
+      await settler.settle(delivery(), { status: 'threw', error: failure() });
+      const after = Date.now();
+      const failedAt = String(headersOf(effects)['x-failed-at']);
+      expect(failedAt).toMatch(ISO_TIME);
+      expect(Date.parse(failedAt)).toBeGreaterThanOrEqual(before);
+      expect(Date.parse(failedAt)).toBeLessThanOrEqual(after);
+    });
+
+    it('removes x-delivery-count from the copy', async () => {
+      const { settler, delivery, effects } = setup();
+      const poisoned = consumeMessage({ 'x-tenant': 'acme', 'x-delivery-count': 10 });
+      await settler.settle(delivery(poisoned), { status: 'threw', error: failure() });
+      expect(headersOf(effects)).not.toHaveProperty('x-delivery-count');
+      expect(headersOf(effects)['x-tenant']).toBe('acme');
     });
 
     it('leaves the messageId of a message that had none unset in its dead-letter copy', async () => {
@@ -354,7 +702,7 @@ describe('MessageSettler', () => {
 
     it('truncates the stack trace to MAX_STACKTRACE_CHARS', async () => {
       const { settler, delivery, effects } = setup();
-      const error = new Error('deep recursion');
+      const error = new NonRetryableError('deep recursion');
       error.stack = `Error: deep recursion\n${'    at frame (file.ts:1:1)\n'.repeat(500)}`;
       await settler.settle(delivery(), { status: 'threw', error });
       const stack = String(headersOf(effects)['x-exception-stacktrace']);
@@ -366,7 +714,7 @@ describe('MessageSettler', () => {
 
     it('truncates the exception message to MAX_EXCEPTION_MESSAGE_CHARS', async () => {
       const { settler, delivery, effects } = setup();
-      const error = new Error(`schema-invalid: ${'x'.repeat(5_000)}`);
+      const error = new NonRetryableError(`schema-invalid: ${'x'.repeat(5_000)}`);
       await settler.settle(delivery(), { status: 'threw', error });
       const message = String(headersOf(effects)['x-exception-message']);
       expect(message).toHaveLength(MAX_EXCEPTION_MESSAGE_CHARS);
@@ -377,19 +725,21 @@ describe('MessageSettler', () => {
     it('keeps an exception message of exactly MAX_EXCEPTION_MESSAGE_CHARS whole', async () => {
       const { settler, delivery, effects } = setup();
       const text = 'y'.repeat(MAX_EXCEPTION_MESSAGE_CHARS);
-      await settler.settle(delivery(), { status: 'threw', error: new Error(text) });
+      await settler.settle(delivery(), { status: 'threw', error: new NonRetryableError(text) });
       expect(headersOf(effects)['x-exception-message']).toBe(text);
     });
 
-    it('acks the original only after the dead-letter publish is confirmed', async () => {
+    it('rejects the original without requeue, never acks it, only after the publish is confirmed', async () => {
       const { settler, delivery, effects, publisher, metrics } = setup();
       publisher.autoConfirm = false;
-      const settling = settler.settle(delivery(), { status: 'threw', error: failure() });
+      const message = consumeMessage();
+      const settling = settler.settle(delivery(message), { status: 'threw', error: failure() });
       await flushPromises();
       expect(effects.map((e) => e.kind)).toEqual(['publish']);
       publisher.confirmNext();
       const fate = await settling;
-      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'reject']);
+      expect(effects[2]).toEqual({ kind: 'reject', message, requeue: false });
       expect(fate).toMatchObject({ action: 'dead-letter', outcome: 'dead_letter' });
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['dead_letter']);
     });
@@ -403,11 +753,24 @@ describe('MessageSettler', () => {
         msg: 'dead-lettered: amountCents exceeds the account limit',
         fields: { code: 'DEAD_LETTERED', reason: 'NonRetryableError', outcome: 'dead_letter' },
       });
+      expect(logger.lines[0].fields).not.toHaveProperty('err');
+    });
+
+    it('logs the stack of a handler failure that exhausted its attempts', async () => {
+      const { settler, delivery, logger } = setup({ attempt: 5 });
+      const error = new Error('ledger row locked');
+      await settler.settle(delivery(), { status: 'threw', error });
+      expect(logger.lines).toEqual([
+        expect.objectContaining({
+          level: 'warn',
+          fields: expect.objectContaining({ code: 'DEAD_LETTERED', err: error }) as unknown,
+        }),
+      ]);
     });
   });
 
   describe('when the dead-letter publish fails', () => {
-    it('keeps the original: no ack, a requeue nack after 1000 ms, outcome requeue', async () => {
+    it('keeps the original: no reject, a requeue nack after 1000 ms, outcome requeue', async () => {
       const scheduler = new ManualScheduler();
       const { settler, delivery, effects, publisher, metrics, logger } = setup({
         scheduleRequeue: scheduler.schedule,
@@ -417,7 +780,7 @@ describe('MessageSettler', () => {
       const message = consumeMessage();
       const settling = settler.settle(delivery(message), {
         status: 'threw',
-        error: new Error('handler bug'),
+        error: new NonRetryableError('handler refused'),
       });
       await scheduler.scheduled();
       expect(scheduler.delays).toEqual([1_000]);
@@ -425,7 +788,7 @@ describe('MessageSettler', () => {
       scheduler.runAll();
       const fate = await settling;
       expect(effects).toEqual([
-        expect.objectContaining({ kind: 'publish' }),
+        expect.objectContaining({ kind: 'publish', exchange: 'ledger.dlx' }),
         { kind: 'nack', message, allUpTo: false, requeue: true },
       ]);
       expect(fate).toMatchObject({
@@ -459,10 +822,28 @@ describe('MessageSettler', () => {
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
     });
 
-    it('hands back a delivery REQUEUE_DELAY_MS after a dependency outage, never acking it', async () => {
+    it('parks a copy in a delay tier on a dependency outage, then acks the original', async () => {
+      const { settler, delivery, effects, metrics } = setup({ attempt: 3 });
+      const message = consumeMessage();
+      await settler.settle(delivery(message), {
+        status: 'threw',
+        error: new DependencyUnavailableError('redis', 'Connection is closed.'),
+      });
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
+      const copy = published(effects);
+      expect(copy.exchange).toBe('');
+      expect(copy.routingKey).toBe(`${QUEUE}.retry.1`);
+      expect(copy.options.expiration).toBe(String(PARK_DELAY_MS));
+      // the outage spent no attempt: the copy runs again as attempt 3
+      expect(headersOf(effects)['x-attempts']).toBe(2);
+      expect(headersOf(effects)['x-exception-type']).toBeUndefined();
+      expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
+    });
+
+    it('hands back a delivery REQUEUE_DELAY_MS after an outage when the queue has no tiers', async () => {
       jest.useFakeTimers();
       try {
-        const { settler, delivery, effects, metrics } = setup();
+        const { settler, delivery, effects, metrics } = setup({ retry: undefined, tiers: [] });
         const message = consumeMessage();
         const settling = settler.settle(delivery(message), {
           status: 'threw',

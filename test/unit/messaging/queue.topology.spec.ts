@@ -2,8 +2,14 @@ import type { Channel, Options } from 'amqplib';
 import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces';
 import { TopologyConflictError } from '../../../src/messaging/messaging.errors';
 import {
+  QUORUM_DELIVERY_LIMIT,
+  MAX_UNSETTLED_DELIVERIES,
+} from '../../../src/messaging/messaging.constants';
+import {
   asTopologyConflict,
   declareTopology,
+  delayTierArguments,
+  queueArguments,
   topologyNames,
 } from '../../../src/messaging/queue.topology';
 
@@ -65,6 +71,22 @@ const binding: QueueBinding = {
   routingKeys: ['transaction.*', 'refund.#'],
   prefetch: 50,
   handlers: [],
+  retryTiers: [1_000, 2_000, 4_000, 8_000],
+};
+
+/** The same queue with no handler that retries. */
+const withoutRetries: QueueBinding = { ...binding, retryTiers: [] };
+
+/** What a quorum delay tier of `ledger.transactions` is declared with. */
+const QUORUM_TIER: Options.AssertQueue = {
+  durable: true,
+  arguments: {
+    'x-queue-type': 'quorum',
+    'x-dead-letter-exchange': '',
+    'x-dead-letter-routing-key': 'ledger.transactions',
+    'x-dead-letter-strategy': 'at-least-once',
+    'x-overflow': 'reject-publish',
+  },
 };
 
 describe('topologyNames', () => {
@@ -116,8 +138,46 @@ describe('asTopologyConflict', () => {
   });
 });
 
+describe('queueArguments', () => {
+  it('declares a durable quorum work queue with an explicit delivery limit and no dead-letter exchange', () => {
+    expect(queueArguments('quorum')).toEqual({
+      durable: true,
+      arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': QUORUM_DELIVERY_LIMIT },
+    });
+  });
+
+  it('declares a classic work queue with its type only (classic queues have no delivery limit)', () => {
+    expect(queueArguments('classic')).toEqual({
+      durable: true,
+      arguments: { 'x-queue-type': 'classic' },
+    });
+  });
+
+  it('sets the broker limit above the service poison guard, so the service dead-letters first', () => {
+    expect(QUORUM_DELIVERY_LIMIT).toBe(20);
+    expect(QUORUM_DELIVERY_LIMIT).toBeGreaterThan(MAX_UNSETTLED_DELIVERIES);
+  });
+});
+
+describe('delayTierArguments', () => {
+  it('dead-letters expired quorum tier messages through the default exchange, at least once', () => {
+    expect(delayTierArguments('ledger.transactions', 'quorum')).toEqual(QUORUM_TIER);
+  });
+
+  it('dead-letters expired classic tier messages back into the queue (no quorum-only arguments)', () => {
+    expect(delayTierArguments('ledger.transactions', 'classic')).toEqual({
+      durable: true,
+      arguments: {
+        'x-queue-type': 'classic',
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': 'ledger.transactions',
+      },
+    });
+  });
+});
+
 describe('declareTopology', () => {
-  it('declares exchanges, dead-letter queue, queue and bindings in order', async () => {
+  it('declares exchanges, dead-letter queue, queue, bindings and the delay tiers in order', async () => {
     const channel = new FakeChannel();
     await declareTopology(channel.asChannel(), binding, 'quorum');
     expect(channel.calls).toEqual([
@@ -139,19 +199,47 @@ describe('declareTopology', () => {
         queue: 'ledger.transactions',
         options: {
           durable: true,
-          arguments: {
-            'x-queue-type': 'quorum',
-            'x-dead-letter-exchange': 'ledger.dlx',
-            'x-dead-letter-routing-key': 'ledger.transactions',
-          },
+          arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 20 },
         },
       },
       { op: 'bindQueue', queue: 'ledger.transactions', source: 'ledger', pattern: 'transaction.*' },
       { op: 'bindQueue', queue: 'ledger.transactions', source: 'ledger', pattern: 'refund.#' },
+      { op: 'assertQueue', queue: 'ledger.transactions.retry.1', options: QUORUM_TIER },
+      { op: 'assertQueue', queue: 'ledger.transactions.retry.2', options: QUORUM_TIER },
+      { op: 'assertQueue', queue: 'ledger.transactions.retry.3', options: QUORUM_TIER },
+      { op: 'assertQueue', queue: 'ledger.transactions.retry.4', options: QUORUM_TIER },
     ]);
   });
 
-  it('declares both queues with the configured queue type', async () => {
+  it('gives the work queue no dead-letter exchange: failed messages are copied by the service', async () => {
+    const channel = new FakeChannel();
+    await declareTopology(channel.asChannel(), binding, 'quorum');
+    const workQueue = channel.calls.find(
+      (c) => c.op === 'assertQueue' && c.queue === 'ledger.transactions',
+    );
+    const args =
+      workQueue?.op === 'assertQueue'
+        ? (workQueue.options?.arguments as Record<string, unknown>)
+        : {};
+    expect(args).not.toHaveProperty('x-dead-letter-exchange');
+    expect(args).not.toHaveProperty('x-dead-letter-routing-key');
+  });
+
+  it('declares one delay tier per retry tier of the binding and none without retries', async () => {
+    const tierQueues = async (b: QueueBinding): Promise<string[]> => {
+      const channel = new FakeChannel();
+      await declareTopology(channel.asChannel(), b, 'quorum');
+      return channel.calls.flatMap((c) =>
+        c.op === 'assertQueue' && c.queue.includes('.retry.') ? [c.queue] : [],
+      );
+    };
+    expect(await tierQueues({ ...binding, retryTiers: [500] })).toEqual([
+      'ledger.transactions.retry.1',
+    ]);
+    expect(await tierQueues(withoutRetries)).toEqual([]);
+  });
+
+  it('declares every queue with the configured queue type', async () => {
     const channel = new FakeChannel();
     await declareTopology(channel.asChannel(), binding, 'classic');
     const queueTypes = channel.calls.flatMap((c) =>
@@ -159,7 +247,18 @@ describe('declareTopology', () => {
         ? [(c.options?.arguments as Record<string, unknown>)['x-queue-type']]
         : [],
     );
-    expect(queueTypes).toEqual(['classic', 'classic']);
+    expect(queueTypes).toEqual(['classic', 'classic', 'classic', 'classic', 'classic', 'classic']);
+  });
+
+  it('declares classic work and tier queues without quorum-only arguments', async () => {
+    const channel = new FakeChannel();
+    await declareTopology(channel.asChannel(), binding, 'classic');
+    const quorumOnly = ['x-delivery-limit', 'x-dead-letter-strategy', 'x-overflow'];
+    for (const call of channel.calls) {
+      if (call.op !== 'assertQueue') continue;
+      const args = call.options?.arguments as Record<string, unknown>;
+      for (const name of quorumOnly) expect(args).not.toHaveProperty(name);
+    }
   });
 
   it('declares the same calls again when run again (idempotent setup after a reconnect)', async () => {
@@ -180,6 +279,22 @@ describe('declareTopology', () => {
       argument: 'x-queue-type',
     });
     expect(channel.calls).toHaveLength(5);
+  });
+
+  it('names the delay tier when the broker refuses a tier declaration', async () => {
+    const channel = new FakeChannel();
+    channel.failure = new Error(
+      `Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
+        `inequivalent arg 'x-dead-letter-strategy' for queue 'ledger.transactions.retry.2' in ` +
+        `vhost '/': received the value 'at-least-once' of type 'longstr' but current is none"`,
+    );
+    channel.failAt = 8; // the second tier
+    const declaring = declareTopology(channel.asChannel(), binding, 'quorum');
+    await expect(declaring).rejects.toMatchObject({
+      resource: 'ledger.transactions.retry.2',
+      argument: 'x-dead-letter-strategy',
+    });
+    expect(channel.calls).toHaveLength(9);
   });
 
   it('rethrows any other failure unchanged', async () => {

@@ -1,0 +1,355 @@
+import type { Channel, ConsumeMessage, Message, MessagePropertyHeaders, XDeath } from 'amqplib';
+import type { PinoLogger } from 'nestjs-pino';
+import pino from 'pino';
+import type { IdempotencyStore } from '../../../src/messaging/idempotency.store';
+import type { MessageContext, ProcessedMarker } from '../../../src/messaging/message.context';
+import type {
+  QueueBinding,
+  RegisteredHandler,
+} from '../../../src/messaging/message-handler.interfaces';
+import {
+  MessageProcessor,
+  attemptOf,
+  type ConsumerHandle,
+} from '../../../src/messaging/message.processor';
+import type { PublishOptions } from '../../../src/messaging/message.publisher';
+import type { MessagePublisher } from '../../../src/messaging/message.publisher';
+import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants';
+import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
+import type { MessageMetrics } from '../../../src/metrics/message.metrics';
+
+const QUEUE = 'ledger.transactions';
+
+/** An x-death entry as RabbitMQ writes it when a delay tier expires a message into its queue. */
+function death(queue: string, count: number, reason: XDeath['reason'] = 'expired'): XDeath {
+  return {
+    queue,
+    reason,
+    count,
+    exchange: '',
+    'routing-keys': [queue],
+    time: { '!': 'timestamp', value: 1_741_944_413 },
+  };
+}
+
+describe('attemptOf', () => {
+  it('is 1 for a message delivered for the first time (no headers)', () => {
+    expect(attemptOf({})).toBe(1);
+  });
+
+  it('is x-attempts + 1 for a retry copy', () => {
+    expect(attemptOf({ 'x-attempts': 1 })).toBe(2);
+    expect(attemptOf({ 'x-attempts': 4 })).toBe(5);
+  });
+
+  it('prefers x-attempts over x-death and x-delivery-count', () => {
+    expect(
+      attemptOf({
+        'x-attempts': 2,
+        'x-death': [death(`${QUEUE}.retry.1`, 1), death(`${QUEUE}.retry.2`, 1)],
+        'x-delivery-count': 7,
+      }),
+    ).toBe(3);
+  });
+
+  it('takes an x-attempts of zero at its word: a parked copy that has not failed yet', () => {
+    expect(
+      attemptOf({
+        'x-attempts': 0,
+        'x-death': [death(`${QUEUE}.retry.1`, 1)],
+        'x-delivery-count': 3,
+      }),
+    ).toBe(1);
+  });
+
+  it.each<[string, unknown]>([
+    ['negative', -2],
+    ['fractional', 1.5],
+    ['not a number', 'two'],
+    ['null', null],
+  ])('ignores an x-attempts that is %s', (_label, value) => {
+    expect(attemptOf({ 'x-attempts': value })).toBe(1);
+    expect(attemptOf({ 'x-attempts': value, 'x-delivery-count': 2 })).toBe(3);
+  });
+
+  it('counts the expiries out of delay tiers recorded in x-death without x-attempts', () => {
+    expect(attemptOf({ 'x-death': [death(`${QUEUE}.retry.1`, 1)] })).toBe(2);
+    expect(
+      attemptOf({ 'x-death': [death(`${QUEUE}.retry.2`, 1), death(`${QUEUE}.retry.1`, 1)] }),
+    ).toBe(3);
+  });
+
+  it('adds up the count of an x-death entry the broker incremented', () => {
+    expect(attemptOf({ 'x-death': [death(`${QUEUE}.retry.1`, 3)] })).toBe(4);
+  });
+
+  it('prefers x-death over x-delivery-count', () => {
+    expect(attemptOf({ 'x-death': [death(`${QUEUE}.retry.1`, 2)], 'x-delivery-count': 5 })).toBe(3);
+  });
+
+  it('ignores x-death entries that are not tier expiries', () => {
+    // as decoded off the wire: amqplib's XDeath typing does not hold for what a publisher sent
+    const headers: Record<string, unknown> = {
+      'x-death': [
+        death(QUEUE, 1, 'rejected'),
+        death(`${QUEUE}.retry.1`, 1, 'rejected'),
+        death('ledger.payments', 2, 'expired'),
+        death(`${QUEUE}.retry.1`, 1, 'maxlen'),
+        { queue: `${QUEUE}.retry.1`, reason: 'expired', count: '1' },
+        { reason: 'expired', count: 1 },
+        'not an entry',
+        null,
+      ],
+    };
+    expect(attemptOf(headers)).toBe(1);
+    expect(attemptOf({ ...headers, 'x-delivery-count': 1 })).toBe(2);
+  });
+
+  it('ignores an x-death that is not an array', () => {
+    expect(attemptOf({ 'x-death': death(`${QUEUE}.retry.1`, 1) })).toBe(1);
+  });
+
+  it('is x-delivery-count + 1 without x-attempts and tier expiries', () => {
+    expect(attemptOf({ 'x-delivery-count': 1 })).toBe(2);
+    expect(attemptOf({ 'x-delivery-count': 4 })).toBe(5);
+  });
+
+  it('is 1 for an x-delivery-count of 0 or one that is not a number', () => {
+    expect(attemptOf({ 'x-delivery-count': 0 })).toBe(1);
+    expect(attemptOf({ 'x-delivery-count': 'many' })).toBe(1);
+  });
+});
+
+/* ---------- MessageProcessor: the attempt, the policy and the poison guard reach settlement ---------- */
+
+const POLICY: RetryPolicy = {
+  maxAttempts: 5,
+  initialDelayMs: 1_000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  jitter: 0.2,
+};
+
+type Effect =
+  | { readonly kind: 'ack' | 'reject' | 'nack'; readonly message: Message }
+  | {
+      readonly kind: 'publish';
+      readonly exchange: string;
+      readonly routingKey: string;
+      readonly options: PublishOptions;
+    };
+
+class FakeChannel implements Pick<Channel, 'ack' | 'nack' | 'reject'> {
+  constructor(private readonly effects: Effect[]) {}
+
+  ack(message: Message): void {
+    this.effects.push({ kind: 'ack', message });
+  }
+
+  nack(message: Message): void {
+    this.effects.push({ kind: 'nack', message });
+  }
+
+  reject(message: Message): void {
+    this.effects.push({ kind: 'reject', message });
+  }
+}
+
+class FakePublisher {
+  constructor(private readonly effects: Effect[]) {}
+
+  publishRaw(
+    exchange: string,
+    routingKey: string,
+    _content: Buffer,
+    options: PublishOptions,
+  ): Promise<void> {
+    this.effects.push({ kind: 'publish', exchange, routingKey, options });
+    return Promise.resolve();
+  }
+}
+
+class FakeIdempotency {
+  readonly marked: string[] = [];
+
+  marker(queue: string, messageId: string): ProcessedMarker {
+    return { key: `mp:processed:${queue}:${messageId}`, ttlSeconds: 60 };
+  }
+
+  isProcessed(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  markProcessed(marker: ProcessedMarker): Promise<void> {
+    this.marked.push(marker.key);
+    return Promise.resolve();
+  }
+}
+
+class FakeMetrics {
+  readonly outcomes: string[] = [];
+
+  messageReceived(): void {}
+
+  messageSettled(_queue: string, _handler: string, outcome: string): void {
+    this.outcomes.push(outcome);
+  }
+}
+
+/** PinoLogger as far as the processor and its settler use it. */
+class FakePinoLogger {
+  readonly logger = pino({ enabled: false });
+  debug(): void {}
+  warn(): void {}
+  error(): void {}
+}
+
+function consumeMessage(headers: MessagePropertyHeaders): ConsumeMessage {
+  return {
+    content: Buffer.from('{"accountId":"acc-42","amountCents":1250}'),
+    fields: {
+      deliveryTag: 3,
+      redelivered: false,
+      exchange: 'ledger',
+      routingKey: 'transaction.created',
+      consumerTag: 'amq.ctag-test',
+    },
+    properties: {
+      contentType: 'application/json',
+      contentEncoding: undefined,
+      headers,
+      deliveryMode: 2,
+      priority: undefined,
+      correlationId: 'corr-9',
+      replyTo: undefined,
+      expiration: undefined,
+      messageId: 'tx-0001',
+      timestamp: undefined,
+      type: undefined,
+      userId: undefined,
+      appId: undefined,
+      clusterId: undefined,
+    },
+  };
+}
+
+function setup(outcome: 'succeed' | 'fail') {
+  const effects: Effect[] = [];
+  const attempts: number[] = [];
+  const idempotency = new FakeIdempotency();
+  const metrics = new FakeMetrics();
+  const handler: RegisteredHandler = {
+    id: 'LedgerHandler.apply',
+    options: {
+      exchange: 'ledger',
+      queue: QUEUE,
+      routingKeys: ['transaction.*'],
+      prefetch: undefined,
+      idempotent: true,
+      commitsMarker: false,
+      retry: POLICY,
+      nonRetryable: [],
+    },
+    matches: (key) => key.startsWith('transaction.'),
+    invoke: (_payload: unknown, context: MessageContext) => {
+      attempts.push(context.attempt);
+      return outcome === 'succeed'
+        ? Promise.resolve(undefined)
+        : Promise.reject(new Error('ledger row locked'));
+    },
+  };
+  const binding: QueueBinding = {
+    queue: QUEUE,
+    exchange: 'ledger',
+    routingKeys: ['transaction.*'],
+    prefetch: 10,
+    handlers: [handler],
+    retryTiers: delayTiers(POLICY),
+  };
+  const consumer: ConsumerHandle = {
+    binding,
+    accepting: () => true,
+    signal: new AbortController().signal,
+  };
+  const processor = new MessageProcessor(
+    idempotency as unknown as IdempotencyStore,
+    metrics as unknown as MessageMetrics,
+    new FakePublisher(effects) as unknown as MessagePublisher,
+    {
+      messageMaxBytes: 1_048_576,
+      idempotencyTtlSeconds: 60,
+      retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 60_000 },
+      shutdownTimeoutMs: 1_000,
+    },
+    new FakePinoLogger() as unknown as PinoLogger,
+  );
+  const channel = new FakeChannel(effects) as unknown as Channel;
+  const process = (message: ConsumeMessage) => processor.process(message, channel, consumer);
+  return { effects, attempts, metrics, idempotency, process };
+}
+
+function onlyPublish(effects: readonly Effect[]): Extract<Effect, { kind: 'publish' }> {
+  const publishes = effects.filter((e) => e.kind === 'publish');
+  expect(publishes).toHaveLength(1);
+  return publishes[0];
+}
+
+describe('MessageProcessor', () => {
+  it('retries a first failure through the first tier with x-attempts 1, then rejects', async () => {
+    const { process, effects, attempts, metrics } = setup('fail');
+    await process(consumeMessage({}));
+    expect(attempts).toEqual([1]);
+    const publish = onlyPublish(effects);
+    expect(publish).toMatchObject({ exchange: '', routingKey: `${QUEUE}.retry.1` });
+    expect(publish.options.headers).toMatchObject({ 'x-attempts': 1 });
+    expect(Number(publish.options.expiration)).toBeGreaterThanOrEqual(800);
+    expect(Number(publish.options.expiration)).toBeLessThanOrEqual(1_000);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(metrics.outcomes).toEqual(['retry']);
+  });
+
+  it('runs a returning retry copy as attempt x-attempts + 1 and sends it to the next tier', async () => {
+    const { process, effects, attempts } = setup('fail');
+    await process(
+      consumeMessage({
+        'x-attempts': 2,
+        'x-death': [death(`${QUEUE}.retry.2`, 1), death(`${QUEUE}.retry.1`, 1)],
+      }),
+    );
+    expect(attempts).toEqual([3]);
+    const publish = onlyPublish(effects);
+    expect(publish.routingKey).toBe(`${QUEUE}.retry.3`);
+    expect(publish.options.headers).toMatchObject({ 'x-attempts': 3 });
+  });
+
+  it('dead-letters the failure of attempt maxAttempts', async () => {
+    const { process, effects, attempts, metrics } = setup('fail');
+    await process(consumeMessage({ 'x-attempts': 4 }));
+    expect(attempts).toEqual([5]);
+    expect(onlyPublish(effects)).toMatchObject({ exchange: 'ledger.dlx', routingKey: QUEUE });
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(metrics.outcomes).toEqual(['dead_letter']);
+  });
+
+  it(`dead-letters a message delivered ${MAX_UNSETTLED_DELIVERIES} times unsettled without running its handler`, async () => {
+    const { process, effects, attempts, idempotency } = setup('succeed');
+    await process(consumeMessage({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES }));
+    expect(attempts).toEqual([]);
+    expect(idempotency.marked).toEqual([]);
+    const publish = onlyPublish(effects);
+    expect(publish.exchange).toBe('ledger.dlx');
+    expect(publish.options.headers).toMatchObject({
+      'x-exception-type': 'DeliveryLimitError',
+      'x-exception-message': `delivery-limit: delivered ${MAX_UNSETTLED_DELIVERIES} times without being settled (a worker crashed or hung on it)`,
+    });
+    expect(publish.options.headers).not.toHaveProperty('x-delivery-count');
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+  });
+
+  it('runs the handler of a message redelivered one time fewer than the limit', async () => {
+    const { process, effects, attempts } = setup('succeed');
+    await process(consumeMessage({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES - 1 }));
+    expect(attempts).toEqual([MAX_UNSETTLED_DELIVERIES]);
+    expect(effects.map((e) => e.kind)).toEqual(['ack']);
+  });
+});

@@ -22,6 +22,7 @@ import {
   RetryAfterError,
 } from '../../../src/messaging/messaging.errors';
 import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
+import { DEFAULT_POLICY } from './fixtures';
 
 /** ioredis's own MaxRetriesPerRequestError (its typings lose the Error base class). */
 function maxRetriesPerRequestError(): Error {
@@ -43,22 +44,14 @@ const ioredisOutages: ReadonlyArray<[string, Error]> = [
   ['a reset connection', new Error('read ECONNRESET')],
 ];
 
-/** The RETRY_* defaults: 5 attempts, 1000 ms doubling up to 60 s, 20 % proportional jitter. */
-const POLICY: RetryPolicy = {
-  maxAttempts: 5,
-  initialDelayMs: 1_000,
-  maxDelayMs: 60_000,
-  multiplier: 2,
-  jitter: 0.2,
-};
 /** The queue's tiers for that policy: 1000, 2000, 4000, 8000 ms. */
-const TIERS = delayTiers(POLICY);
+const TIERS = delayTiers(DEFAULT_POLICY);
 
 /** Inputs of one attempt; random() = 0 keeps the delay at its base unless a test says otherwise. */
 function inputs(overrides: Partial<FateInputs> = {}): FateInputs {
   return {
     attempt: 1,
-    retry: POLICY,
+    retry: DEFAULT_POLICY,
     nonRetryable: [],
     tiers: TIERS,
     random: () => 0,
@@ -152,7 +145,7 @@ describe('decideFate', () => {
     });
 
     it('dead-letters at once under a policy of one attempt', () => {
-      const once: RetryPolicy = { ...POLICY, maxAttempts: 1 };
+      const once: RetryPolicy = { ...DEFAULT_POLICY, maxAttempts: 1 };
       const fate = decideFate(
         { status: 'threw', error: new Error('x') },
         inputs({ retry: once, tiers: delayTiers(once) }),
@@ -222,7 +215,7 @@ describe('decideFate', () => {
     });
 
     it('caps the delay at maxDelayMs once the schedule reaches it', () => {
-      const capped: RetryPolicy = { ...POLICY, maxAttempts: 8, maxDelayMs: 5_000 };
+      const capped: RetryPolicy = { ...DEFAULT_POLICY, maxAttempts: 8, maxDelayMs: 5_000 };
       const tiers = delayTiers(capped);
       expect(tiers).toEqual([1_000, 2_000, 4_000, 5_000]);
       const fate = decideFate(

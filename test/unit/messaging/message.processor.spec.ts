@@ -1,4 +1,4 @@
-import type { Channel, ConsumeMessage, Message, MessagePropertyHeaders, XDeath } from 'amqplib';
+import type { Channel, ConsumeMessage, Message, XDeath } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
 import type { IdempotencyStore } from '../../../src/messaging/idempotency.store';
@@ -15,8 +15,9 @@ import {
 import type { PublishOptions } from '../../../src/messaging/message.publisher';
 import type { MessagePublisher } from '../../../src/messaging/message.publisher';
 import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants';
-import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
+import { delayTiers } from '../../../src/messaging/retry.policy';
 import type { MessageMetrics } from '../../../src/metrics/message.metrics';
+import { DEFAULT_POLICY, ledgerDelivery } from './fixtures';
 
 const QUEUE = 'ledger.transactions';
 
@@ -122,14 +123,6 @@ describe('attemptOf', () => {
 
 /* ---------- MessageProcessor: the attempt, the policy and the poison guard reach settlement ---------- */
 
-const POLICY: RetryPolicy = {
-  maxAttempts: 5,
-  initialDelayMs: 1_000,
-  maxDelayMs: 60_000,
-  multiplier: 2,
-  jitter: 0.2,
-};
-
 type Effect =
   | { readonly kind: 'ack' | 'reject' | 'nack'; readonly message: Message }
   | {
@@ -204,35 +197,6 @@ class FakePinoLogger {
   error(): void {}
 }
 
-function consumeMessage(headers: MessagePropertyHeaders): ConsumeMessage {
-  return {
-    content: Buffer.from('{"accountId":"acc-42","amountCents":1250}'),
-    fields: {
-      deliveryTag: 3,
-      redelivered: false,
-      exchange: 'ledger',
-      routingKey: 'transaction.created',
-      consumerTag: 'amq.ctag-test',
-    },
-    properties: {
-      contentType: 'application/json',
-      contentEncoding: undefined,
-      headers,
-      deliveryMode: 2,
-      priority: undefined,
-      correlationId: 'corr-9',
-      replyTo: undefined,
-      expiration: undefined,
-      messageId: 'tx-0001',
-      timestamp: undefined,
-      type: undefined,
-      userId: undefined,
-      appId: undefined,
-      clusterId: undefined,
-    },
-  };
-}
-
 function setup(outcome: 'succeed' | 'fail') {
   const effects: Effect[] = [];
   const attempts: number[] = [];
@@ -247,7 +211,7 @@ function setup(outcome: 'succeed' | 'fail') {
       prefetch: undefined,
       idempotent: true,
       commitsMarker: false,
-      retry: POLICY,
+      retry: DEFAULT_POLICY,
       nonRetryable: [],
     },
     matches: (key) => key.startsWith('transaction.'),
@@ -264,7 +228,7 @@ function setup(outcome: 'succeed' | 'fail') {
     routingKeys: ['transaction.*'],
     prefetch: 10,
     handlers: [handler],
-    retryTiers: delayTiers(POLICY),
+    retryTiers: delayTiers(DEFAULT_POLICY),
   };
   const consumer: ConsumerHandle = {
     binding,
@@ -297,7 +261,7 @@ function onlyPublish(effects: readonly Effect[]): Extract<Effect, { kind: 'publi
 describe('MessageProcessor', () => {
   it('retries a first failure through the first tier with x-attempts 1, then rejects', async () => {
     const { process, effects, attempts, metrics } = setup('fail');
-    await process(consumeMessage({}));
+    await process(ledgerDelivery({}));
     expect(attempts).toEqual([1]);
     const publish = onlyPublish(effects);
     expect(publish).toMatchObject({ exchange: '', routingKey: `${QUEUE}.retry.1` });
@@ -311,7 +275,7 @@ describe('MessageProcessor', () => {
   it('runs a returning retry copy as attempt x-attempts + 1 and sends it to the next tier', async () => {
     const { process, effects, attempts } = setup('fail');
     await process(
-      consumeMessage({
+      ledgerDelivery({
         'x-attempts': 2,
         'x-death': [death(`${QUEUE}.retry.2`, 1), death(`${QUEUE}.retry.1`, 1)],
       }),
@@ -324,7 +288,7 @@ describe('MessageProcessor', () => {
 
   it('dead-letters the failure of attempt maxAttempts', async () => {
     const { process, effects, attempts, metrics } = setup('fail');
-    await process(consumeMessage({ 'x-attempts': 4 }));
+    await process(ledgerDelivery({ 'x-attempts': 4 }));
     expect(attempts).toEqual([5]);
     expect(onlyPublish(effects)).toMatchObject({ exchange: 'ledger.dlx', routingKey: QUEUE });
     expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
@@ -333,7 +297,7 @@ describe('MessageProcessor', () => {
 
   it(`dead-letters a message delivered ${MAX_UNSETTLED_DELIVERIES} times unsettled without running its handler`, async () => {
     const { process, effects, attempts, idempotency } = setup('succeed');
-    await process(consumeMessage({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES }));
+    await process(ledgerDelivery({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES }));
     expect(attempts).toEqual([]);
     expect(idempotency.marked).toEqual([]);
     const publish = onlyPublish(effects);
@@ -348,7 +312,7 @@ describe('MessageProcessor', () => {
 
   it('runs the handler of a message redelivered one time fewer than the limit', async () => {
     const { process, effects, attempts } = setup('succeed');
-    await process(consumeMessage({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES - 1 }));
+    await process(ledgerDelivery({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES - 1 }));
     expect(attempts).toEqual([MAX_UNSETTLED_DELIVERIES]);
     expect(effects.map((e) => e.kind)).toEqual(['ack']);
   });

@@ -1,4 +1,4 @@
-import type { Channel, ConsumeMessage, Message, MessagePropertyHeaders } from 'amqplib';
+import type { Channel, ConsumeMessage, Message } from 'amqplib';
 import { IllegalOperationError } from 'amqplib';
 import type { ProcessingOutcome } from '../../../src/metrics/metrics.constants';
 import type { MessageLogFields } from '../../../src/messaging/message.context';
@@ -24,51 +24,13 @@ import {
 } from '../../../src/messaging/messaging.errors';
 import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
 
-const QUEUE = 'ledger.transactions';
-const BODY = Buffer.from('{"accountId":"acc-42","amountCents":1250}');
+import { DEFAULT_POLICY, LEDGER_BODY, ledgerDelivery } from './fixtures';
 
-/** The RETRY_* defaults: tiers 1000, 2000, 4000, 8000 ms. */
-const POLICY: RetryPolicy = {
-  maxAttempts: 5,
-  initialDelayMs: 1_000,
-  maxDelayMs: 60_000,
-  multiplier: 2,
-  jitter: 0.2,
-};
+const QUEUE = 'ledger.transactions';
 
 /** The wall clock the settler is given: every failure-time header shows it. */
 const FAILED_AT = new Date('2025-03-14T09:26:53.589Z');
 const FAILED_AT_ISO = '2025-03-14T09:26:53.589Z';
-
-/** A delivery as amqplib hands it to a consumer of `ledger.transactions`. */
-function consumeMessage(headers: MessagePropertyHeaders = { 'x-tenant': 'acme' }): ConsumeMessage {
-  return {
-    content: BODY,
-    fields: {
-      deliveryTag: 17,
-      redelivered: false,
-      exchange: 'ledger',
-      routingKey: 'transaction.created',
-      consumerTag: 'amq.ctag-5Qx1V0h2w8bW',
-    },
-    properties: {
-      contentType: 'application/json',
-      contentEncoding: undefined,
-      headers,
-      deliveryMode: 2,
-      priority: undefined,
-      correlationId: 'corr-9',
-      replyTo: undefined,
-      expiration: undefined,
-      messageId: 'tx-0001',
-      timestamp: 1_735_689_600,
-      type: 'transaction.created',
-      userId: undefined,
-      appId: 'billing',
-      clusterId: undefined,
-    },
-  };
-}
 
 /** Every broker-facing and publisher-facing effect, in the order it happened. */
 type Effect =
@@ -228,7 +190,7 @@ interface SetupOptions {
   /** Default: a fixed clock at {@link FAILED_AT}; `null` leaves the settler on the wall clock. */
   readonly clock?: (() => Date) | null;
   readonly random?: () => number;
-  /** The attempt that just ran. Default 3 of {@link POLICY}'s 5. */
+  /** The attempt that just ran. Default 3 of {@link DEFAULT_POLICY}'s 5. */
   readonly attempt?: number;
   readonly retry?: RetryPolicy;
   readonly nonRetryable?: readonly ErrorClass[];
@@ -259,8 +221,8 @@ function setup(options: SetupOptions = {}) {
     attempt: options.attempt ?? 3,
     handler: 'LedgerHandler.apply',
   };
-  const retry = 'retry' in options ? options.retry : POLICY;
-  const delivery = (message: ConsumeMessage = consumeMessage()): Delivery => ({
+  const retry = 'retry' in options ? options.retry : DEFAULT_POLICY;
+  const delivery = (message: ConsumeMessage = ledgerDelivery()): Delivery => ({
     message,
     channel,
     exchange: 'ledger',
@@ -295,7 +257,7 @@ describe('MessageSettler', () => {
   describe('on success', () => {
     it('acks the delivery once, nacks nothing and records the ack outcome', async () => {
       const { settler, delivery, effects, metrics } = setup();
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       const fate = await settler.settle(delivery(message), { status: 'succeeded' });
       expect(fate).toEqual({ action: 'ack', outcome: 'ack' });
       expect(effects).toEqual([{ kind: 'ack', message, allUpTo: undefined }]);
@@ -327,7 +289,7 @@ describe('MessageSettler', () => {
       const publish = published(effects);
       expect(publish.exchange).toBe('');
       expect(publish.routingKey).toBe('ledger.transactions.retry.3');
-      expect(publish.content.equals(BODY)).toBe(true);
+      expect(publish.content.equals(LEDGER_BODY)).toBe(true);
       expect(publish.options.expiration).toBe('4000');
       expect(fate).toMatchObject({ action: 'retry', outcome: 'retry', delayMs: 4_000, tier: 2 });
     });
@@ -401,7 +363,7 @@ describe('MessageSettler', () => {
 
     it('keeps x-first-failed-at of an earlier failure and moves x-last-failed-at on', async () => {
       const { settler, delivery, effects } = setup({ attempt: 3 });
-      const retried = consumeMessage({
+      const retried = ledgerDelivery({
         'x-tenant': 'acme',
         'x-attempts': 2,
         'x-first-failed-at': '2025-03-14T09:26:50.000Z',
@@ -419,7 +381,7 @@ describe('MessageSettler', () => {
 
     it('removes x-delivery-count from the copy and leaves the delivered message as it was', async () => {
       const { settler, delivery, effects } = setup();
-      const message = consumeMessage({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
+      const message = ledgerDelivery({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
       await settler.settle(delivery(message), { status: 'threw', error: failure() });
       expect(headersOf(effects)).not.toHaveProperty('x-delivery-count');
       expect(message.properties.headers).toEqual({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
@@ -428,7 +390,7 @@ describe('MessageSettler', () => {
     it('rejects the original without requeue only after the retry publish is confirmed', async () => {
       const { settler, delivery, effects, publisher, metrics } = setup();
       publisher.autoConfirm = false;
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       const settling = settler.settle(delivery(message), { status: 'threw', error: failure() });
       await flushPromises();
       expect(effects.map((e) => e.kind)).toEqual(['publish']);
@@ -484,7 +446,7 @@ describe('MessageSettler', () => {
       });
       const publishFailure = new Error('publish failed: no confirm within 10000 ms');
       publisher.failWith = publishFailure;
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       const settling = settler.settle(delivery(message), {
         status: 'threw',
         error: new Error('ledger row locked'),
@@ -541,7 +503,7 @@ describe('MessageSettler', () => {
       const publish = published(effects);
       expect(publish.exchange).toBe('ledger.dlx');
       expect(publish.routingKey).toBe(QUEUE);
-      expect(publish.content.equals(BODY)).toBe(true);
+      expect(publish.content.equals(LEDGER_BODY)).toBe(true);
     });
 
     it('publishes no expiration on a dead-letter copy', async () => {
@@ -618,7 +580,7 @@ describe('MessageSettler', () => {
 
     it('keeps x-first-failed-at of the first retry on the dead-letter copy', async () => {
       const { settler, delivery, effects } = setup({ attempt: 5 });
-      const retried = consumeMessage({
+      const retried = ledgerDelivery({
         'x-attempts': 4,
         'x-first-failed-at': '2025-03-14T09:26:38.000Z',
         'x-last-failed-at': '2025-03-14T09:26:45.000Z',
@@ -657,7 +619,7 @@ describe('MessageSettler', () => {
 
     it('removes x-delivery-count from the copy', async () => {
       const { settler, delivery, effects } = setup();
-      const poisoned = consumeMessage({ 'x-tenant': 'acme', 'x-delivery-count': 10 });
+      const poisoned = ledgerDelivery({ 'x-tenant': 'acme', 'x-delivery-count': 10 });
       await settler.settle(delivery(poisoned), { status: 'threw', error: failure() });
       expect(headersOf(effects)).not.toHaveProperty('x-delivery-count');
       expect(headersOf(effects)['x-tenant']).toBe('acme');
@@ -665,7 +627,7 @@ describe('MessageSettler', () => {
 
     it('leaves the messageId of a message that had none unset in its dead-letter copy', async () => {
       const { settler, delivery, effects } = setup();
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       message.properties.messageId = undefined;
       await settler.settle(delivery(message), { status: 'threw', error: failure() });
       const { options } = published(effects);
@@ -682,7 +644,7 @@ describe('MessageSettler', () => {
 
     it('keeps the original exchange and routing key of a message that already carries them', async () => {
       const { settler, delivery, effects } = setup();
-      const replayed = consumeMessage({
+      const replayed = ledgerDelivery({
         'x-original-exchange': 'payments',
         'x-original-routing-key': 'transaction.refunded',
       });
@@ -695,7 +657,7 @@ describe('MessageSettler', () => {
 
     it('does not modify the headers of the delivered message', async () => {
       const { settler, delivery } = setup();
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       await settler.settle(delivery(message), { status: 'threw', error: failure() });
       expect(message.properties.headers).toEqual({ 'x-tenant': 'acme' });
     });
@@ -732,7 +694,7 @@ describe('MessageSettler', () => {
     it('rejects the original without requeue, never acks it, only after the publish is confirmed', async () => {
       const { settler, delivery, effects, publisher, metrics } = setup();
       publisher.autoConfirm = false;
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       const settling = settler.settle(delivery(message), { status: 'threw', error: failure() });
       await flushPromises();
       expect(effects.map((e) => e.kind)).toEqual(['publish']);
@@ -777,7 +739,7 @@ describe('MessageSettler', () => {
       });
       const publishFailure = new Error('publish failed: no confirm within 10000 ms');
       publisher.failWith = publishFailure;
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       const settling = settler.settle(delivery(message), {
         status: 'threw',
         error: new NonRetryableError('handler refused'),
@@ -815,7 +777,7 @@ describe('MessageSettler', () => {
       const { settler, delivery, effects, metrics } = setup({
         scheduleRequeue: scheduler.schedule,
       });
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       await settler.settle(delivery(message), { status: 'stopping' });
       expect(scheduler.delays).toEqual([]);
       expect(effects).toEqual([{ kind: 'nack', message, allUpTo: false, requeue: true }]);
@@ -824,7 +786,7 @@ describe('MessageSettler', () => {
 
     it('parks a copy in a delay tier on a dependency outage, then acks the original', async () => {
       const { settler, delivery, effects, metrics } = setup({ attempt: 3 });
-      const message = consumeMessage();
+      const message = ledgerDelivery();
       await settler.settle(delivery(message), {
         status: 'threw',
         error: new DependencyUnavailableError('redis', 'Connection is closed.'),
@@ -844,7 +806,7 @@ describe('MessageSettler', () => {
       jest.useFakeTimers();
       try {
         const { settler, delivery, effects, metrics } = setup({ retry: undefined, tiers: [] });
-        const message = consumeMessage();
+        const message = ledgerDelivery();
         const settling = settler.settle(delivery(message), {
           status: 'threw',
           error: new DependencyUnavailableError('redis', 'Connection is closed.'),

@@ -438,44 +438,53 @@ describe('MessageSettler', () => {
     });
   });
 
-  describe('when the retry publish fails', () => {
-    it('keeps the original: no reject, a requeue nack after PUBLISH_FAILED_REQUEUE_DELAY_MS', async () => {
-      const scheduler = new ManualScheduler();
-      const { settler, delivery, effects, publisher, metrics, logger } = setup({
-        scheduleRequeue: scheduler.schedule,
-      });
-      const publishFailure = new Error('publish failed: no confirm within 10000 ms');
-      publisher.failWith = publishFailure;
-      const message = ledgerDelivery();
-      const settling = settler.settle(delivery(message), {
-        status: 'threw',
-        error: new Error('ledger row locked'),
-      });
-      await scheduler.scheduled();
-      expect(scheduler.delays).toEqual([PUBLISH_FAILED_REQUEUE_DELAY_MS]);
-      expect(effects.map((e) => e.kind)).toEqual(['publish']);
-      scheduler.runAll();
-      const fate = await settling;
-      expect(effects).toEqual([
-        expect.objectContaining({ kind: 'publish', routingKey: 'ledger.transactions.retry.3' }),
-        { kind: 'nack', message, allUpTo: false, requeue: true },
-      ]);
-      expect(fate).toMatchObject({
-        action: 'requeue',
-        outcome: 'requeue',
-        delayMs: PUBLISH_FAILED_REQUEUE_DELAY_MS,
-        reason: 'retry publish failed',
-        error: publishFailure,
-      });
-      expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
-      expect(logger.lines).toEqual([
-        expect.objectContaining({
-          level: 'warn',
-          msg: 'handed back: retry publish failed',
-          fields: expect.objectContaining({ code: 'HANDED_BACK', err: publishFailure }) as unknown,
-        }),
-      ]);
-    });
+  describe('when the copy cannot be published', () => {
+    it.each([
+      ['retry', new Error('ledger row locked'), { routingKey: 'ledger.transactions.retry.3' }],
+      ['dead-letter', new NonRetryableError('handler refused'), { exchange: 'ledger.dlx' }],
+    ] as const)(
+      'keeps the original of a %s: no reject, a requeue nack after PUBLISH_FAILED_REQUEUE_DELAY_MS',
+      async (kind, handlerError, target) => {
+        const scheduler = new ManualScheduler();
+        const { settler, delivery, effects, publisher, metrics, logger } = setup({
+          scheduleRequeue: scheduler.schedule,
+        });
+        const publishFailure = new Error('publish failed: no confirm within 10000 ms');
+        publisher.failWith = publishFailure;
+        const message = ledgerDelivery();
+        const settling = settler.settle(delivery(message), {
+          status: 'threw',
+          error: handlerError,
+        });
+        await scheduler.scheduled();
+        expect(scheduler.delays).toEqual([PUBLISH_FAILED_REQUEUE_DELAY_MS]);
+        expect(effects.map((e) => e.kind)).toEqual(['publish']);
+        scheduler.runAll();
+        const fate = await settling;
+        expect(effects).toEqual([
+          expect.objectContaining({ kind: 'publish', ...target }),
+          { kind: 'nack', message, allUpTo: false, requeue: true },
+        ]);
+        expect(fate).toMatchObject({
+          action: 'requeue',
+          outcome: 'requeue',
+          delayMs: PUBLISH_FAILED_REQUEUE_DELAY_MS,
+          reason: `${kind} publish failed`,
+          error: publishFailure,
+        });
+        expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
+        expect(logger.lines).toEqual([
+          expect.objectContaining({
+            level: 'warn',
+            msg: `handed back: ${kind} publish failed`,
+            fields: expect.objectContaining({
+              code: 'HANDED_BACK',
+              err: publishFailure,
+            }) as unknown,
+          }),
+        ]);
+      },
+    );
 
     it('waits PUBLISH_FAILED_REQUEUE_DELAY_MS on the real timer by default', async () => {
       jest.useFakeTimers();
@@ -726,46 +735,6 @@ describe('MessageSettler', () => {
         expect.objectContaining({
           level: 'warn',
           fields: expect.objectContaining({ code: 'DEAD_LETTERED', err: error }) as unknown,
-        }),
-      ]);
-    });
-  });
-
-  describe('when the dead-letter publish fails', () => {
-    it('keeps the original: no reject, a requeue nack after 1000 ms, outcome requeue', async () => {
-      const scheduler = new ManualScheduler();
-      const { settler, delivery, effects, publisher, metrics, logger } = setup({
-        scheduleRequeue: scheduler.schedule,
-      });
-      const publishFailure = new Error('publish failed: no confirm within 10000 ms');
-      publisher.failWith = publishFailure;
-      const message = ledgerDelivery();
-      const settling = settler.settle(delivery(message), {
-        status: 'threw',
-        error: new NonRetryableError('handler refused'),
-      });
-      await scheduler.scheduled();
-      expect(scheduler.delays).toEqual([1_000]);
-      expect(effects.map((e) => e.kind)).toEqual(['publish']);
-      scheduler.runAll();
-      const fate = await settling;
-      expect(effects).toEqual([
-        expect.objectContaining({ kind: 'publish', exchange: 'ledger.dlx' }),
-        { kind: 'nack', message, allUpTo: false, requeue: true },
-      ]);
-      expect(fate).toMatchObject({
-        action: 'requeue',
-        outcome: 'requeue',
-        delayMs: 1_000,
-        reason: 'dead-letter publish failed',
-        error: publishFailure,
-      });
-      expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
-      expect(logger.lines).toEqual([
-        expect.objectContaining({
-          level: 'warn',
-          msg: 'handed back: dead-letter publish failed',
-          fields: expect.objectContaining({ code: 'HANDED_BACK', err: publishFailure }) as unknown,
         }),
       ]);
     });

@@ -1,5 +1,5 @@
 import { redactUrl } from '../config/secret-redaction';
-import { DEFAULT_AMQP_URL, DEFAULT_MESSAGE_MAX_BYTES, DEFAULT_REDIS_URL } from './cli.constants';
+import { ENV_DEFAULTS } from '../config/env.schema';
 import { CliUsageError } from './cli.errors';
 
 /** The environment as the CLIs read it (`process.env`, or a plain object in tests). */
@@ -104,7 +104,9 @@ export function shortString(flag: string, value: string, allowEmpty: boolean): s
  */
 export function resolveAmqpUrl(flag: string | undefined, env: CliEnv): string {
   const [source, raw] =
-    flag !== undefined ? ['--url', flag] : ['AMQP_URL', nonEmpty(env.AMQP_URL) ?? DEFAULT_AMQP_URL];
+    flag !== undefined
+      ? ['--url', flag]
+      : ['AMQP_URL', nonEmpty(env.AMQP_URL) ?? ENV_DEFAULTS.AMQP_URL];
   return checkedUrl(source, firstOfList(raw), AMQP_PROTOCOLS);
 }
 
@@ -113,7 +115,7 @@ export function resolveRedisUrl(flag: string | undefined, env: CliEnv): string {
   const [source, raw] =
     flag !== undefined
       ? ['--redis-url', flag]
-      : ['REDIS_URL', nonEmpty(env.REDIS_URL) ?? DEFAULT_REDIS_URL];
+      : ['REDIS_URL', nonEmpty(env.REDIS_URL) ?? ENV_DEFAULTS.REDIS_URL];
   return checkedUrl(source, raw.trim(), REDIS_PROTOCOLS);
 }
 
@@ -121,7 +123,7 @@ export function resolveRedisUrl(flag: string | undefined, env: CliEnv): string {
 export function resolveMessageMaxBytes(env: CliEnv): number {
   const raw = nonEmpty(env.MESSAGE_MAX_BYTES);
   return raw === undefined
-    ? DEFAULT_MESSAGE_MAX_BYTES
+    ? ENV_DEFAULTS.MESSAGE_MAX_BYTES
     : parseInteger('MESSAGE_MAX_BYTES', raw, 1, 100 * 1024 * 1024);
 }
 

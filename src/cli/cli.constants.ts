@@ -1,23 +1,5 @@
-/** Used when neither `--url` nor `AMQP_URL` is set; the service's own default (DESIGN §5). */
-export const DEFAULT_AMQP_URL = 'amqp://guest:guest@localhost:5672';
-
-/** Used when neither `--redis-url` nor `REDIS_URL` is set (DESIGN §5). */
-export const DEFAULT_REDIS_URL = 'redis://localhost:6379';
-
-/** The service's default body limit (DESIGN §5); `MESSAGE_MAX_BYTES` overrides it. */
-export const DEFAULT_MESSAGE_MAX_BYTES = 1_048_576;
-
-/** The ledger example's exchange (DESIGN §11). */
-export const DEFAULT_EXCHANGE = 'ledger';
-
 /** Matches the ledger handler's `transaction.*` binding. */
 export const DEFAULT_ROUTING_KEY = 'transaction.created';
-
-/** The ledger example's queue (DESIGN §11). */
-export const DEFAULT_QUEUE = 'ledger.transactions';
-
-/** `Q.dlq` holds the dead letters of queue `Q` (DESIGN §4). */
-export const DLQ_SUFFIX = '.dlq';
 
 export const DEFAULT_VERIFY_TIMEOUT_S = 120;
 export const VERIFY_POLL_INTERVAL_MS = 500;
@@ -41,8 +23,3 @@ export const EXIT_INTERRUPTED = 130;
 
 /** Shown as `connection_name` in the RabbitMQ management UI. */
 export const CONNECTION_NAME_PREFIX = 'message-processor';
-
-/** The queue that holds the dead letters of `queue`. */
-export function dlqNameFor(queue: string): string {
-  return `${queue}${DLQ_SUFFIX}`;
-}

@@ -6,7 +6,9 @@ import {
   withUsageErrors,
   type CliEnv,
 } from './cli-args';
-import { DEFAULT_QUEUE, DLQ_SUFFIX, dlqNameFor } from './cli.constants';
+import { LEDGER_QUEUE } from '../ledger/ledger.constants';
+import { DEAD_LETTER_QUEUE_SUFFIX } from '../messaging/messaging.constants';
+import { deadLetterQueueName } from '../messaging/queue.topology';
 import { CliUsageError } from './cli.errors';
 
 /** What `npm run dlq:replay` was asked to do. */
@@ -39,7 +41,7 @@ Moves dead letters from Q.dlq back to where they were first published (headers
 x-original-exchange / x-original-routing-key; straight to Q when absent), one confirmed publish
 at a time; each is acked on the DLQ only after the broker confirmed its copy.
 
-  --queue Q             the work queue, e.g. ${DEFAULT_QUEUE} (required)
+  --queue Q             the work queue, e.g. ${LEDGER_QUEUE} (required)
   --limit N             look at no more than N dead letters (default: all present at start)
   --exception-type T    only replay messages whose x-exception-type is T; others stay in the DLQ
   --dry-run             list what would be replayed, change nothing
@@ -68,15 +70,15 @@ export function parseDlqReplayArgs(argv: readonly string[], env: CliEnv): DlqRep
   if (values.help === true) return { kind: 'help' };
 
   if (values.queue === undefined) {
-    throw new CliUsageError(`--queue is required (the work queue, e.g. ${DEFAULT_QUEUE})`);
+    throw new CliUsageError(`--queue is required (the work queue, e.g. ${LEDGER_QUEUE})`);
   }
   const queue = shortString('--queue', values.queue, false);
-  if (queue.endsWith(DLQ_SUFFIX)) {
+  if (queue.endsWith(DEAD_LETTER_QUEUE_SUFFIX)) {
     throw new CliUsageError(
-      `--queue names the work queue, not its DLQ: use --queue ${queue.slice(0, -DLQ_SUFFIX.length)}`,
+      `--queue names the work queue, not its DLQ: use --queue ${queue.slice(0, -DEAD_LETTER_QUEUE_SUFFIX.length)}`,
     );
   }
-  const dlq = shortString('--queue', dlqNameFor(queue), false);
+  const dlq = shortString('--queue', deadLetterQueueName(queue), false);
   const exceptionType = values['exception-type'];
   if (exceptionType !== undefined && exceptionType.length === 0) {
     throw new CliUsageError('--exception-type must not be empty');

@@ -1,8 +1,3 @@
-/** The key the ledger handler adds each transaction to (DESIGN §11). */
-export function ledgerBalanceKey(accountId: string): string {
-  return `ledger:balance:${accountId}`;
-}
-
 /** An account whose stored balance differs from the expected one. */
 export interface BalanceMismatch {
   readonly accountId: string;

@@ -1,11 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { messageOf } from './cli-error.formatter';
-import {
-  compareBalances,
-  ledgerBalanceKey,
-  type BalanceMismatch,
-} from './ledger-balance.comparison';
+import { compareBalances, type BalanceMismatch } from './ledger-balance.comparison';
+import { balanceKey } from '../ledger/ledger.constants';
 
 /** Keys per MGET, so thousands of accounts do not make one huge command. */
 const MGET_BATCH = 500;
@@ -111,7 +108,7 @@ async function readBalances(
   const values = new Map<string, string | null>();
   for (let i = 0; i < accountIds.length; i += MGET_BATCH) {
     const batch = accountIds.slice(i, i + MGET_BATCH);
-    const raw = await redis.mget(...batch.map(ledgerBalanceKey));
+    const raw = await redis.mget(...batch.map(balanceKey));
     batch.forEach((id, j) => values.set(id, raw[j] ?? null));
   }
   return values;

@@ -11,17 +11,16 @@ import {
   type CliEnv,
 } from './cli-args';
 import {
-  DEFAULT_EXCHANGE,
   DEFAULT_MAX_IN_FLIGHT,
-  DEFAULT_QUEUE,
   DEFAULT_ROUTING_KEY,
   DEFAULT_VERIFY_TIMEOUT_S,
   MAX_ACCOUNTS,
   MAX_COUNT,
   MAX_MALFORMED,
-  dlqNameFor,
 } from './cli.constants';
 import { CliUsageError } from './cli.errors';
+import { LEDGER_EXCHANGE, LEDGER_QUEUE } from '../ledger/ledger.constants';
+import { deadLetterQueueName } from '../messaging/queue.topology';
 
 /** What `npm run publish` was asked to do. */
 export interface PublishOptions {
@@ -70,14 +69,14 @@ on a confirm channel, then prints the balance each account must reach.
   --rate R             at most R messages per second (default: unlimited)
   --duplicates D       publish D of the transactions again, same messageId and body (default 0)
   --malformed M        publish M invalid messages the service must dead-letter (default 0)
-  --exchange E         target exchange (default "${DEFAULT_EXCHANGE}")
+  --exchange E         target exchange (default "${LEDGER_EXCHANGE}")
   --routing-key K      routing key (default "${DEFAULT_ROUTING_KEY}")
   --url URL            broker URL (default: $AMQP_URL, first of a comma-separated list)
   --expect-file PATH   also write the expected balances as JSON to PATH
   --verify             then poll Redis until every balance matches (exit 1 if not)
   --timeout S          how long --verify waits, in seconds (default ${DEFAULT_VERIFY_TIMEOUT_S})
   --redis-url URL      Redis for --verify (default: $REDIS_URL or redis://localhost:6379)
-  --dlq Q              dead-letter queue --verify reports (default "${dlqNameFor(DEFAULT_QUEUE)}")
+  --dlq Q              dead-letter queue --verify reports (default "${deadLetterQueueName(LEDGER_QUEUE)}")
   --max-in-flight W    publishes awaiting a confirm at once (default ${DEFAULT_MAX_IN_FLIGHT})
   -h, --help           show this help
 
@@ -140,7 +139,7 @@ export function parsePublishArgs(argv: readonly string[], env: CliEnv): PublishC
       rate: optionalPositiveNumber('--rate', values.rate),
       duplicates,
       malformed,
-      exchange: shortString('--exchange', values.exchange ?? DEFAULT_EXCHANGE, true),
+      exchange: shortString('--exchange', values.exchange ?? LEDGER_EXCHANGE, true),
       routingKey: shortString('--routing-key', values['routing-key'] ?? DEFAULT_ROUTING_KEY, true),
       url: resolveAmqpUrl(values.url, env),
       redisUrl: resolveRedisUrl(values['redis-url'], env),
@@ -153,7 +152,7 @@ export function parsePublishArgs(argv: readonly string[], env: CliEnv): PublishC
         86_400,
         DEFAULT_VERIFY_TIMEOUT_S,
       ),
-      dlq: shortString('--dlq', values.dlq ?? dlqNameFor(DEFAULT_QUEUE), false),
+      dlq: shortString('--dlq', values.dlq ?? deadLetterQueueName(LEDGER_QUEUE), false),
       maxInFlight: optionalInteger(
         '--max-in-flight',
         values['max-in-flight'],

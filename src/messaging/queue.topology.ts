@@ -9,6 +9,11 @@ import { tierQueueName } from './retry.policy';
 import { TopologyConflictError } from './messaging.errors';
 import type { QueueBinding } from './message-handler.interfaces';
 
+/** `Q.dlq`: the queue holding the dead letters of queue `Q`. */
+export function deadLetterQueueName(queue: string): string {
+  return `${queue}${DEAD_LETTER_QUEUE_SUFFIX}`;
+}
+
 /** Names of DESIGN §4 for a handler queue `Q` on exchange `E`. */
 export function topologyNames(binding: Pick<QueueBinding, 'queue' | 'exchange'>): {
   exchange: string;
@@ -20,7 +25,7 @@ export function topologyNames(binding: Pick<QueueBinding, 'queue' | 'exchange'>)
     exchange: binding.exchange,
     deadLetterExchange: `${binding.exchange}${DEAD_LETTER_EXCHANGE_SUFFIX}`,
     queue: binding.queue,
-    deadLetterQueue: `${binding.queue}${DEAD_LETTER_QUEUE_SUFFIX}`,
+    deadLetterQueue: deadLetterQueueName(binding.queue),
   };
 }
 

@@ -1,4 +1,4 @@
-import { compareBalances, ledgerBalanceKey } from '../../../src/cli/ledger-balance.comparison';
+import { compareBalances } from '../../../src/cli/ledger-balance.comparison';
 
 describe('compareBalances', () => {
   const expected = new Map([
@@ -37,11 +37,5 @@ describe('compareBalances', () => {
     expect(compareBalances(expected, actual)).toEqual([
       { accountId: 'acc-1', expected: 100, actual: '100.0' },
     ]);
-  });
-});
-
-describe('ledgerBalanceKey', () => {
-  it('is the key the ledger handler writes (DESIGN §11)', () => {
-    expect(ledgerBalanceKey('acc-42')).toBe('ledger:balance:acc-42');
   });
 });

@@ -4,6 +4,7 @@ import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
 import type { ChannelModel } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
 import { redactUrl } from '../config/secret-redaction';
+import { isFailureWorthLogging } from '../logging/failure-log.throttle';
 import type { MessageMetrics } from '../metrics/message.metrics';
 
 export interface AmqpConnectionOptions {
@@ -63,8 +64,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     });
     this.manager.on('connectFailed', ({ err, url }) => {
       this.failures++;
-      // the first failure and then one in ten, so a long outage does not flood the logs
-      if (this.failures === 1 || this.failures % 10 === 0) {
+      if (isFailureWorthLogging(this.failures)) {
         this.logger.warn(
           { err, url: describe(url), attempts: this.failures, code: 'AMQP_CONNECT_FAILED' },
           'AMQP connection attempt failed; retrying',

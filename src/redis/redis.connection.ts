@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import Redis from 'ioredis';
 import type { PinoLogger } from 'nestjs-pino';
 import { redactUrl } from '../config/secret-redaction';
+import { isFailureWorthLogging } from '../logging/failure-log.throttle';
 import type { MessageMetrics } from '../metrics/message.metrics';
 
 /** Commands fail after this long instead of hanging on a stalled server. */
@@ -48,7 +49,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     });
     this.client.on('error', (err: Error) => {
       this.failures++;
-      if (this.failures === 1 || this.failures % 10 === 0) {
+      if (isFailureWorthLogging(this.failures)) {
         this.logger.warn(
           { err, url: redactUrl(url), failures: this.failures, code: 'REDIS_ERROR' },
           'Redis connection error; reconnecting',

@@ -3,5 +3,5 @@ import { LedgerHandler } from './ledger.handler';
 import { LedgerService } from './ledger.service';
 
 /** The example domain: remove this module and add your own handlers the same way. */
-@Module({ providers: [LedgerHandler, LedgerService], exports: [LedgerService] })
+@Module({ providers: [LedgerHandler, LedgerService] })
 export class LedgerModule {}

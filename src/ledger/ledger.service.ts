@@ -41,10 +41,4 @@ export class LedgerService {
     );
     return applied === 1 ? 'applied' : 'duplicate';
   }
-
-  /** The balance in cents (0 for an account never seen). */
-  async balance(accountId: string): Promise<bigint> {
-    const value = await this.redis.client.get(balanceKey(accountId));
-    return BigInt(value ?? '0');
-  }
 }

@@ -11,7 +11,6 @@ import { amqpConfig, processingConfig } from '../config/app.config';
 import { RedisConnection } from '../redis/redis.connection';
 import { AmqpConnection } from './amqp.connection';
 import { MessageHandlerExplorer } from './message-handler.explorer';
-import type { QueueBinding } from './message-handler.interfaces';
 import { MessageProcessor } from './message.processor';
 import { MessagePublisher } from './message.publisher';
 import { type ConsumerStatus, QueueConsumer } from './queue.consumer';
@@ -27,7 +26,6 @@ export class MessageConsumerService
   implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown
 {
   private consumers: QueueConsumer[] = [];
-  private bindings: QueueBinding[] = [];
   private shuttingDown = false;
   private readonly reconcile = (): void => this.consumers.forEach((c) => c.converge());
 
@@ -43,8 +41,8 @@ export class MessageConsumerService
   ) {}
 
   onApplicationBootstrap(): void {
-    this.bindings = this.explorer.explore();
-    this.consumers = this.bindings.map(
+    const bindings = this.explorer.explore();
+    this.consumers = bindings.map(
       (binding) =>
         new QueueConsumer(binding, {
           connection: () =>
@@ -61,15 +59,10 @@ export class MessageConsumerService
     this.redis.on('ready', this.reconcile);
     this.redis.on('down', this.reconcile);
     this.logger.info(
-      { queues: this.bindings.map((b) => b.queue), amqp: this.connection.describeUrls() },
+      { queues: bindings.map((b) => b.queue), amqp: this.connection.describeUrls() },
       `Starting ${this.consumers.length} consumer(s)`,
     );
     this.reconcile();
-  }
-
-  /** The queues this instance consumes, with their handlers (for health and tests). */
-  queues(): readonly QueueBinding[] {
-    return this.bindings;
   }
 
   status(): ConsumerStatus[] {

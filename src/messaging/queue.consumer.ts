@@ -22,7 +22,6 @@ export interface QueueConsumerDeps {
 export interface ConsumerStatus {
   readonly queue: string;
   readonly attached: boolean;
-  readonly inFlight: number;
   readonly error?: string;
 }
 
@@ -65,7 +64,6 @@ export class QueueConsumer implements ConsumerHandle {
     return {
       queue: this.binding.queue,
       attached: this.consumerTag !== undefined,
-      inFlight: this.inFlight.size,
       ...(this.lastError && this.consumerTag === undefined
         ? { error: this.lastError.message }
         : {}),

@@ -78,10 +78,6 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     }
   }
 
-  describeUrl(): string {
-    return redactUrl(this.url);
-  }
-
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;

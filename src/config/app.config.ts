@@ -32,7 +32,13 @@ export const processingConfig = registerAs('processing', () => {
 /** Redis used for processed markers and effects (`REDIS_URL`), and for locks (`REDIS_LOCK_URLS`). */
 export const redisConfig = registerAs('redis', () => {
   const env = loadEnv();
-  return { url: env.redisUrl, lockUrls: env.redisLockUrls };
+  return { url: env.redisUrl };
+});
+
+/** Locks (`LOCK_TTL_MS`, `LOCK_WAIT_MS`; Redlock servers from `REDIS_LOCK_URLS`). */
+export const lockConfig = registerAs('lock', () => {
+  const env = loadEnv();
+  return { ttlMs: env.lockTtlMs, waitMs: env.lockWaitMs, redlockUrls: env.redisLockUrls };
 });
 
 /** HTTP port and logging. */
@@ -41,4 +47,4 @@ export const serverConfig = registerAs('server', () => {
   return { httpPort: env.httpPort, logLevel: env.logLevel, logFormat: env.logFormat };
 });
 
-export const ALL_CONFIG = [amqpConfig, processingConfig, redisConfig, serverConfig];
+export const ALL_CONFIG = [amqpConfig, processingConfig, redisConfig, lockConfig, serverConfig];

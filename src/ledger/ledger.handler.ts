@@ -1,10 +1,16 @@
 import { Injectable } from '@nestjs/common';
 import { AlreadyProcessed, MessageContext, MessageHandler, NonRetryableError } from '../messaging';
-import { LEDGER_EXCHANGE, LEDGER_QUEUE, LEDGER_ROUTING_KEY } from './ledger.constants';
+import { StaleFencingTokenError } from './ledger.errors';
+import {
+  accountLockKey,
+  LEDGER_EXCHANGE,
+  LEDGER_QUEUE,
+  LEDGER_ROUTING_KEY,
+} from './ledger.constants';
 import { LedgerService } from './ledger.service';
 import { TransactionDto } from './transaction.dto';
 
-/** Applies each transaction to its account balance exactly once. */
+/** Applies each transaction to its account balance exactly once, one writer per account at a time. */
 @Injectable()
 export class LedgerHandler {
   constructor(private readonly ledger: LedgerService) {}
@@ -13,15 +19,24 @@ export class LedgerHandler {
     exchange: LEDGER_EXCHANGE,
     routingKey: LEDGER_ROUTING_KEY,
     queue: LEDGER_QUEUE,
-    // the balance and the processed marker are written in one Lua script
+    // serialize per account across replicas; the fencing token guards the write itself
+    lockKey: (tx: TransactionDto) => accountLockKey(tx.accountId),
+    // the balance, the fence and the processed marker are written in one Lua script
     commitsMarker: true,
   })
   async apply(tx: TransactionDto, ctx: MessageContext): Promise<typeof AlreadyProcessed | void> {
     if (!ctx.processedMarker) throw new NonRetryableError('the ledger requires deduplication');
-    const result = await this.ledger.apply(tx.accountId, tx.amountCents, ctx.processedMarker);
+    const result = await this.ledger.apply(
+      tx.accountId,
+      tx.amountCents,
+      ctx.processedMarker,
+      ctx.fencingToken,
+    );
     if (result === 'duplicate') return AlreadyProcessed;
+    // a newer lock holder already wrote to this account: ours was lost, retry with a new lock
+    if (result === 'stale') throw new StaleFencingTokenError(tx.accountId, ctx.fencingToken);
     ctx.logger.debug(
-      { accountId: tx.accountId, amountCents: tx.amountCents },
+      { accountId: tx.accountId, amountCents: tx.amountCents, fencingToken: ctx.fencingToken },
       'transaction applied',
     );
   }

@@ -1,19 +1,38 @@
 import { Injectable } from '@nestjs/common';
 import { RedisConnection } from '../redis/redis.connection';
 import type { ProcessedMarker } from '../messaging/message.context';
-import { balanceKey } from './ledger.constants';
+import { balanceKey, fenceKey } from './ledger.constants';
 
-// Sets the processed marker and applies the amount in one atomic step: either both happen or
-// neither, so a crash or a redelivery can never apply a transaction twice.
+// One atomic step: refuse a stale fencing token, else set the processed marker and apply the
+// amount, and remember the token. Either all happen or nothing does, so a crash or a redelivery
+// can never apply a transaction twice, and a worker whose lock expired while it was paused
+// (a newer holder already wrote with a higher token) cannot write at all.
+// KEYS: marker, balance, fence. ARGV: amount, marker ttl, fencing token ('' = unfenced).
+// Returns 1 applied, 0 duplicate, -1 stale token.
 const APPLY_ONCE = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('INCRBY', KEYS[2], ARGV[1])
-  return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[3] ~= '' then
+  local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local token = tonumber(ARGV[3])
+  if token < last then return -1 end
+  if token > last then redis.call('SET', KEYS[3], ARGV[3]) end
 end
-return 0
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
+redis.call('INCRBY', KEYS[2], ARGV[1])
+return 1
 `;
 
-type ApplyOnce = (marker: string, balance: string, amount: number, ttl: number) => Promise<number>;
+type ApplyOnce = (
+  marker: string,
+  balance: string,
+  fence: string,
+  amount: number,
+  ttl: number,
+  fencingToken: string,
+) => Promise<number>;
+
+/** What {@link LedgerService.apply} did. */
+export type ApplyResult = 'applied' | 'duplicate' | 'stale';
 
 /** Account balances in Redis (`ledger:balance:<accountId>`, integer cents). */
 @Injectable()
@@ -22,23 +41,30 @@ export class LedgerService {
 
   constructor(private readonly redis: RedisConnection) {
     // defineCommand loads the script once and runs it by SHA (EVALSHA, falling back to EVAL)
-    this.redis.client.defineCommand('ledgerApplyOnce', { numberOfKeys: 2, lua: APPLY_ONCE });
+    this.redis.client.defineCommand('ledgerApplyOnce', { numberOfKeys: 3, lua: APPLY_ONCE });
     const client = this.redis.client as unknown as { ledgerApplyOnce: ApplyOnce };
     this.applyOnce = client.ledgerApplyOnce.bind(this.redis.client);
   }
 
-  /** Applies the amount unless the marker exists. Resolves `applied` or `duplicate`. */
+  /**
+   * Applies the amount unless the marker exists (`duplicate`) or a higher fencing token than
+   * `fencingToken` was already applied to the account (`stale`: this writer's lock was lost).
+   */
   async apply(
     accountId: string,
     amountCents: number,
     marker: ProcessedMarker,
-  ): Promise<'applied' | 'duplicate'> {
-    const applied = await this.applyOnce(
+    fencingToken: number | undefined,
+  ): Promise<ApplyResult> {
+    const result = await this.applyOnce(
       marker.key,
       balanceKey(accountId),
+      fenceKey(accountId),
       amountCents,
       marker.ttlSeconds,
+      fencingToken === undefined ? '' : String(fencingToken),
     );
-    return applied === 1 ? 'applied' : 'duplicate';
+    if (result === 1) return 'applied';
+    return result === 0 ? 'duplicate' : 'stale';
   }
 }

@@ -2,7 +2,7 @@ import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { LoggerModule } from 'nestjs-pino';
 import { stdSerializers } from 'pino';
-import { redisConfig, serverConfig, amqpConfig } from '../config/app.config';
+import { amqpConfig, lockConfig, redisConfig, serverConfig } from '../config/app.config';
 import { scrubSecrets, secretsOf } from '../config/secret-redaction';
 
 /**
@@ -13,13 +13,14 @@ import { scrubSecrets, secretsOf } from '../config/secret-redaction';
 @Module({
   imports: [
     LoggerModule.forRootAsync({
-      inject: [serverConfig.KEY, amqpConfig.KEY, redisConfig.KEY],
+      inject: [serverConfig.KEY, amqpConfig.KEY, redisConfig.KEY, lockConfig.KEY],
       useFactory: (
         server: ConfigType<typeof serverConfig>,
         amqp: ConfigType<typeof amqpConfig>,
         redis: ConfigType<typeof redisConfig>,
+        lock: ConfigType<typeof lockConfig>,
       ) => {
-        const secrets = secretsOf([...amqp.urls, redis.url, ...redis.lockUrls]);
+        const secrets = secretsOf([...amqp.urls, redis.url, ...lock.redlockUrls]);
         return {
           pinoHttp: {
             level: server.logLevel,

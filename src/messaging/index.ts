@@ -6,6 +6,7 @@ export { MessagePublisher, type PublishOptions, type PublishReceipt } from './me
 export { MessageValidationPipe } from './message-validation.pipe';
 export {
   DependencyUnavailableError,
+  InvalidLockKeyError,
   MessageDecodeError,
   MessageValidationError,
   MissingMessageIdError,

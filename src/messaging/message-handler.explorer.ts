@@ -84,6 +84,9 @@ export class MessageHandlerExplorer {
     if (options.nonRetryable?.some((type) => typeof type !== 'function')) {
       throw new HandlerConfigurationError(`${id}: "nonRetryable" must list error classes`);
     }
+    if (options.lockKey !== undefined && typeof options.lockKey !== 'function') {
+      throw new HandlerConfigurationError(`${id}: "lockKey" must be a function of the payload`);
+    }
     if (
       options.prefetch !== undefined &&
       (!Number.isInteger(options.prefetch) || options.prefetch < 1)
@@ -112,6 +115,8 @@ export class MessageHandlerExplorer {
         prefetch: options.prefetch,
         idempotent: options.idempotent ?? true,
         commitsMarker: options.commitsMarker ?? false,
+        lock: options.lock ?? true,
+        lockKey: options.lockKey,
         retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
         nonRetryable: options.nonRetryable ?? [],
       },

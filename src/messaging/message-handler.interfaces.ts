@@ -25,6 +25,17 @@ export interface MessageHandlerOptions {
    */
   readonly commitsMarker?: boolean;
   /**
+   * Lock the message for the time its handler runs (default true): a Redis lease with a watchdog
+   * and a fencing token (`ctx.fencingToken`), so no two workers run it (or its key) at once.
+   */
+  readonly lock?: boolean;
+  /**
+   * The key to lock, computed from the decoded JSON payload (before validation), e.g.
+   * `(tx: Transaction) => \`account:\${tx.accountId}\`` to serialize all work on one account across
+   * replicas. Default: the messageId (within the queue).
+   */
+  readonly lockKey?: (payload: never) => string;
+  /**
    * Delayed retries of failed attempts (exponential backoff with proportional jitter, through
    * broker delay queues `<queue>.retry.<n>`). Unset fields default to the `RETRY_*` env vars.
    */
@@ -44,8 +55,9 @@ export interface RegisteredHandler {
   /** `ClassName.method`, used in logs, metrics and the `x-handler` header. */
   readonly id: string;
   readonly options: Required<
-    Omit<MessageHandlerOptions, 'routingKey' | 'prefetch' | 'retry' | 'nonRetryable'>
+    Omit<MessageHandlerOptions, 'routingKey' | 'prefetch' | 'retry' | 'nonRetryable' | 'lockKey'>
   > & {
+    readonly lockKey: ((payload: never) => string) | undefined;
     readonly routingKeys: readonly string[];
     readonly prefetch: number | undefined;
     readonly retry: RetryPolicy;

@@ -43,10 +43,21 @@ export class MessageContext {
   readonly attempt: number;
   /** True when the broker delivered it before (a previous consumer did not settle it). */
   readonly redelivered: boolean;
-  /** Aborted when the handler must stop: the shutdown deadline passed (and, later, a lock was lost). */
+  /**
+   * Aborted when the handler must stop: its lock was lost (reason: a `LockLostError`) or the
+   * shutdown deadline passed. Pass it to fetch, database drivers and timers.
+   */
   readonly signal: AbortSignal;
   /** Where to write the processed marker atomically with the effect; undefined when `idempotent: false`. */
   readonly processedMarker: ProcessedMarker | undefined;
+  /** The key this message is locked on (`lockKey(payload)` or the messageId); undefined when unlocked. */
+  readonly lockKey: string | undefined;
+  /**
+   * The lock's fencing token, strictly increasing per lock key. Make the storage you write to
+   * refuse a token lower than the last it applied (the ledger does): a worker that paused past its
+   * lease then cannot overwrite newer work. Undefined when the handler runs without a lock.
+   */
+  readonly fencingToken: number | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
   readonly message: ConsumeMessage;
 
@@ -68,6 +79,8 @@ export class MessageContext {
     this.redelivered = init.redelivered;
     this.signal = init.signal;
     this.processedMarker = init.processedMarker;
+    this.lockKey = init.lockKey;
+    this.fencingToken = init.fencingToken;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
   }

@@ -1,4 +1,5 @@
 import { HttpException } from '@nestjs/common';
+import { LockUnavailableError } from '../lock/lock.errors';
 import { PARK_DELAY_MS, REQUEUE_DELAY_MS } from './messaging.constants';
 import { DependencyUnavailableError, NonRetryableError, RetryAfterError } from './messaging.errors';
 import { baseDelay, jitteredDelay, type RetryPolicy, tierFor } from './retry.policy';
@@ -12,7 +13,9 @@ export type ProcessingResult =
   /** The handler (or a pipe, guard, interceptor around it, or the marker write) threw. */
   | { readonly status: 'threw'; readonly error: unknown }
   /** Delivered while this consumer stops: never started. */
-  | { readonly status: 'stopping' };
+  | { readonly status: 'stopping' }
+  /** Its lock was still held by another worker after `LOCK_WAIT_MS`: not now, not a failure. */
+  | { readonly status: 'busy'; readonly error: Error };
 
 /** An error class a handler declares non-retryable (`@MessageHandler({ nonRetryable: [...] })`). */
 export type ErrorClass = abstract new (...args: never[]) => Error;
@@ -62,8 +65,8 @@ export type Fate =
 /**
  * THE decision of a message's fate, kept pure so it is tested outcome by outcome:
  * - success → ack; a processed marker found → ack as duplicate;
- * - a dependency outage → park a copy in a delay tier for a second (`requeue` outcome), or a
- *   shutdown → hand back: no attempt spent, never a DLQ;
+ * - a dependency outage or a lock still busy after `LOCK_WAIT_MS` → park a copy in a delay tier
+ *   for a second (`requeue` outcome), or a shutdown → hand back: no attempt spent, never a DLQ;
  * - bad input, `NonRetryableError`, a declared non-retryable type, Nest's 4xx exceptions (pipes,
  *   guards) → dead-letter at once;
  * - any other failure → retry through a delay tier with backoff (`RetryAfterError` with a finite
@@ -79,30 +82,11 @@ export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
       return { action: 'requeue', outcome: 'requeue', delayMs: 0, reason: 'shutting down' };
     case 'invalid':
       return { action: 'dead-letter', outcome: 'dead_letter', error: result.error };
+    case 'busy':
+      return handBack(inputs, 'lock busy', result.error);
     case 'threw': {
       const error = asError(result.error);
-      if (isDependencyOutage(error)) {
-        // Parked in a delay tier rather than requeued: on RabbitMQ 3.x every requeue raises
-        // x-delivery-count, so a long outage would make healthy messages look poisonous, and a
-        // requeue comes straight back while the dependency is still down.
-        if (inputs.tiers.length > 0) {
-          return {
-            action: 'park',
-            outcome: 'requeue',
-            delayMs: PARK_DELAY_MS,
-            tier: tierFor(inputs.tiers, PARK_DELAY_MS),
-            reason: 'dependency unavailable',
-            error,
-          };
-        }
-        return {
-          action: 'requeue',
-          outcome: 'requeue',
-          delayMs: REQUEUE_DELAY_MS,
-          reason: 'dependency unavailable',
-          error,
-        };
-      }
+      if (isDependencyOutage(error)) return handBack(inputs, 'dependency unavailable', error);
       const { retry } = inputs;
       if (
         !retry ||
@@ -134,9 +118,30 @@ export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
   }
 }
 
+/**
+ * "Not now": parked in a delay tier for a second rather than requeued. On RabbitMQ 3.x every
+ * requeue raises x-delivery-count, so a long outage or a hot lock would make healthy messages look
+ * poisonous, and a requeue comes straight back while the cause is still there.
+ */
+function handBack(inputs: FateInputs, reason: string, error: Error): Fate {
+  if (inputs.tiers.length > 0) {
+    return {
+      action: 'park',
+      outcome: 'requeue',
+      delayMs: PARK_DELAY_MS,
+      tier: tierFor(inputs.tiers, PARK_DELAY_MS),
+      reason,
+      error,
+    };
+  }
+  return { action: 'requeue', outcome: 'requeue', delayMs: REQUEUE_DELAY_MS, reason, error };
+}
+
 /** Whether a failure is "not now" (a dependency is down) rather than a property of the message. */
 export function isDependencyOutage(error: Error): boolean {
-  if (error instanceof DependencyUnavailableError) return true;
+  if (error instanceof DependencyUnavailableError || error instanceof LockUnavailableError) {
+    return true;
+  }
   if (error instanceof NonRetryableError || error instanceof HttpException) return false;
   // ioredis: fail-fast errors while disconnected, command timeouts, retries exhausted
   return (

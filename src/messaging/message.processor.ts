@@ -4,6 +4,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config';
+import { type Lock, LockService, LockTimeoutError } from '../lock';
 import { MessageMetrics } from '../metrics/message.metrics';
 import { IdempotencyStore } from './idempotency.store';
 import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context';
@@ -17,7 +18,12 @@ import {
 import { MessagePublisher } from './message.publisher';
 import { MessageSettler } from './message.settler';
 import { HEADER, MAX_UNSETTLED_DELIVERIES, NO_HANDLER } from './messaging.constants';
-import { DeliveryLimitError, MissingMessageIdError, NoHandlerError } from './messaging.errors';
+import {
+  DeliveryLimitError,
+  InvalidLockKeyError,
+  MissingMessageIdError,
+  NoHandlerError,
+} from './messaging.errors';
 
 /** What the processor needs from the consumer a delivery came from. */
 export interface ConsumerHandle {
@@ -26,12 +32,18 @@ export interface ConsumerHandle {
   accepting(): boolean;
   /** Aborted when the shutdown deadline passes. */
   readonly signal: AbortSignal;
+  /** Aborted when the consumer starts stopping: a message still waiting for its lock is handed back. */
+  readonly stopSignal: AbortSignal;
 }
 
+/** Longest lock key a handler's `lockKey` may return (it becomes part of a Redis key). */
+export const MAX_LOCK_KEY_LENGTH = 512;
+
 /**
- * The life of one message (DESIGN §3): route to a handler, decode, check the messageId and the
- * processed marker, run the handler through Nest, write the marker, then hand the result to the
- * {@link MessageSettler}. Never throws: every path ends in exactly one settlement.
+ * The life of one message (DESIGN §3): route to a handler, decode, check the messageId, check the
+ * processed marker and take the handler's lock (one round trip), run the handler through Nest
+ * with the lock's watchdog running, write the marker, release the lock, then hand the result to
+ * the {@link MessageSettler}. Never throws: every path ends in exactly one settlement.
  */
 @Injectable()
 export class MessageProcessor {
@@ -40,6 +52,7 @@ export class MessageProcessor {
 
   constructor(
     private readonly idempotency: IdempotencyStore,
+    private readonly locks: LockService,
     private readonly metrics: MessageMetrics,
     publisher: MessagePublisher,
     @Inject(processingConfig.KEY) private readonly config: ConfigType<typeof processingConfig>,
@@ -112,8 +125,45 @@ export class MessageProcessor {
       if (log.messageId === undefined)
         return { status: 'invalid', error: new MissingMessageIdError() };
       marker = this.idempotency.marker(log.queue, log.messageId);
-      if (await this.idempotency.isProcessed(marker)) return { status: 'duplicate' };
     }
+    const lockKey = handler.options.lock ? lockKeyOf(handler, decoded.payload, log) : undefined;
+    if (lockKey instanceof InvalidLockKeyError) return { status: 'invalid', error: lockKey };
+    let lock: Lock | undefined;
+    if (lockKey !== undefined) {
+      try {
+        const taken = await this.locks.acquireUnlessProcessed(lockKey, marker?.key, {
+          signal: consumer.stopSignal,
+        });
+        if (taken === 'processed') return { status: 'duplicate' };
+        lock = taken;
+      } catch (error) {
+        if (consumer.stopSignal.aborted) return { status: 'stopping' };
+        if (error instanceof LockTimeoutError) return { status: 'busy', error };
+        throw error;
+      }
+    } else if (marker && (await this.idempotency.isProcessed(marker))) {
+      return { status: 'duplicate' };
+    }
+    try {
+      return await this.invoke(message, consumer, handler, log, decoded.payload, marker, lock);
+    } catch (error) {
+      // whatever the handler did after losing its lock was not protected: retry it
+      if (lock?.signal.aborted) throw lock.signal.reason;
+      throw error;
+    } finally {
+      await lock?.release();
+    }
+  }
+
+  private async invoke(
+    message: ConsumeMessage,
+    consumer: ConsumerHandle,
+    handler: RegisteredHandler,
+    log: MessageLogFields,
+    payload: unknown,
+    marker: ProcessedMarker | undefined,
+    lock: Lock | undefined,
+  ): Promise<ProcessingResult> {
     const context = new MessageContext({
       ...log,
       exchange:
@@ -121,16 +171,47 @@ export class MessageProcessor {
         message.fields.exchange,
       headers: message.properties.headers ?? {},
       redelivered: message.fields.redelivered,
-      signal: consumer.signal,
+      signal: lock ? AbortSignal.any([consumer.signal, lock.signal]) : consumer.signal,
       processedMarker: marker,
+      lockKey: lock?.key,
+      fencingToken: lock?.fencingToken,
       message,
       baseLogger: this.handlerLogger,
     });
-    const returned = await handler.invoke(decoded.payload, context);
+    const returned = await handler.invoke(payload, context);
+    // never an ack for work that finished without its lock (the marker makes the retry cheap)
+    lock?.signal.throwIfAborted();
     if (returned === AlreadyProcessed) return { status: 'duplicate' };
     if (marker && !handler.options.commitsMarker) await this.idempotency.markProcessed(marker);
     return { status: 'succeeded' };
   }
+}
+
+/**
+ * The key a message is locked on: the handler's `lockKey(payload)` (e.g. `account:<id>`, so work
+ * on one account is serialized across all replicas) or, by default, its messageId within its
+ * queue. Undefined (no lock) for a message without messageId on a non-idempotent handler.
+ */
+function lockKeyOf(
+  handler: RegisteredHandler,
+  payload: unknown,
+  log: MessageLogFields,
+): string | InvalidLockKeyError | undefined {
+  const custom = handler.options.lockKey;
+  if (!custom) return log.messageId === undefined ? undefined : `msg:${log.queue}:${log.messageId}`;
+  let key: unknown;
+  try {
+    key = (custom as (payload: unknown) => unknown)(payload);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return new InvalidLockKeyError(`lockKey threw: ${reason}`);
+  }
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_LOCK_KEY_LENGTH) {
+    return new InvalidLockKeyError(
+      `lockKey must return a string of 1-${MAX_LOCK_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
+    );
+  }
+  return key;
 }
 
 function nonEmpty(value: unknown): string | undefined {

@@ -11,6 +11,7 @@ import {
 import { type RetryPolicy, tierQueueName } from './retry.policy';
 import type { PublishOptions } from './message.publisher';
 import { NonRetryableError } from './messaging.errors';
+import { LockTimeoutError } from '../lock/lock.errors';
 import { topologyNames } from './queue.topology';
 
 /** A delivery being settled, with what is needed to act on it and to report it. */
@@ -248,6 +249,14 @@ export class MessageSettler {
         );
         return;
       case 'park':
+        // contention on a hot key is routine: the lock metrics show it, the log stays quiet
+        if (fate.error instanceof LockTimeoutError) {
+          this.deps.logger.debug(
+            { ...fields, reason: fate.reason, delayMs: fate.delayMs },
+            `parked for ${fate.delayMs} ms: ${fate.reason}`,
+          );
+          return;
+        }
         this.deps.logger.warn(
           {
             ...fields,

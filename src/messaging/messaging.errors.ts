@@ -80,6 +80,14 @@ export class MissingMessageIdError extends NonRetryableError {
   }
 }
 
+/** The handler's `lockKey` threw or returned something that is not a usable key. Never retried. */
+export class InvalidLockKeyError extends NonRetryableError {
+  override name = 'InvalidLockKeyError';
+  constructor(reason: string) {
+    super(`invalid-lock-key: ${reason}`);
+  }
+}
+
 /** The routing key reached the queue but no handler on it matches. Never retried. */
 export class NoHandlerError extends NonRetryableError {
   override name = 'NoHandlerError';

@@ -3,6 +3,7 @@ import { type ConfigType } from '@nestjs/config';
 import { DiscoveryModule } from '@nestjs/core';
 import { PinoLogger } from 'nestjs-pino';
 import { amqpConfig } from '../config/app.config';
+import { LockModule } from '../lock/lock.module';
 import { MessageMetrics } from '../metrics/message.metrics';
 import { AmqpConnection } from './amqp.connection';
 import { IdempotencyStore } from './idempotency.store';
@@ -17,7 +18,7 @@ import { MessagePublisher } from './message.publisher';
  * anywhere to publish.
  */
 @Module({
-  imports: [DiscoveryModule],
+  imports: [DiscoveryModule, LockModule],
   providers: [
     {
       provide: AmqpConnection,

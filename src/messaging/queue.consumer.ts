@@ -46,6 +46,7 @@ export class QueueConsumer implements ConsumerHandle {
   private lastLoggedError: string | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abortController = new AbortController();
+  private readonly stopController = new AbortController();
 
   constructor(
     readonly binding: QueueBinding,
@@ -54,6 +55,10 @@ export class QueueConsumer implements ConsumerHandle {
 
   get signal(): AbortSignal {
     return this.abortController.signal;
+  }
+
+  get stopSignal(): AbortSignal {
+    return this.stopController.signal;
   }
 
   accepting(): boolean {
@@ -223,6 +228,7 @@ export class QueueConsumer implements ConsumerHandle {
    */
   async stop(timeoutMs: number): Promise<number> {
     this.stopping = true;
+    this.stopController.abort(new Error('consumer stopping'));
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     await this.detach();

@@ -19,3 +19,22 @@ export type PublishOutcome = 'confirmed' | 'failed';
 export const DURATION_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
+
+/** Lock metrics of DESIGN §7. */
+export const LOCK_METRIC = {
+  acquireDuration: 'lock_acquire_duration_seconds',
+  contention: 'lock_contention_total',
+  extensions: 'lock_extensions_total',
+  lost: 'lock_lost_total',
+  held: 'locks_held',
+} as const;
+
+/** `lock_acquire_duration_seconds{outcome}` */
+export type LockAcquireOutcome = 'acquired' | 'timeout';
+/** `lock_extensions_total{outcome}`: extended, lost (expired or taken), failed (no answer in time). */
+export type LockExtensionOutcome = 'extended' | 'lost' | 'failed';
+
+/** Lock waits range from a free lock (sub-millisecond) to `LOCK_WAIT_MS` (seconds). */
+export const LOCK_WAIT_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];

@@ -6,7 +6,8 @@ import {
   PrometheusModule,
 } from '@willsoto/nestjs-prometheus';
 import { collectDefaultMetrics, register } from 'prom-client';
-import { DURATION_BUCKETS, METRIC } from './metrics.constants';
+import { DURATION_BUCKETS, LOCK_METRIC, LOCK_WAIT_BUCKETS, METRIC } from './metrics.constants';
+import { LockMetrics } from './lock.metrics';
 import { MessageMetrics } from './message.metrics';
 
 // prom-client keeps one global registry per process; registering the default collectors twice
@@ -56,8 +57,32 @@ const labels = ['queue', 'handler', 'outcome'];
       name: METRIC.redisConnected,
       help: '1 while the Redis connection is ready, else 0.',
     }),
+    makeHistogramProvider({
+      name: LOCK_METRIC.acquireDuration,
+      help: 'Time to take a lock, by outcome (acquired|timeout), waiting included.',
+      labelNames: ['outcome'],
+      buckets: LOCK_WAIT_BUCKETS,
+    }),
+    makeCounterProvider({
+      name: LOCK_METRIC.contention,
+      help: 'Tries that found the lock held by another worker.',
+    }),
+    makeCounterProvider({
+      name: LOCK_METRIC.extensions,
+      help: 'Watchdog extensions of held locks, by outcome (extended|lost|failed).',
+      labelNames: ['outcome'],
+    }),
+    makeCounterProvider({
+      name: LOCK_METRIC.lost,
+      help: 'Locks lost while their holder was still working (expired or taken).',
+    }),
+    makeGaugeProvider({
+      name: LOCK_METRIC.held,
+      help: 'Locks this instance holds now.',
+    }),
     MessageMetrics,
+    LockMetrics,
   ],
-  exports: [MessageMetrics],
+  exports: [MessageMetrics, LockMetrics],
 })
 export class MetricsModule {}

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import Redis from 'ioredis';
+import Redis, { type RedisOptions } from 'ioredis';
 import type { PinoLogger } from 'nestjs-pino';
 import { redactUrl } from '../config/secret-redaction';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle';
@@ -7,6 +7,23 @@ import type { MessageMetrics } from '../metrics/message.metrics';
 
 /** Commands fail after this long instead of hanging on a stalled server. */
 export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+
+/**
+ * Options of every client of the service: fail fast while disconnected (no offline queue, one
+ * retry per request), a command timeout, auto-pipelining, and capped, jittered reconnect backoff.
+ */
+export function redisClientOptions(connectionName: string): RedisOptions {
+  return {
+    connectionName,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: 5_000,
+    enableAutoPipelining: true,
+    retryStrategy: (times) =>
+      Math.min(100 * 2 ** Math.min(times, 6), 5_000) * (0.5 + Math.random() / 2),
+  };
+}
 
 type RedisEvents = { ready: []; down: [] };
 
@@ -26,16 +43,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     private readonly logger: PinoLogger,
   ) {
     super();
-    this.client = new Redis(url, {
-      connectionName: 'message-processor',
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
-      connectTimeout: 5_000,
-      enableAutoPipelining: true,
-      retryStrategy: (times) =>
-        Math.min(100 * 2 ** Math.min(times, 6), 5_000) * (0.5 + Math.random() / 2),
-    });
+    this.client = new Redis(url, redisClientOptions('message-processor'));
     this.metrics.setRedisConnected(false);
     this.client.on('ready', () => {
       this.failures = 0;

@@ -54,6 +54,8 @@ function handler(
       prefetch: options.prefetch,
       idempotent: true,
       commitsMarker: false,
+      lock: false,
+      lockKey: undefined,
       retry: { ...DEFAULT_RETRY, ...options.retry },
       nonRetryable: [],
     },
@@ -297,6 +299,8 @@ function messageContext(handlerId: string): MessageContext {
     redelivered: false,
     signal: new AbortController().signal,
     processedMarker: undefined,
+    lockKey: undefined,
+    fencingToken: undefined,
     message,
     baseLogger: pino({ enabled: false }),
   });
@@ -392,6 +396,8 @@ describe('MessageHandlerExplorer', () => {
       prefetch: 3,
       idempotent: true,
       commitsMarker: false,
+      lock: true,
+      lockKey: undefined,
       retry: { maxAttempts: 3, initialDelayMs: 500, maxDelayMs: 60_000, multiplier: 2, jitter: 0 },
       nonRetryable: [RangeError, TransferRefusedError],
     });

@@ -17,6 +17,7 @@ import type { MessagePublisher } from '../../../src/messaging/message.publisher'
 import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants';
 import { delayTiers } from '../../../src/messaging/retry.policy';
 import type { MessageMetrics } from '../../../src/metrics/message.metrics';
+import { LockLostError, type LockService, LockTimeoutError } from '../../../src/lock';
 import { DEFAULT_POLICY, ledgerDelivery } from './fixtures';
 
 const QUEUE = 'ledger.transactions';
@@ -179,6 +180,65 @@ class FakeIdempotency {
   }
 }
 
+/** A lock as the processor sees it; `lose()` aborts its signal as the watchdog would. */
+class FakeLock {
+  readonly token = 'token-1';
+  readonly fencingToken = 1_764_000_000_000_001;
+  private readonly controller = new AbortController();
+  released = false;
+
+  constructor(readonly key: string) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  lose(): void {
+    this.controller.abort(new LockLostError(this.key, 'expired'));
+  }
+
+  extend(): Promise<boolean> {
+    return Promise.resolve(!this.signal.aborted);
+  }
+
+  release(): Promise<'released'> {
+    this.released = true;
+    return Promise.resolve('released');
+  }
+}
+
+type LockBehaviour = 'free' | 'busy' | 'processed' | 'wait-until-stopped';
+
+/** LockService as far as the processor uses it, answering as the test says. */
+class FakeLocks {
+  behaviour: LockBehaviour = 'free';
+  readonly requests: { key: string; markerKey: string | undefined }[] = [];
+  readonly locks: FakeLock[] = [];
+
+  acquireUnlessProcessed(
+    key: string,
+    markerKey: string | undefined,
+    options: { signal?: AbortSignal },
+  ): Promise<FakeLock | 'processed'> {
+    this.requests.push({ key, markerKey });
+    switch (this.behaviour) {
+      case 'busy':
+        return Promise.reject(new LockTimeoutError(key, 5_000));
+      case 'processed':
+        return Promise.resolve('processed');
+      case 'wait-until-stopped':
+        return new Promise((_, reject) =>
+          options.signal?.addEventListener('abort', () => reject(options.signal?.reason as Error)),
+        );
+      case 'free': {
+        const lock = new FakeLock(key);
+        this.locks.push(lock);
+        return Promise.resolve(lock);
+      }
+    }
+  }
+}
+
 class FakeMetrics {
   readonly outcomes: string[] = [];
 
@@ -197,10 +257,20 @@ class FakePinoLogger {
   error(): void {}
 }
 
-function setup(outcome: 'succeed' | 'fail') {
+interface SetupOptions {
+  readonly lock?: boolean;
+  readonly lockKey?: (payload: never) => string;
+  /** Runs inside the handler, with its context. */
+  readonly during?: (context: MessageContext) => void;
+}
+
+function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
   const effects: Effect[] = [];
   const attempts: number[] = [];
+  const contexts: MessageContext[] = [];
   const idempotency = new FakeIdempotency();
+  const locks = new FakeLocks();
+  const stop = new AbortController();
   const metrics = new FakeMetrics();
   const handler: RegisteredHandler = {
     id: 'LedgerHandler.apply',
@@ -211,12 +281,16 @@ function setup(outcome: 'succeed' | 'fail') {
       prefetch: undefined,
       idempotent: true,
       commitsMarker: false,
+      lock: opts.lock ?? false,
+      lockKey: opts.lockKey,
       retry: DEFAULT_POLICY,
       nonRetryable: [],
     },
     matches: (key) => key.startsWith('transaction.'),
     invoke: (_payload: unknown, context: MessageContext) => {
       attempts.push(context.attempt);
+      contexts.push(context);
+      opts.during?.(context);
       return outcome === 'succeed'
         ? Promise.resolve(undefined)
         : Promise.reject(new Error('ledger row locked'));
@@ -234,9 +308,11 @@ function setup(outcome: 'succeed' | 'fail') {
     binding,
     accepting: () => true,
     signal: new AbortController().signal,
+    stopSignal: stop.signal,
   };
   const processor = new MessageProcessor(
     idempotency as unknown as IdempotencyStore,
+    locks as unknown as LockService,
     metrics as unknown as MessageMetrics,
     new FakePublisher(effects) as unknown as MessagePublisher,
     {
@@ -249,7 +325,7 @@ function setup(outcome: 'succeed' | 'fail') {
   );
   const channel = new FakeChannel(effects) as unknown as Channel;
   const process = (message: ConsumeMessage) => processor.process(message, channel, consumer);
-  return { effects, attempts, metrics, idempotency, process };
+  return { effects, attempts, contexts, metrics, idempotency, locks, stop, process };
 }
 
 function onlyPublish(effects: readonly Effect[]): Extract<Effect, { kind: 'publish' }> {
@@ -315,5 +391,97 @@ describe('MessageProcessor', () => {
     await process(ledgerDelivery({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES - 1 }));
     expect(attempts).toEqual([MAX_UNSETTLED_DELIVERIES]);
     expect(effects.map((e) => e.kind)).toEqual(['ack']);
+  });
+});
+
+describe('MessageProcessor with a lock', () => {
+  it('locks the messageId within its queue, checking the marker in the same call', async () => {
+    const { process, locks, contexts, idempotency, effects } = setup('succeed', { lock: true });
+    await process(ledgerDelivery({}));
+    expect(locks.requests).toEqual([
+      { key: `msg:${QUEUE}:tx-0001`, markerKey: `mp:processed:${QUEUE}:tx-0001` },
+    ]);
+    expect(contexts[0].lockKey).toBe(`msg:${QUEUE}:tx-0001`);
+    expect(contexts[0].fencingToken).toBe(locks.locks[0].fencingToken);
+    expect(idempotency.marked).toEqual([`mp:processed:${QUEUE}:tx-0001`]);
+    expect(locks.locks[0].released).toBe(true);
+    expect(effects.map((e) => e.kind)).toEqual(['ack']);
+  });
+
+  it("locks the handler's lockKey of the decoded payload", async () => {
+    const { process, locks } = setup('succeed', {
+      lock: true,
+      lockKey: (tx: { accountId: string }) => `account:${tx.accountId}`,
+    });
+    await process(ledgerDelivery({}));
+    expect(locks.requests.map((r) => r.key)).toEqual(['account:acc-42']);
+  });
+
+  it.each<[string, (payload: never) => string]>([
+    [
+      'throws',
+      () => {
+        throw new Error('no account');
+      },
+    ],
+    ['returns an empty key', () => ''],
+    ['returns a non-string', () => 42 as unknown as string],
+  ])('dead-letters without running the handler when lockKey %s', async (_label, lockKey) => {
+    const { process, locks, attempts, effects } = setup('succeed', { lock: true, lockKey });
+    await process(ledgerDelivery({}));
+    expect(locks.requests).toEqual([]);
+    expect(attempts).toEqual([]);
+    const publish = onlyPublish(effects);
+    expect(publish.exchange).toBe('ledger.dlx');
+    expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'InvalidLockKeyError' });
+  });
+
+  it('acks a processed message as duplicate without running the handler', async () => {
+    const { process, locks, attempts, effects, metrics } = setup('succeed', { lock: true });
+    locks.behaviour = 'processed';
+    await process(ledgerDelivery({}));
+    expect(attempts).toEqual([]);
+    expect(effects.map((e) => e.kind)).toEqual(['ack']);
+    expect(metrics.outcomes).toEqual(['duplicate']);
+  });
+
+  it('parks a message whose lock stays busy, without spending an attempt', async () => {
+    const { process, locks, attempts, effects, metrics } = setup('succeed', { lock: true });
+    locks.behaviour = 'busy';
+    await process(ledgerDelivery({ 'x-attempts': 2 }));
+    expect(attempts).toEqual([]);
+    const publish = onlyPublish(effects);
+    expect(publish).toMatchObject({ exchange: '', routingKey: `${QUEUE}.retry.1` });
+    // the copy runs again as attempt 3, the attempt that could not start
+    expect(publish.options.headers).toMatchObject({ 'x-attempts': 2 });
+    expect(publish.options.expiration).toBe('1000');
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
+    expect(metrics.outcomes).toEqual(['requeue']);
+  });
+
+  it('retries (never acks) a message whose lock was lost while the handler ran', async () => {
+    const { process, locks, idempotency, effects, metrics, contexts } = setup('succeed', {
+      lock: true,
+      during: () => locks.locks[0].lose(),
+    });
+    await process(ledgerDelivery({}));
+    expect(contexts[0].signal.aborted).toBe(true);
+    expect(idempotency.marked).toEqual([]);
+    const publish = onlyPublish(effects);
+    expect(publish.routingKey).toBe(`${QUEUE}.retry.1`);
+    expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'LockLostError' });
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(metrics.outcomes).toEqual(['retry']);
+    expect(locks.locks[0].released).toBe(true);
+  });
+
+  it('hands a message back at once when the consumer stops while it waits for its lock', async () => {
+    const { process, locks, stop, attempts, effects } = setup('succeed', { lock: true });
+    locks.behaviour = 'wait-until-stopped';
+    const done = process(ledgerDelivery({}));
+    stop.abort(new Error('consumer stopping'));
+    await done;
+    expect(attempts).toEqual([]);
+    expect(effects.map((e) => e.kind)).toEqual(['nack']);
   });
 });

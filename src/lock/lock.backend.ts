@@ -1,0 +1,214 @@
+import { clockDriftMs } from './lock.backoff';
+import { LockUnavailableError } from './lock.errors';
+import type { LockServer, TokenReply } from './lock.server';
+
+/** Result of one try to take a lock. `validUntil` is on the `performance.now()` clock. */
+export type TryAcquireResult =
+  | { readonly status: 'acquired'; readonly fencingToken: number; readonly validUntil: number }
+  | { readonly status: 'held'; readonly retryAfterMs: number }
+  | { readonly status: 'processed' };
+
+export type ExtendResult =
+  | { readonly status: 'extended'; readonly validUntil: number }
+  | { readonly status: 'expired' | 'taken' };
+
+/** What `release()` found: released, already expired, held by another token, or no answer. */
+export type ReleaseOutcome = 'released' | 'expired' | 'taken' | 'unreachable';
+
+/**
+ * Where locks live: one Redis ({@link SingleLockBackend}) or a Redlock quorum of independent ones
+ * ({@link RedlockBackend}). Each call fails with `LockUnavailableError` when the servers cannot
+ * answer in time, never hangs, and never reports a lock it cannot vouch for.
+ */
+export interface LockBackend {
+  readonly mode: 'single' | 'redlock';
+  /** Whether a processed marker can be checked in the same round trip as the acquisition. */
+  readonly checksMarker: boolean;
+  tryAcquire(
+    key: string,
+    token: string,
+    ttlMs: number,
+    markerKey?: string,
+  ): Promise<TryAcquireResult>;
+  extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<ExtendResult>;
+  release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome>;
+  /** Whether enough servers are connected to take a lock. */
+  isAvailable(): boolean;
+  readonly servers: readonly LockServer[];
+}
+
+const now = (): number => performance.now();
+
+/** The lease is valid until its start + TTL − allowed clock drift. */
+function validUntil(startedAt: number, ttlMs: number): number {
+  return startedAt + ttlMs - clockDriftMs(ttlMs);
+}
+
+/** Locks on one Redis: every operation is one script, one round trip. */
+export class SingleLockBackend implements LockBackend {
+  readonly mode = 'single';
+  readonly checksMarker = true;
+  readonly servers: readonly LockServer[];
+
+  constructor(
+    private readonly server: LockServer,
+    private readonly commandTimeoutMs: number,
+  ) {
+    this.servers = [server];
+  }
+
+  async tryAcquire(
+    key: string,
+    token: string,
+    ttlMs: number,
+    markerKey?: string,
+  ): Promise<TryAcquireResult> {
+    const startedAt = now();
+    const until = validUntil(startedAt, ttlMs);
+    const reply = await this.server.acquire(
+      key,
+      token,
+      ttlMs,
+      Math.min(this.commandTimeoutMs, until - startedAt),
+      markerKey,
+    );
+    if (reply.status === 'processed') return reply;
+    if (reply.status === 'held') return { status: 'held', retryAfterMs: reply.pttlMs };
+    return { status: 'acquired', fencingToken: reply.fencingToken, validUntil: until };
+  }
+
+  async extend(
+    key: string,
+    token: string,
+    ttlMs: number,
+    deadlineMs: number,
+  ): Promise<ExtendResult> {
+    const startedAt = now();
+    const reply = await this.server.extend(
+      key,
+      token,
+      ttlMs,
+      Math.min(this.commandTimeoutMs, deadlineMs),
+    );
+    if (reply === 'ok') return { status: 'extended', validUntil: validUntil(startedAt, ttlMs) };
+    return { status: reply };
+  }
+
+  async release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome> {
+    try {
+      return releaseOutcome(
+        await this.server.release(key, token, Math.min(this.commandTimeoutMs, deadlineMs)),
+      );
+    } catch {
+      return 'unreachable';
+    }
+  }
+
+  isAvailable(): boolean {
+    return this.server.isReady();
+  }
+}
+
+/**
+ * Redlock over N ≥ 3 independent Redis servers (antirez's algorithm): a lock is held when a quorum
+ * of N/2+1 servers granted it and time is left: validity = TTL − elapsed − drift. Fencing token:
+ * the highest token the granting servers issued, raised on each of them before the lock counts,
+ * so that the next holder's quorum (which overlaps ours) issues a higher one.
+ */
+export class RedlockBackend implements LockBackend {
+  readonly mode = 'redlock';
+  readonly checksMarker = false;
+  readonly quorum: number;
+
+  constructor(
+    readonly servers: readonly LockServer[],
+    private readonly commandTimeoutMs: number,
+  ) {
+    if (servers.length < 3) throw new Error('Redlock needs at least 3 independent Redis servers');
+    this.quorum = Math.floor(servers.length / 2) + 1;
+  }
+
+  async tryAcquire(key: string, token: string, ttlMs: number): Promise<TryAcquireResult> {
+    const startedAt = now();
+    const until = validUntil(startedAt, ttlMs);
+    const callDeadline = (): number => Math.min(this.commandTimeoutMs, until - now());
+    const replies = await Promise.allSettled(
+      this.servers.map((s) => s.acquire(key, token, ttlMs, callDeadline())),
+    );
+    const granted: { server: LockServer; fencingToken: number }[] = [];
+    let heldFor = 0;
+    let failures = 0;
+    replies.forEach((reply, i) => {
+      if (reply.status === 'rejected') failures++;
+      else if (reply.value.status === 'acquired') {
+        granted.push({ server: this.servers[i], fencingToken: reply.value.fencingToken });
+      } else if (reply.value.status === 'held') heldFor = Math.max(heldFor, reply.value.pttlMs);
+    });
+    if (granted.length >= this.quorum && until > now()) {
+      const fencingToken = Math.max(...granted.map((g) => g.fencingToken));
+      const raised = await Promise.allSettled(
+        granted.map((g) => g.server.raiseFence(key, token, fencingToken, callDeadline())),
+      );
+      const confirmed = raised.filter((r) => r.status === 'fulfilled' && r.value).length;
+      if (confirmed >= this.quorum && until > now()) {
+        return { status: 'acquired', fencingToken, validUntil: until };
+      }
+    }
+    // no quorum in time: give back what we got, on every server (a late grant included)
+    await this.release(key, token, this.commandTimeoutMs);
+    if (failures > this.servers.length - this.quorum) {
+      const first = replies.find((r) => r.status === 'rejected');
+      throw new LockUnavailableError(
+        `lock quorum unreachable: ${failures} of ${this.servers.length} lock servers failed`,
+        { cause: first?.status === 'rejected' ? first.reason : undefined },
+      );
+    }
+    return { status: 'held', retryAfterMs: heldFor };
+  }
+
+  async extend(
+    key: string,
+    token: string,
+    ttlMs: number,
+    deadlineMs: number,
+  ): Promise<ExtendResult> {
+    const startedAt = now();
+    const until = validUntil(startedAt, ttlMs);
+    const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
+    const replies = await Promise.allSettled(
+      this.servers.map((s) => s.extend(key, token, ttlMs, deadline)),
+    );
+    const count = (wanted: TokenReply): number =>
+      replies.filter((r) => r.status === 'fulfilled' && r.value === wanted).length;
+    if (count('ok') >= this.quorum && until > now())
+      return { status: 'extended', validUntil: until };
+    const failures = replies.filter((r) => r.status === 'rejected').length;
+    if (count('ok') + failures >= this.quorum && count('taken') === 0) {
+      // a quorum may still be ours, but we cannot prove it in time
+      throw new LockUnavailableError(
+        `lock extension: ${failures} of ${this.servers.length} lock servers failed`,
+      );
+    }
+    return { status: count('taken') > 0 ? 'taken' : 'expired' };
+  }
+
+  async release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome> {
+    const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
+    const replies = await Promise.allSettled(
+      this.servers.map((s) => s.release(key, token, deadline)),
+    );
+    const values = replies.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (values.filter((v) => v === 'ok').length >= this.quorum) return 'released';
+    if (values.includes('taken')) return 'taken';
+    // a minority of answers cannot tell whether a quorum still held it
+    return values.length >= this.quorum ? 'expired' : 'unreachable';
+  }
+
+  isAvailable(): boolean {
+    return this.servers.filter((s) => s.isReady()).length >= this.quorum;
+  }
+}
+
+function releaseOutcome(reply: TokenReply): ReleaseOutcome {
+  return reply === 'ok' ? 'released' : reply;
+}

@@ -1,0 +1,91 @@
+import { Module } from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import Redis from 'ioredis';
+import { PinoLogger } from 'nestjs-pino';
+import { lockConfig, redisConfig } from '../config/app.config';
+import { redactUrl } from '../config/secret-redaction';
+import { isFailureWorthLogging } from '../logging/failure-log.throttle';
+import { LockMetrics } from '../metrics/lock.metrics';
+import {
+  REDIS_COMMAND_TIMEOUT_MS,
+  RedisConnection,
+  redisClientOptions,
+} from '../redis/redis.connection';
+import { type LockBackend, RedlockBackend, SingleLockBackend } from './lock.backend';
+import { LockServer } from './lock.server';
+import { LockService } from './lock.service';
+
+/**
+ * Provides {@link LockService}: on the main Redis (`REDIS_URL`), or on a Redlock quorum when
+ * `REDIS_LOCK_URLS` lists 3 or more servers. Its shutdown hook runs after the consumers have
+ * drained (this module is imported by messaging) and before the global Redis module closes.
+ */
+@Module({
+  providers: [
+    {
+      provide: LockService,
+      inject: [lockConfig.KEY, redisConfig.KEY, RedisConnection, LockMetrics, PinoLogger],
+      useFactory: (
+        config: ConfigType<typeof lockConfig>,
+        redisSettings: ConfigType<typeof redisConfig>,
+        redis: RedisConnection,
+        metrics: LockMetrics,
+        logger: PinoLogger,
+      ): LockService => {
+        logger.setContext(LockService.name);
+        const own: Redis[] = [];
+        let backend: LockBackend;
+        if (config.redlockUrls.length >= 3) {
+          const servers = config.redlockUrls.map((url, i) => {
+            const client = new Redis(url, redisClientOptions(`message-processor-lock-${i + 1}`));
+            own.push(client);
+            watchClient(client, redactUrl(url), logger);
+            return new LockServer(client, redactUrl(url));
+          });
+          backend = new RedlockBackend(servers, REDIS_COMMAND_TIMEOUT_MS);
+          logger.info(
+            { servers: servers.map((s) => s.label), quorum: Math.floor(servers.length / 2) + 1 },
+            'Locks: Redlock quorum mode',
+          );
+        } else {
+          backend = new SingleLockBackend(
+            new LockServer(redis.client, redactUrl(redisSettings.url)),
+            REDIS_COMMAND_TIMEOUT_MS,
+          );
+        }
+        return new LockService({
+          backend,
+          defaults: {
+            ttlMs: config.ttlMs,
+            waitMs: config.waitMs,
+            commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS,
+          },
+          metrics,
+          markerExists: async (key) => (await redis.client.exists(key)) === 1,
+          close: async () => {
+            await Promise.all(own.map((client) => client.quit().catch(() => client.disconnect())));
+          },
+        });
+      },
+    },
+  ],
+  exports: [LockService],
+})
+export class LockModule {}
+
+function watchClient(client: Redis, label: string, logger: PinoLogger): void {
+  let failures = 0;
+  client.on('ready', () => {
+    failures = 0;
+    logger.info({ url: label }, 'Lock server ready');
+  });
+  client.on('error', (err: Error) => {
+    failures++;
+    if (isFailureWorthLogging(failures)) {
+      logger.warn(
+        { err, url: label, failures, code: 'LOCK_SERVER_ERROR' },
+        'Lock server connection error; reconnecting',
+      );
+    }
+  });
+}

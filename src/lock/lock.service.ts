@@ -1,0 +1,216 @@
+import { randomBytes } from 'node:crypto';
+import { type OnApplicationShutdown } from '@nestjs/common';
+import type { LockMetrics } from '../metrics/lock.metrics';
+import { HeldLock, type Lock } from './held-lock';
+import type { LockBackend } from './lock.backend';
+import { fullJitterDelay } from './lock.backoff';
+import { abortReason, LockTimeoutError, LockUnavailableError } from './lock.errors';
+import { LocalTurns } from './local-turns';
+
+export interface AcquireOptions {
+  /** Lease length; default `LOCK_TTL_MS`. */
+  readonly ttlMs?: number;
+  /** How long to wait while someone else holds the lock; default `LOCK_WAIT_MS` (0 = one try). */
+  readonly waitMs?: number;
+  /** Aborts the wait (rejecting with the signal's reason). */
+  readonly signal?: AbortSignal;
+}
+
+export interface LockDefaults {
+  readonly ttlMs: number;
+  readonly waitMs: number;
+  /** Upper bound of any single lock call. */
+  readonly commandTimeoutMs: number;
+}
+
+export interface LockServiceDeps {
+  readonly backend: LockBackend;
+  readonly defaults: LockDefaults;
+  readonly metrics: LockMetrics;
+  /** Processed-marker lookup on the main Redis, for backends that cannot check it in their script. */
+  readonly markerExists: (key: string) => Promise<boolean>;
+  /** Closes connections the service owns (Redlock servers), after every lock is released. */
+  readonly close: () => Promise<void>;
+}
+
+/** Lock keys are free-form but bounded: they become Redis keys. */
+const MAX_KEY_LENGTH = 1_024;
+
+/**
+ * Redis lease locks with tokens, fencing tokens, a watchdog and bounded waiting (DESIGN §3.4–5).
+ * One Redis, or a Redlock quorum when `REDIS_LOCK_URLS` lists 3 or more servers. Inside one
+ * process, work on the same key queues locally (FIFO), so only one waiter per key polls Redis.
+ */
+export class LockService implements OnApplicationShutdown {
+  private readonly held = new Set<HeldLock>();
+  private readonly turns = new LocalTurns();
+  private closing = false;
+
+  constructor(private readonly deps: LockServiceDeps) {}
+
+  get mode(): 'single' | 'redlock' {
+    return this.deps.backend.mode;
+  }
+
+  /** Takes the lock, waiting up to `waitMs`. Rejects with `LockTimeoutError` or `LockUnavailableError`. */
+  async acquire(key: string, options: AcquireOptions = {}): Promise<Lock> {
+    const lock = await this.take(key, options, undefined);
+    if (lock === 'processed') throw new Error('unreachable: no marker was given');
+    return lock;
+  }
+
+  /**
+   * Runs `fn` holding the lock, with the watchdog extending it every TTL/3, and always releases
+   * it. If the lock was lost before `fn` settled, rejects with the `LockLostError` (also the
+   * reason of `lock.signal`), even if `fn` resolved: its work was not protected to the end.
+   */
+  async withLock<T>(
+    key: string,
+    fn: (lock: Lock) => Promise<T>,
+    options: AcquireOptions = {},
+  ): Promise<T> {
+    const lock = await this.take(key, options, undefined);
+    if (lock === 'processed') throw new Error('unreachable: no marker was given');
+    lock.watch();
+    try {
+      const value = await fn(lock);
+      lock.signal.throwIfAborted();
+      return value;
+    } catch (error) {
+      if (lock.signal.aborted) throw lock.signal.reason;
+      throw error;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * The message path: checks the processed marker and takes the lock in one round trip (one
+   * script on a single Redis); resolves `processed` (nothing locked) when the marker exists.
+   * The returned lock's watchdog is running.
+   */
+  async acquireUnlessProcessed(
+    key: string,
+    markerKey: string | undefined,
+    options: AcquireOptions = {},
+  ): Promise<Lock | 'processed'> {
+    const lock = await this.take(key, options, markerKey);
+    if (lock !== 'processed') lock.watch();
+    return lock;
+  }
+
+  /** Whether enough lock servers are connected to take a lock. */
+  isAvailable(): boolean {
+    return this.deps.backend.isAvailable();
+  }
+
+  /** Locks this process holds now. */
+  heldCount(): number {
+    return this.held.size;
+  }
+
+  /** Shutdown: stop every watchdog, release every lock still held, then close own connections. */
+  async onApplicationShutdown(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await Promise.all([...this.held].map((lock) => lock.release()));
+    await this.deps.close();
+  }
+
+  private async take(
+    key: string,
+    options: AcquireOptions,
+    markerKey: string | undefined,
+  ): Promise<HeldLock | 'processed'> {
+    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+      throw new TypeError(`lock key must be a string of 1-${MAX_KEY_LENGTH} characters`);
+    }
+    const { backend, defaults, metrics } = this.deps;
+    const ttlMs = options.ttlMs ?? defaults.ttlMs;
+    const waitMs = options.waitMs ?? defaults.waitMs;
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 10)
+      throw new RangeError('ttlMs must be an integer ≥ 10');
+    if (!Number.isFinite(waitMs) || waitMs < 0) throw new RangeError('waitMs must be ≥ 0');
+    if (this.closing) throw new LockUnavailableError('the lock service is shutting down');
+    const { signal } = options;
+    const startedAt = performance.now();
+    const deadline = startedAt + waitMs;
+    const timedOut = (): LockTimeoutError => {
+      metrics.acquireFinished('timeout', (performance.now() - startedAt) / 1000);
+      return new LockTimeoutError(key, waitMs);
+    };
+    const turn = await this.turns.enter(key, waitMs, signal);
+    if (turn.waited) metrics.contended();
+    if (!turn.granted) throw timedOut();
+    let handedOver = false;
+    try {
+      if (
+        markerKey !== undefined &&
+        !backend.checksMarker &&
+        (await this.markerExists(markerKey))
+      ) {
+        return 'processed';
+      }
+      const token = randomBytes(16).toString('base64url');
+      for (let attempt = 0; ; attempt++) {
+        const result = await backend.tryAcquire(
+          key,
+          token,
+          ttlMs,
+          backend.checksMarker ? markerKey : undefined,
+        );
+        if (result.status === 'processed') return 'processed';
+        if (result.status === 'acquired') {
+          const lock: HeldLock = new HeldLock({
+            key,
+            token,
+            fencingToken: result.fencingToken,
+            ttlMs,
+            validUntil: result.validUntil,
+            backend,
+            metrics,
+            releaseTimeoutMs: defaults.commandTimeoutMs,
+            onReleased: () => {
+              this.held.delete(lock);
+              this.turns.leave(key);
+            },
+          });
+          this.held.add(lock);
+          handedOver = true;
+          metrics.acquireFinished('acquired', (performance.now() - startedAt) / 1000);
+          return lock;
+        }
+        metrics.contended();
+        const remaining = deadline - performance.now();
+        if (remaining <= 0) throw timedOut();
+        await sleep(Math.min(fullJitterDelay(attempt), remaining), signal);
+      }
+    } finally {
+      if (!handedOver) this.turns.leave(key);
+    }
+  }
+
+  private async markerExists(markerKey: string): Promise<boolean> {
+    try {
+      return await this.deps.markerExists(markerKey);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new LockUnavailableError(`processed-marker check failed: ${message}`, { cause: error });
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(abortReason(signal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -6,8 +6,15 @@ import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE } from './lock.scripts';
 export const LOCK_KEY_PREFIX = 'mp:lock:';
 export const FENCE_KEY_PREFIX = 'mp:fence:';
 
-/** A fencing counter outlives its last lock by a day; its time floor makes expiry safe. */
-export const FENCE_TTL_MS = 86_400_000;
+/**
+ * A fencing counter outlives its last lock by an hour (at least twice the lease). Its time floor
+ * makes the expiry safe: a token issued later starts from the server's clock, already past every
+ * token issued before (unless the server's clock steps back by more than that hour). One key per
+ * lock key would otherwise stay forever (one per message, with the default messageId lock).
+ */
+export const FENCE_TTL_MS = 3_600_000;
+
+const fenceTtl = (ttlMs: number): number => Math.max(FENCE_TTL_MS, 2 * ttlMs);
 
 /** What ACQUIRE answered. */
 export type AcquireReply =
@@ -80,7 +87,7 @@ export class LockServer {
             FENCE_KEY_PREFIX + key,
             token,
             ttlMs,
-            FENCE_TTL_MS,
+            fenceTtl(ttlMs),
           )
         : this.commands.mpLockAcquireUnlessProcessed(
             LOCK_KEY_PREFIX + key,
@@ -88,7 +95,7 @@ export class LockServer {
             markerKey,
             token,
             ttlMs,
-            FENCE_TTL_MS,
+            fenceTtl(ttlMs),
           );
     let reply: [number, string | number];
     try {

@@ -40,7 +40,13 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
   afterAll(async () => {
     await broker?.close();
     await app?.close();
-    await deleteKeys(redis, [`ledger:balance:e2e-${run}-*`, 'mp:processed:ledger.transactions:*']);
+    await deleteKeys(redis, [
+      `ledger:balance:e2e-${run}-*`,
+      `ledger:fence:e2e-${run}-*`,
+      `mp:lock:account:e2e-${run}-*`,
+      `mp:fence:account:e2e-${run}-*`,
+      'mp:processed:ledger.transactions:*',
+    ]);
     redis.disconnect();
     await vhost?.delete();
   });

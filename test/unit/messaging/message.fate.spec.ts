@@ -22,6 +22,7 @@ import {
   RetryAfterError,
 } from '../../../src/messaging/messaging.errors';
 import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
+import { LockLostError, LockTimeoutError, LockUnavailableError } from '../../../src/lock';
 import { DEFAULT_POLICY } from './fixtures';
 
 /** ioredis's own MaxRetriesPerRequestError (its typings lose the Error base class). */
@@ -413,6 +414,47 @@ describe('decideFate', () => {
         inputs(),
       );
       expect(fate).toMatchObject({ action: 'park', delayMs: PARK_DELAY_MS });
+    });
+  });
+
+  describe('when the lock stayed busy (or could not be reached, or was lost)', () => {
+    it.each([1, 5, 50])(
+      'parks a busy message at attempt %i like an outage: no attempt spent, never a DLQ',
+      (attempt) => {
+        const error = new LockTimeoutError('account:acc-42', 5_000);
+        expect(decideFate({ status: 'busy', error }, inputs({ attempt }))).toEqual({
+          action: 'park',
+          outcome: 'requeue',
+          delayMs: PARK_DELAY_MS,
+          tier: TIERS.findIndex((t) => t >= PARK_DELAY_MS),
+          reason: 'lock busy',
+          error,
+        });
+      },
+    );
+
+    it('hands a busy message back after REQUEUE_DELAY_MS without delay tiers', () => {
+      const error = new LockTimeoutError('account:acc-42', 5_000);
+      expect(
+        decideFate({ status: 'busy', error }, inputs({ retry: undefined, tiers: [] })),
+      ).toMatchObject({ action: 'requeue', delayMs: REQUEUE_DELAY_MS, reason: 'lock busy' });
+    });
+
+    it('parks the message when the lock servers cannot be reached', () => {
+      const error = new LockUnavailableError('lock quorum unreachable');
+      expect(decideFate({ status: 'threw', error }, inputs({ attempt: 5 }))).toMatchObject({
+        action: 'park',
+        reason: 'dependency unavailable',
+      });
+    });
+
+    it('retries a handler that lost its lock, spending the attempt', () => {
+      const error = new LockLostError('account:acc-42', 'expired');
+      expect(decideFate({ status: 'threw', error }, inputs({ attempt: 1 }))).toMatchObject({
+        action: 'retry',
+        outcome: 'retry',
+        error,
+      });
     });
   });
 

@@ -1,0 +1,346 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import Redis from 'ioredis';
+import { LedgerService } from '../../src/ledger/ledger.service';
+import {
+  type Lock,
+  LockLostError,
+  LockService,
+  LockTimeoutError,
+  LockUnavailableError,
+} from '../../src/lock';
+import { RedlockBackend, SingleLockBackend } from '../../src/lock/lock.backend';
+import { LockServer } from '../../src/lock/lock.server';
+import type { LockDefaults } from '../../src/lock/lock.service';
+import type { LockMetrics } from '../../src/metrics/lock.metrics';
+import type { RedisConnection } from '../../src/redis/redis.connection';
+import { redisClientOptions } from '../../src/redis/redis.connection';
+import { deleteKeys } from './support/test-app';
+import { TestRedisServer } from './support/redis.server';
+import { waitFor } from './support/wait-for';
+
+const SHARED_REDIS = 'redis://127.0.0.1:6379';
+
+/** LockMetrics that counts what the service reports. */
+class CountingLockMetrics {
+  readonly acquired: number[] = [];
+  timeouts = 0;
+  contention = 0;
+  readonly extensions = { extended: 0, lost: 0, failed: 0 };
+  lost = 0;
+  held = 0;
+
+  acquireFinished(outcome: 'acquired' | 'timeout', seconds: number): void {
+    if (outcome === 'acquired') this.acquired.push(seconds);
+    else this.timeouts++;
+  }
+
+  contended(): void {
+    this.contention++;
+  }
+
+  extension(outcome: 'extended' | 'lost' | 'failed'): void {
+    this.extensions[outcome]++;
+  }
+
+  lockLost(): void {
+    this.lost++;
+  }
+
+  heldChanged(delta: 1 | -1): void {
+    this.held += delta;
+  }
+}
+
+/** A client as the service configures one (no offline queue), resolved once ready. */
+async function connect(url: string): Promise<Redis> {
+  // a stopped server leaves a connect attempt whose socket ioredis only destroys after this
+  const client = new Redis(url, { ...redisClientOptions('lock-e2e'), disconnectTimeout: 50 });
+  client.on('error', () => undefined);
+  if (client.status !== 'ready') await once(client, 'ready');
+  return client;
+}
+
+function serviceOn(
+  backend: SingleLockBackend | RedlockBackend,
+  marker: Redis,
+  defaults: Partial<LockDefaults> = {},
+): { locks: LockService; metrics: CountingLockMetrics } {
+  const metrics = new CountingLockMetrics();
+  const locks = new LockService({
+    backend,
+    defaults: { ttlMs: 2_000, waitMs: 10_000, commandTimeoutMs: 1_000, ...defaults },
+    metrics: metrics as unknown as LockMetrics,
+    markerExists: async (key) => (await marker.exists(key)) === 1,
+    close: () => Promise.resolve(),
+  });
+  return { locks, metrics };
+}
+
+function single(client: Redis, defaults: Partial<LockDefaults> = {}) {
+  return serviceOn(new SingleLockBackend(new LockServer(client, 'test'), 1_000), client, defaults);
+}
+
+/** Resolves when the signal aborts, with the time it took from `since`. */
+function abortedAfter(signal: AbortSignal, since: number): Promise<number> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve(performance.now() - since);
+    else signal.addEventListener('abort', () => resolve(performance.now() - since), { once: true });
+  });
+}
+
+const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('LockService on one Redis (real Redis)', () => {
+  const run = randomBytes(4).toString('hex');
+  const key = (name: string): string => `e2e-${run}-${name}`;
+  const clients: Redis[] = [];
+  let redis: Redis;
+
+  beforeAll(async () => {
+    redis = await connect(SHARED_REDIS);
+    clients.push(redis);
+  });
+
+  afterAll(async () => {
+    await deleteKeys(redis, [`mp:lock:e2e-${run}-*`, `mp:fence:e2e-${run}-*`]);
+    await deleteKeys(redis, [`ledger:*:e2e-${run}-*`, `mp:processed:e2e-${run}-*`]);
+    clients.forEach((c) => c.disconnect());
+  });
+
+  it('serves 20 concurrent acquirers in 4 processes-worth of clients one at a time, in fencing order', async () => {
+    const services = await Promise.all(
+      [1, 2, 3, 4].map(async () => {
+        const client = await connect(SHARED_REDIS);
+        clients.push(client);
+        return single(client);
+      }),
+    );
+    const intervals: { start: number; end: number; fencingToken: number }[] = [];
+    let inside = 0;
+    let maxInside = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        services[i % 4].locks.withLock(key('mutex'), async (lock) => {
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          const start = performance.now();
+          await tick(10);
+          intervals.push({ start, end: performance.now(), fencingToken: lock.fencingToken });
+          inside--;
+        }),
+      ),
+    );
+    expect(intervals).toHaveLength(20);
+    expect(maxInside).toBe(1);
+    intervals.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < intervals.length; i++) {
+      expect(intervals[i].start).toBeGreaterThanOrEqual(intervals[i - 1].end);
+      expect(intervals[i].fencingToken).toBeGreaterThan(intervals[i - 1].fencingToken);
+    }
+    const contention = services.reduce((sum, s) => sum + s.metrics.contention, 0);
+    expect(contention).toBeGreaterThan(0);
+    expect(services.every((s) => s.metrics.held === 0)).toBe(true);
+    expect(await redis.exists(`mp:lock:${key('mutex')}`)).toBe(0);
+  });
+
+  it('keeps a 300 ms lease alive through a 1 s critical section with the watchdog', async () => {
+    const { locks, metrics } = single(redis, { ttlMs: 300 });
+    const rival = single(redis, { ttlMs: 300 });
+    let rivalRefusals = 0;
+    await locks.withLock(key('watchdog'), async (lock) => {
+      const until = performance.now() + 1_000;
+      while (performance.now() < until) {
+        // another worker keeps trying: it must never get in while we work
+        await expect(rival.locks.acquire(key('watchdog'), { waitMs: 0 })).rejects.toBeInstanceOf(
+          LockTimeoutError,
+        );
+        rivalRefusals++;
+        await tick(100);
+      }
+      expect(lock.signal.aborted).toBe(false);
+    });
+    expect(rivalRefusals).toBeGreaterThanOrEqual(8);
+    expect(metrics.extensions.extended).toBeGreaterThanOrEqual(3);
+    expect(metrics.lost).toBe(0);
+    expect(await redis.exists(`mp:lock:${key('watchdog')}`)).toBe(0);
+  });
+
+  it.each([
+    ['deleted', 'expired', (k: string) => redis.del(k)],
+    ['overwritten', 'taken', (k: string) => redis.set(k, 'someone-else', 'PX', 5_000)],
+  ] as const)(
+    'aborts the signal within one watchdog interval when the lock key is %s',
+    async (_label, reason, tamper) => {
+      const ttlMs = 600;
+      const { locks, metrics } = single(redis, { ttlMs });
+      const name = key(`tamper-${reason}`);
+      const outcome = locks.withLock(name, async (lock) => {
+        const since = performance.now();
+        await tamper(`mp:lock:${name}`);
+        const tookMs = await abortedAfter(lock.signal, since);
+        expect(tookMs).toBeLessThanOrEqual(ttlMs / 3 + 100);
+        expect(lock.signal.reason).toEqual(new LockLostError(name, reason));
+      });
+      await expect(outcome).rejects.toBeInstanceOf(LockLostError);
+      expect(metrics.lost).toBe(1);
+      expect(metrics.extensions.lost).toBe(1);
+      await redis.del(`mp:lock:${name}`);
+    },
+  );
+
+  it('reports a release after expiry as expired and after a takeover as taken, without throwing', async () => {
+    const { locks } = single(redis, { ttlMs: 100 });
+    const first = await locks.acquire(key('expiry'));
+    await waitFor(
+      'the lease to end',
+      async () => (await redis.exists(`mp:lock:${key('expiry')}`)) === 0,
+    );
+    await expect(first.release()).resolves.toBe('expired');
+
+    const second = await locks.acquire(key('takeover'));
+    await redis.set(`mp:lock:${key('takeover')}`, 'another-token', 'PX', 5_000);
+    await expect(second.release()).resolves.toBe('taken');
+    expect(await redis.get(`mp:lock:${key('takeover')}`)).toBe('another-token');
+    await redis.del(`mp:lock:${key('takeover')}`);
+  });
+
+  it('gives up after waitMs with LockTimeoutError when the lock stays held', async () => {
+    const holder = single(redis);
+    const waiter = single(redis);
+    const held = await holder.locks.acquire(key('busy'));
+    const started = performance.now();
+    await expect(waiter.locks.acquire(key('busy'), { waitMs: 300 })).rejects.toBeInstanceOf(
+      LockTimeoutError,
+    );
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    expect(waiter.metrics.timeouts).toBe(1);
+    // full-jitter backoff: a handful of tries in 300 ms, not a hot loop
+    expect(waiter.metrics.contention).toBeGreaterThan(1);
+    expect(waiter.metrics.contention).toBeLessThan(60);
+    await expect(held.release()).resolves.toBe('released');
+  });
+
+  it('checks the processed marker and takes the lock in one call', async () => {
+    const { locks } = single(redis);
+    const marker = `mp:processed:e2e-${run}-queue:m-1`;
+    const lock = await locks.acquireUnlessProcessed(key('marker'), marker);
+    expect(lock).not.toBe('processed');
+    await (lock as Lock).release();
+    await redis.set(marker, '1', 'EX', 60);
+    await expect(locks.acquireUnlessProcessed(key('marker'), marker)).resolves.toBe('processed');
+    expect(await redis.exists(`mp:lock:${key('marker')}`)).toBe(0);
+  });
+
+  it('releases every lock still held on shutdown', async () => {
+    const { locks, metrics } = single(redis);
+    await Promise.all(['a', 'b', 'c'].map((n) => locks.acquire(key(`shutdown-${n}`))));
+    expect(metrics.held).toBe(3);
+    await locks.onApplicationShutdown();
+    expect(metrics.held).toBe(0);
+    const left = await redis.exists(
+      ...['a', 'b', 'c'].map((n) => `mp:lock:${key(`shutdown-${n}`)}`),
+    );
+    expect(left).toBe(0);
+    await expect(locks.acquire(key('shutdown-a'))).rejects.toBeInstanceOf(LockUnavailableError);
+  });
+
+  it('ledger: refuses a write whose fencing token is lower than the last one applied', async () => {
+    const ledger = new LedgerService({ client: redis } as unknown as RedisConnection);
+    const account = key('fenced');
+    const marker = (id: string) => ({
+      key: `mp:processed:e2e-${run}-ledger:${id}`,
+      ttlSeconds: 60,
+    });
+    await expect(ledger.apply(account, 100, marker('t1'), 20)).resolves.toBe('applied');
+    await expect(ledger.apply(account, 100, marker('t2'), 10)).resolves.toBe('stale');
+    await expect(ledger.apply(account, 100, marker('t3'), 20)).resolves.toBe('applied');
+    await expect(ledger.apply(account, 100, marker('t1'), 30)).resolves.toBe('duplicate');
+    expect(await redis.get(`ledger:balance:${account}`)).toBe('200');
+    expect(await redis.exists(marker('t2').key)).toBe(0);
+  });
+});
+
+describe('LockService when Redis stalls (CLIENT PAUSE on a Redis of the test)', () => {
+  let server: TestRedisServer;
+  let client: Redis;
+  let admin: Redis;
+
+  beforeAll(async () => {
+    server = await TestRedisServer.start();
+    client = await connect(server.url);
+    admin = new Redis(server.url);
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  it('times out the calls, aborts the signal by the end of the lease and hangs nowhere', async () => {
+    const ttlMs = 600;
+    const { locks, metrics } = single(client, { ttlMs, waitMs: 200 });
+    const lock = await locks.acquire('stall', { ttlMs });
+    (lock as unknown as { watch(): void }).watch();
+    const paused = performance.now();
+    await admin.call('CLIENT', 'PAUSE', '2500');
+    const tookMs = await abortedAfter(lock.signal, paused);
+    expect(tookMs).toBeLessThanOrEqual(ttlMs);
+    expect(lock.signal.reason).toEqual(new LockLostError('stall', 'expired'));
+    await waitFor('the stalled extension to fail', () => metrics.extensions.failed >= 1);
+
+    const acquiring = performance.now();
+    await expect(locks.acquire('stall-2')).rejects.toBeInstanceOf(LockUnavailableError);
+    expect(performance.now() - acquiring).toBeLessThan(ttlMs + 100);
+    await expect(lock.release()).resolves.toBe('unreachable');
+    expect(locks.heldCount()).toBe(0);
+  });
+});
+
+describe('LockService in Redlock mode (3 Redis servers of the test)', () => {
+  const servers: TestRedisServer[] = [];
+  const clients: Redis[] = [];
+  let locks: LockService;
+  let metrics: CountingLockMetrics;
+
+  beforeAll(async () => {
+    for (let i = 0; i < 3; i++) servers.push(await TestRedisServer.start());
+    for (const s of servers) clients.push(await connect(s.url));
+    const backend = new RedlockBackend(
+      clients.map((c, i) => new LockServer(c, `redlock-${i + 1}`)),
+      500,
+    );
+    ({ locks, metrics } = serviceOn(backend, clients[0], { ttlMs: 1_000, waitMs: 300 }));
+  });
+
+  afterAll(async () => {
+    clients.forEach((c) => c.disconnect());
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  it('locks on a quorum, excludes a second holder and hands out increasing fencing tokens', async () => {
+    const first = await locks.acquire('rl');
+    const holders = await Promise.all(clients.map((c) => c.get('mp:lock:rl')));
+    expect(holders).toEqual([first.token, first.token, first.token]);
+    await expect(locks.acquire('rl', { waitMs: 0 })).rejects.toBeInstanceOf(LockTimeoutError);
+    await expect(first.release()).resolves.toBe('released');
+    const second = await locks.acquire('rl');
+    expect(second.fencingToken).toBeGreaterThan(first.fencingToken);
+    await second.release();
+  });
+
+  it('keeps working with one server down and fails cleanly with two down', async () => {
+    await servers[2].stop();
+    const lock = await locks.acquire('rl-degraded');
+    await expect(lock.extend()).resolves.toBe(true);
+    await expect(lock.release()).resolves.toBe('released');
+
+    await servers[1].stop();
+    const started = performance.now();
+    await expect(locks.acquire('rl-degraded')).rejects.toBeInstanceOf(LockUnavailableError);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(locks.heldCount()).toBe(0);
+    expect(metrics.held).toBe(0);
+  });
+});

@@ -1,0 +1,129 @@
+import { RedlockBackend } from '../../../src/lock/lock.backend';
+import { LockUnavailableError } from '../../../src/lock/lock.errors';
+import type { AcquireReply, LockServer, TokenReply } from '../../../src/lock/lock.server';
+
+type Answer<T> = T | 'down';
+
+/** One lock server answering as the test says. */
+class FakeServer {
+  released = 0;
+  raised: number[] = [];
+
+  constructor(
+    readonly label: string,
+    private readonly acquireAnswer: Answer<AcquireReply>,
+    private readonly tokenAnswer: Answer<TokenReply> = 'ok',
+  ) {}
+
+  acquire(): Promise<AcquireReply> {
+    return this.answer(this.acquireAnswer);
+  }
+
+  raiseFence(_key: string, _token: string, fencingToken: number): Promise<boolean> {
+    this.raised.push(fencingToken);
+    return this.answer(true);
+  }
+
+  extend(): Promise<TokenReply> {
+    return this.answer(this.tokenAnswer);
+  }
+
+  release(): Promise<TokenReply> {
+    this.released++;
+    return this.answer(this.tokenAnswer);
+  }
+
+  isReady(): boolean {
+    return this.acquireAnswer !== 'down';
+  }
+
+  private answer<T>(value: Answer<T>): Promise<T> {
+    return value === 'down'
+      ? Promise.reject(new LockUnavailableError(`${this.label} down`))
+      : Promise.resolve(value);
+  }
+}
+
+const granted = (fencingToken: number): AcquireReply => ({ status: 'acquired', fencingToken });
+const held: AcquireReply = { status: 'held', pttlMs: 800 };
+
+function backend(...servers: FakeServer[]): RedlockBackend {
+  return new RedlockBackend(servers as unknown as LockServer[], 1_000);
+}
+
+describe('RedlockBackend', () => {
+  it('needs at least 3 servers and a majority quorum', () => {
+    expect(() => backend(new FakeServer('a', held), new FakeServer('b', held))).toThrow(
+      'at least 3',
+    );
+    const servers = ['a', 'b', 'c', 'd', 'e'].map((l) => new FakeServer(l, held));
+    expect(backend(...servers).quorum).toBe(3);
+  });
+
+  it('holds the lock on a quorum, with the highest granted token raised on every granter', async () => {
+    const servers = [
+      new FakeServer('a', granted(10)),
+      new FakeServer('b', granted(30)),
+      new FakeServer('c', 'down'),
+    ];
+    const result = await backend(...servers).tryAcquire('k', 't', 1_000);
+    expect(result).toMatchObject({ status: 'acquired', fencingToken: 30 });
+    expect(servers[0].raised).toEqual([30]);
+    expect(servers[1].raised).toEqual([30]);
+  });
+
+  it('reports held and gives back a minority grant when the others hold it', async () => {
+    const servers = [
+      new FakeServer('a', granted(10)),
+      new FakeServer('b', held),
+      new FakeServer('c', held),
+    ];
+    const result = await backend(...servers).tryAcquire('k', 't', 1_000);
+    expect(result).toEqual({ status: 'held', retryAfterMs: 800 });
+    expect(servers.map((s) => s.released)).toEqual([1, 1, 1]);
+  });
+
+  it('fails with LockUnavailableError when too many servers are down for a quorum', async () => {
+    const servers = [
+      new FakeServer('a', granted(10)),
+      new FakeServer('b', 'down'),
+      new FakeServer('c', 'down'),
+    ];
+    await expect(backend(...servers).tryAcquire('k', 't', 1_000)).rejects.toBeInstanceOf(
+      LockUnavailableError,
+    );
+    expect(backend(...servers).isAvailable()).toBe(false);
+  });
+
+  it('extends on a quorum and reports taken when another token holds a server', async () => {
+    await expect(
+      backend(
+        new FakeServer('a', held, 'ok'),
+        new FakeServer('b', held, 'ok'),
+        new FakeServer('c', held, 'down'),
+      ).extend('k', 't', 1_000, 500),
+    ).resolves.toMatchObject({ status: 'extended' });
+    await expect(
+      backend(
+        new FakeServer('a', held, 'ok'),
+        new FakeServer('b', held, 'taken'),
+        new FakeServer('c', held, 'expired'),
+      ).extend('k', 't', 1_000, 500),
+    ).resolves.toEqual({ status: 'taken' });
+  });
+
+  it('releases on every server and says what it found', async () => {
+    const ok = (l: string) => new FakeServer(l, held, 'ok');
+    const expired = (l: string) => new FakeServer(l, held, 'expired');
+    const down = (l: string) => new FakeServer(l, held, 'down');
+    await expect(backend(ok('a'), ok('b'), down('c')).release('k', 't', 500)).resolves.toBe(
+      'released',
+    );
+    await expect(backend(ok('a'), expired('b'), expired('c')).release('k', 't', 500)).resolves.toBe(
+      'expired',
+    );
+    await expect(backend(ok('a'), down('b'), down('c')).release('k', 't', 500)).resolves.toBe(
+      'unreachable',
+    );
+  });
+});

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module';
@@ -47,7 +48,10 @@ async function bootstrap(): Promise<void> {
 
   const { httpPort } = app.get<ConfigType<typeof serverConfig>>(serverConfig.KEY);
   await app.listen(httpPort);
-  logger.log(`HTTP on port ${httpPort}: /health/live, /health/ready, /metrics`, 'Bootstrap');
+  // the bound port: HTTP_PORT=0 lets the kernel choose one (tests, several instances on one host)
+  const address = (app.getHttpServer() as Server).address();
+  const port = typeof address === 'object' && address ? address.port : httpPort;
+  logger.log(`HTTP on port ${String(port)}: /health/live, /health/ready, /metrics`, 'Bootstrap');
 }
 
 bootstrap().catch((error: unknown) => {

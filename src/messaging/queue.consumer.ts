@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
 import type { QueueType } from '../config/env.schema';
@@ -51,7 +52,11 @@ export class QueueConsumer implements ConsumerHandle {
   constructor(
     readonly binding: QueueBinding,
     private readonly deps: QueueConsumerDeps,
-  ) {}
+  ) {
+    // every in-flight message listens on both (its lock wait, its handler's combined signal):
+    // up to prefetch listeners each, which is not a leak
+    setMaxListeners(0, this.abortController.signal, this.stopController.signal);
+  }
 
   get signal(): AbortSignal {
     return this.abortController.signal;

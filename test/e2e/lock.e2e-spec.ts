@@ -15,7 +15,8 @@ import type { LockDefaults } from '../../src/lock/lock.service';
 import type { LockMetrics } from '../../src/metrics/lock.metrics';
 import type { RedisConnection } from '../../src/redis/redis.connection';
 import { redisClientOptions } from '../../src/redis/redis.connection';
-import { deleteKeys } from './support/test-app';
+import { deleteKeys, http, metricValue, startApp, waitUntilReady } from './support/test-app';
+import { TestVhost } from './support/rabbitmq.vhost';
 import { TestRedisServer } from './support/redis.server';
 import { waitFor } from './support/wait-for';
 
@@ -342,5 +343,42 @@ describe('LockService in Redlock mode (3 Redis servers of the test)', () => {
     expect(performance.now() - started).toBeLessThan(1_000);
     expect(locks.heldCount()).toBe(0);
     expect(metrics.held).toBe(0);
+  });
+});
+
+describe('LockService in the application (real RabbitMQ and Redis)', () => {
+  const run = randomBytes(4).toString('hex');
+  let vhost: TestVhost;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    vhost = await TestVhost.create('locks');
+    redis = await connect(SHARED_REDIS);
+  });
+
+  afterAll(async () => {
+    await deleteKeys(redis, [`mp:lock:app-${run}-*`, `mp:fence:app-${run}-*`]);
+    redis.disconnect();
+    await vhost?.delete();
+  });
+
+  it('is provided by DI, reports its metrics, and releases held locks when the app closes', async () => {
+    const app = await startApp({ AMQP_URL: vhost.url(), LOCK_TTL_MS: '5000' });
+    const keys = ['a', 'b'].map((n) => `app-${run}-${n}`);
+    try {
+      await waitUntilReady(app);
+      const locks = app.get(LockService);
+      await Promise.all(keys.map((k) => locks.acquire(k)));
+      expect(await redis.exists(...keys.map((k) => `mp:lock:${k}`))).toBe(2);
+      expect(await metricValue('locks_held')).toBeGreaterThanOrEqual(2);
+      const metrics = await http(app).get('/metrics');
+      expect(metrics.text).toMatch(
+        /^lock_acquire_duration_seconds_count\{outcome="acquired"\} \d+/m,
+      );
+    } finally {
+      // closing runs the lock module's hook after the consumers drained and before Redis quits
+      await app.close();
+    }
+    expect(await redis.exists(...keys.map((k) => `mp:lock:${k}`))).toBe(0);
   });
 });

@@ -1,12 +1,13 @@
 import { Controller, Get } from '@nestjs/common';
 import { HealthCheck, type HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
+import { LockHealthIndicator } from './lock.health';
 import { MessagingHealthIndicator } from './messaging.health';
 import { RedisHealthIndicator } from './redis.health';
 
 /**
  * Kubernetes probes. Liveness stays 200 through dependency outages (restarting the pod would not
- * bring Redis or the broker back); readiness is 503 while a dependency is down, a consumer is
- * detached, or from the moment shutdown begins.
+ * bring Redis or the broker back); readiness is 503 while a dependency is down (the broker, Redis,
+ * a quorum of Redlock servers), a consumer is detached, or from the moment shutdown begins.
  */
 @Controller('health')
 export class HealthController {
@@ -14,6 +15,7 @@ export class HealthController {
     private readonly health: HealthCheckService,
     private readonly messaging: MessagingHealthIndicator,
     private readonly redis: RedisHealthIndicator,
+    private readonly locks: LockHealthIndicator,
   ) {}
 
   @Get('live')
@@ -25,6 +27,10 @@ export class HealthController {
   @Get('ready')
   @HealthCheck()
   ready(): Promise<HealthCheckResult> {
-    return this.health.check([() => this.messaging.check(), () => this.redis.check()]);
+    return this.health.check([
+      () => this.messaging.check(),
+      () => this.redis.check(),
+      () => this.locks.check(),
+    ]);
   }
 }

@@ -53,7 +53,7 @@ import { LockService } from './lock.service';
             REDIS_COMMAND_TIMEOUT_MS,
           );
         }
-        return new LockService({
+        const service = new LockService({
           backend,
           defaults: {
             ttlMs: config.ttlMs,
@@ -66,6 +66,12 @@ import { LockService } from './lock.service';
             await Promise.all(own.map((client) => client.quit().catch(() => client.disconnect())));
           },
         });
+        // consumers pause while no quorum of lock servers is connected, and resume after
+        for (const client of own) {
+          client.on('ready', () => service.emit('availability'));
+          client.on('close', () => service.emit('availability'));
+        }
+        return service;
       },
     },
   ],

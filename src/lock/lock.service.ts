@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { type OnApplicationShutdown } from '@nestjs/common';
 import type { LockMetrics } from '../metrics/lock.metrics';
 import { HeldLock, type Lock } from './held-lock';
@@ -33,6 +34,12 @@ export interface LockServiceDeps {
   readonly close: () => Promise<void>;
 }
 
+export interface LockStatus {
+  readonly mode: 'single' | 'redlock';
+  readonly available: boolean;
+  readonly servers: readonly { readonly url: string; readonly up: boolean }[];
+}
+
 /** Lock keys are free-form but bounded: they become Redis keys. */
 const MAX_KEY_LENGTH = 1_024;
 
@@ -41,12 +48,17 @@ const MAX_KEY_LENGTH = 1_024;
  * One Redis, or a Redlock quorum when `REDIS_LOCK_URLS` lists 3 or more servers. Inside one
  * process, work on the same key queues locally (FIFO), so only one waiter per key polls Redis.
  */
-export class LockService implements OnApplicationShutdown {
+export class LockService
+  extends EventEmitter<{ availability: [] }>
+  implements OnApplicationShutdown
+{
   private readonly held = new Set<HeldLock>();
   private readonly turns = new LocalTurns();
   private closing = false;
 
-  constructor(private readonly deps: LockServiceDeps) {}
+  constructor(private readonly deps: LockServiceDeps) {
+    super();
+  }
 
   get mode(): 'single' | 'redlock' {
     return this.deps.backend.mode;
@@ -102,6 +114,16 @@ export class LockService implements OnApplicationShutdown {
   /** Whether enough lock servers are connected to take a lock. */
   isAvailable(): boolean {
     return this.deps.backend.isAvailable();
+  }
+
+  /** For readiness: the mode and which lock servers are connected (URLs redacted). */
+  status(): LockStatus {
+    const { backend } = this.deps;
+    return {
+      mode: backend.mode,
+      available: backend.isAvailable(),
+      servers: backend.servers.map((s) => ({ url: s.label, up: s.isReady() })),
+    };
   }
 
   /** Locks this process holds now. */

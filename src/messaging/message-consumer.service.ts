@@ -8,6 +8,7 @@ import {
 import { type ConfigType } from '@nestjs/config';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import { amqpConfig, processingConfig } from '../config/app.config';
+import { LockService } from '../lock/lock.service';
 import { RedisConnection } from '../redis/redis.connection';
 import { AmqpConnection } from './amqp.connection';
 import { MessageHandlerExplorer } from './message-handler.explorer';
@@ -35,6 +36,7 @@ export class MessageConsumerService
     private readonly publisher: MessagePublisher,
     private readonly connection: AmqpConnection,
     private readonly redis: RedisConnection,
+    private readonly locks: LockService,
     @Inject(amqpConfig.KEY) private readonly amqp: ConfigType<typeof amqpConfig>,
     @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
     @InjectPinoLogger(MessageConsumerService.name) private readonly logger: PinoLogger,
@@ -47,7 +49,7 @@ export class MessageConsumerService
         new QueueConsumer(binding, {
           connection: () =>
             this.connection.isConnected() ? this.connection.connection : undefined,
-          dependenciesReady: () => this.redis.isReady(),
+          dependenciesReady: () => this.redis.isReady() && this.locks.isAvailable(),
           process: (message, channel, consumer) =>
             this.processor.process(message, channel, consumer),
           queueType: this.amqp.queueType,
@@ -58,6 +60,7 @@ export class MessageConsumerService
     this.connection.on('disconnected', this.reconcile);
     this.redis.on('ready', this.reconcile);
     this.redis.on('down', this.reconcile);
+    this.locks.on('availability', this.reconcile);
     this.logger.info(
       { queues: bindings.map((b) => b.queue), amqp: this.connection.describeUrls() },
       `Starting ${this.consumers.length} consumer(s)`,
@@ -97,6 +100,7 @@ export class MessageConsumerService
     this.connection.off('disconnected', this.reconcile);
     this.redis.off('ready', this.reconcile);
     this.redis.off('down', this.reconcile);
+    this.locks.off('availability', this.reconcile);
     await Promise.all(this.consumers.map((c) => c.close()));
     await this.publisher.close();
     await this.connection.close();

@@ -31,8 +31,8 @@ export interface MessageHandlerOptions {
   readonly lock?: boolean;
   /**
    * The key to lock, computed from the decoded JSON payload (before validation), e.g.
-   * `(tx: Transaction) => \`account:\${tx.accountId}\`` to serialize all work on one account across
-   * replicas. Default: the messageId (within the queue).
+   * `(tx: TransactionDto) => 'account:' + tx.accountId` to serialize all work on one account
+   * across replicas. Default: the messageId (within the queue).
    */
   readonly lockKey?: (payload: never) => string;
   /**

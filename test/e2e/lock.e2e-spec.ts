@@ -15,7 +15,16 @@ import type { LockDefaults } from '../../src/lock/lock.service';
 import type { LockMetrics } from '../../src/metrics/lock.metrics';
 import type { RedisConnection } from '../../src/redis/redis.connection';
 import { redisClientOptions } from '../../src/redis/redis.connection';
-import { deleteKeys, http, metricValue, startApp, waitUntilReady } from './support/test-app';
+import type { INestApplication } from '@nestjs/common';
+import {
+  deleteKeys,
+  http,
+  metricValue,
+  readiness,
+  startApp,
+  TestBroker,
+  waitUntilReady,
+} from './support/test-app';
 import { TestVhost } from './support/rabbitmq.vhost';
 import { TestRedisServer } from './support/redis.server';
 import { waitFor } from './support/wait-for';
@@ -380,5 +389,76 @@ describe('LockService in the application (real RabbitMQ and Redis)', () => {
       await app.close();
     }
     expect(await redis.exists(...keys.map((k) => `mp:lock:${k}`))).toBe(0);
+  });
+});
+
+describe('the application in Redlock mode (REDIS_LOCK_URLS: 3 Redis servers of the test)', () => {
+  const run = randomBytes(4).toString('hex');
+  const servers: TestRedisServer[] = [];
+  let vhost: TestVhost;
+  let redis: Redis;
+  let app: INestApplication;
+  let broker: TestBroker;
+
+  beforeAll(async () => {
+    for (let i = 0; i < 3; i++) servers.push(await TestRedisServer.start());
+    vhost = await TestVhost.create('redlock');
+    redis = await connect(SHARED_REDIS);
+    app = await startApp({
+      AMQP_URL: vhost.url(),
+      REDIS_LOCK_URLS: servers.map((s) => s.url).join(','),
+    });
+    broker = await TestBroker.connect(vhost.url());
+  });
+
+  afterAll(async () => {
+    await broker?.close();
+    await app?.close();
+    await deleteKeys(redis, [`ledger:*:rl-${run}-*`, 'mp:processed:ledger.transactions:*']);
+    redis.disconnect();
+    await vhost?.delete();
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  it('locks accounts on the quorum, pauses without one and resumes when a server returns', async () => {
+    await waitUntilReady(app);
+    expect((await readiness(app)).body.details.locks).toEqual({ status: 'up', mode: 'redlock' });
+    const accountId = `rl-${run}-1`;
+    await broker.publishJson(
+      'transaction.created',
+      { accountId, amountCents: 700 },
+      {
+        messageId: `rl-${run}-a`,
+      },
+    );
+    await waitFor(
+      'the first transaction',
+      async () => (await redis.get(`ledger:balance:${accountId}`)) === '700',
+    );
+    const fence = Number(await redis.get(`ledger:fence:${accountId}`));
+    expect(fence).toBeGreaterThan(0);
+
+    await servers[1].stop();
+    await servers[2].stop();
+    await waitFor('readiness 503 without a lock quorum', async () => {
+      const { status, body } = await readiness(app);
+      return status === 503 && body.details.locks?.status === 'down';
+    });
+    await broker.publishJson(
+      'transaction.created',
+      { accountId, amountCents: 50 },
+      {
+        messageId: `rl-${run}-b`,
+      },
+    );
+
+    await servers[2].start();
+    await waitUntilReady(app);
+    await waitFor(
+      'the transaction published without a quorum',
+      async () => (await redis.get(`ledger:balance:${accountId}`)) === '750',
+    );
+    expect(Number(await redis.get(`ledger:fence:${accountId}`))).toBeGreaterThan(fence);
+    expect(await broker.depth('ledger.transactions.dlq')).toBe(0);
   });
 });

@@ -1,5 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
 import { HealthCheck, type HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
+import { EventLoopHealthIndicator } from './event-loop.health';
 import { LockHealthIndicator } from './lock.health';
 import { MessagingHealthIndicator } from './messaging.health';
 import { RedisHealthIndicator } from './redis.health';
@@ -16,12 +17,13 @@ export class HealthController {
     private readonly messaging: MessagingHealthIndicator,
     private readonly redis: RedisHealthIndicator,
     private readonly locks: LockHealthIndicator,
+    private readonly eventLoop: EventLoopHealthIndicator,
   ) {}
 
   @Get('live')
   @HealthCheck()
   live(): Promise<HealthCheckResult> {
-    return this.health.check([]);
+    return this.health.check([() => this.eventLoop.check()]);
   }
 
   @Get('ready')

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type OnApplicationShutdown } from '@nestjs/common';
+import { shutdownStep } from '../lifecycle/shutdown-step';
 import type { LockMetrics } from '../metrics/lock.metrics';
 import { HeldLock, type Lock } from './held-lock';
 import type { LockBackend } from './lock.backend';
@@ -135,8 +136,9 @@ export class LockService
   async onApplicationShutdown(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await Promise.all([...this.held].map((lock) => lock.release()));
-    await this.deps.close();
+    // a lock that cannot be released now expires with its lease
+    await shutdownStep(Promise.all([...this.held].map((lock) => lock.release())));
+    await shutdownStep(this.deps.close());
   }
 
   private async take(

@@ -28,6 +28,7 @@ type ConnectionEvents = {
 export class AmqpConnection extends EventEmitter<ConnectionEvents> {
   readonly manager: AmqpConnectionManager;
   private failures = 0;
+  private connects = 0;
   private closed = false;
 
   constructor(
@@ -49,6 +50,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     });
     this.metrics.setAmqpConnected(false);
     this.manager.on('connect', ({ url }) => {
+      if (this.connects++ > 0) this.metrics.amqpReconnected();
       this.failures = 0;
       this.metrics.setAmqpConnected(true);
       this.logger.info({ url: describe(url) }, 'AMQP connected');

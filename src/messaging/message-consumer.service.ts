@@ -8,6 +8,7 @@ import {
 import { type ConfigType } from '@nestjs/config';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import { amqpConfig, processingConfig } from '../config/app.config';
+import { shutdownStep } from '../lifecycle/shutdown-step';
 import { LockService } from '../lock/lock.service';
 import { RedisConnection } from '../redis/redis.connection';
 import { AmqpConnection } from './amqp.connection';
@@ -28,6 +29,7 @@ export class MessageConsumerService
 {
   private consumers: QueueConsumer[] = [];
   private shuttingDown = false;
+  private forcedAtShutdown = 0;
   private readonly reconcile = (): void => this.consumers.forEach((c) => c.converge());
 
   constructor(
@@ -76,6 +78,11 @@ export class MessageConsumerService
     return this.shuttingDown;
   }
 
+  /** Handlers still running when the shutdown deadline passed (their signal was aborted). */
+  forcedByDeadline(): number {
+    return this.forcedAtShutdown;
+  }
+
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
@@ -87,6 +94,7 @@ export class MessageConsumerService
       this.consumers.map((c) => c.stop(this.processing.shutdownTimeoutMs)),
     );
     const stillRunning = forced.reduce((a, b) => a + b, 0);
+    this.forcedAtShutdown = stillRunning;
     if (stillRunning > 0) {
       this.logger.warn(
         { stillRunning, code: 'SHUTDOWN_DEADLINE' },
@@ -102,7 +110,7 @@ export class MessageConsumerService
     this.redis.off('down', this.reconcile);
     this.locks.off('availability', this.reconcile);
     await Promise.all(this.consumers.map((c) => c.close()));
-    await this.publisher.close();
-    await this.connection.close();
+    await shutdownStep(this.publisher.close());
+    await shutdownStep(this.connection.close());
   }
 }

@@ -96,11 +96,14 @@ export class MessagePublisher {
   ): Promise<void> {
     const { timeoutMs, mandatory = true, ...rest } = options;
     const timeout = timeoutMs ?? this.config.publishTimeoutMs;
+    const startedAt = performance.now();
+    const settled = (outcome: 'confirmed' | 'failed'): void =>
+      this.metrics.messagePublished(exchange, outcome, (performance.now() - startedAt) / 1000);
     if (
       !this.connection.isConnected() &&
       this.channel.queueLength() >= this.config.publishBufferLimit
     ) {
-      this.metrics.messagePublished(exchange, 'failed');
+      settled('failed');
       throw new PublisherBufferFullError(
         `broker unreachable and ${this.channel.queueLength()} messages already buffered (PUBLISH_BUFFER_LIMIT=${this.config.publishBufferLimit})`,
         exchange,
@@ -126,21 +129,21 @@ export class MessagePublisher {
         returned = true;
       }
     } catch (error) {
-      this.metrics.messagePublished(exchange, 'failed');
+      settled('failed');
       throw toPublishError(error, exchange, routingKey, timeout);
     } finally {
       entry.count--;
       if (entry.count === 0) this.pending.delete(key);
     }
     if (returned) {
-      this.metrics.messagePublished(exchange, 'failed');
+      settled('failed');
       throw new UnroutableMessageError(
         `no queue is bound to exchange "${exchange}" for routing key "${routingKey}"`,
         exchange,
         routingKey,
       );
     }
-    this.metrics.messagePublished(exchange, 'confirmed');
+    settled('confirmed');
   }
 
   private onReturn(message: Message): void {

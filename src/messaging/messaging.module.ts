@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
 import { PinoLogger } from 'nestjs-pino';
 import { amqpConfig } from '../config/app.config';
 import { LockModule } from '../lock/lock.module';
@@ -8,6 +8,7 @@ import { MessageMetrics } from '../metrics/message.metrics';
 import { AmqpConnection } from './amqp.connection';
 import { IdempotencyStore } from './idempotency.store';
 import { MessageConsumerService } from './message-consumer.service';
+import { MessageExceptionsFilter } from './message-exceptions.filter';
 import { MessageHandlerExplorer } from './message-handler.explorer';
 import { MessageProcessor } from './message.processor';
 import { MessagePublisher } from './message.publisher';
@@ -37,6 +38,7 @@ import { MessagePublisher } from './message.publisher';
         );
       },
     },
+    { provide: APP_FILTER, useClass: MessageExceptionsFilter },
     MessageHandlerExplorer,
     IdempotencyStore,
     MessagePublisher,

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
 import type { QueueType } from '../config/env.schema';
+import { shutdownStep } from '../lifecycle/shutdown-step';
 import type { QueueBinding } from './message-handler.interfaces';
 import type { ConsumerHandle } from './message.processor';
 import { REATTACH_BACKOFF, TOPOLOGY_CONFLICT_RETRY_MS } from './messaging.constants';
@@ -236,7 +237,7 @@ export class QueueConsumer implements ConsumerHandle {
     this.stopController.abort(new Error('consumer stopping'));
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    await this.detach();
+    await shutdownStep(this.detach());
     let timer: NodeJS.Timeout | undefined;
     const drained = Promise.allSettled([...this.inFlight]).then(() => true);
     const deadline = new Promise<false>((resolve) => {
@@ -246,7 +247,7 @@ export class QueueConsumer implements ConsumerHandle {
     clearTimeout(timer);
     const forced = inTime ? 0 : this.inFlight.size;
     if (!inTime) this.abortController.abort(new Error('shutdown deadline passed'));
-    await this.flushAcks();
+    await shutdownStep(this.flushAcks());
     return forced;
   }
 
@@ -267,10 +268,8 @@ export class QueueConsumer implements ConsumerHandle {
     const channel = this.channel;
     this.channel = undefined;
     if (!channel) return;
-    try {
-      await channel.close();
-    } catch {
-      // already closed with its connection
-    }
+    // already closed with its connection, or the broker does not answer: unacked messages
+    // return to the queue when the connection goes
+    await shutdownStep(channel.close());
   }
 }

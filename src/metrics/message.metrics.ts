@@ -21,6 +21,10 @@ export class MessageMetrics {
     private readonly published: Counter<'exchange' | 'outcome'>,
     @InjectMetric(METRIC.amqpConnected) private readonly amqpConnected: Gauge,
     @InjectMetric(METRIC.redisConnected) private readonly redisConnected: Gauge,
+    @InjectMetric(METRIC.publishConfirmDuration)
+    private readonly confirmDuration: Histogram<'exchange' | 'outcome'>,
+    @InjectMetric(METRIC.amqpReconnects) private readonly amqpReconnects: Counter,
+    @InjectMetric(METRIC.redisReconnects) private readonly redisReconnects: Counter,
   ) {}
 
   messageReceived(queue: string): void {
@@ -39,8 +43,18 @@ export class MessageMetrics {
     this.duration.observe({ queue, handler, outcome }, seconds);
   }
 
-  messagePublished(exchange: string, outcome: PublishOutcome): void {
+  /** A publish settled: confirmed by the broker, or failed, `seconds` after it was sent. */
+  messagePublished(exchange: string, outcome: PublishOutcome, seconds: number): void {
     this.published.inc({ exchange, outcome });
+    this.confirmDuration.observe({ exchange, outcome }, seconds);
+  }
+
+  amqpReconnected(): void {
+    this.amqpReconnects.inc();
+  }
+
+  redisReconnected(): void {
+    this.redisReconnects.inc();
   }
 
   setAmqpConnected(up: boolean): void {

@@ -7,6 +7,11 @@ export const METRIC = {
   messagesPublished: 'messages_published_total',
   amqpConnected: 'amqp_connected',
   redisConnected: 'redis_connected',
+  /** Beyond DESIGN §7: time from publish to broker confirm (or failure), by exchange and outcome. */
+  publishConfirmDuration: 'message_publish_confirm_duration_seconds',
+  /** Beyond DESIGN §7: connections re-established after a loss (not the first connect). */
+  amqpReconnects: 'amqp_reconnects_total',
+  redisReconnects: 'redis_reconnects_total',
 } as const;
 
 /** Outcomes of `messages_processed_total`; a bounded set so label cardinality stays fixed. */

@@ -58,6 +58,20 @@ const labels = ['queue', 'handler', 'outcome'];
       help: '1 while the Redis connection is ready, else 0.',
     }),
     makeHistogramProvider({
+      name: METRIC.publishConfirmDuration,
+      help: 'Time from publish to broker confirm (or failure), by exchange and outcome.',
+      labelNames: ['exchange', 'outcome'],
+      buckets: DURATION_BUCKETS,
+    }),
+    makeCounterProvider({
+      name: METRIC.amqpReconnects,
+      help: 'AMQP connections re-established after a loss.',
+    }),
+    makeCounterProvider({
+      name: METRIC.redisReconnects,
+      help: 'Redis connections re-established after a loss.',
+    }),
+    makeHistogramProvider({
       name: LOCK_METRIC.acquireDuration,
       help: 'Time to take a lock, by outcome (acquired|timeout), waiting included.',
       labelNames: ['outcome'],

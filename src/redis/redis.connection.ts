@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import Redis, { type RedisOptions } from 'ioredis';
 import type { PinoLogger } from 'nestjs-pino';
 import { redactUrl } from '../config/secret-redaction';
+import { shutdownStep } from '../lifecycle/shutdown-step';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle';
 import type { MessageMetrics } from '../metrics/message.metrics';
 
@@ -35,6 +36,7 @@ type RedisEvents = { ready: []; down: [] };
 export class RedisConnection extends EventEmitter<RedisEvents> {
   readonly client: Redis;
   private failures = 0;
+  private readies = 0;
   private closing = false;
 
   constructor(
@@ -46,6 +48,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     this.client = new Redis(url, redisClientOptions('message-processor'));
     this.metrics.setRedisConnected(false);
     this.client.on('ready', () => {
+      if (this.readies++ > 0) this.metrics.redisReconnected();
       this.failures = 0;
       this.metrics.setRedisConnected(true);
       this.logger.info({ url: redactUrl(url) }, 'Redis ready');
@@ -89,10 +92,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    try {
-      await this.client.quit();
-    } catch {
-      this.client.disconnect();
-    }
+    // QUIT waits for the replies still due; a stalled or unreachable server gets cut off
+    if (!(await shutdownStep(this.client.quit()))) this.client.disconnect();
   }
 }

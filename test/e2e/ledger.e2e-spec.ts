@@ -4,6 +4,7 @@ import Redis from 'ioredis';
 import { MessagePublisher, UnroutableMessageError } from '../../src/messaging';
 import {
   deleteKeys,
+  type HealthBody,
   http,
   metricValue,
   readiness,
@@ -195,6 +196,7 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
 
   it('reconnects after the broker closes its connections and keeps consuming', async () => {
     const received = await metricValue('messages_received_total', { queue: QUEUE });
+    const reconnects = await metricValue('amqp_reconnects_total');
     await vhost.closeAllConnections();
     await waitFor(
       'readiness 503 after the forced close',
@@ -203,6 +205,7 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
       10,
     );
     await waitUntilReady(app);
+    expect(await metricValue('amqp_reconnects_total')).toBe(reconnects + 1);
     const accountId = account('reconnect');
     await broker.close();
     broker = await TestBroker.connect(vhost.url());
@@ -220,6 +223,7 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
   it('serves liveness, readiness and metrics', async () => {
     const live = await http(app).get('/health/live');
     expect(live.status).toBe(200);
+    expect((live.body as HealthBody).details.eventLoop).toMatchObject({ status: 'up' });
     const ready = await readiness(app);
     expect(ready.status).toBe(200);
     expect(ready.body.details.amqp.consumers).toEqual([{ queue: QUEUE, attached: true }]);
@@ -234,6 +238,12 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
       'messages_published_total',
       'amqp_connected 1',
       'redis_connected 1',
+      'message_publish_confirm_duration_seconds_bucket',
+      'amqp_reconnects_total',
+      'redis_reconnects_total 0',
+      'lock_acquire_duration_seconds_bucket{le="0.001",outcome="acquired"}',
+      'lock_contention_total',
+      'locks_held 0',
       'process_cpu_user_seconds_total',
     ]) {
       expect(metrics.text).toContain(name);

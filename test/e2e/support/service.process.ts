@@ -16,8 +16,9 @@ export class ServiceProcess {
     this.exited = once(child, 'exit').then(([code]) => code as number | null);
   }
 
-  static start(env: Record<string, string>): ServiceProcess {
-    const child = spawn(process.execPath, [MAIN], {
+  /** Starts `node dist/main.js`, or another entry script (a child with extra handlers). */
+  static start(env: Record<string, string>, script: string = MAIN): ServiceProcess {
+    const child = spawn(process.execPath, [script], {
       env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -38,6 +39,12 @@ export class ServiceProcess {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The HTTP port the service bound, from its `HTTP on port N` log line, once it has. */
+  get httpPort(): number | undefined {
+    const match = /HTTP on port (\d+)/.exec(this.stdout);
+    return match ? Number(match[1]) : undefined;
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {

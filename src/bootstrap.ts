@@ -1,0 +1,88 @@
+import type { Server } from 'node:http';
+import type { Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Logger } from 'nestjs-pino';
+import { MessageConsumerService } from './messaging/message-consumer.service';
+import { processingConfig, serverConfig } from './config/app.config';
+import { ConfigValidationError, validateEnv } from './config/env.schema';
+import { type ConfigType } from '@nestjs/config';
+
+const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+/**
+ * After the drain deadline, the bookkeeping (hand-backs, ack flush, lock release, closing) has
+ * this long before the process exits regardless. Kubernetes' terminationGracePeriodSeconds must
+ * exceed SHUTDOWN_TIMEOUT_MS plus this.
+ */
+const SHUTDOWN_BACKSTOP_MS = 5_000;
+
+/**
+ * Runs a root module as the service: validates the environment (exit 1 naming every bad
+ * variable), starts the app and its HTTP port, and owns SIGTERM/SIGINT. `main.ts` runs
+ * `AppModule` with it; tests run the same code with extra handler modules.
+ */
+export async function bootstrap(rootModule: Type): Promise<void> {
+  const { issues } = validateEnv(process.env);
+  if (issues.length > 0) {
+    process.stderr.write(`${new ConfigValidationError(issues).message}\n`);
+    process.exit(1);
+  }
+  const app = await NestFactory.create(rootModule, { bufferLogs: true });
+  const logger = app.get(Logger);
+  app.useLogger(logger);
+  process.on('unhandledRejection', (reason) => {
+    logger.error(
+      { err: reason, code: 'UNHANDLED_REJECTION' },
+      'Unhandled promise rejection',
+      'Bootstrap',
+    );
+  });
+
+  const { shutdownTimeoutMs } = app.get<ConfigType<typeof processingConfig>>(processingConfig.KEY);
+  // Our own signal handling instead of enableShutdownHooks(): a second signal during the drain
+  // must not kill the process before messages are handed back and locks released.
+  let closing: Promise<void> | undefined;
+  for (const signal of SHUTDOWN_SIGNALS) {
+    process.on(signal, () => {
+      if (closing) {
+        logger.warn(`${signal} received: shutdown already in progress`, 'Bootstrap');
+        return;
+      }
+      logger.log(`${signal} received: shutting down`, 'Bootstrap');
+      // last resort: every step is bounded, but nothing may keep the pod past its grace period
+      const backstop = setTimeout(() => {
+        logger.error(
+          { code: 'SHUTDOWN_BACKSTOP', afterMs: shutdownTimeoutMs + SHUTDOWN_BACKSTOP_MS },
+          'Shutdown did not finish in time; exiting',
+          'Bootstrap',
+        );
+        process.exit(1);
+      }, shutdownTimeoutMs + SHUTDOWN_BACKSTOP_MS);
+      backstop.unref();
+      closing = app.close().then(
+        () => {
+          const forced = app.get(MessageConsumerService).forcedByDeadline();
+          if (forced > 0) {
+            logger.warn(
+              { forced, code: 'SHUTDOWN_FORCED' },
+              `Exiting with code 1: ${forced} handler(s) were still running at the deadline`,
+              'Bootstrap',
+            );
+          } else logger.log('Shutdown complete', 'Bootstrap');
+          process.exit(forced > 0 ? 1 : 0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error, code: 'SHUTDOWN_FAILED' }, 'Shutdown failed', 'Bootstrap');
+          process.exit(1);
+        },
+      );
+    });
+  }
+
+  const { httpPort } = app.get<ConfigType<typeof serverConfig>>(serverConfig.KEY);
+  await app.listen(httpPort);
+  // the bound port: HTTP_PORT=0 lets the kernel choose one (tests, several instances on one host)
+  const address = (app.getHttpServer() as Server).address();
+  const port = typeof address === 'object' && address ? address.port : httpPort;
+  logger.log(`HTTP on port ${String(port)}: /health/live, /health/ready, /metrics`, 'Bootstrap');
+}

@@ -2,19 +2,13 @@ import type { Server } from 'node:http';
 import type { Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
+import { SHUTDOWN_BACKSTOP_MS } from './lifecycle/shutdown-step';
 import { MessageConsumerService } from './messaging/message-consumer.service';
 import { processingConfig, serverConfig } from './config/app.config';
 import { ConfigValidationError, validateEnv } from './config/env.schema';
 import { type ConfigType } from '@nestjs/config';
 
 const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
-
-/**
- * After the drain deadline, the bookkeeping (hand-backs, ack flush, lock release, closing) has
- * this long before the process exits regardless. Kubernetes' terminationGracePeriodSeconds must
- * exceed SHUTDOWN_TIMEOUT_MS plus this.
- */
-const SHUTDOWN_BACKSTOP_MS = 5_000;
 
 /**
  * Runs a root module as the service: validates the environment (exit 1 naming every bad

@@ -1,3 +1,10 @@
+/**
+ * After the drain deadline, the bookkeeping (hand-backs, ack flush, lock release, closing) has
+ * this long before the process exits regardless. Kubernetes' terminationGracePeriodSeconds (and
+ * Docker's stop_grace_period) must exceed SHUTDOWN_TIMEOUT_MS plus this.
+ */
+export const SHUTDOWN_BACKSTOP_MS = 5_000;
+
 /** The longest any one bookkeeping step of shutdown may take once the drain is over. */
 export const SHUTDOWN_STEP_TIMEOUT_MS = 1_000;
 

@@ -173,6 +173,30 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
     expect(dead.properties.headers?.['x-handler']).toBe('none');
   });
 
+  it('keeps metric series bounded under a flood of unknown routing keys', async () => {
+    const seriesOf = async (): Promise<string[]> =>
+      (await http(app).get('/metrics')).text
+        .split('\n')
+        .filter((line) => /^(messages_|message_processing)/.test(line))
+        .map((line) => line.replace(/ [^ ]+$/, ''));
+    // one dead letter with handler="none" first, so every series the flood could touch exists
+    await broker.publish('', QUEUE, 'not json', {
+      messageId: randomUUID(),
+      headers: { 'x-original-routing-key': 'flood.first' },
+    });
+    await broker.drain(DLQ, 1);
+    const before = await seriesOf();
+    for (let i = 0; i < 50; i++) {
+      await broker.publish('', QUEUE, JSON.stringify({ accountId: account('f'), amountCents: 1 }), {
+        contentType: 'application/json',
+        messageId: randomUUID(),
+        headers: { 'x-original-routing-key': `flood.${randomUUID()}` },
+      });
+    }
+    expect(await broker.drain(DLQ, 50)).toHaveLength(50);
+    expect(await seriesOf()).toEqual(before);
+  });
+
   it('rejects an unroutable publish and confirms a routable one', async () => {
     const publisher = app.get(MessagePublisher);
     const failed = await metricValue('messages_published_total', {

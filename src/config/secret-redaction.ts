@@ -47,3 +47,37 @@ export function scrubSecrets(text: string, secrets: readonly string[]): string {
   for (const secret of secrets) out = out.split(secret).join(REDACTED);
   return out;
 }
+
+/** Redis commands whose arguments carry credentials (`HELLO 3 AUTH user pass`). */
+const CREDENTIAL_COMMANDS = new Set(['auth', 'hello']);
+
+/**
+ * A serialized error with every configured secret scrubbed from each string it holds, however
+ * deep, and the arguments of a credential command removed: client libraries attach more than
+ * message and stack (ioredis puts the failed command, `AUTH <password>` included, on the error).
+ */
+export function scrubError<T extends object>(serialized: T, secrets: readonly string[]): T {
+  return scrub(serialized, secrets, 0, new WeakSet()) as T;
+}
+
+function scrub(
+  value: unknown,
+  secrets: readonly string[],
+  depth: number,
+  seen: WeakSet<object>,
+): unknown {
+  if (typeof value === 'string') return secrets.length > 0 ? scrubSecrets(value, secrets) : value;
+  if (typeof value !== 'object' || value === null) return value;
+  if (seen.has(value) || depth > 8) return '[…]';
+  seen.add(value);
+  if (Array.isArray(value)) return value.map((item) => scrub(item, secrets, depth + 1, seen));
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    out[key] = scrub(field, secrets, depth + 1, seen);
+  }
+  const name = out.name;
+  if (typeof name === 'string' && CREDENTIAL_COMMANDS.has(name.toLowerCase()) && 'args' in out) {
+    out.args = [REDACTED];
+  }
+  return out;
+}

@@ -3,7 +3,7 @@ import { type ConfigType } from '@nestjs/config';
 import { LoggerModule } from 'nestjs-pino';
 import { stdSerializers } from 'pino';
 import { amqpConfig, lockConfig, redisConfig, serverConfig } from '../config/app.config';
-import { scrubSecrets, secretsOf } from '../config/secret-redaction';
+import { scrubError, secretsOf } from '../config/secret-redaction';
 
 /**
  * JSON lines on stdout (nestjs-pino); pretty output for a terminal or `NODE_ENV=development`.
@@ -27,15 +27,7 @@ import { scrubSecrets, secretsOf } from '../config/secret-redaction';
             autoLogging: { ignore: (req) => /^\/(health|metrics)/.test(req.url ?? '') },
             redact: ['req.headers.authorization', 'req.headers.cookie'],
             serializers: {
-              err: (err: Error) => {
-                const out = stdSerializers.err(err);
-                if (secrets.length === 0) return out;
-                return {
-                  ...out,
-                  message: scrubSecrets(out.message, secrets),
-                  stack: scrubSecrets(out.stack, secrets),
-                };
-              },
+              err: (err: Error) => scrubError(stdSerializers.err(err), secrets),
             },
             transport:
               server.logFormat === 'pretty'

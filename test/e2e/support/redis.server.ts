@@ -20,10 +20,14 @@ export async function freePort(): Promise<number> {
 export class TestRedisServer {
   private process: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** Extra `redis-server` arguments, e.g. `['--requirepass', pw]`; kept across restarts. */
+    private readonly extraArgs: readonly string[],
+  ) {}
 
-  static async start(): Promise<TestRedisServer> {
-    const server = new TestRedisServer(await freePort());
+  static async start(extraArgs: readonly string[] = []): Promise<TestRedisServer> {
+    const server = new TestRedisServer(await freePort(), extraArgs);
     await server.start();
     return server;
   }
@@ -35,22 +39,44 @@ export class TestRedisServer {
   async start(): Promise<void> {
     this.process = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        ...this.extraArgs,
+      ],
       { stdio: 'ignore' },
     );
-    await waitFor(`redis-server on ${this.port}`, async () => {
-      const client = new Redis(this.url, {
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
+    try {
+      await waitFor(`redis-server on ${this.port}`, async () => {
+        const client = new Redis(this.url, {
+          lazyConnect: true,
+          maxRetriesPerRequest: 0,
+          retryStrategy: () => null,
+          // the ready check (INFO) of an unauthenticated client closes the link on a --requirepass server
+          enableReadyCheck: false,
+        });
+        try {
+          await client.connect();
+          return (await client.ping()) === 'PONG';
+        } catch (error) {
+          // a server started with --requirepass answers, just not to an unauthenticated client
+          if (error instanceof Error && error.message.startsWith('NOAUTH')) return true;
+          throw error;
+        } finally {
+          client.disconnect();
+        }
       });
-      try {
-        await client.connect();
-        return (await client.ping()) === 'PONG';
-      } finally {
-        client.disconnect();
-      }
-    });
+    } catch (error) {
+      // a server that never answered must not outlive the test
+      await this.stop();
+      throw error;
+    }
   }
 
   async stop(): Promise<void> {

@@ -1,4 +1,9 @@
-import { redactUrl, scrubSecrets, secretsOf } from '../../../src/config/secret-redaction';
+import {
+  redactUrl,
+  scrubError,
+  scrubSecrets,
+  secretsOf,
+} from '../../../src/config/secret-redaction';
 
 describe('redactUrl', () => {
   it.each([
@@ -101,5 +106,45 @@ describe('scrubSecrets', () => {
 
   it('leaves text alone when there are no secrets', () => {
     expect(scrubSecrets('nothing to hide', [])).toBe('nothing to hide');
+  });
+});
+
+describe('scrubError', () => {
+  const secrets = ['S3cret-pw'];
+
+  it('scrubs every string field, however deep, not only message and stack', () => {
+    const serialized = {
+      type: 'Error',
+      message: 'connect to redis://:S3cret-pw@db:6379 failed',
+      stack: 'Error: S3cret-pw\n    at x',
+      details: { url: 'amqp://u:S3cret-pw@mq', attempts: 3, nested: [['S3cret-pw']] },
+    };
+    expect(scrubError(serialized, secrets)).toEqual({
+      type: 'Error',
+      message: 'connect to redis://:***@db:6379 failed',
+      stack: 'Error: ***\n    at x',
+      details: { url: 'amqp://u:***@mq', attempts: 3, nested: [['***']] },
+    });
+  });
+
+  it("drops the arguments of ioredis's failed AUTH or HELLO command, even with no known secret", () => {
+    const serialized = {
+      type: 'ReplyError',
+      message: 'WRONGPASS invalid username-password pair or user is disabled.',
+      command: { name: 'auth', args: ['a-password-no-url-mentioned'] },
+    };
+    expect(scrubError(serialized, [])).toMatchObject({ command: { name: 'auth', args: ['***'] } });
+    expect(scrubError({ command: { name: 'HELLO', args: ['3', 'AUTH', 'u', 'pw'] } }, [])).toEqual({
+      command: { name: 'HELLO', args: ['***'] },
+    });
+    expect(scrubError({ command: { name: 'get', args: ['k'] } }, secrets)).toEqual({
+      command: { name: 'get', args: ['k'] },
+    });
+  });
+
+  it('survives a cycle', () => {
+    const cyclic: Record<string, unknown> = { message: 'S3cret-pw' };
+    cyclic.self = cyclic;
+    expect(scrubError(cyclic, secrets)).toEqual({ message: '***', self: '[…]' });
   });
 });

@@ -20,5 +20,23 @@ module.exports = {
       transform: { '^.+\\.ts$': tsJest },
       globalSetup: '<rootDir>/test/e2e/support/global-setup.ts',
     },
+    {
+      // the reliability suite (npm run test:chaos): several service processes under faults
+      displayName: 'chaos',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/chaos'],
+      testMatch: ['**/*.chaos-spec.ts'],
+      transform: { '^.+\\.ts$': tsJest },
+      globalSetup: '<rootDir>/test/e2e/support/global-setup.ts',
+    },
+    {
+      // its smoke subset, part of npm test and CI
+      displayName: 'chaos-smoke',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/chaos'],
+      testMatch: ['**/*.smoke.chaos-spec.ts'],
+      transform: { '^.+\\.ts$': tsJest },
+      globalSetup: '<rootDir>/test/e2e/support/global-setup.ts',
+    },
   ],
 };

@@ -31,6 +31,11 @@ export interface AppEnv {
   readonly shutdownTimeoutMs: number;
   readonly publishTimeoutMs: number;
   readonly publishBufferLimit: number;
+  /**
+   * Test only (the reliability suite; production never sets it): a Redis where the ledger
+   * records each effect it attempts, with its fencing token and timings, for the oracle.
+   */
+  readonly ledgerOracleUrl: string | undefined;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -195,6 +200,7 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', d.SHUTDOWN_TIMEOUT_MS, 0, 3_600_000),
     publishTimeoutMs: r.int('PUBLISH_TIMEOUT_MS', d.PUBLISH_TIMEOUT_MS, 100, 600_000),
     publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
+    ledgerOracleUrl: r.urls('LEDGER_ORACLE_URL', undefined, ['redis:', 'rediss:'])[0],
   };
   return { env: result, issues: r.issues };
 }

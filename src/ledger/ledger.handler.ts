@@ -7,13 +7,17 @@ import {
   LEDGER_QUEUE,
   LEDGER_ROUTING_KEY,
 } from './ledger.constants';
+import { LedgerOracle } from './ledger.oracle';
 import { LedgerService } from './ledger.service';
 import { TransactionDto } from './transaction.dto';
 
 /** Applies each transaction to its account balance exactly once, one writer per account at a time. */
 @Injectable()
 export class LedgerHandler {
-  constructor(private readonly ledger: LedgerService) {}
+  constructor(
+    private readonly ledger: LedgerService,
+    private readonly oracle: LedgerOracle,
+  ) {}
 
   @MessageHandler({
     exchange: LEDGER_EXCHANGE,
@@ -26,12 +30,25 @@ export class LedgerHandler {
   })
   async apply(tx: TransactionDto, ctx: MessageContext): Promise<typeof AlreadyProcessed | void> {
     if (!ctx.processedMarker) throw new NonRetryableError('the ledger requires deduplication');
+    const start = performance.timeOrigin + performance.now();
     const result = await this.ledger.apply(
       tx.accountId,
       tx.amountCents,
       ctx.processedMarker,
       ctx.fencingToken,
     );
+    if (this.oracle.enabled) {
+      await this.oracle.record({
+        messageId: ctx.messageId ?? '',
+        accountId: tx.accountId,
+        amountCents: tx.amountCents,
+        fencingToken: ctx.fencingToken,
+        result,
+        start,
+        end: performance.timeOrigin + performance.now(),
+        pid: process.pid,
+      });
+    }
     if (result === 'duplicate') return AlreadyProcessed;
     // a newer lock holder already wrote to this account: ours was lost, retry with a new lock
     if (result === 'stale') throw new StaleFencingTokenError(tx.accountId, ctx.fencingToken);

@@ -1,0 +1,50 @@
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import Redis from 'ioredis';
+import { ledgerConfig } from '../config/app.config';
+import { redisClientOptions } from '../redis/redis.connection';
+
+/** Redis list of the oracle that receives one JSON record per effect the ledger attempted. */
+export const ORACLE_EFFECTS_KEY = 'oracle:effects';
+
+/** One attempt to apply a transaction, as the reliability suite's oracle sees it. */
+export interface EffectRecord {
+  readonly messageId: string;
+  readonly accountId: string;
+  readonly amountCents: number;
+  readonly fencingToken: number | undefined;
+  readonly result: 'applied' | 'duplicate' | 'stale';
+  /** Wall-clock ms (performance.timeOrigin + now), comparable across processes on one host. */
+  readonly start: number;
+  readonly end: number;
+  readonly pid: number;
+}
+
+/**
+ * Test only: with `LEDGER_ORACLE_URL` set (the reliability suite; production never sets it),
+ * the ledger reports each effect it attempted to a Redis that the suite never faults, so the
+ * suite can check duplicates and lock overlaps. Without it, nothing is recorded or connected.
+ */
+@Injectable()
+export class LedgerOracle implements OnApplicationShutdown {
+  private readonly client: Redis | undefined;
+
+  constructor(@Inject(ledgerConfig.KEY) config: ConfigType<typeof ledgerConfig>) {
+    if (config.oracleUrl) {
+      this.client = new Redis(config.oracleUrl, redisClientOptions('message-processor-oracle'));
+      this.client.on('error', () => undefined);
+    }
+  }
+
+  get enabled(): boolean {
+    return this.client !== undefined;
+  }
+
+  async record(effect: EffectRecord): Promise<void> {
+    await this.client?.rpush(ORACLE_EFFECTS_KEY, JSON.stringify(effect)).catch(() => undefined);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.client?.quit().catch(() => undefined);
+  }
+}

@@ -1,0 +1,421 @@
+import { execFile } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { promisify } from 'node:util';
+import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import Redis from 'ioredis';
+import { TestRedisServer } from '../../e2e/support/redis.server';
+import { TestVhost } from '../../e2e/support/rabbitmq.vhost';
+import { ServiceProcess } from '../../e2e/support/service.process';
+import { waitFor } from '../../e2e/support/wait-for';
+
+const run = promisify(execFile);
+const MAIN_REDIS = 'redis://127.0.0.1:6379';
+export const QUEUE = 'ledger.transactions';
+const DLQ = `${QUEUE}.dlq`;
+
+/** What the oracle knows of one published transaction. */
+interface Published {
+  readonly accountId: string;
+  readonly amountCents: number;
+}
+
+/** One effect the ledger attempted, as recorded in the oracle (see src/ledger/ledger.oracle.ts). */
+interface EffectRecord {
+  messageId: string;
+  accountId: string;
+  fencingToken: number | undefined;
+  result: 'applied' | 'duplicate' | 'stale';
+  start: number;
+  end: number;
+  pid: number;
+}
+
+/** The verdict of a run: every published messageId in exactly one class. */
+export interface Verdict {
+  readonly published: number;
+  readonly exactlyOnce: number;
+  readonly lost: number;
+  readonly stuck: number;
+  readonly duplicateEffects: number;
+  readonly deadLettered: Record<string, number>;
+  readonly unexpected: number;
+  readonly lockOverlaps: number;
+  /** Handler runs beyond the first for a message (redeliveries that reached the ledger). */
+  readonly redelivered: number;
+  /** Of those, runs the ledger absorbed as duplicates or refused as stale. */
+  readonly absorbed: number;
+  readonly accountsOff: number;
+}
+
+export interface ChaosOptions {
+  readonly instances?: number;
+  readonly env?: Record<string, string>;
+  readonly accounts?: number;
+}
+
+/**
+ * One reliability run: a throw-away vhost, an oracle Redis of its own that no fault touches,
+ * N service instances started like production (`node dist/main.js`, with the test-only
+ * LEDGER_ORACLE_URL), a confirming publisher, and the classification of every messageId.
+ */
+export class ChaosRun {
+  readonly id = randomBytes(3).toString('hex');
+  readonly services: ServiceProcess[] = [];
+  private readonly published = new Map<string, Published>();
+  private readonly accounts: string[];
+  private connection!: ChannelModel;
+  private channel!: ConfirmChannel;
+  private oracle!: Redis;
+  private main!: Redis;
+  private oracleServer!: TestRedisServer;
+  private vhost!: TestVhost;
+  private seq = 0;
+  private stopLoad: () => Promise<void> = () => Promise.resolve();
+
+  private constructor(private readonly options: ChaosOptions) {
+    this.accounts = Array.from({ length: options.accounts ?? 500 }, (_, i) => `c${this.id}-a${i}`);
+  }
+
+  static async start(options: ChaosOptions = {}): Promise<ChaosRun> {
+    const chaos = new ChaosRun(options);
+    chaos.vhost = await TestVhost.create('chaos');
+    chaos.oracleServer = await TestRedisServer.start();
+    chaos.oracle = new Redis(chaos.oracleServer.url);
+    chaos.main = new Redis(MAIN_REDIS);
+    chaos.connection = await amqplib.connect(chaos.vhost.url());
+    chaos.connection.on('error', () => undefined);
+    chaos.channel = await chaos.connection.createConfirmChannel();
+    const count = options.instances ?? 3;
+    for (let i = 0; i < count; i++) chaos.services.push(chaos.spawn());
+    await chaos.waitReady(chaos.services);
+    return chaos;
+  }
+
+  /** Environment of every instance. */
+  private env(): Record<string, string> {
+    return {
+      AMQP_URL: this.vhost.url(),
+      REDIS_URL: MAIN_REDIS,
+      LEDGER_ORACLE_URL: this.oracleServer.url,
+      HTTP_PORT: '0',
+      // info: the bound HTTP port is logged at info
+      LOG_LEVEL: 'info',
+      AMQP_PREFETCH: '20',
+      SHUTDOWN_TIMEOUT_MS: '5000',
+      ...this.options.env,
+    };
+  }
+
+  private spawn(): ServiceProcess {
+    return ServiceProcess.start(this.env());
+  }
+
+  async waitReady(services: readonly ServiceProcess[]): Promise<void> {
+    await waitFor(
+      `${services.length} instance(s) ready`,
+      async () => {
+        for (const s of services) {
+          if (s.child.exitCode !== null) throw new Error(`instance exited:\n${s.stderr}`);
+          if (s.httpPort === undefined) return false;
+          const res = await fetch(`http://127.0.0.1:${s.httpPort}/health/ready`).catch(() => null);
+          if (res?.status !== 200) return false;
+        }
+        return true;
+      },
+      60_000,
+      100,
+    );
+  }
+
+  /** Replaces instance `index` by a new one (after a kill) and waits until it is ready. */
+  async restart(index: number): Promise<void> {
+    const fresh = this.spawn();
+    this.services[index] = fresh;
+    await this.waitReady([fresh]);
+  }
+
+  /** Environment for a consumer of the run's vhost that is not the service (negative controls). */
+  naiveEnv(): Record<string, string> {
+    return { AMQP_URL: this.vhost.url(), REDIS_URL: MAIN_REDIS };
+  }
+
+  /** Publishes one message with the given body (bad input). */
+  async publishRaw(body: string): Promise<void> {
+    const messageId = `c${this.id}-raw${this.seq++}`;
+    this.channel.publish('ledger', 'transaction.created', Buffer.from(body), {
+      persistent: true,
+      contentType: 'application/json',
+      messageId,
+    });
+    await this.channel.waitForConfirms();
+  }
+
+  /** Publishes `count` transactions with confirms, `mandatory`, persistent, unique messageIds. */
+  async publish(count: number, batch = 200): Promise<void> {
+    for (let sent = 0; sent < count; sent += batch) {
+      for (let i = 0; i < Math.min(batch, count - sent); i++) {
+        const messageId = `c${this.id}-m${this.seq++}`;
+        const tx = {
+          accountId: this.accounts[randomInt(this.accounts.length)],
+          amountCents: randomInt(-1_000, 10_001),
+        };
+        this.channel.publish('ledger', 'transaction.created', Buffer.from(JSON.stringify(tx)), {
+          persistent: true,
+          mandatory: true,
+          contentType: 'application/json',
+          messageId,
+        });
+        this.published.set(messageId, tx);
+      }
+      await this.channel.waitForConfirms();
+    }
+  }
+
+  /** Publishes in the background until `stop()` is called; resolves when it stopped. */
+  publishWhile(ratePerSecond: number): { stop(): Promise<void> } {
+    let running = true;
+    this.stopLoad = async () => {
+      running = false;
+      await loop.catch(() => undefined);
+    };
+    const loop = (async () => {
+      const perTick = Math.max(1, Math.round(ratePerSecond / 10));
+      while (running) {
+        const started = performance.now();
+        await this.publish(perTick, perTick);
+        const wait = 100 - (performance.now() - started);
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    })();
+    return {
+      stop: async () => {
+        running = false;
+        await loop;
+      },
+    };
+  }
+
+  /**
+   * `messages_processed_total` by outcome, summed over the live instances' `/metrics` (an
+   * instance killed with -9 takes its counts with it).
+   */
+  async processedByOutcome(): Promise<Record<string, number>> {
+    const totals: Record<string, number> = {};
+    for (const service of this.services) {
+      if (service.child.exitCode !== null || service.httpPort === undefined) continue;
+      const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+      for (const match of text.matchAll(
+        /^messages_processed_total\{[^}]*outcome="(\w+)"[^}]*\} (\d+)/gm,
+      )) {
+        totals[match[1]] = (totals[match[1]] ?? 0) + Number(match[2]);
+      }
+    }
+    return totals;
+  }
+
+  /** Effects the oracle has recorded so far. */
+  effects(): Promise<number> {
+    return this.oracle.llen('oracle:effects');
+  }
+
+  /**
+   * `rabbitmqctl close_connection` on every connection of the service instances (not the test's
+   * own publisher), as an operator or a network fault would.
+   */
+  async closeServiceConnections(): Promise<void> {
+    const { stdout } = await run(
+      'rabbitmqctl',
+      [
+        '-q',
+        'list_connections',
+        '-p',
+        this.vhost.name,
+        '--no-table-headers',
+        'pid',
+        'client_properties',
+      ],
+      { timeout: 30_000 },
+    );
+    const pids = stdout
+      .split('\n')
+      .filter((line) => line.includes('message-processor@'))
+      .map((line) => line.split('\t')[0]);
+    if (pids.length === 0) throw new Error(`no service connection in:\n${stdout}`);
+    for (const pid of pids) {
+      await run('rabbitmqctl', ['-q', 'close_connection', pid, 'chaos: forced close'], {
+        timeout: 30_000,
+      });
+    }
+  }
+
+  /** Messages in the vhost's queues (ready + unacked): work queue, delay tiers, DLQ. */
+  async queueDepths(): Promise<Record<string, number>> {
+    const { stdout } = await run(
+      'rabbitmqctl',
+      ['-q', 'list_queues', '-p', this.vhost.name, '--no-table-headers', 'name', 'messages'],
+      { timeout: 30_000 },
+    );
+    const depths: Record<string, number> = {};
+    for (const line of stdout.split('\n')) {
+      const [name, messages] = line.trim().split(/\s+/);
+      if (name) depths[name] = Number(messages);
+    }
+    return depths;
+  }
+
+  /**
+   * Waits (bounded) until every queue but the DLQ is empty and the oracle has seen no new
+   * effect for `quietMs`: whatever was going to happen has happened.
+   */
+  async settle(timeoutMs = 90_000, quietMs = 3_000): Promise<void> {
+    let lastCount = -1;
+    let quietSince = performance.now();
+    await waitFor(
+      'queues empty and no effect for 3 s',
+      async () => {
+        const depths = await this.queueDepths();
+        const busy = Object.entries(depths).filter(([q, n]) => q !== DLQ && n > 0);
+        const count = await this.oracle.llen('oracle:effects');
+        if (count !== lastCount) {
+          lastCount = count;
+          quietSince = performance.now();
+        }
+        if (busy.length > 0) throw new Error(`queues: ${JSON.stringify(Object.fromEntries(busy))}`);
+        return performance.now() - quietSince >= quietMs;
+      },
+      timeoutMs,
+      250,
+    );
+  }
+
+  /** Classifies every published messageId and checks balances, overlaps and duplicates. */
+  async classify(): Promise<Verdict> {
+    const ids = [...this.published.keys()];
+    const markers = await this.pipelineExists(ids.map((id) => `mp:processed:${QUEUE}:${id}`));
+    const dead = await this.drainDlq();
+    const depths = await this.queueDepths();
+    const waiting = Object.entries(depths)
+      .filter(([q]) => q !== DLQ)
+      .reduce((sum, [, n]) => sum + n, 0);
+    const effects = (await this.oracle.lrange('oracle:effects', 0, -1)).map(
+      (line) => JSON.parse(line) as EffectRecord,
+    );
+    const applied = new Map<string, number>();
+    const runs = new Map<string, number>();
+    for (const e of effects) {
+      runs.set(e.messageId, (runs.get(e.messageId) ?? 0) + 1);
+      if (e.result === 'applied') applied.set(e.messageId, (applied.get(e.messageId) ?? 0) + 1);
+    }
+    let exactlyOnce = 0;
+    let lost = 0;
+    let duplicateEffects = 0;
+    let unexpected = 0;
+    const deadLettered: Record<string, number> = {};
+    ids.forEach((id, i) => {
+      const reason = dead.get(id);
+      if ((applied.get(id) ?? 0) > 1) duplicateEffects++;
+      if (markers[i] && reason === undefined) exactlyOnce++;
+      else if (reason !== undefined) {
+        deadLettered[reason] = (deadLettered[reason] ?? 0) + 1;
+        // a valid transaction has no business in the DLQ; a processed one even less
+        if (markers[i] || !reason.startsWith('Message')) unexpected++;
+      } else lost++;
+    });
+    for (const id of dead.keys()) if (!this.published.has(id)) unexpected++;
+    // balances: the sum of each account's processed transactions, nothing more or less
+    const expected = new Map<string, number>();
+    ids.forEach((id, i) => {
+      if (!markers[i]) return;
+      const tx = this.published.get(id) as Published;
+      expected.set(tx.accountId, (expected.get(tx.accountId) ?? 0) + tx.amountCents);
+    });
+    const balances = await this.main.mget(this.accounts.map((a) => `ledger:balance:${a}`));
+    const accountsOff = this.accounts.filter(
+      (a, i) => Number(balances[i] ?? 0) !== (expected.get(a) ?? 0),
+    ).length;
+    let redelivered = 0;
+    for (const n of runs.values()) redelivered += n - 1;
+    const absorbed = effects.filter((e) => e.result !== 'applied').length;
+    return {
+      published: ids.length,
+      exactlyOnce,
+      lost: Math.max(0, lost - waiting),
+      stuck: waiting,
+      duplicateEffects: duplicateEffects + accountsOff,
+      deadLettered,
+      unexpected,
+      lockOverlaps: countOverlaps(effects),
+      redelivered,
+      absorbed,
+      accountsOff,
+    };
+  }
+
+  private async pipelineExists(keys: readonly string[]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (let i = 0; i < keys.length; i += 1_000) {
+      const pipeline = this.main.pipeline();
+      for (const key of keys.slice(i, i + 1_000)) pipeline.exists(key);
+      const replies = (await pipeline.exec()) ?? [];
+      for (const [, value] of replies) out.push(value === 1);
+    }
+    return out;
+  }
+
+  /** Takes every message out of the DLQ: messageId → x-exception-type. */
+  private async drainDlq(): Promise<Map<string, string>> {
+    const dead = new Map<string, string>();
+    const channel = await this.connection.createChannel();
+    try {
+      for (;;) {
+        const message = await channel.get(DLQ, { noAck: true });
+        if (!message) break;
+        const id = String(message.properties.messageId ?? `(none ${dead.size})`);
+        dead.set(id, String(message.properties.headers?.['x-exception-type'] ?? 'unknown'));
+      }
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+    return dead;
+  }
+
+  /** Stops every instance, then removes everything the run created. */
+  async stop(): Promise<void> {
+    await this.stopLoad();
+    for (const s of this.services) s.kill('SIGKILL');
+    await Promise.all(this.services.map((s) => s.exitCode(10_000).catch(() => undefined)));
+    await this.connection?.close().catch(() => undefined);
+    const prefix = `c${this.id}-`;
+    for (const pattern of [
+      `ledger:*:${prefix}*`,
+      `mp:processed:${QUEUE}:${prefix}*`,
+      `mp:lock:account:${prefix}*`,
+      `mp:fence:account:${prefix}*`,
+    ]) {
+      const stream = this.main.scanStream({ match: pattern, count: 1_000 });
+      for await (const keys of stream as AsyncIterable<string[]>) {
+        if (keys.length > 0) await this.main.del(...keys);
+      }
+    }
+    this.main?.disconnect();
+    this.oracle?.disconnect();
+    await this.oracleServer?.stop();
+    await this.vhost?.delete();
+  }
+}
+
+/** Two effects on one account whose [start, end] intervals overlap. */
+function countOverlaps(effects: readonly EffectRecord[]): number {
+  const byAccount = new Map<string, EffectRecord[]>();
+  for (const e of effects) byAccount.set(e.accountId, [...(byAccount.get(e.accountId) ?? []), e]);
+  let overlaps = 0;
+  for (const list of byAccount.values()) {
+    list.sort((a, b) => a.start - b.start);
+    let latestEnd = -Infinity;
+    for (const e of list) {
+      if (e.start < latestEnd) overlaps++;
+      latestEnd = Math.max(latestEnd, e.end);
+    }
+  }
+  return overlaps;
+}

@@ -1,0 +1,62 @@
+// The designs the service replaces, for the suite's negative controls: if the harness cannot see
+// what goes wrong with them, it is blind. Plain JavaScript, run as a child process.
+//
+//   MODE=autoack          consume ledger.transactions with noAck and apply the effect naively:
+//                         a kill -9 loses every message the broker had already pushed
+//   MODE=requeue-on-error nack(requeue) whatever fails to parse, on a classic queue of its own
+//                         bound to the ledger exchange: a poison message loops forever
+//
+// Env: AMQP_URL, REDIS_URL, QUEUE (default ledger.transactions). Prints `CONSUMING` once
+// attached, then `DELIVERIES <n>` every 100 ms.
+'use strict';
+const amqplib = require('amqplib');
+const Redis = require('ioredis');
+
+const mode = process.env.MODE;
+const queue = process.env.QUEUE ?? 'ledger.transactions';
+
+async function main() {
+  const connection = await amqplib.connect(process.env.AMQP_URL);
+  const channel = await connection.createChannel();
+  const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+  let deliveries = 0;
+  setInterval(() => process.stdout.write(`DELIVERIES ${deliveries}\n`), 100);
+  if (mode === 'autoack') {
+    await channel.consume(
+      queue,
+      async (message) => {
+        deliveries++;
+        const tx = JSON.parse(message.content.toString());
+        // slow enough that the broker's pushes pile up in this process
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        await redis
+          .multi()
+          .incrby(`ledger:balance:${tx.accountId}`, tx.amountCents)
+          .set(`mp:processed:${queue}:${message.properties.messageId}`, '1')
+          .exec();
+      },
+      { noAck: true },
+    );
+  } else if (mode === 'requeue-on-error') {
+    // its own classic queue, as such consumers declare them: no delivery limit to save it
+    const own = 'naive.requeue-on-error';
+    await channel.assertQueue(own, { durable: false });
+    await channel.bindQueue(own, 'ledger', 'transaction.*');
+    await channel.prefetch(1);
+    await channel.consume(own, (message) => {
+      deliveries++;
+      try {
+        JSON.parse(message.content.toString());
+        channel.ack(message);
+      } catch {
+        channel.nack(message, false, true);
+      }
+    });
+  } else throw new Error(`unknown MODE ${mode}`);
+  process.stdout.write('CONSUMING\n');
+}
+
+main().catch((error) => {
+  process.stderr.write(`${error?.stack ?? error}\n`);
+  process.exit(1);
+});

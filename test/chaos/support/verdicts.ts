@@ -1,0 +1,38 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Verdict } from './chaos.harness';
+
+const REPORTS = join(__dirname, '..', '..', '..', 'reports');
+
+/** Timings of a fault, in ms, for the report. */
+export interface FaultTimings {
+  readonly detectMs?: number;
+  readonly recoverMs?: number;
+  /** Redeliveries acked as `duplicate` (from /metrics of the instances still alive). */
+  readonly duplicatesAbsorbed?: number;
+}
+
+/**
+ * Appends a test's verdict to `reports/chaos-results.jsonl`, from which
+ * `test/chaos/write-report.js` renders the table of docs/reliability.md.
+ */
+export function recordVerdict(test: string, verdict: Verdict, timings: FaultTimings = {}): void {
+  mkdirSync(REPORTS, { recursive: true });
+  appendFileSync(
+    join(REPORTS, 'chaos-results.jsonl'),
+    `${JSON.stringify({ test, at: new Date().toISOString(), ...timings, ...verdict })}\n`,
+  );
+}
+
+/** The hard pass criteria of the suite, as one object to compare. */
+export function hardCriteria(verdict: Verdict): Record<string, number> {
+  return {
+    lost: verdict.lost,
+    stuck: verdict.stuck,
+    unexpected: verdict.unexpected,
+    lockOverlaps: verdict.lockOverlaps,
+    duplicateEffects: verdict.duplicateEffects,
+  };
+}
+
+export const PASSING = { lost: 0, stuck: 0, unexpected: 0, lockOverlaps: 0, duplicateEffects: 0 };

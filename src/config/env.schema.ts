@@ -36,6 +36,8 @@ export interface AppEnv {
    * records each effect it attempts, with its fencing token and timings, for the oracle.
    */
   readonly ledgerOracleUrl: string | undefined;
+  /** Test only, with the oracle: how long each ledger run works under its lock before applying. */
+  readonly ledgerOracleDelayMs: number;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -201,6 +203,7 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     publishTimeoutMs: r.int('PUBLISH_TIMEOUT_MS', d.PUBLISH_TIMEOUT_MS, 100, 600_000),
     publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
     ledgerOracleUrl: r.urls('LEDGER_ORACLE_URL', undefined, ['redis:', 'rediss:'])[0],
+    ledgerOracleDelayMs: r.int('LEDGER_ORACLE_DELAY_MS', 0, 0, 600_000),
   };
   return { env: result, issues: r.issues };
 }

@@ -31,6 +31,7 @@ export class LedgerHandler {
   async apply(tx: TransactionDto, ctx: MessageContext): Promise<typeof AlreadyProcessed | void> {
     if (!ctx.processedMarker) throw new NonRetryableError('the ledger requires deduplication');
     const start = performance.timeOrigin + performance.now();
+    await this.oracle.simulateWork(ctx.signal);
     const result = await this.ledger.apply(
       tx.accountId,
       tx.amountCents,

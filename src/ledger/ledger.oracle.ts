@@ -28,8 +28,10 @@ export interface EffectRecord {
 @Injectable()
 export class LedgerOracle implements OnApplicationShutdown {
   private readonly client: Redis | undefined;
+  private readonly delayMs: number;
 
   constructor(@Inject(ledgerConfig.KEY) config: ConfigType<typeof ledgerConfig>) {
+    this.delayMs = config.oracleDelayMs;
     if (config.oracleUrl) {
       this.client = new Redis(config.oracleUrl, redisClientOptions('message-processor-oracle'));
       this.client.on('error', () => undefined);
@@ -38,6 +40,27 @@ export class LedgerOracle implements OnApplicationShutdown {
 
   get enabled(): boolean {
     return this.client !== undefined;
+  }
+
+  /**
+   * Under the oracle only (`LEDGER_ORACLE_DELAY_MS`): works that long under the lock before the
+   * effect, as a slow handler would, so the suite can pause or outlive a lease mid-handler.
+   * Rejects with the signal's reason when it aborts.
+   */
+  async simulateWork(signal: AbortSignal): Promise<void> {
+    if (!this.client || this.delayMs === 0) return;
+    await new Promise<void>((resolve, reject) => {
+      signal.throwIfAborted();
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, this.delayMs);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   async record(effect: EffectRecord): Promise<void> {

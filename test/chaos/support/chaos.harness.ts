@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
@@ -12,6 +15,52 @@ const run = promisify(execFile);
 const MAIN_REDIS = 'redis://127.0.0.1:6379';
 export const QUEUE = 'ledger.transactions';
 const DLQ = `${QUEUE}.dlq`;
+
+/** Ten kinds of bad input and the reason (x-exception-type) each must be dead-lettered with. */
+export const BAD_INPUTS: Record<
+  string,
+  { body: Buffer; reason: string; contentType?: string; noMessageId?: boolean }
+> = {
+  'invalid JSON': {
+    body: Buffer.from('{"accountId": "a", amountCents: }'),
+    reason: 'MessageDecodeError',
+  },
+  'truncated JSON': {
+    body: Buffer.from('{"accountId":"a","amountCen'),
+    reason: 'MessageDecodeError',
+  },
+  'schema-invalid': {
+    body: Buffer.from('{"accountId":"bad id!","amountCents":1.5}'),
+    reason: 'MessageValidationError',
+  },
+  'wrong content type': {
+    body: Buffer.from('{"accountId":"a","amountCents":1}'),
+    contentType: 'text/plain',
+    reason: 'MessageDecodeError',
+  },
+  'missing messageId': {
+    body: Buffer.from('{"accountId":"a","amountCents":1}'),
+    noMessageId: true,
+    reason: 'MissingMessageIdError',
+  },
+  'non-UTF-8': {
+    body: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+    reason: 'MessageDecodeError',
+  },
+  'deep nesting': {
+    body: Buffer.from('['.repeat(200) + ']'.repeat(200)),
+    reason: 'MessageDecodeError',
+  },
+  '__proto__ key': {
+    body: Buffer.from('{"accountId":"a","amountCents":1,"__proto__":{"admin":true}}'),
+    reason: 'MessageDecodeError',
+  },
+  empty: { body: Buffer.alloc(0), reason: 'MessageDecodeError' },
+  oversize: {
+    body: Buffer.from(JSON.stringify({ accountId: 'a', amountCents: 1, pad: 'x'.repeat(5_000) })),
+    reason: 'MessageDecodeError',
+  },
+};
 
 /** What the oracle knows of one published transaction. */
 interface Published {
@@ -45,12 +94,19 @@ export interface Verdict {
   /** Of those, runs the ledger absorbed as duplicates or refused as stale. */
   readonly absorbed: number;
   readonly accountsOff: number;
+  /** Writes the ledger refused because a newer lock holder had written (fencing at work). */
+  readonly staleRefused: number;
 }
 
 export interface ChaosOptions {
   readonly instances?: number;
   readonly env?: Record<string, string>;
   readonly accounts?: number;
+  /**
+   * Run the service on a Redis of the run's own (AOF, fsync on every write) that the test may
+   * pause or restart, instead of the shared one.
+   */
+  readonly ownRedis?: boolean;
 }
 
 /**
@@ -62,12 +118,17 @@ export class ChaosRun {
   readonly id = randomBytes(3).toString('hex');
   readonly services: ServiceProcess[] = [];
   private readonly published = new Map<string, Published>();
+  /** Bad inputs published: tracking id (correlationId) → the reason expected in the DLQ. */
+  private readonly bad = new Map<string, { kind: string; reason: string }>();
   private readonly accounts: string[];
   private connection!: ChannelModel;
   private channel!: ConfirmChannel;
   private oracle!: Redis;
   private main!: Redis;
   private oracleServer!: TestRedisServer;
+  /** The run's own main Redis, with `ownRedis`. */
+  mainServer: TestRedisServer | undefined;
+  private mainUrl = MAIN_REDIS;
   private vhost!: TestVhost;
   private seq = 0;
   private stopLoad: () => Promise<void> = () => Promise.resolve();
@@ -81,7 +142,20 @@ export class ChaosRun {
     chaos.vhost = await TestVhost.create('chaos');
     chaos.oracleServer = await TestRedisServer.start();
     chaos.oracle = new Redis(chaos.oracleServer.url);
-    chaos.main = new Redis(MAIN_REDIS);
+    if (options.ownRedis) {
+      const dir = mkdtempSync(join(tmpdir(), 'chaos-redis-'));
+      chaos.mainServer = await TestRedisServer.start([
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--dir',
+        dir,
+      ]);
+      chaos.mainUrl = chaos.mainServer.url;
+    }
+    chaos.main = new Redis(chaos.mainUrl);
+    chaos.main.on('error', () => undefined);
     chaos.connection = await amqplib.connect(chaos.vhost.url());
     chaos.connection.on('error', () => undefined);
     chaos.channel = await chaos.connection.createConfirmChannel();
@@ -95,7 +169,7 @@ export class ChaosRun {
   private env(): Record<string, string> {
     return {
       AMQP_URL: this.vhost.url(),
-      REDIS_URL: MAIN_REDIS,
+      REDIS_URL: this.mainUrl,
       LEDGER_ORACLE_URL: this.oracleServer.url,
       HTTP_PORT: '0',
       // info: the bound HTTP port is logged at info
@@ -136,7 +210,7 @@ export class ChaosRun {
 
   /** Environment for a consumer of the run's vhost that is not the service (negative controls). */
   naiveEnv(): Record<string, string> {
-    return { AMQP_URL: this.vhost.url(), REDIS_URL: MAIN_REDIS };
+    return { AMQP_URL: this.vhost.url(), REDIS_URL: this.mainUrl };
   }
 
   /** Publishes one message with the given body (bad input). */
@@ -147,6 +221,26 @@ export class ChaosRun {
       contentType: 'application/json',
       messageId,
     });
+    await this.channel.waitForConfirms();
+  }
+
+  /** Publishes one bad input of `kind` (see {@link BAD_INPUTS}), tracked by its correlationId. */
+  publishBad(kind: string): void {
+    const input = BAD_INPUTS[kind];
+    if (!input) throw new Error(`unknown bad input ${kind}`);
+    const id = `c${this.id}-bad${this.seq++}`;
+    this.channel.publish('ledger', 'transaction.created', input.body, {
+      persistent: true,
+      mandatory: true,
+      contentType: input.contentType ?? 'application/json',
+      correlationId: id,
+      ...(input.noMessageId ? {} : { messageId: id }),
+    });
+    this.bad.set(id, { kind, reason: input.reason });
+  }
+
+  /** Waits for the confirms of everything published so far. */
+  async confirmed(): Promise<void> {
     await this.channel.waitForConfirms();
   }
 
@@ -164,6 +258,7 @@ export class ChaosRun {
           mandatory: true,
           contentType: 'application/json',
           messageId,
+          correlationId: messageId,
         });
         this.published.set(messageId, tx);
       }
@@ -311,17 +406,29 @@ export class ChaosRun {
     let duplicateEffects = 0;
     let unexpected = 0;
     const deadLettered: Record<string, number> = {};
+    const deadById = new Map<string, string[]>();
+    for (const { id, reason } of dead) deadById.set(id, [...(deadById.get(id) ?? []), reason]);
     ids.forEach((id, i) => {
-      const reason = dead.get(id);
       if ((applied.get(id) ?? 0) > 1) duplicateEffects++;
-      if (markers[i] && reason === undefined) exactlyOnce++;
-      else if (reason !== undefined) {
-        deadLettered[reason] = (deadLettered[reason] ?? 0) + 1;
-        // a valid transaction has no business in the DLQ; a processed one even less
-        if (markers[i] || !reason.startsWith('Message')) unexpected++;
-      } else lost++;
+      // a valid transaction has no business in the DLQ
+      if (deadById.has(id)) unexpected++;
+      else if (markers[i]) exactlyOnce++;
+      else lost++;
     });
-    for (const id of dead.keys()) if (!this.published.has(id)) unexpected++;
+    // each bad input: dead-lettered exactly once, with its reason, and never applied
+    const badMarkers = await this.pipelineExists(
+      [...this.bad.keys()].map((id) => `mp:processed:${QUEUE}:${id}`),
+    );
+    [...this.bad.entries()].forEach(([id, { reason }], i) => {
+      const reasons = deadById.get(id) ?? [];
+      if (reasons.length === 1 && reasons[0] === reason && !badMarkers[i]) {
+        deadLettered[reason] = (deadLettered[reason] ?? 0) + 1;
+      } else if (reasons.length === 0) lost++;
+      else unexpected++;
+    });
+    for (const id of deadById.keys()) {
+      if (!this.published.has(id) && !this.bad.has(id)) unexpected++;
+    }
     // balances: the sum of each account's processed transactions, nothing more or less
     const expected = new Map<string, number>();
     ids.forEach((id, i) => {
@@ -337,14 +444,15 @@ export class ChaosRun {
     for (const n of runs.values()) redelivered += n - 1;
     const absorbed = effects.filter((e) => e.result !== 'applied').length;
     return {
-      published: ids.length,
+      published: ids.length + this.bad.size,
       exactlyOnce,
       lost: Math.max(0, lost - waiting),
       stuck: waiting,
       duplicateEffects: duplicateEffects + accountsOff,
       deadLettered,
       unexpected,
-      lockOverlaps: countOverlaps(effects),
+      lockOverlaps: countOverlaps(effects.filter((e) => e.result === 'applied')),
+      staleRefused: effects.filter((e) => e.result === 'stale').length,
       redelivered,
       absorbed,
       accountsOff,
@@ -362,16 +470,19 @@ export class ChaosRun {
     return out;
   }
 
-  /** Takes every message out of the DLQ: messageId → x-exception-type. */
-  private async drainDlq(): Promise<Map<string, string>> {
-    const dead = new Map<string, string>();
+  /** Takes every message out of the DLQ: tracking id (correlationId) and x-exception-type. */
+  private async drainDlq(): Promise<{ id: string; reason: string }[]> {
+    const dead: { id: string; reason: string }[] = [];
     const channel = await this.connection.createChannel();
     try {
       for (;;) {
         const message = await channel.get(DLQ, { noAck: true });
         if (!message) break;
-        const id = String(message.properties.messageId ?? `(none ${dead.size})`);
-        dead.set(id, String(message.properties.headers?.['x-exception-type'] ?? 'unknown'));
+        const props = message.properties;
+        dead.push({
+          id: String(props.correlationId ?? props.messageId ?? `(untracked ${dead.length})`),
+          reason: String(props.headers?.['x-exception-type'] ?? 'unknown'),
+        });
       }
     } finally {
       await channel.close().catch(() => undefined);
@@ -400,6 +511,7 @@ export class ChaosRun {
     this.main?.disconnect();
     this.oracle?.disconnect();
     await this.oracleServer?.stop();
+    await this.mainServer?.stop();
     await this.vhost?.delete();
   }
 }

@@ -1,0 +1,39 @@
+import { randomInt } from 'node:crypto';
+import { waitFor } from '../e2e/support/wait-for';
+import { ChaosRun } from './support/chaos.harness';
+import { hardCriteria, PASSING, recordVerdict } from './support/verdicts';
+
+/** A pause that is part of the fault scenario (the kill schedule), not a wait. */
+const scenarioPause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('reliability: random kills', () => {
+  let chaos: ChaosRun | undefined;
+
+  afterEach(async () => {
+    await chaos?.stop();
+    chaos = undefined;
+  });
+
+  it('kill -9 a random worker every 8 s for 60 s (each restarted at once): once in effect', async () => {
+    chaos = await ChaosRun.start({ env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' } });
+    const run = chaos;
+    const load = run.publishWhile(250);
+    await waitFor('work under way', async () => (await run.effects()) >= 200, 30_000);
+    const started = performance.now();
+    let kills = 0;
+    while (performance.now() - started < 60_000) {
+      await scenarioPause(8_000);
+      const index = randomInt(run.services.length);
+      run.services[index].kill('SIGKILL');
+      await run.services[index].exitCode(10_000);
+      kills++;
+      await run.restart(index);
+    }
+    await load.stop();
+    await run.settle(120_000);
+    const verdict = await run.classify();
+    recordVerdict(`kill -9 a random worker every 8 s for 60 s (${kills} kills)`, verdict);
+    expect(hardCriteria(verdict)).toEqual(PASSING);
+    expect(verdict.exactlyOnce).toBe(verdict.published);
+  }, 200_000);
+});

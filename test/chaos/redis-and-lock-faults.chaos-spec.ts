@@ -1,0 +1,106 @@
+import Redis from 'ioredis';
+import { waitFor } from '../e2e/support/wait-for';
+import { ChaosRun } from './support/chaos.harness';
+import { hardCriteria, PASSING, recordVerdict } from './support/verdicts';
+
+/** A pause that is part of the fault scenario (how long a fault lasts), not a wait. */
+const scenarioPause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const RATE = 200;
+
+describe('reliability: Redis and lock faults', () => {
+  let chaos: ChaosRun | undefined;
+
+  afterEach(async () => {
+    await chaos?.stop();
+    chaos = undefined;
+  });
+
+  async function underLoad(
+    options: Parameters<typeof ChaosRun.start>[0],
+    fault: (run: ChaosRun) => Promise<void>,
+  ): Promise<ChaosRun> {
+    chaos = await ChaosRun.start(options);
+    const run = chaos;
+    const load = run.publishWhile(RATE);
+    await waitFor('work under way', async () => (await run.effects()) >= 200, 30_000);
+    await fault(run);
+    await scenarioPause(2_000);
+    await load.stop();
+    await run.settle(120_000);
+    return run;
+  }
+
+  it('Redis stalled for 8 s (CLIENT PAUSE): handed back, not lost, not doubled', async () => {
+    let recoverMs = 0;
+    const run = await underLoad(
+      { ownRedis: true, env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' } },
+      async (r) => {
+        const admin = new Redis(r.mainServer?.url ?? '');
+        const pausedAt = performance.now();
+        await admin.call('CLIENT', 'PAUSE', '8000');
+        admin.disconnect();
+        await scenarioPause(8_000);
+        await r.waitReady(r.services);
+        recoverMs = performance.now() - pausedAt;
+      },
+    );
+    const verdict = await run.classify();
+    recordVerdict('Redis stalled 8 s (CLIENT PAUSE)', verdict, { recoverMs });
+    expect(hardCriteria(verdict)).toEqual(PASSING);
+    expect(verdict.exactlyOnce).toBe(verdict.published);
+  }, 150_000);
+
+  it('Redis restarted (AOF, fsync always): consumers pause, resume, nothing lost or doubled', async () => {
+    let recoverMs = 0;
+    const run = await underLoad(
+      { ownRedis: true, env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' } },
+      async (r) => {
+        const server = r.mainServer;
+        if (!server) throw new Error('no own Redis');
+        const stoppedAt = performance.now();
+        await server.stop();
+        await scenarioPause(3_000);
+        await server.start();
+        await r.waitReady(r.services);
+        recoverMs = performance.now() - stoppedAt;
+      },
+    );
+    const verdict = await run.classify();
+    recordVerdict('Redis killed and restarted after 3 s (AOF)', verdict, { recoverMs });
+    expect(hardCriteria(verdict)).toEqual(PASSING);
+    expect(verdict.exactlyOnce).toBe(verdict.published);
+  }, 150_000);
+
+  it('lock TTL shorter than the handler, watchdog on: no overlap, nothing doubled', async () => {
+    const run = await underLoad(
+      { env: { LOCK_TTL_MS: '300', LOCK_WAIT_MS: '5000', LEDGER_ORACLE_DELAY_MS: '700' } },
+      () => scenarioPause(5_000),
+    );
+    const verdict = await run.classify();
+    recordVerdict('lock TTL 300 ms < handler 700 ms, watchdog on', verdict);
+    expect(hardCriteria(verdict)).toEqual(PASSING);
+    expect(verdict.exactlyOnce).toBe(verdict.published);
+  }, 150_000);
+
+  it('a worker stopped (SIGSTOP) past its lease, then resumed: the fencing token stops its stale writes', async () => {
+    const run = await underLoad(
+      { env: { LOCK_TTL_MS: '1000', LOCK_WAIT_MS: '3000', LEDGER_ORACLE_DELAY_MS: '300' } },
+      async (r) => {
+        const victim = r.services[0];
+        victim.kill('SIGSTOP');
+        await scenarioPause(4_000);
+        victim.kill('SIGCONT');
+      },
+    );
+    const verdict = await run.classify();
+    recordVerdict('SIGSTOP one worker 4 s (> 1 s lease), then SIGCONT', verdict);
+    expect({
+      lost: verdict.lost,
+      stuck: verdict.stuck,
+      duplicateEffects: verdict.duplicateEffects,
+      unexpected: verdict.unexpected,
+    }).toEqual({ lost: 0, stuck: 0, duplicateEffects: 0, unexpected: 0 });
+    expect(verdict.exactlyOnce).toBe(verdict.published);
+  }, 150_000);
+});

@@ -44,7 +44,11 @@ export const lockConfig = registerAs('lock', () => {
 /** The ledger example: only the reliability suite's oracle (`LEDGER_ORACLE_URL`). */
 export const ledgerConfig = registerAs('ledger', () => {
   const env = loadEnv();
-  return { oracleUrl: env.ledgerOracleUrl, oracleDelayMs: env.ledgerOracleDelayMs };
+  return {
+    oracleUrl: env.ledgerOracleUrl,
+    oracleDelayMs: env.ledgerOracleDelayMs,
+    oracleBlockMs: env.ledgerOracleBlockMs,
+  };
 });
 
 /** HTTP port and logging. */

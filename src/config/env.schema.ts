@@ -38,6 +38,8 @@ export interface AppEnv {
   readonly ledgerOracleUrl: string | undefined;
   /** Test only, with the oracle: how long each ledger run works under its lock before applying. */
   readonly ledgerOracleDelayMs: number;
+  /** Test only, with the oracle: the first ledger run blocks the event loop this long. */
+  readonly ledgerOracleBlockMs: number;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -204,6 +206,7 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
     ledgerOracleUrl: r.urls('LEDGER_ORACLE_URL', undefined, ['redis:', 'rediss:'])[0],
     ledgerOracleDelayMs: r.int('LEDGER_ORACLE_DELAY_MS', 0, 0, 600_000),
+    ledgerOracleBlockMs: r.int('LEDGER_ORACLE_BLOCK_MS', 0, 0, 600_000),
   };
   return { env: result, issues: r.issues };
 }

@@ -29,9 +29,11 @@ export interface EffectRecord {
 export class LedgerOracle implements OnApplicationShutdown {
   private readonly client: Redis | undefined;
   private readonly delayMs: number;
+  private blockMs: number;
 
   constructor(@Inject(ledgerConfig.KEY) config: ConfigType<typeof ledgerConfig>) {
     this.delayMs = config.oracleDelayMs;
+    this.blockMs = config.oracleBlockMs;
     if (config.oracleUrl) {
       this.client = new Redis(config.oracleUrl, redisClientOptions('message-processor-oracle'));
       this.client.on('error', () => undefined);
@@ -45,10 +47,18 @@ export class LedgerOracle implements OnApplicationShutdown {
   /**
    * Under the oracle only (`LEDGER_ORACLE_DELAY_MS`): works that long under the lock before the
    * effect, as a slow handler would, so the suite can pause or outlive a lease mid-handler.
-   * Rejects with the signal's reason when it aborts.
+   * Rejects with the signal's reason when it aborts. With `LEDGER_ORACLE_BLOCK_MS`, the first
+   * run of the process blocks the event loop that long first.
    */
   async simulateWork(signal: AbortSignal): Promise<void> {
-    if (!this.client || this.delayMs === 0) return;
+    if (!this.client) return;
+    if (this.blockMs > 0) {
+      // once per process (`LEDGER_ORACLE_BLOCK_MS`): a handler that hogs the event loop
+      const until = performance.now() + this.blockMs;
+      this.blockMs = 0;
+      while (performance.now() < until);
+    }
+    if (this.delayMs === 0) return;
     await new Promise<void>((resolve, reject) => {
       signal.throwIfAborted();
       const onAbort = (): void => {

@@ -1,10 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { waitFor } from '../e2e/support/wait-for';
 import { ChaosRun } from './support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict } from './support/verdicts';
-
-/** A pause that is part of the fault scenario (the kill schedule), not a wait. */
-const scenarioPause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts';
 
 describe('reliability: random kills', () => {
   let chaos: ChaosRun | undefined;

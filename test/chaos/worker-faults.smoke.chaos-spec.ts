@@ -1,9 +1,6 @@
 import { waitFor } from '../e2e/support/wait-for';
 import { ChaosRun } from './support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict } from './support/verdicts';
-
-/** A pause that is part of the fault scenario (how long a worker stays dead), not a wait. */
-const scenarioPause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts';
 
 // Locks of a killed worker expire after LOCK_TTL_MS: short, so the run settles in seconds.
 const ENV = { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' };

@@ -180,8 +180,22 @@ export class ChaosRun {
     };
   }
 
-  private spawn(): ServiceProcess {
-    return ServiceProcess.start(this.env());
+  private spawn(extraEnv: Record<string, string> = {}): ServiceProcess {
+    return ServiceProcess.start({ ...this.env(), ...extraEnv });
+  }
+
+  /** Starts one more instance with its own extra environment; resolves once it is ready. */
+  async addInstance(extraEnv: Record<string, string>): Promise<ServiceProcess> {
+    const service = this.spawn(extraEnv);
+    this.services.push(service);
+    await this.waitReady([service]);
+    return service;
+  }
+
+  /** Deletes every lock key of the run's accounts held right now (a lock stolen mid-handler). */
+  async deleteLocks(): Promise<number> {
+    const keys = await this.main.keys(`mp:lock:account:c${this.id}-*`);
+    return keys.length > 0 ? this.main.del(...keys) : 0;
   }
 
   async waitReady(services: readonly ServiceProcess[]): Promise<void> {
@@ -210,7 +224,11 @@ export class ChaosRun {
 
   /** Environment for a consumer of the run's vhost that is not the service (negative controls). */
   naiveEnv(): Record<string, string> {
-    return { AMQP_URL: this.vhost.url(), REDIS_URL: this.mainUrl };
+    return {
+      AMQP_URL: this.vhost.url(),
+      REDIS_URL: this.mainUrl,
+      ORACLE_URL: this.oracleServer.url,
+    };
   }
 
   /** Publishes one message with the given body (bad input). */

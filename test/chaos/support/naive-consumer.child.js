@@ -3,6 +3,9 @@
 //
 //   MODE=autoack          consume ledger.transactions with noAck and apply the effect naively:
 //                         a kill -9 loses every message the broker had already pushed
+//   MODE=lease-no-watchdog a 300 ms SET NX PX lease around 700 ms of work, never extended:
+//                         two workers end up inside one account's critical section (needs
+//                         ORACLE_URL, where it records its effects as the ledger does)
 //   MODE=requeue-on-error nack(requeue) whatever fails to parse, on a classic queue of its own
 //                         bound to the ledger exchange: a poison message loops forever
 //
@@ -51,6 +54,37 @@ async function main() {
       } catch {
         channel.nack(message, false, true);
       }
+    });
+  } else if (mode === 'lease-no-watchdog') {
+    // the seed design without its watchdog: SET NX PX lease shorter than the work, no extension
+    const oracle = new Redis(process.env.ORACLE_URL);
+    const clock = () => performance.timeOrigin + performance.now();
+    await channel.prefetch(20);
+    await channel.consume(queue, async (message) => {
+      deliveries++;
+      const tx = JSON.parse(message.content.toString());
+      const lock = `naive:lock:${tx.accountId}`;
+      while (!(await redis.set(lock, String(process.pid), 'PX', 300, 'NX'))) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const start = clock();
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      await redis.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
+      await redis.set(`mp:processed:${queue}:${message.properties.messageId}`, '1');
+      await oracle.rpush(
+        'oracle:effects',
+        JSON.stringify({
+          messageId: message.properties.messageId,
+          accountId: tx.accountId,
+          fencingToken: undefined,
+          result: 'applied',
+          start,
+          end: clock(),
+          pid: process.pid,
+        }),
+      );
+      await redis.del(lock);
+      channel.ack(message);
     });
   } else throw new Error(`unknown MODE ${mode}`);
   process.stdout.write('CONSUMING\n');

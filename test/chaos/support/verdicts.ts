@@ -36,3 +36,23 @@ export function hardCriteria(verdict: Verdict): Record<string, number> {
 }
 
 export const PASSING = { lost: 0, stuck: 0, unexpected: 0, lockOverlaps: 0, duplicateEffects: 0 };
+
+/**
+ * The criteria of a test that breaks leases on purpose (a worker stopped or blocked past its
+ * TTL, locks deleted): intervals may overlap there, and the fencing token keeps the writes in
+ * order, so everything but the overlap count must still be perfect.
+ */
+export function leaseBrokenCriteria(verdict: Verdict): Record<string, number> {
+  return {
+    lost: verdict.lost,
+    stuck: verdict.stuck,
+    unexpected: verdict.unexpected,
+    duplicateEffects: verdict.duplicateEffects,
+  };
+}
+
+export const LEASE_BROKEN_PASSING = { lost: 0, stuck: 0, unexpected: 0, duplicateEffects: 0 };
+
+/** A pause that is part of a fault scenario (how long a fault lasts, a kill schedule), not a wait. */
+export const scenarioPause = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms));

@@ -51,6 +51,7 @@ describe('validateEnv', () => {
       // test only: the reliability suite's oracle, off unless set
       ledgerOracleUrl: undefined,
       ledgerOracleDelayMs: 0,
+      ledgerOracleBlockMs: 0,
     });
     expect(env.amqpUrls).toEqual([ENV_DEFAULTS.AMQP_URL]);
   });

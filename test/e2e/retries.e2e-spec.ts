@@ -1,3 +1,4 @@
+import Redis from 'ioredis';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import {
   RetryProbeModule,
 } from './support/retry-probe.handler';
 import { PARK_DELAY_MS } from '../../src/messaging/messaging.constants';
-import { metricValue, startApp, TestBroker, waitUntilReady } from './support/test-app';
+import { metricValue, startApp, TestBroker, waitUntilReady, deleteKeys } from './support/test-app';
 import { TestVhost } from './support/rabbitmq.vhost';
 import { waitFor } from './support/wait-for';
 
@@ -53,6 +54,14 @@ describe('delayed retries (real broker delay tiers)', () => {
     await broker?.close();
     await app?.close();
     await vhost?.delete();
+    // the markers and lock fences its messages left (queue names are this file's own)
+    const redis = new Redis('redis://127.0.0.1:6379');
+    await deleteKeys(redis, [
+      'mp:processed:retry-test.jobs:*',
+      'mp:fence:msg:retry-test.jobs:*',
+      'mp:lock:msg:retry-test.jobs:*',
+    ]);
+    redis.disconnect();
   });
 
   it('declares one delay queue per distinct delay of the schedule', async () => {

@@ -1,10 +1,11 @@
+import Redis from 'ioredis';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import { CrashSurvivor, CrashSurvivorModule } from './support/crash-probe.handler';
-import { metricValue, startApp, TestBroker, waitUntilReady } from './support/test-app';
+import { metricValue, startApp, TestBroker, waitUntilReady, deleteKeys } from './support/test-app';
 import { TestVhost } from './support/rabbitmq.vhost';
 import { waitFor } from './support/wait-for';
 
@@ -26,6 +27,14 @@ describe('a crash between the retry publish and the settle', () => {
     await broker?.close();
     await app?.close();
     await vhost?.delete();
+    // the markers and lock fences its messages left (queue names are this file's own)
+    const redis = new Redis('redis://127.0.0.1:6379');
+    await deleteKeys(redis, [
+      'mp:processed:crash-test.jobs:*',
+      'mp:fence:msg:crash-test.jobs:*',
+      'mp:lock:msg:crash-test.jobs:*',
+    ]);
+    redis.disconnect();
   });
 
   it('loses nothing: the message is processed once by the next instance', async () => {

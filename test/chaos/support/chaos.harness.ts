@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -129,6 +129,7 @@ export class ChaosRun {
   /** The run's own main Redis, with `ownRedis`. */
   mainServer: TestRedisServer | undefined;
   private mainUrl = MAIN_REDIS;
+  private mainDir: string | undefined;
   private vhost!: TestVhost;
   private seq = 0;
   private stopLoad: () => Promise<void> = () => Promise.resolve();
@@ -139,12 +140,25 @@ export class ChaosRun {
 
   static async start(options: ChaosOptions = {}): Promise<ChaosRun> {
     const chaos = new ChaosRun(options);
-    chaos.vhost = await TestVhost.create('chaos');
-    chaos.oracleServer = await TestRedisServer.start();
-    chaos.oracle = new Redis(chaos.oracleServer.url);
+    try {
+      await chaos.boot();
+    } catch (error) {
+      // the test never gets the run: nothing it started may outlive it
+      await chaos.stop().catch(() => undefined);
+      throw error;
+    }
+    return chaos;
+  }
+
+  private async boot(): Promise<void> {
+    const options = this.options;
+    this.vhost = await TestVhost.create('chaos');
+    this.oracleServer = await TestRedisServer.start();
+    this.oracle = new Redis(this.oracleServer.url);
     if (options.ownRedis) {
       const dir = mkdtempSync(join(tmpdir(), 'chaos-redis-'));
-      chaos.mainServer = await TestRedisServer.start([
+      this.mainDir = dir;
+      this.mainServer = await TestRedisServer.start([
         '--appendonly',
         'yes',
         '--appendfsync',
@@ -152,17 +166,16 @@ export class ChaosRun {
         '--dir',
         dir,
       ]);
-      chaos.mainUrl = chaos.mainServer.url;
+      this.mainUrl = this.mainServer.url;
     }
-    chaos.main = new Redis(chaos.mainUrl);
-    chaos.main.on('error', () => undefined);
-    chaos.connection = await amqplib.connect(chaos.vhost.url());
-    chaos.connection.on('error', () => undefined);
-    chaos.channel = await chaos.connection.createConfirmChannel();
+    this.main = new Redis(this.mainUrl);
+    this.main.on('error', () => undefined);
+    this.connection = await amqplib.connect(this.vhost.url());
+    this.connection.on('error', () => undefined);
+    this.channel = await this.connection.createConfirmChannel();
     const count = options.instances ?? 3;
-    for (let i = 0; i < count; i++) chaos.services.push(chaos.spawn());
-    await chaos.waitReady(chaos.services);
-    return chaos;
+    for (let i = 0; i < count; i++) this.services.push(this.spawn());
+    await this.waitReady(this.services);
   }
 
   /** Environment of every instance. */
@@ -514,6 +527,19 @@ export class ChaosRun {
     for (const s of this.services) s.kill('SIGKILL');
     await Promise.all(this.services.map((s) => s.exitCode(10_000).catch(() => undefined)));
     await this.connection?.close().catch(() => undefined);
+    try {
+      if (this.main) await this.deleteRunKeys(this.main);
+    } finally {
+      this.main?.disconnect();
+      this.oracle?.disconnect();
+      await this.oracleServer?.stop();
+      await this.mainServer?.stop();
+      if (this.mainDir) rmSync(this.mainDir, { recursive: true, force: true });
+      await this.vhost?.delete();
+    }
+  }
+
+  private async deleteRunKeys(main: Redis): Promise<void> {
     const prefix = `c${this.id}-`;
     for (const pattern of [
       `ledger:*:${prefix}*`,
@@ -521,16 +547,13 @@ export class ChaosRun {
       `mp:lock:account:${prefix}*`,
       `mp:fence:account:${prefix}*`,
     ]) {
-      const stream = this.main.scanStream({ match: pattern, count: 1_000 });
+      const stream = main.scanStream({ match: pattern, count: 1_000 });
       for await (const keys of stream as AsyncIterable<string[]>) {
-        if (keys.length > 0) await this.main.del(...keys);
+        if (keys.length > 0) await main.del(...keys);
       }
     }
-    this.main?.disconnect();
-    this.oracle?.disconnect();
-    await this.oracleServer?.stop();
-    await this.mainServer?.stop();
-    await this.vhost?.delete();
+    // the schema-invalid bad input is locked on its (invalid) account before validation
+    await main.del('mp:lock:account:bad id!', 'mp:fence:account:bad id!');
   }
 }
 

@@ -8,6 +8,7 @@ import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
 import { TestRedisServer } from '../../e2e/support/redis.server';
 import { TestVhost } from '../../e2e/support/rabbitmq.vhost';
+import { TestRabbitNode } from './rabbitmq.node';
 import { ServiceProcess } from '../../e2e/support/service.process';
 import { waitFor } from '../../e2e/support/wait-for';
 
@@ -107,6 +108,8 @@ export interface ChaosOptions {
    * pause or restart, instead of the shared one.
    */
   readonly ownRedis?: boolean;
+  /** Run on a RabbitMQ node of the run's own that the test may stop and restart. */
+  readonly ownBroker?: boolean;
 }
 
 /**
@@ -130,7 +133,11 @@ export class ChaosRun {
   mainServer: TestRedisServer | undefined;
   private mainUrl = MAIN_REDIS;
   private mainDir: string | undefined;
-  private vhost!: TestVhost;
+  private vhost: TestVhost | undefined;
+  /** The run's own broker node, with `ownBroker`. */
+  broker: TestRabbitNode | undefined;
+  private amqpUrl = '';
+  private vhostName = '/';
   private seq = 0;
   private stopLoad: () => Promise<void> = () => Promise.resolve();
 
@@ -152,7 +159,14 @@ export class ChaosRun {
 
   private async boot(): Promise<void> {
     const options = this.options;
-    this.vhost = await TestVhost.create('chaos');
+    if (options.ownBroker) {
+      this.broker = await TestRabbitNode.start();
+      this.amqpUrl = this.broker.url();
+    } else {
+      this.vhost = await TestVhost.create('chaos');
+      this.amqpUrl = this.vhost.url();
+      this.vhostName = this.vhost.name;
+    }
     this.oracleServer = await TestRedisServer.start();
     this.oracle = new Redis(this.oracleServer.url);
     if (options.ownRedis) {
@@ -170,18 +184,31 @@ export class ChaosRun {
     }
     this.main = new Redis(this.mainUrl);
     this.main.on('error', () => undefined);
-    this.connection = await amqplib.connect(this.vhost.url());
-    this.connection.on('error', () => undefined);
-    this.channel = await this.connection.createConfirmChannel();
+    await this.connectPublisher();
     const count = options.instances ?? 3;
     for (let i = 0; i < count; i++) this.services.push(this.spawn());
     await this.waitReady(this.services);
   }
 
+  /** (Re)opens the test's own publishing connection (after a broker restart closed it). */
+  async connectPublisher(): Promise<void> {
+    this.connection = await amqplib.connect(this.amqpUrl);
+    this.connection.on('error', () => undefined);
+    this.channel = await this.connection.createConfirmChannel();
+    this.channel.on('error', () => undefined);
+  }
+
+  /** `rabbitmqctl` against the run's broker node (the shared one, or its own). */
+  private async rabbitmqctl(...args: string[]): Promise<string> {
+    if (this.broker) return this.broker.ctl(...args);
+    const { stdout } = await run('rabbitmqctl', ['-q', ...args], { timeout: 30_000 });
+    return stdout;
+  }
+
   /** Environment of every instance. */
   private env(): Record<string, string> {
     return {
-      AMQP_URL: this.vhost.url(),
+      AMQP_URL: this.amqpUrl,
       REDIS_URL: this.mainUrl,
       LEDGER_ORACLE_URL: this.oracleServer.url,
       HTTP_PORT: '0',
@@ -238,7 +265,7 @@ export class ChaosRun {
   /** Environment for a consumer of the run's vhost that is not the service (negative controls). */
   naiveEnv(): Record<string, string> {
     return {
-      AMQP_URL: this.vhost.url(),
+      AMQP_URL: this.amqpUrl,
       REDIS_URL: this.mainUrl,
       ORACLE_URL: this.oracleServer.url,
     };
@@ -349,18 +376,13 @@ export class ChaosRun {
    * own publisher), as an operator or a network fault would.
    */
   async closeServiceConnections(): Promise<void> {
-    const { stdout } = await run(
-      'rabbitmqctl',
-      [
-        '-q',
-        'list_connections',
-        '-p',
-        this.vhost.name,
-        '--no-table-headers',
-        'pid',
-        'client_properties',
-      ],
-      { timeout: 30_000 },
+    const stdout = await this.rabbitmqctl(
+      'list_connections',
+      '-p',
+      this.vhostName,
+      '--no-table-headers',
+      'pid',
+      'client_properties',
     );
     const pids = stdout
       .split('\n')
@@ -368,18 +390,19 @@ export class ChaosRun {
       .map((line) => line.split('\t')[0]);
     if (pids.length === 0) throw new Error(`no service connection in:\n${stdout}`);
     for (const pid of pids) {
-      await run('rabbitmqctl', ['-q', 'close_connection', pid, 'chaos: forced close'], {
-        timeout: 30_000,
-      });
+      await this.rabbitmqctl('close_connection', pid, 'chaos: forced close');
     }
   }
 
   /** Messages in the vhost's queues (ready + unacked): work queue, delay tiers, DLQ. */
   async queueDepths(): Promise<Record<string, number>> {
-    const { stdout } = await run(
-      'rabbitmqctl',
-      ['-q', 'list_queues', '-p', this.vhost.name, '--no-table-headers', 'name', 'messages'],
-      { timeout: 30_000 },
+    const stdout = await this.rabbitmqctl(
+      'list_queues',
+      '-p',
+      this.vhostName,
+      '--no-table-headers',
+      'name',
+      'messages',
     );
     const depths: Record<string, number> = {};
     for (const line of stdout.split('\n')) {
@@ -536,6 +559,7 @@ export class ChaosRun {
       await this.mainServer?.stop();
       if (this.mainDir) rmSync(this.mainDir, { recursive: true, force: true });
       await this.vhost?.delete();
+      await this.broker?.stop();
     }
   }
 

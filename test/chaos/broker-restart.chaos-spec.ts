@@ -1,0 +1,39 @@
+import { waitFor } from '../e2e/support/wait-for';
+import { ChaosRun } from './support/chaos.harness';
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts';
+
+describe('reliability: broker restart', () => {
+  let chaos: ChaosRun | undefined;
+
+  afterEach(async () => {
+    await chaos?.stop();
+    chaos = undefined;
+  });
+
+  it('rabbitmqctl stop_app / start_app mid-processing: confirmed messages survive, once in effect', async () => {
+    // a broker node of the run's own: the shared one is never stopped
+    chaos = await ChaosRun.start({
+      ownBroker: true,
+      env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000', LEDGER_ORACLE_DELAY_MS: '50' },
+    });
+    const run = chaos;
+    const broker = run.broker;
+    if (!broker) throw new Error('no broker of its own');
+    await run.publish(3_000);
+    await waitFor('work under way', async () => (await run.effects()) >= 300, 30_000);
+    const stoppedAt = performance.now();
+    await broker.stopApp();
+    await scenarioPause(5_000);
+    await broker.startApp();
+    await run.waitReady(run.services);
+    const recoverMs = performance.now() - stoppedAt;
+    // the test's own publisher lost its connection too; everything it sent was confirmed
+    await run.connectPublisher();
+    await run.publish(500);
+    await run.settle(120_000);
+    const verdict = await run.classify();
+    recordVerdict('broker stop_app 5 s, start_app (own node)', verdict, { recoverMs });
+    expect(hardCriteria(verdict)).toEqual(PASSING);
+    expect(verdict.exactlyOnce).toBe(verdict.published);
+  }, 180_000);
+});

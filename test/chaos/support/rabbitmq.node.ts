@@ -1,0 +1,112 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '../../e2e/support/redis.server';
+import { waitFor } from '../../e2e/support/wait-for';
+
+const run = promisify(execFile);
+const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
+
+/** Runs a command as the `rabbitmq` user when we are root (the broker refuses to run as root). */
+async function asBrokerUser(command: string, env: Record<string, string>): Promise<void> {
+  const assignments = Object.entries(env)
+    .map(([k, v]) => `${k}='${v}'`)
+    .join(' ');
+  if (process.getuid?.() === 0) {
+    await run('su', ['rabbitmq', '-s', '/bin/sh', '-c', `${assignments} ${command}`], {
+      timeout: 60_000,
+    });
+  } else {
+    await run('/bin/sh', ['-c', `${assignments} ${command}`], { timeout: 60_000 });
+  }
+}
+
+/**
+ * A RabbitMQ node of the suite's own (own node name, ports, data and log folders under a
+ * temporary directory, no plugins), that a test may stop and restart without touching the
+ * shared broker. Stops exactly what it started.
+ */
+export class TestRabbitNode {
+  private constructor(
+    readonly name: string,
+    readonly port: number,
+    private readonly dir: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  static async start(): Promise<TestRabbitNode> {
+    const id = randomBytes(3).toString('hex');
+    const port = await freePort();
+    const distPort = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), `chaos-rabbit-${id}-`));
+    for (const sub of ['mnesia', 'log']) mkdirSync(join(dir, sub));
+    writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
+    writeFileSync(join(dir, 'rabbitmq.conf'), `listeners.tcp.local = 127.0.0.1:${port}\n`);
+    writeFileSync(join(dir, 'rabbitmq-env.conf'), '');
+    if (process.getuid?.() === 0) await run('chown', ['-R', 'rabbitmq:rabbitmq', dir]);
+    const name = `chaos-${id}@localhost`;
+    const env = {
+      RABBITMQ_NODENAME: name,
+      RABBITMQ_DIST_PORT: String(distPort),
+      RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
+      RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
+      RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+      RABBITMQ_LOG_BASE: join(dir, 'log'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+      RABBITMQ_PID_FILE: join(dir, 'pid'),
+      ERL_EPMD_ADDRESS: '127.0.0.1',
+      HOME: '/var/lib/rabbitmq',
+    };
+    const node = new TestRabbitNode(name, port, dir, env);
+    await asBrokerUser(`${SERVER} -detached`, env);
+    await node.awaitStarted();
+    return node;
+  }
+
+  /** AMQP URL of the node's default vhost. */
+  url(): string {
+    return `amqp://guest:guest@127.0.0.1:${this.port}`;
+  }
+
+  /** `rabbitmqctl -n <node> ...args`. */
+  async ctl(...args: string[]): Promise<string> {
+    const { stdout } = await run('rabbitmqctl', ['-q', '-n', this.name, ...args], {
+      timeout: 60_000,
+    });
+    return stdout;
+  }
+
+  async stopApp(): Promise<void> {
+    await this.ctl('stop_app');
+  }
+
+  async startApp(): Promise<void> {
+    await this.ctl('start_app');
+    await this.awaitStarted();
+  }
+
+  /** Stops the node and removes its folders. */
+  async stop(): Promise<void> {
+    try {
+      await this.ctl('stop');
+    } catch {
+      // already stopped
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async awaitStarted(): Promise<void> {
+    await waitFor(
+      `RabbitMQ node ${this.name}`,
+      async () => {
+        await this.ctl('await_startup');
+        return true;
+      },
+      60_000,
+      250,
+    );
+  }
+}

@@ -10,7 +10,7 @@
 //                         bound to the ledger exchange: a poison message loops forever
 //
 // Env: AMQP_URL, REDIS_URL, QUEUE (default ledger.transactions). Prints `CONSUMING` once
-// attached, then `DELIVERIES <n>` every 100 ms.
+// attached, then `DELIVERIES <n> APPLIED <n>` every 100 ms.
 'use strict';
 const amqplib = require('amqplib');
 const Redis = require('ioredis');
@@ -23,20 +23,26 @@ async function main() {
   const channel = await connection.createChannel();
   const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   let deliveries = 0;
-  setInterval(() => process.stdout.write(`DELIVERIES ${deliveries}\n`), 100);
+  let applied = 0;
+  setInterval(() => process.stdout.write(`DELIVERIES ${deliveries} APPLIED ${applied}\n`), 100);
   if (mode === 'autoack') {
+    // one message at a time, as a simple handler runs: the broker's pushes pile up in this
+    // process (auto-ack: already gone from the queue) while it works through them
+    let chain = Promise.resolve();
     await channel.consume(
       queue,
-      async (message) => {
+      (message) => {
         deliveries++;
-        const tx = JSON.parse(message.content.toString());
-        // slow enough that the broker's pushes pile up in this process
-        await new Promise((resolve) => setTimeout(resolve, 5));
-        await redis
-          .multi()
-          .incrby(`ledger:balance:${tx.accountId}`, tx.amountCents)
-          .set(`mp:processed:${queue}:${message.properties.messageId}`, '1')
-          .exec();
+        chain = chain.then(async () => {
+          const tx = JSON.parse(message.content.toString());
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          await redis
+            .multi()
+            .incrby(`ledger:balance:${tx.accountId}`, tx.amountCents)
+            .set(`mp:processed:${queue}:${message.properties.messageId}`, '1')
+            .exec();
+          applied++;
+        });
       },
       { noAck: true },
     );

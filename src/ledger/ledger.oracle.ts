@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import Redis from 'ioredis';
 import { ledgerConfig } from '../config/app.config';
+import { abortableDelay } from '../lifecycle/abortable-delay';
 import { redisClientOptions } from '../redis/redis.connection';
 
 /** Redis list of the oracle that receives one JSON record per effect the ledger attempted. */
@@ -40,6 +41,11 @@ export class LedgerOracle implements OnApplicationShutdown {
     }
   }
 
+  /** Wall-clock ms (performance.timeOrigin + now), comparable across processes on one host. */
+  static clock(): number {
+    return performance.timeOrigin + performance.now();
+  }
+
   get enabled(): boolean {
     return this.client !== undefined;
   }
@@ -59,22 +65,13 @@ export class LedgerOracle implements OnApplicationShutdown {
       while (performance.now() < until);
     }
     if (this.delayMs === 0) return;
-    await new Promise<void>((resolve, reject) => {
-      signal.throwIfAborted();
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, this.delayMs);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    await abortableDelay(this.delayMs, signal);
   }
 
-  async record(effect: EffectRecord): Promise<void> {
-    await this.client?.rpush(ORACLE_EFFECTS_KEY, JSON.stringify(effect)).catch(() => undefined);
+  /** Records an effect that started at `start` and ends now, in this process. */
+  async record(effect: Omit<EffectRecord, 'end' | 'pid'>): Promise<void> {
+    const full: EffectRecord = { ...effect, end: LedgerOracle.clock(), pid: process.pid };
+    await this.client?.rpush(ORACLE_EFFECTS_KEY, JSON.stringify(full)).catch(() => undefined);
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -1,4 +1,4 @@
-import { abortReason } from './lock.errors';
+import { abortReason } from '../lifecycle/abortable-delay';
 
 /** The answer of {@link LocalTurns.enter}. */
 export interface Turn {

@@ -37,9 +37,3 @@ export class LockUnavailableError extends Error {
     super(message, options);
   }
 }
-
-/** The reason an AbortSignal was aborted with, as an Error. */
-export function abortReason(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new Error('aborted', { cause: reason });
-}

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type OnApplicationShutdown } from '@nestjs/common';
+import { abortableDelay } from '../lifecycle/abortable-delay';
 import { shutdownStep } from '../lifecycle/shutdown-step';
 import type { LockMetrics } from '../metrics/lock.metrics';
 import { HeldLock, type Lock } from './held-lock';
 import type { LockBackend } from './lock.backend';
 import { fullJitterDelay } from './lock.backoff';
-import { abortReason, LockTimeoutError, LockUnavailableError } from './lock.errors';
+import { LockTimeoutError, LockUnavailableError } from './lock.errors';
 import { LocalTurns } from './local-turns';
 
 export interface AcquireOptions {
@@ -66,10 +67,8 @@ export class LockService
   }
 
   /** Takes the lock, waiting up to `waitMs`. Rejects with `LockTimeoutError` or `LockUnavailableError`. */
-  async acquire(key: string, options: AcquireOptions = {}): Promise<Lock> {
-    const lock = await this.take(key, options, undefined);
-    if (lock === 'processed') throw new Error('unreachable: no marker was given');
-    return lock;
+  acquire(key: string, options: AcquireOptions = {}): Promise<Lock> {
+    return this.takeLock(key, options);
   }
 
   /**
@@ -82,8 +81,7 @@ export class LockService
     fn: (lock: Lock) => Promise<T>,
     options: AcquireOptions = {},
   ): Promise<T> {
-    const lock = await this.take(key, options, undefined);
-    if (lock === 'processed') throw new Error('unreachable: no marker was given');
+    const lock = await this.takeLock(key, options);
     lock.watch();
     try {
       const value = await fn(lock);
@@ -139,6 +137,13 @@ export class LockService
     // a lock that cannot be released now expires with its lease
     await shutdownStep(Promise.all([...this.held].map((lock) => lock.release())));
     await shutdownStep(this.deps.close());
+  }
+
+  /** Without a marker to check, `take` resolves a lock or rejects. */
+  private async takeLock(key: string, options: AcquireOptions): Promise<HeldLock> {
+    const lock = await this.take(key, options, undefined);
+    if (lock === 'processed') throw new Error('unreachable: no marker was given');
+    return lock;
   }
 
   private async take(
@@ -207,7 +212,7 @@ export class LockService
         metrics.contended();
         const remaining = deadline - performance.now();
         if (remaining <= 0) throw timedOut();
-        await sleep(Math.min(fullJitterDelay(attempt), remaining), signal);
+        await abortableDelay(Math.min(fullJitterDelay(attempt), remaining), signal);
       }
     } finally {
       if (!handedOver) this.turns.leave(key);
@@ -222,19 +227,4 @@ export class LockService
       throw new LockUnavailableError(`processed-marker check failed: ${message}`, { cause: error });
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    signal?.throwIfAborted();
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(abortReason(signal));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -12,6 +12,7 @@ const { NestFactory } = require('@nestjs/core');
 const Redis = require('ioredis');
 const { AppModule } = require('../../../dist/app.module');
 const { MessageHandler } = require('../../../dist/messaging');
+const { abortableDelay } = require('../../../dist/lifecycle/abortable-delay');
 
 const LIST = process.env.PROBE_LIST;
 if (!LIST) throw new Error('PROBE_LIST is required');
@@ -20,25 +21,10 @@ const records = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across local processes. */
 const clock = () => performance.timeOrigin + performance.now();
 
-function delay(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 class LockProbe {
   async handle(payload, ctx) {
     const start = clock();
-    await delay(5 + Math.floor(Math.random() * 16), ctx.signal);
+    await abortableDelay(5 + Math.floor(Math.random() * 16), ctx.signal);
     const end = clock();
     await records.rpush(
       LIST,

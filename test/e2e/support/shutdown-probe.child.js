@@ -14,6 +14,7 @@ const Redis = require('ioredis');
 const { AppModule } = require('../../../dist/app.module');
 const { bootstrap } = require('../../../dist/bootstrap');
 const { MessageHandler } = require('../../../dist/messaging');
+const { abortableDelay } = require('../../../dist/lifecycle/abortable-delay');
 
 const LIST = process.env.PROBE_LIST;
 if (!LIST) throw new Error('PROBE_LIST is required');
@@ -28,26 +29,11 @@ function record(phase, payload, ctx) {
   );
 }
 
-function delay(ms, signal) {
-  return new Promise((resolve, reject) => {
-    signal.throwIfAborted();
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 class ShutdownProbe {
   async handle(payload, ctx) {
     await record('start', payload, ctx);
     if (HANG) await new Promise(() => undefined);
-    await delay(DELAY_MS, ctx.signal);
+    await abortableDelay(DELAY_MS, ctx.signal);
     await record('end', payload, ctx);
   }
 }

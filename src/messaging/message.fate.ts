@@ -53,6 +53,8 @@ export type Fate =
       readonly tier: number;
       readonly reason: string;
       readonly error: Error;
+      /** Expected in normal operation (a busy lock): logged at debug, not as a fault. */
+      readonly routine?: true;
     }
   | {
       readonly action: 'requeue';
@@ -60,6 +62,7 @@ export type Fate =
       readonly delayMs: number;
       readonly reason: string;
       readonly error?: unknown;
+      readonly routine?: true;
     };
 
 /**
@@ -83,7 +86,8 @@ export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
     case 'invalid':
       return { action: 'dead-letter', outcome: 'dead_letter', error: result.error };
     case 'busy':
-      return handBack(inputs, 'lock busy', result.error);
+      // contention on a hot key: the lock metrics show it, the log need not
+      return handBack(inputs, 'lock busy', result.error, true);
     case 'threw': {
       const error = asError(result.error);
       if (isDependencyOutage(error)) return handBack(inputs, 'dependency unavailable', error);
@@ -123,7 +127,8 @@ export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
  * requeue raises x-delivery-count, so a long outage or a hot lock would make healthy messages look
  * poisonous, and a requeue comes straight back while the cause is still there.
  */
-function handBack(inputs: FateInputs, reason: string, error: Error): Fate {
+function handBack(inputs: FateInputs, reason: string, error: Error, routine = false): Fate {
+  const quiet = routine ? { routine: true as const } : {};
   if (inputs.tiers.length > 0) {
     return {
       action: 'park',
@@ -132,9 +137,17 @@ function handBack(inputs: FateInputs, reason: string, error: Error): Fate {
       tier: tierFor(inputs.tiers, PARK_DELAY_MS),
       reason,
       error,
+      ...quiet,
     };
   }
-  return { action: 'requeue', outcome: 'requeue', delayMs: REQUEUE_DELAY_MS, reason, error };
+  return {
+    action: 'requeue',
+    outcome: 'requeue',
+    delayMs: REQUEUE_DELAY_MS,
+    reason,
+    error,
+    ...quiet,
+  };
 }
 
 /** Whether a failure is "not now" (a dependency is down) rather than a property of the message. */

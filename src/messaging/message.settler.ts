@@ -11,7 +11,6 @@ import {
 import { type RetryPolicy, tierQueueName } from './retry.policy';
 import type { PublishOptions } from './message.publisher';
 import { NonRetryableError } from './messaging.errors';
-import { LockTimeoutError } from '../lock/lock.errors';
 import { topologyNames } from './queue.topology';
 
 /** A delivery being settled, with what is needed to act on it and to report it. */
@@ -249,8 +248,7 @@ export class MessageSettler {
         );
         return;
       case 'park':
-        // contention on a hot key is routine: the lock metrics show it, the log stays quiet
-        if (fate.error instanceof LockTimeoutError) {
+        if (fate.routine) {
           this.deps.logger.debug(
             { ...fields, reason: fate.reason, delayMs: fate.delayMs },
             `parked for ${fate.delayMs} ms: ${fate.reason}`,
@@ -269,8 +267,9 @@ export class MessageSettler {
         );
         return;
       case 'requeue':
-        if (fate.error === undefined) this.deps.logger.debug(fields, `handed back: ${fate.reason}`);
-        else {
+        if (fate.error === undefined || fate.routine) {
+          this.deps.logger.debug(fields, `handed back: ${fate.reason}`);
+        } else {
           this.deps.logger.warn(
             { ...fields, code: 'HANDED_BACK', reason: fate.reason, err: fate.error },
             `handed back: ${fate.reason}`,

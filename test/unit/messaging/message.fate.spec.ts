@@ -429,6 +429,7 @@ describe('decideFate', () => {
           tier: TIERS.findIndex((t) => t >= PARK_DELAY_MS),
           reason: 'lock busy',
           error,
+          routine: true,
         });
       },
     );
@@ -437,7 +438,12 @@ describe('decideFate', () => {
       const error = new LockTimeoutError('account:acc-42', 5_000);
       expect(
         decideFate({ status: 'busy', error }, inputs({ retry: undefined, tiers: [] })),
-      ).toMatchObject({ action: 'requeue', delayMs: REQUEUE_DELAY_MS, reason: 'lock busy' });
+      ).toMatchObject({
+        action: 'requeue',
+        delayMs: REQUEUE_DELAY_MS,
+        reason: 'lock busy',
+        routine: true,
+      });
     });
 
     it('parks the message when the lock servers cannot be reached', () => {

@@ -40,7 +40,7 @@ describe('reliability: Redis and lock faults', () => {
     const run = await underLoad(
       { ownRedis: true, env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' } },
       async (r) => {
-        const admin = new Redis(r.mainServer?.url ?? '');
+        const admin = new Redis(r.mainRedisUrl);
         const pausedAt = performance.now();
         await admin.call('CLIENT', 'PAUSE', '8000');
         admin.disconnect();

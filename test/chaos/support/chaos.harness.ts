@@ -4,10 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
 import { TestRedisServer } from '../../e2e/support/redis.server';
 import { TestVhost } from '../../e2e/support/rabbitmq.vhost';
+import { describeMessage, enc, sentinel, sweep } from '../../e2e/support/secret-sweep';
 import { TestRabbitNode } from './rabbitmq.node';
 import { ServiceProcess } from '../../e2e/support/service.process';
 import { waitFor } from '../../e2e/support/wait-for';
@@ -97,6 +98,17 @@ export interface Verdict {
   readonly accountsOff: number;
   /** Writes the ledger refused because a newer lock holder had written (fencing at work). */
   readonly staleRefused: number;
+  /** Deliveries of the work queue, as the broker's firehose reported them. */
+  readonly brokerDeliveries: number;
+  /** Messages the broker delivered more than once, and the most deliveries of one message. */
+  readonly deliveredAgain: number;
+  readonly maxDeliveries: number;
+  /** Live instances whose /metrics `ack` count was compared with the oracle's applied effects. */
+  readonly metricsCompared: number;
+  /** Of those, instances whose count differed from the oracle's. */
+  readonly metricsMismatches: number;
+  /** Sentinel passwords (or an encoding of one) found in any output of the run. */
+  readonly secretsFound: number;
 }
 
 export interface ChaosOptions {
@@ -139,10 +151,20 @@ export class ChaosRun {
   private amqpUrl = '';
   private vhostName = '/';
   private seq = 0;
+  /** Every instance ever started, killed ones included: the secret sweep reads all their output. */
+  private readonly everyService: ServiceProcess[] = [];
+  /** The service's AMQP user and the run's passwords, which no output may contain. */
+  private readonly amqpUser: string;
+  private readonly amqpPassword = sentinel(true);
+  private readonly redisPassword = sentinel(true);
+  /** Deliveries of the work queue per tracking id, from the broker's firehose (`trace_on`). */
+  private readonly deliveries = new Map<string, number>();
+  private tracer: Channel | undefined;
   private stopLoad: () => Promise<void> = () => Promise.resolve();
 
   private constructor(private readonly options: ChaosOptions) {
     this.accounts = Array.from({ length: options.accounts ?? 500 }, (_, i) => `c${this.id}-a${i}`);
+    this.amqpUser = `chaos-${this.id}`;
   }
 
   static async start(options: ChaosOptions = {}): Promise<ChaosRun> {
@@ -161,12 +183,25 @@ export class ChaosRun {
     const options = this.options;
     if (options.ownBroker) {
       this.broker = await TestRabbitNode.start();
-      this.amqpUrl = this.broker.url();
     } else {
       this.vhost = await TestVhost.create('chaos');
-      this.amqpUrl = this.vhost.url();
       this.vhostName = this.vhost.name;
     }
+    // the instances log in as a user of the run's own, whose password the sweep looks for
+    await this.rabbitmqctl('add_user', this.amqpUser, this.amqpPassword);
+    await this.rabbitmqctl(
+      'set_permissions',
+      '-p',
+      this.vhostName,
+      this.amqpUser,
+      '.*',
+      '.*',
+      '.*',
+    );
+    const port = this.broker?.port ?? 5672;
+    this.amqpUrl = `amqp://${this.amqpUser}:${enc(this.amqpPassword)}@127.0.0.1:${port}/${enc(this.vhostName)}`;
+    // the broker reports every delivery to amq.rabbitmq.trace: delivery counts per message
+    await this.rabbitmqctl('trace_on', '-p', this.vhostName);
     this.oracleServer = await TestRedisServer.start();
     this.oracle = new Redis(this.oracleServer.url);
     if (options.ownRedis) {
@@ -179,8 +214,10 @@ export class ChaosRun {
         'always',
         '--dir',
         dir,
+        '--requirepass',
+        this.redisPassword,
       ]);
-      this.mainUrl = this.mainServer.url;
+      this.mainUrl = `redis://:${enc(this.redisPassword)}@127.0.0.1:${this.mainServer.port}`;
     }
     this.main = new Redis(this.mainUrl);
     this.main.on('error', () => undefined);
@@ -190,12 +227,38 @@ export class ChaosRun {
     await this.waitReady(this.services);
   }
 
-  /** (Re)opens the test's own publishing connection (after a broker restart closed it). */
+  /** URL of the main Redis (with its password, for `ownRedis`), for a test's admin client. */
+  get mainRedisUrl(): string {
+    return this.mainUrl;
+  }
+
+  /**
+   * (Re)opens the test's own connection (after a broker restart closed it): the publisher, and
+   * the firehose consumer that counts deliveries. Deliveries while the broker was stopping are
+   * not traced, so across a broker restart the counts are a lower bound.
+   */
   async connectPublisher(): Promise<void> {
     this.connection = await amqplib.connect(this.amqpUrl);
     this.connection.on('error', () => undefined);
     this.channel = await this.connection.createConfirmChannel();
     this.channel.on('error', () => undefined);
+    await this.rabbitmqctl('trace_on', '-p', this.vhostName);
+    const tracer = await this.connection.createChannel();
+    tracer.on('error', () => undefined);
+    const { queue } = await tracer.assertQueue('', { exclusive: true });
+    await tracer.bindQueue(queue, 'amq.rabbitmq.trace', `deliver.${QUEUE}`);
+    await tracer.consume(
+      queue,
+      (message) => {
+        const props = message?.properties.headers?.properties as
+          { correlation_id?: unknown; message_id?: unknown } | undefined;
+        const tracked = props?.correlation_id ?? props?.message_id;
+        const id = typeof tracked === 'string' ? tracked : '';
+        if (id) this.deliveries.set(id, (this.deliveries.get(id) ?? 0) + 1);
+      },
+      { noAck: true },
+    );
+    this.tracer = tracer;
   }
 
   /** `rabbitmqctl` against the run's broker node (the shared one, or its own). */
@@ -221,7 +284,9 @@ export class ChaosRun {
   }
 
   private spawn(extraEnv: Record<string, string> = {}): ServiceProcess {
-    return ServiceProcess.start({ ...this.env(), ...extraEnv });
+    const service = ServiceProcess.start({ ...this.env(), ...extraEnv });
+    this.everyService.push(service);
+    return service;
   }
 
   /** Starts one more instance with its own extra environment; resolves once it is ready. */
@@ -243,7 +308,7 @@ export class ChaosRun {
       `${services.length} instance(s) ready`,
       async () => {
         for (const s of services) {
-          if (s.child.exitCode !== null) throw new Error(`instance exited:\n${s.stderr}`);
+          if (!s.alive) throw new Error(`instance exited:\n${s.stderr}`);
           if (s.httpPort === undefined) return false;
           const res = await fetch(`http://127.0.0.1:${s.httpPort}/health/ready`).catch(() => null);
           if (res?.status !== 200) return false;
@@ -355,12 +420,9 @@ export class ChaosRun {
   async processedByOutcome(): Promise<Record<string, number>> {
     const totals: Record<string, number> = {};
     for (const service of this.services) {
-      if (service.child.exitCode !== null || service.httpPort === undefined) continue;
-      const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
-      for (const match of text.matchAll(
-        /^messages_processed_total\{[^}]*outcome="(\w+)"[^}]*\} (\d+)/gm,
-      )) {
-        totals[match[1]] = (totals[match[1]] ?? 0) + Number(match[2]);
+      if (!service.alive || service.httpPort === undefined) continue;
+      for (const [outcome, n] of Object.entries(await this.countersOf(service))) {
+        totals[outcome] = (totals[outcome] ?? 0) + n;
       }
     }
     return totals;
@@ -441,7 +503,7 @@ export class ChaosRun {
   async classify(): Promise<Verdict> {
     const ids = [...this.published.keys()];
     const markers = await this.pipelineExists(ids.map((id) => `mp:processed:${QUEUE}:${id}`));
-    const dead = await this.drainDlq();
+    const { dead, described } = await this.drainDlq();
     const depths = await this.queueDepths();
     const waiting = Object.entries(depths)
       .filter(([q]) => q !== DLQ)
@@ -497,6 +559,10 @@ export class ChaosRun {
     let redelivered = 0;
     for (const n of runs.values()) redelivered += n - 1;
     const absorbed = effects.filter((e) => e.result !== 'applied').length;
+    const delivered = [...this.published.keys(), ...this.bad.keys()].map(
+      (id) => this.deliveries.get(id) ?? 0,
+    );
+    const metrics = await this.metricsAgainstOracle(effects);
     return {
       published: ids.length + this.bad.size,
       exactlyOnce,
@@ -510,7 +576,71 @@ export class ChaosRun {
       redelivered,
       absorbed,
       accountsOff,
+      brokerDeliveries: delivered.reduce((sum, n) => sum + n, 0),
+      deliveredAgain: delivered.filter((n) => n > 1).length,
+      maxDeliveries: Math.max(0, ...delivered),
+      metricsCompared: metrics.compared,
+      metricsMismatches: metrics.mismatches.length,
+      secretsFound: (await this.secretSweep(described)).length,
     };
+  }
+
+  /**
+   * Each live instance's `messages_processed_total{outcome="ack"}` against the effects the oracle
+   * saw it apply (by pid). An instance killed with -9 takes its counts with it; its replacement
+   * starts from 0 under a new pid, so the comparison holds in every run.
+   */
+  private async metricsAgainstOracle(
+    effects: readonly EffectRecord[],
+  ): Promise<{ compared: number; mismatches: { pid: number; ack: number; applied: number }[] }> {
+    const mismatches: { pid: number; ack: number; applied: number }[] = [];
+    let compared = 0;
+    for (const service of this.services) {
+      const pid = service.child.pid;
+      if (!service.alive || service.httpPort === undefined || !pid) continue;
+      const ack = (await this.countersOf(service)).ack ?? 0;
+      const applied = effects.filter((e) => e.pid === pid && e.result === 'applied').length;
+      compared++;
+      if (ack !== applied) mismatches.push({ pid, ack, applied });
+    }
+    if (mismatches.length > 0)
+      process.stderr.write(`metrics ≠ oracle: ${JSON.stringify(mismatches)}\n`);
+    return { compared, mismatches };
+  }
+
+  /**
+   * The run's passwords (AMQP user, own Redis), in every form, in every output: the stdout and
+   * stderr of every instance ever started, /metrics and health of the live ones, the DLQ.
+   */
+  private async secretSweep(deadLettered: string): Promise<string[]> {
+    const outputs: Record<string, string> = { 'dead-lettered messages': deadLettered };
+    for (const [i, service] of this.everyService.entries()) {
+      outputs[`instance ${i} stdout`] = service.stdout;
+      outputs[`instance ${i} stderr`] = service.stderr;
+      if (!service.alive || service.httpPort === undefined) continue;
+      for (const path of ['/metrics', '/health/live', '/health/ready']) {
+        const res = await fetch(`http://127.0.0.1:${service.httpPort}${path}`);
+        outputs[`instance ${i} ${path}`] =
+          `${JSON.stringify([...res.headers])}\n${await res.text()}`;
+      }
+    }
+    const passwords = this.options.ownRedis
+      ? [this.amqpPassword, this.redisPassword]
+      : [this.amqpPassword];
+    const findings = sweep(outputs, passwords, [this.amqpUser]);
+    for (const f of findings) process.stderr.write(`secret found: ${JSON.stringify(f)}\n`);
+    return findings.map((f) => `${f.output}: ${f.form}`);
+  }
+
+  private async countersOf(service: ServiceProcess): Promise<Record<string, number>> {
+    const totals: Record<string, number> = {};
+    const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+    for (const match of text.matchAll(
+      /^messages_processed_total\{[^}]*outcome="(\w+)"[^}]*\} (\d+)/gm,
+    )) {
+      totals[match[1]] = (totals[match[1]] ?? 0) + Number(match[2]);
+    }
+    return totals;
   }
 
   private async pipelineExists(keys: readonly string[]): Promise<boolean[]> {
@@ -524,14 +654,19 @@ export class ChaosRun {
     return out;
   }
 
-  /** Takes every message out of the DLQ: tracking id (correlationId) and x-exception-type. */
-  private async drainDlq(): Promise<{ id: string; reason: string }[]> {
+  /**
+   * Takes every message out of the DLQ: tracking id (correlationId) and x-exception-type, and
+   * every message's properties and headers as text, for the secret sweep.
+   */
+  private async drainDlq(): Promise<{ dead: { id: string; reason: string }[]; described: string }> {
     const dead: { id: string; reason: string }[] = [];
+    const described: string[] = [];
     const channel = await this.connection.createChannel();
     try {
       for (;;) {
         const message = await channel.get(DLQ, { noAck: true });
         if (!message) break;
+        described.push(describeMessage(message));
         const props = message.properties;
         dead.push({
           id: String(props.correlationId ?? props.messageId ?? `(untracked ${dead.length})`),
@@ -541,7 +676,7 @@ export class ChaosRun {
     } finally {
       await channel.close().catch(() => undefined);
     }
-    return dead;
+    return { dead, described: described.join('\n') };
   }
 
   /** Stops every instance, then removes everything the run created. */
@@ -558,7 +693,10 @@ export class ChaosRun {
       await this.oracleServer?.stop();
       await this.mainServer?.stop();
       if (this.mainDir) rmSync(this.mainDir, { recursive: true, force: true });
-      await this.vhost?.delete();
+      if (this.vhost) {
+        await this.vhost.delete();
+        await this.rabbitmqctl('delete_user', this.amqpUser).catch(() => undefined);
+      }
       await this.broker?.stop();
     }
   }

@@ -32,10 +32,20 @@ export function hardCriteria(verdict: Verdict): Record<string, number> {
     unexpected: verdict.unexpected,
     lockOverlaps: verdict.lockOverlaps,
     duplicateEffects: verdict.duplicateEffects,
+    metricsMismatches: verdict.metricsMismatches,
+    secretsFound: verdict.secretsFound,
   };
 }
 
-export const PASSING = { lost: 0, stuck: 0, unexpected: 0, lockOverlaps: 0, duplicateEffects: 0 };
+export const PASSING = {
+  lost: 0,
+  stuck: 0,
+  unexpected: 0,
+  lockOverlaps: 0,
+  duplicateEffects: 0,
+  metricsMismatches: 0,
+  secretsFound: 0,
+};
 
 /**
  * The criteria of a test that breaks leases on purpose (a worker stopped or blocked past its
@@ -48,10 +58,17 @@ export function leaseBrokenCriteria(verdict: Verdict): Record<string, number> {
     stuck: verdict.stuck,
     unexpected: verdict.unexpected,
     duplicateEffects: verdict.duplicateEffects,
+    secretsFound: verdict.secretsFound,
   };
 }
 
-export const LEASE_BROKEN_PASSING = { lost: 0, stuck: 0, unexpected: 0, duplicateEffects: 0 };
+export const LEASE_BROKEN_PASSING = {
+  lost: 0,
+  stuck: 0,
+  unexpected: 0,
+  duplicateEffects: 0,
+  secretsFound: 0,
+};
 
 /** A pause that is part of a fault scenario (how long a fault lasts, a kill schedule), not a wait. */
 export const scenarioPause = (ms: number): Promise<void> =>

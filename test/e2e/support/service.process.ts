@@ -47,6 +47,11 @@ export class ServiceProcess {
     return match ? Number(match[1]) : undefined;
   }
 
+  /** Still running: neither exited nor killed by a signal (which leaves `exitCode` null). */
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.child.exitCode === null) this.child.kill(signal);
   }

@@ -25,10 +25,11 @@ describe('reliability: broker restart', () => {
     await broker.stopApp();
     await scenarioPause(5_000);
     await broker.startApp();
+    // the test's own connection went down too (everything it sent was confirmed): reopened
+    // before the instances are back, so the firehose traces their deliveries again
+    await run.connectPublisher();
     await run.waitReady(run.services);
     const recoverMs = performance.now() - stoppedAt;
-    // the test's own publisher lost its connection too; everything it sent was confirmed
-    await run.connectPublisher();
     await run.publish(500);
     await run.settle(120_000);
     const verdict = await run.classify();

@@ -30,7 +30,7 @@ const deliveries = (r) =>
     ? '–'
     : `${r.brokerDeliveries} (${r.deliveredAgain}, ${r.maxDeliveries})`;
 const metrics = (r) =>
-  r.metricsCompared === undefined
+  !r.metricsCompared
     ? '–'
     : `${r.metricsCompared - r.metricsMismatches} of ${r.metricsCompared} instances`;
 
@@ -69,8 +69,9 @@ const lines = [
   'How the other columns are measured:',
   '',
   "- **Broker deliveries**: the broker's firehose (`rabbitmqctl trace_on` on the run's vhost) reports",
-  '  every delivery of the work queue to the suite, which counts them per message. Across a broker',
-  '  restart the deliveries in flight while the node stops are not traced: a lower bound there.',
+  '  every delivery of the work queue to a durable queue of the suite, which counts them per',
+  '  message. Trace records still queued when a broker node stops are lost with it, so across a',
+  '  broker restart the count is a lower bound.',
   '- **/metrics = oracle**: for every instance alive at the end, `messages_processed_total{outcome="ack"}`',
   '  equals the effects the oracle saw that process (by pid) apply. An instance killed with -9 takes',
   '  its counters with it; its replacement starts at 0 under a new pid, so the check holds in every',

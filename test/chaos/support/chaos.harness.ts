@@ -234,8 +234,8 @@ export class ChaosRun {
 
   /**
    * (Re)opens the test's own connection (after a broker restart closed it): the publisher, and
-   * the firehose consumer that counts deliveries. Deliveries while the broker was stopping are
-   * not traced, so across a broker restart the counts are a lower bound.
+   * the firehose consumer that counts deliveries. Trace records not yet consumed when a broker
+   * stops are lost with it, so across a broker restart the counts are a lower bound.
    */
   async connectPublisher(): Promise<void> {
     this.connection = await amqplib.connect(this.amqpUrl);
@@ -245,7 +245,10 @@ export class ChaosRun {
     await this.rabbitmqctl('trace_on', '-p', this.vhostName);
     const tracer = await this.connection.createChannel();
     tracer.on('error', () => undefined);
-    const { queue } = await tracer.assertQueue('', { exclusive: true });
+    // durable, and not the connection's: it goes on collecting while this connection is down
+    // (a broker restart), and goes away with the run's vhost or node
+    const queue = `chaos.trace.${this.id}`;
+    await tracer.assertQueue(queue, { durable: true });
     await tracer.bindQueue(queue, 'amq.rabbitmq.trace', `deliver.${QUEUE}`);
     await tracer.consume(
       queue,
@@ -506,7 +509,7 @@ export class ChaosRun {
     const { dead, described } = await this.drainDlq();
     const depths = await this.queueDepths();
     const waiting = Object.entries(depths)
-      .filter(([q]) => q !== DLQ)
+      .filter(([q]) => q !== DLQ && !q.startsWith('chaos.trace.'))
       .reduce((sum, [, n]) => sum + n, 0);
     const effects = (await this.oracle.lrange('oracle:effects', 0, -1)).map(
       (line) => JSON.parse(line) as EffectRecord,

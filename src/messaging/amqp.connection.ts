@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
@@ -10,7 +11,10 @@ import type { MessageMetrics } from '../metrics/message.metrics';
 export interface AmqpConnectionOptions {
   readonly urls: readonly string[];
   readonly heartbeatSeconds: number;
-  /** Fixed delay between reconnect attempts; amqp-connection-manager rotates through `urls`. */
+  /**
+   * Fixed delay between reconnect attempts; amqp-connection-manager tries `urls` round-robin,
+   * starting (here) at a random one.
+   */
   readonly reconnectSeconds?: number;
 }
 
@@ -37,7 +41,9 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     private readonly logger: PinoLogger,
   ) {
     super();
-    this.manager = amqp.connect([...options.urls], {
+    // replicas start at a random node of a cluster, so their connections (and the channel work
+    // on them) spread over the nodes instead of all landing on the first URL
+    this.manager = amqp.connect(rotate(options.urls, randomInt(options.urls.length)), {
       heartbeatIntervalInSeconds: options.heartbeatSeconds,
       reconnectTimeInSeconds: options.reconnectSeconds ?? 2,
       connectionOptions: {
@@ -102,6 +108,11 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     await this.manager.close();
     this.metrics.setAmqpConnected(false);
   }
+}
+
+/** `urls` starting at index `start` and wrapping around: the failover order is kept. */
+export function rotate(urls: readonly string[], start: number): string[] {
+  return [...urls.slice(start), ...urls.slice(0, start)];
 }
 
 function describe(url: unknown): string | undefined {

@@ -51,7 +51,11 @@ export class MessageConsumerService
         new QueueConsumer(binding, {
           connection: () =>
             this.connection.isConnected() ? this.connection.connection : undefined,
-          dependenciesReady: () => this.redis.isReady() && this.locks.isAvailable(),
+          unavailableDependency: () => {
+            if (!this.redis.isReady()) return 'Redis is not ready';
+            if (!this.locks.isAvailable()) return 'the lock servers are unavailable';
+            return undefined;
+          },
           process: (message, channel, consumer) =>
             this.processor.process(message, channel, consumer),
           queueType: this.amqp.queueType,

@@ -13,8 +13,8 @@ import { declareTopology } from './queue.topology';
 export interface QueueConsumerDeps {
   /** The current amqplib connection, if the broker is reachable. */
   connection(): ChannelModel | undefined;
-  /** Whether the dependencies needed to process messages (Redis) are up. */
-  dependenciesReady(): boolean;
+  /** What keeps the consumer from taking messages (Redis down, no lock quorum), if anything. */
+  unavailableDependency(): string | undefined;
   process(message: ConsumeMessage, channel: Channel, consumer: ConsumerHandle): Promise<void>;
   readonly queueType: QueueType;
   readonly logger: PinoLogger;
@@ -95,11 +95,11 @@ export class QueueConsumer implements ConsumerHandle {
     try {
       do {
         this.convergeAgain = false;
-        const wanted =
-          !this.stopping && this.deps.connection() !== undefined && this.deps.dependenciesReady();
+        const missing = this.deps.unavailableDependency();
+        const wanted = !this.stopping && this.deps.connection() !== undefined && !missing;
         if (wanted && this.consumerTag === undefined && this.retryTimer === undefined)
           await this.attach();
-        else if (!wanted && this.consumerTag !== undefined) await this.detach();
+        else if (!wanted && this.consumerTag !== undefined) await this.detach(missing);
       } while (this.convergeAgain);
     } finally {
       this.converging = false;
@@ -200,14 +200,20 @@ export class QueueConsumer implements ConsumerHandle {
     void processing.finally(() => this.inFlight.delete(processing));
   }
 
-  private async detach(): Promise<void> {
+  /** Stops intake; `missing` names the dependency that went away (a shutdown has none). */
+  private async detach(missing?: string): Promise<void> {
     this.intake = false;
     const tag = this.consumerTag;
     this.consumerTag = undefined;
     if (tag === undefined || !this.channel) return;
     try {
       await this.channel.cancel(tag);
-      this.deps.logger.info({ queue: this.binding.queue }, 'Consumer detached');
+      if (missing) {
+        this.deps.logger.warn(
+          { queue: this.binding.queue, reason: missing, code: 'CONSUMER_PAUSED' },
+          `Consumer detached: ${missing}; messages wait in the queue until it is back`,
+        );
+      } else this.deps.logger.info({ queue: this.binding.queue }, 'Consumer detached');
     } catch {
       // the channel is already gone, and with it the consumer
     }

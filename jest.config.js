@@ -38,5 +38,23 @@ module.exports = {
       transform: { '^.+\\.ts$': tsJest },
       globalSetup: '<rootDir>/test/e2e/support/global-setup.ts',
     },
+    {
+      // scale-out (npm run test:cluster): a RabbitMQ cluster and Redlock servers of the tests' own
+      displayName: 'cluster',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/cluster'],
+      testMatch: ['**/*.cluster-spec.ts'],
+      transform: { '^.+\\.ts$': tsJest },
+      globalSetup: '<rootDir>/test/e2e/support/global-setup.ts',
+    },
+    {
+      // its smoke subset, part of npm test and CI
+      displayName: 'cluster-smoke',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/cluster'],
+      testMatch: ['**/*.smoke.cluster-spec.ts'],
+      transform: { '^.+\\.ts$': tsJest },
+      globalSetup: '<rootDir>/test/e2e/support/global-setup.ts',
+    },
   ],
 };

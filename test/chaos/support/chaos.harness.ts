@@ -9,6 +9,7 @@ import Redis from 'ioredis';
 import { TestRedisServer } from '../../e2e/support/redis.server';
 import { TestVhost } from '../../e2e/support/rabbitmq.vhost';
 import { describeMessage, enc, sentinel, sweep } from '../../e2e/support/secret-sweep';
+import { TestRabbitCluster } from '../../cluster/support/rabbitmq.cluster';
 import { TestRabbitNode } from './rabbitmq.node';
 import { ServiceProcess } from '../../e2e/support/service.process';
 import { waitFor } from '../../e2e/support/wait-for';
@@ -122,6 +123,12 @@ export interface ChaosOptions {
   readonly ownRedis?: boolean;
   /** Run on a RabbitMQ node of the run's own that the test may stop and restart. */
   readonly ownBroker?: boolean;
+  /**
+   * Scale-out: a 3-node RabbitMQ cluster of the run's own (`AMQP_URL` lists the three nodes,
+   * quorum queues) and locks on a Redlock quorum of three Redis servers of its own
+   * (`REDIS_LOCK_URLS`). Balances and markers stay on the main Redis.
+   */
+  readonly cluster?: boolean;
 }
 
 /**
@@ -148,6 +155,11 @@ export class ChaosRun {
   private vhost: TestVhost | undefined;
   /** The run's own broker node, with `ownBroker`. */
   broker: TestRabbitNode | undefined;
+  /** The run's own RabbitMQ cluster and Redlock servers, with `cluster`. */
+  cluster: TestRabbitCluster | undefined;
+  readonly lockServers: TestRedisServer[] = [];
+  /** Which URL of `AMQP_URL` the test's own connection tries first next time. */
+  private publisherTurn = 0;
   private amqpUrl = '';
   private vhostName = '/';
   private seq = 0;
@@ -181,7 +193,12 @@ export class ChaosRun {
 
   private async boot(): Promise<void> {
     const options = this.options;
-    if (options.ownBroker) {
+    if (options.cluster) {
+      this.cluster = await TestRabbitCluster.start(3);
+      for (let i = 0; i < 3; i++) {
+        this.lockServers.push(await TestRedisServer.start(['--requirepass', this.redisPassword]));
+      }
+    } else if (options.ownBroker) {
       this.broker = await TestRabbitNode.start();
     } else {
       this.vhost = await TestVhost.create('chaos');
@@ -198,10 +215,11 @@ export class ChaosRun {
       '.*',
       '.*',
     );
-    const port = this.broker?.port ?? 5672;
-    this.amqpUrl = `amqp://${this.amqpUser}:${enc(this.amqpPassword)}@127.0.0.1:${port}/${enc(this.vhostName)}`;
-    // the broker reports every delivery to amq.rabbitmq.trace: delivery counts per message
-    await this.rabbitmqctl('trace_on', '-p', this.vhostName);
+    const auth = `${this.amqpUser}:${enc(this.amqpPassword)}`;
+    const path = `/${enc(this.vhostName)}`;
+    this.amqpUrl = this.cluster
+      ? this.cluster.urls(auth, path).join(',')
+      : `amqp://${auth}@127.0.0.1:${this.broker?.port ?? 5672}${path}`;
     this.oracleServer = await TestRedisServer.start();
     this.oracle = new Redis(this.oracleServer.url);
     if (options.ownRedis) {
@@ -238,17 +256,33 @@ export class ChaosRun {
    * stops are lost with it, so across a broker restart the counts are a lower bound.
    */
   async connectPublisher(): Promise<void> {
-    this.connection = await amqplib.connect(this.amqpUrl);
+    // on a cluster: the next node that answers, as a client with several URLs would
+    const urls = this.amqpUrl.split(',');
+    let connection: ChannelModel | undefined;
+    const errors: string[] = [];
+    for (let i = 0; i < urls.length && !connection; i++) {
+      const url = urls[this.publisherTurn++ % urls.length];
+      connection = await amqplib.connect(url).catch((error: Error) => {
+        errors.push(error.message);
+        return undefined;
+      });
+    }
+    if (!connection) throw new Error(`no broker node answered: ${errors.join('; ')}`);
+    this.connection = connection;
     this.connection.on('error', () => undefined);
     this.channel = await this.connection.createConfirmChannel();
     this.channel.on('error', () => undefined);
-    await this.rabbitmqctl('trace_on', '-p', this.vhostName);
+    await this.traceOn();
     const tracer = await this.connection.createChannel();
     tracer.on('error', () => undefined);
     // durable, and not the connection's: it goes on collecting while this connection is down
     // (a broker restart), and goes away with the run's vhost or node
     const queue = `chaos.trace.${this.id}`;
-    await tracer.assertQueue(queue, { durable: true });
+    await tracer.assertQueue(
+      queue,
+      // on a cluster, replicated: it outlives the node it was declared on
+      this.cluster ? { durable: true, arguments: { 'x-queue-type': 'quorum' } } : { durable: true },
+    );
     await tracer.bindQueue(queue, 'amq.rabbitmq.trace', `deliver.${QUEUE}`);
     await tracer.consume(
       queue,
@@ -264,8 +298,23 @@ export class ChaosRun {
     this.tracer = tracer;
   }
 
-  /** `rabbitmqctl` against the run's broker node (the shared one, or its own). */
+  /**
+   * The broker reports every delivery to amq.rabbitmq.trace: delivery counts per message.
+   * Tracing is a setting of each node (lost when a node restarts): on every running one.
+   */
+  async traceOn(): Promise<void> {
+    if (!this.cluster) {
+      await this.rabbitmqctl('trace_on', '-p', this.vhostName);
+      return;
+    }
+    const nodes = this.cluster.nodes;
+    const results = await Promise.allSettled(nodes.map((n) => n.ctl('trace_on', '-p', '/')));
+    if (results.every((r) => r.status === 'rejected')) throw new Error('no node to trace on');
+  }
+
+  /** `rabbitmqctl` against the run's broker (the shared one, its own node, or its cluster). */
   private async rabbitmqctl(...args: string[]): Promise<string> {
+    if (this.cluster) return this.cluster.ctl(...args);
     if (this.broker) return this.broker.ctl(...args);
     const { stdout } = await run('rabbitmqctl', ['-q', ...args], { timeout: 30_000 });
     return stdout;
@@ -282,6 +331,13 @@ export class ChaosRun {
       LOG_LEVEL: 'info',
       AMQP_PREFETCH: '20',
       SHUTDOWN_TIMEOUT_MS: '5000',
+      ...(this.lockServers.length > 0
+        ? {
+            REDIS_LOCK_URLS: this.lockServers
+              .map((r) => `redis://:${enc(this.redisPassword)}@127.0.0.1:${r.port}`)
+              .join(','),
+          }
+        : {}),
       ...this.options.env,
     };
   }
@@ -370,27 +426,47 @@ export class ChaosRun {
     await this.channel.waitForConfirms();
   }
 
-  /** Publishes `count` transactions with confirms, `mandatory`, persistent, unique messageIds. */
+  /**
+   * Publishes `count` transactions with confirms, `mandatory`, persistent, unique messageIds.
+   * A batch whose confirms did not all arrive (its node died) is published again, with the same
+   * messageIds, on the next node, as a careful publisher does: a copy that did arrive as well is
+   * a duplicate delivery for the service to absorb, never a second effect.
+   */
   async publish(count: number, batch = 200): Promise<void> {
     for (let sent = 0; sent < count; sent += batch) {
-      for (let i = 0; i < Math.min(batch, count - sent); i++) {
+      const txs = Array.from({ length: Math.min(batch, count - sent) }, () => {
         const messageId = `c${this.id}-m${this.seq++}`;
         const tx = {
           accountId: this.accounts[randomInt(this.accounts.length)],
           amountCents: randomInt(-1_000, 10_001),
         };
-        this.channel.publish('ledger', 'transaction.created', Buffer.from(JSON.stringify(tx)), {
-          persistent: true,
-          mandatory: true,
-          contentType: 'application/json',
-          messageId,
-          correlationId: messageId,
-        });
         this.published.set(messageId, tx);
+        return { messageId, tx };
+      });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (const { messageId, tx } of txs) {
+            this.channel.publish('ledger', 'transaction.created', Buffer.from(JSON.stringify(tx)), {
+              persistent: true,
+              mandatory: true,
+              contentType: 'application/json',
+              messageId,
+              correlationId: messageId,
+            });
+          }
+          await this.channel.waitForConfirms();
+          break;
+        } catch (error) {
+          if (!this.cluster || attempt >= 5) throw error;
+          this.republished += txs.length;
+          await this.connectPublisher();
+        }
       }
-      await this.channel.waitForConfirms();
     }
   }
+
+  /** Messages the publisher sent again because their node died before confirming them. */
+  republished = 0;
 
   /** Publishes in the background until `stop()` is called; resolves when it stopped. */
   publishWhile(ratePerSecond: number): { stop(): Promise<void> } {
@@ -627,9 +703,10 @@ export class ChaosRun {
           `${JSON.stringify([...res.headers])}\n${await res.text()}`;
       }
     }
-    const passwords = this.options.ownRedis
-      ? [this.amqpPassword, this.redisPassword]
-      : [this.amqpPassword];
+    const passwords =
+      this.options.ownRedis || this.options.cluster
+        ? [this.amqpPassword, this.redisPassword]
+        : [this.amqpPassword];
     const findings = sweep(outputs, passwords, [this.amqpUser]);
     for (const f of findings) process.stderr.write(`secret found: ${JSON.stringify(f)}\n`);
     return findings.map((f) => `${f.output}: ${f.form}`);
@@ -701,6 +778,8 @@ export class ChaosRun {
         await this.rabbitmqctl('delete_user', this.amqpUser).catch(() => undefined);
       }
       await this.broker?.stop();
+      await this.cluster?.stop();
+      for (const server of this.lockServers) await server.stop();
     }
   }
 

@@ -37,17 +37,18 @@ export class TestRabbitNode {
     private readonly env: Record<string, string>,
   ) {}
 
-  static async start(): Promise<TestRabbitNode> {
+  /** Starts a node named `<label>-<random>@localhost`. */
+  static async start(label = 'chaos'): Promise<TestRabbitNode> {
     const id = randomBytes(3).toString('hex');
     const port = await freePort();
     const distPort = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), `chaos-rabbit-${id}-`));
+    const dir = mkdtempSync(join(tmpdir(), `${label}-rabbit-${id}-`));
     for (const sub of ['mnesia', 'log']) mkdirSync(join(dir, sub));
     writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
     writeFileSync(join(dir, 'rabbitmq.conf'), `listeners.tcp.local = 127.0.0.1:${port}\n`);
     writeFileSync(join(dir, 'rabbitmq-env.conf'), '');
     if (process.getuid?.() === 0) await run('chown', ['-R', 'rabbitmq:rabbitmq', dir]);
-    const name = `chaos-${id}@localhost`;
+    const name = `${label}-${id}@localhost`;
     const env = {
       RABBITMQ_NODENAME: name,
       RABBITMQ_DIST_PORT: String(distPort),
@@ -61,14 +62,50 @@ export class TestRabbitNode {
       HOME: '/var/lib/rabbitmq',
     };
     const node = new TestRabbitNode(name, port, dir, env);
-    await asBrokerUser(`${SERVER} -detached`, env);
-    await node.awaitStarted();
+    try {
+      await node.launch();
+    } catch (error) {
+      await node.stop();
+      throw error;
+    }
     return node;
   }
 
+  /** Starts the node's Erlang VM (again, after a kill: same name, ports and data). */
+  async launch(): Promise<void> {
+    await asBrokerUser(`${SERVER} -detached`, this.env);
+    await this.awaitStarted();
+  }
+
+  /** The OS pid of the node's Erlang VM. */
+  async osPid(): Promise<number> {
+    const pid = Number(/\d+/.exec(await this.ctl('eval', 'os:getpid().'))?.[0]);
+    if (!pid) throw new Error(`no OS pid for ${this.name}`);
+    return pid;
+  }
+
+  /**
+   * kill -9 of the node's VM, as a crashed machine would; resolves once the process is gone,
+   * with the moment (`performance.now()`) the signal was sent.
+   */
+  async kill(): Promise<number> {
+    const pid = await this.osPid();
+    process.kill(pid, 'SIGKILL');
+    const killedAt = performance.now();
+    await waitFor(`${this.name} (pid ${pid}) gone`, () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    return killedAt;
+  }
+
   /** AMQP URL of the node's default vhost. */
-  url(): string {
-    return `amqp://guest:guest@127.0.0.1:${this.port}`;
+  url(auth = 'guest:guest'): string {
+    return `amqp://${auth}@127.0.0.1:${this.port}`;
   }
 
   /** `rabbitmqctl -n <node> ...args`. */

@@ -10,16 +10,23 @@ export interface FaultTimings {
   readonly recoverMs?: number;
   /** Redeliveries acked as `duplicate` (from /metrics of the instances still alive). */
   readonly duplicatesAbsorbed?: number;
+  /** Cluster runs: per fault, from the kill to the instance's connection to another node. */
+  readonly reconnectMs?: readonly number[];
 }
 
 /**
  * Appends a test's verdict to `reports/chaos-results.jsonl`, from which
  * `test/chaos/write-report.js` renders the table of docs/reliability.md.
  */
-export function recordVerdict(test: string, verdict: Verdict, timings: FaultTimings = {}): void {
+export function recordVerdict(
+  test: string,
+  verdict: Verdict,
+  timings: FaultTimings = {},
+  file = 'chaos-results.jsonl',
+): void {
   mkdirSync(REPORTS, { recursive: true });
   appendFileSync(
-    join(REPORTS, 'chaos-results.jsonl'),
+    join(REPORTS, file),
     `${JSON.stringify({ test, at: new Date().toISOString(), ...timings, ...verdict })}\n`,
   );
 }

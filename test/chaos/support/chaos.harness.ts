@@ -512,6 +512,22 @@ export class ChaosRun {
     return this.oracle.llen('oracle:effects');
   }
 
+  /** Start and end (wall-clock ms) of the effects recorded from index `from` on. */
+  async effectTimes(from: number): Promise<{ start: number; end: number }[]> {
+    const lines = await this.oracle.lrange('oracle:effects', from, -1);
+    return lines.map((line) => {
+      const { start, end } = JSON.parse(line) as EffectRecord;
+      return { start, end };
+    });
+  }
+
+  /** SIGTERM to every instance; resolves once all have drained and exited. */
+  async stopInstances(): Promise<void> {
+    const stopping = this.services.splice(0);
+    for (const service of stopping) service.kill('SIGTERM');
+    await Promise.all(stopping.map((service) => service.exitCode(30_000)));
+  }
+
   /**
    * `rabbitmqctl close_connection` on every connection of the service instances (not the test's
    * own publisher), as an operator or a network fault would.

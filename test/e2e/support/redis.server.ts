@@ -61,6 +61,8 @@ export class TestRedisServer {
           // the ready check (INFO) of an unauthenticated client closes the link on a --requirepass server
           enableReadyCheck: false,
         });
+        // refused until the server listens: the probe's rejection says so, not an 'error' event
+        client.on('error', () => undefined);
         try {
           await client.connect();
           return (await client.ping()) === 'PONG';

@@ -1,0 +1,389 @@
+/**
+ * What safety costs (issue 8): the service's full pipeline on the ledger against hand-written
+ * amqplib consumers, all on the same queue in one run, alternated (A B C D, A B C D, ...).
+ *
+ *   npm run bench [-- --messages 20000 --reps 5 --queue-type quorum|classic --prefetch 100]
+ *   npm run bench -- --quick     (CI: 2,000 messages, one repetition)
+ *
+ * Each variant consumes N pre-published ledger transactions (300-byte bodies, 10,000 accounts)
+ * from `ledger.transactions` in a process of its own. Throughput and CPU are taken over the
+ * steady state (from 10 % to 90 % of the batch acked), so process start and the drained tail do
+ * not count. Then the publisher is measured the same way. Output: a table on stdout, JSON in
+ * bench/results/<date>.json, the section of docs/benchmarks.md between its markers, and a chart.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import amqplib, { type ConfirmChannel } from 'amqplib';
+import Redis from 'ioredis';
+import { format } from 'prettier';
+import { TestVhost } from '../test/e2e/support/rabbitmq.vhost';
+import { ServiceProcess } from '../test/e2e/support/service.process';
+import { waitFor } from '../test/e2e/support/wait-for';
+
+const ROOT = join(__dirname, '..');
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const QUEUE = 'ledger.transactions';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+function option(name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+}
+function count(name: string, fallback: number): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new Error(`--${name} must be a positive integer`);
+  }
+  return value;
+}
+const messages = count('messages', quick ? 2_000 : 20_000);
+const reps = count('reps', quick ? 1 : 5);
+const prefetch = count('prefetch', 100);
+const queueType = option('queue-type', 'quorum');
+if (queueType !== 'quorum' && queueType !== 'classic') {
+  throw new Error('--queue-type must be quorum or classic');
+}
+const ACCOUNTS = 10_000;
+const runId = `b${Date.now().toString(36)}`;
+
+/** One progress sample of a consumer: messages acked, its clock (ms) and its CPU time (µs). */
+interface Progress {
+  readonly acked: number;
+  readonly ms: number;
+  readonly cpuUs: number;
+}
+
+interface Variant {
+  readonly key: string;
+  readonly label: string;
+  /** Starts the consumer; resolves with its progress samples once it acked `total`. */
+  run(amqpUrl: string, total: number): Promise<Progress[]>;
+}
+
+/** A hand-written consumer (bench/naive-consumer.ts) in a process of its own. */
+function naive(key: string, label: string, mode: string): Variant {
+  return {
+    key,
+    label,
+    async run(amqpUrl, total) {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', join(__dirname, 'naive-consumer.ts')],
+        {
+          env: {
+            PATH: process.env.PATH ?? '',
+            MODE: mode,
+            TOTAL: String(total),
+            AMQP_URL: amqpUrl,
+            REDIS_URL,
+            PREFETCH: String(prefetch),
+          },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      const samples: Progress[] = [];
+      const lines = createInterface({ input: child.stdout });
+      lines.on('line', (line) => samples.push(JSON.parse(line) as Progress));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      if (code !== 0) throw new Error(`${label} exited ${code}`);
+      return samples;
+    },
+  };
+}
+
+/** The service itself (`node dist/main.js`), with extra environment. */
+function service(key: string, label: string, env: Record<string, string>): Variant {
+  return {
+    key,
+    label,
+    async run(amqpUrl, total) {
+      const svc = ServiceProcess.start({
+        AMQP_URL: amqpUrl,
+        REDIS_URL,
+        HTTP_PORT: '0',
+        LOG_LEVEL: 'info',
+        AMQP_PREFETCH: String(prefetch),
+        AMQP_QUEUE_TYPE: queueType,
+        ...env,
+      });
+      try {
+        const samples: Progress[] = [];
+        await waitFor(
+          'service ready (topology declared, consumer attached)',
+          async () => {
+            if (svc.httpPort === undefined) return false;
+            const res = await fetch(`http://127.0.0.1:${svc.httpPort}/health/ready`);
+            return res.status === 200;
+          },
+          30_000,
+        );
+        for (;;) {
+          const text = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
+          const sample = scrape(text);
+          samples.push(sample);
+          if (sample.acked >= total) break;
+          if (!svc.alive) throw new Error(`service exited:\n${svc.stderr}`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        svc.kill('SIGTERM');
+        await svc.exitCode(30_000);
+        return samples;
+      } finally {
+        svc.kill('SIGKILL');
+      }
+    },
+  };
+}
+
+/** Messages settled and CPU time from the service's /metrics (prom-client's process CPU). */
+function scrape(text: string): Progress {
+  let acked = 0;
+  let cpuSeconds = 0;
+  for (const m of text.matchAll(/^messages_processed_total\{[^}]*\} (\d+)/gm))
+    acked += Number(m[1]);
+  const cpu = /^process_cpu_seconds_total (\S+)/m.exec(text);
+  if (cpu) cpuSeconds = Number(cpu[1]);
+  return { acked, ms: performance.now(), cpuUs: cpuSeconds * 1e6 };
+}
+
+const VARIANTS: Variant[] = [
+  naive('a', '(a) raw amqplib: parse + ack', 'raw'),
+  naive('b', '(b) raw + naive effect (INCRBY, unsafe)', 'naive'),
+  naive('c', '(c) seed design, same guarantees', 'seed'),
+  service('d', '(d) the service, full pipeline', {}),
+];
+
+/** Value of a monotonic series at `acked` (linear between samples). */
+function at(samples: readonly Progress[], acked: number, field: 'ms' | 'cpuUs'): number {
+  const i = samples.findIndex((s) => s.acked >= acked);
+  if (i <= 0) return samples[Math.max(i, 0)][field];
+  const [a, b] = [samples[i - 1], samples[i]];
+  return a[field] + ((b[field] - a[field]) * (acked - a.acked)) / (b.acked - a.acked || 1);
+}
+
+interface Measurement {
+  readonly variant: string;
+  readonly rep: number;
+  readonly msgPerSec: number;
+  readonly cpuUsPerMsg: number;
+}
+
+function measure(variant: Variant, rep: number, samples: readonly Progress[]): Measurement {
+  const from = Math.floor(messages * 0.1);
+  const to = Math.floor(messages * 0.9);
+  const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
+  const cpu = at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs');
+  return {
+    variant: variant.key,
+    rep,
+    msgPerSec: (to - from) / seconds,
+    cpuUsPerMsg: cpu / (to - from),
+  };
+}
+
+/** Publishes `n` ledger transactions with many confirms outstanding (windows of 1,000). */
+async function prePublish(channel: ConfirmChannel, n: number, tag: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    channel.publish('ledger', 'transaction.created', body(i), {
+      persistent: true,
+      contentType: 'application/json',
+      messageId: `${runId}-${tag}-${i}`,
+    });
+    if (i % 1_000 === 999) await channel.waitForConfirms();
+  }
+  await channel.waitForConfirms();
+}
+
+/** A ledger transaction padded to 300 bytes (the memo is not part of the schema: stripped). */
+function body(i: number): Buffer {
+  const tx = { accountId: `${runId}-a${i % ACCOUNTS}`, amountCents: (i % 1_000) - 100, memo: '' };
+  const base = Buffer.byteLength(JSON.stringify(tx));
+  tx.memo = 'x'.repeat(Math.max(0, 300 - base));
+  return Buffer.from(JSON.stringify(tx));
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(
+    `bench: ${messages} messages × ${reps} reps, ${queueType} queue, prefetch ${prefetch}${quick ? ' (quick)' : ''}\n`,
+  );
+  const vhost = await TestVhost.create('bench');
+  const amqpUrl = vhost.url();
+  const redis = new Redis(REDIS_URL);
+  const connection = await amqplib.connect(amqpUrl);
+  const measurements: Measurement[] = [];
+  try {
+    // the service declares the topology (quorum or classic), then the queue is shared by all
+    await service('topology', 'topology', {}).run(amqpUrl, 0);
+    const channel = await connection.createConfirmChannel();
+    for (let rep = 1; rep <= reps; rep++) {
+      for (const variant of VARIANTS) {
+        await prePublish(channel, messages, `${variant.key}${rep}`);
+        const m = measure(variant, rep, await variant.run(amqpUrl, messages));
+        measurements.push(m);
+        process.stdout.write(
+          `  rep ${rep} ${variant.label}: ${Math.round(m.msgPerSec)} msg/s, ${Math.round(m.cpuUsPerMsg)} µs CPU/msg\n`,
+        );
+        const left = await channel.checkQueue(QUEUE);
+        if (left.messageCount !== 0) {
+          throw new Error(`${left.messageCount} messages left after ${variant.label}`);
+        }
+      }
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+    await vhost.delete();
+    await deleteRunKeys(redis);
+    redis.disconnect();
+  }
+  await report(measurements);
+}
+
+async function deleteRunKeys(redis: Redis): Promise<void> {
+  for (const pattern of [`ledger:*:${runId}-*`, `*:${QUEUE}:${runId}-*`, `*:account:${runId}-*`]) {
+    for await (const keys of redis.scanStream({ match: pattern, count: 1_000 }) as AsyncIterable<
+      string[]
+    >) {
+      if (keys.length > 0) await redis.del(...keys);
+    }
+  }
+}
+
+interface Row {
+  readonly variant: string;
+  readonly label: string;
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly cpuUsPerMsg: number;
+}
+
+async function report(measurements: readonly Measurement[]): Promise<void> {
+  const rows: Row[] = VARIANTS.map((v) => {
+    const of = measurements.filter((m) => m.variant === v.key);
+    const rates = of.map((m) => m.msgPerSec);
+    return {
+      variant: v.key,
+      label: v.label,
+      median: Math.round(median(rates)),
+      min: Math.round(Math.min(...rates)),
+      max: Math.round(Math.max(...rates)),
+      cpuUsPerMsg: Math.round(median(of.map((m) => m.cpuUsPerMsg))),
+    };
+  });
+  // paired ratios: the service against each baseline in the same repetition
+  const ratio = (a: string, b: string): number => {
+    const per = Array.from({ length: reps }, (_, i) => {
+      const x = measurements.find((m) => m.variant === a && m.rep === i + 1);
+      const y = measurements.find((m) => m.variant === b && m.rep === i + 1);
+      return x && y ? x.msgPerSec / y.msgPerSec : Number.NaN;
+    });
+    return Number(median(per).toFixed(2));
+  };
+  const cpu = (k: string): number => rows.find((r) => r.variant === k)?.cpuUsPerMsg ?? Number.NaN;
+  const targets = [
+    { target: 'service ≥ 0.90× naive (d/b)', value: ratio('d', 'b'), met: ratio('d', 'b') >= 0.9 },
+    { target: 'service ≥ 1.5× seed (d/c)', value: ratio('d', 'c'), met: ratio('d', 'c') >= 1.5 },
+    {
+      target: 'service CPU ≤ naive + 25 µs/msg',
+      value: cpu('d') - cpu('b'),
+      met: cpu('d') - cpu('b') <= 25,
+    },
+  ];
+  const date = new Date().toISOString().slice(0, 10);
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const command = `npm run bench -- --messages ${messages} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
+  const table = [
+    '| variant | msg/s (median) | min | max | consumer CPU µs/msg |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.label} | ${r.median} | ${r.min} | ${r.max} | ${r.cpuUsPerMsg} |`),
+  ];
+  const targetTable = [
+    '| target | measured | met |',
+    '|---|---|---|',
+    ...targets.map((t) => `| ${t.target} | ${t.value} | ${t.met ? 'yes' : 'no'} |`),
+  ];
+  process.stdout.write(`\n${table.join('\n')}\n\n${targetTable.join('\n')}\n`);
+  const results = join(ROOT, 'bench', 'results');
+  mkdirSync(results, { recursive: true });
+  if (quick) return; // CI proves the bench runs; only full runs are recorded
+  writeFileSync(
+    join(results, `${date}.json`),
+    `${JSON.stringify({ date, machine, command, measurements, rows, targets }, null, 2)}\n`,
+  );
+  writeFileSync(join(ROOT, 'docs', 'benchmarks-throughput.svg'), chart(rows));
+  await writeSection(
+    [
+      `Measured ${date} on ${machine}, the broker and Redis on the same two cores.`,
+      `${messages} messages per measurement (300-byte bodies, ${ACCOUNTS.toLocaleString('en')} accounts), ${queueType} queue,`,
+      `prefetch ${prefetch}, the variants alternated ${reps} times; throughput and CPU over 10–90 % of each batch.`,
+      '',
+      `Command: \`${command}\``,
+      '',
+      ...table,
+      '',
+      'Paired ratios (median of the per-repetition ratios):',
+      '',
+      ...targetTable,
+      '',
+      '![throughput by variant](benchmarks-throughput.svg)',
+    ].join('\n'),
+  );
+}
+
+/** A bar chart of median throughput with min–max whiskers, as SVG. */
+function chart(rows: readonly Row[]): string {
+  const width = 720;
+  const barHeight = 28;
+  const left = 300;
+  const scale = (width - left - 80) / Math.max(...rows.map((r) => r.max));
+  const bars = rows.map((r, i) => {
+    const y = 20 + i * (barHeight + 12);
+    const mid = y + barHeight / 2;
+    return [
+      `<text x="${left - 8}" y="${mid + 4}" text-anchor="end" font-size="12">${r.label.replace(/&/g, '&amp;')}</text>`,
+      `<rect x="${left}" y="${y}" width="${r.median * scale}" height="${barHeight}" fill="#4c78a8"/>`,
+      `<line x1="${left + r.min * scale}" x2="${left + r.max * scale}" y1="${mid}" y2="${mid}" stroke="#222"/>`,
+      `<text x="${left + r.max * scale + 6}" y="${mid + 4}" font-size="12">${r.median} msg/s</text>`,
+    ].join('');
+  });
+  const height = 20 + rows.length * (barHeight + 12) + 10;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">${bars.join('')}</svg>\n`;
+}
+
+/** Replaces the throughput section of docs/benchmarks.md (between its markers), or adds it. */
+async function writeSection(body: string): Promise<void> {
+  const file = join(ROOT, 'docs', 'benchmarks.md');
+  const start = '<!-- throughput:start -->';
+  const end = '<!-- throughput:end -->';
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    text = '# Benchmarks\n\n';
+  }
+  const section = `${start}\n\n${body}\n\n${end}`;
+  const i = text.indexOf(start);
+  text =
+    i >= 0
+      ? `${text.slice(0, i)}${section}${text.slice(text.indexOf(end) + end.length)}`
+      : `${text.trimEnd()}\n\n## What safety costs: the service against hand-written consumers\n\n${section}\n`;
+  writeFileSync(file, await format(text, { parser: 'markdown', proseWrap: 'preserve' }));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exitCode = 1;
+});

@@ -1,0 +1,86 @@
+/**
+ * The hand-written consumers the service is measured against (`npm run bench`), one per process
+ * so that its CPU is its own. MODE:
+ *   raw   — parse + ack, no effect: the ceiling;
+ *   naive — parse + INCRBY of the balance + ack: what users write today (no deduplication, no
+ *           lock; unsafe under redelivery);
+ *   seed  — the design of the notes the project started from, with the same guarantees as the
+ *           service: SET NX PX lock, processed-marker check, INCRBY, marker, Lua release, ack.
+ * Prints one JSON line of progress (acked, ms, cpuUs) every 50 ms and when it has acked TOTAL.
+ */
+import { randomBytes } from 'node:crypto';
+import amqplib, { type ConsumeMessage } from 'amqplib';
+import Redis from 'ioredis';
+
+const MODE = process.env.MODE ?? 'raw';
+const TOTAL = Number(process.env.TOTAL);
+const QUEUE = process.env.QUEUE ?? 'ledger.transactions';
+const PREFETCH = Number(process.env.PREFETCH ?? 100);
+const MARKER_TTL_S = 86_400;
+const LOCK_TTL_MS = 30_000;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+interface Tx {
+  accountId: string;
+  amountCents: number;
+}
+
+let acked = 0;
+const progress = (): void => {
+  const cpu = process.cpuUsage();
+  process.stdout.write(
+    `${JSON.stringify({ acked, ms: performance.now(), cpuUs: cpu.user + cpu.system })}\n`,
+  );
+};
+
+async function main(): Promise<void> {
+  const connection = await amqplib.connect(process.env.AMQP_URL ?? 'amqp://127.0.0.1');
+  const channel = await connection.createChannel();
+  await channel.prefetch(PREFETCH);
+  const redis = MODE === 'raw' ? undefined : new Redis(process.env.REDIS_URL ?? '');
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  async function seed(tx: Tx, messageId: string): Promise<void> {
+    if (!redis) return;
+    const lockKey = `seed:lock:account:${tx.accountId}`;
+    const token = randomBytes(16).toString('hex');
+    while ((await redis.set(lockKey, token, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') await sleep(5);
+    try {
+      const marker = `seed:processed:${QUEUE}:${messageId}`;
+      if ((await redis.exists(marker)) === 1) return;
+      await redis.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
+      await redis.set(marker, '1', 'EX', MARKER_TTL_S);
+    } finally {
+      await redis.eval(RELEASE, 1, lockKey, token);
+    }
+  }
+
+  const timer = setInterval(progress, 50);
+  const done = (): void => {
+    clearInterval(timer);
+    progress();
+    // cancel after the last ack: on a quorum queue the cancel is a command of the queue's log,
+    // ordered after this channel's acks, so none of them can come back when the channel goes
+    void channel
+      .cancel(consumerTag)
+      .then(() => connection.close())
+      .finally(() => process.exit(0));
+  };
+  let consumerTag = '';
+  ({ consumerTag } = await channel.consume(QUEUE, (message: ConsumeMessage | null) => {
+    if (!message) return;
+    void (async () => {
+      const tx = JSON.parse(message.content.toString('utf8')) as Tx;
+      if (MODE === 'naive') await redis?.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
+      else if (MODE === 'seed') await seed(tx, String(message.properties.messageId));
+      channel.ack(message);
+      if (++acked === TOTAL) done();
+    })();
+  }));
+  progress();
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${String(error)}\n`);
+  process.exit(1);
+});

@@ -13,6 +13,7 @@ export default tseslint.config(
       'eslint.config.mjs',
       'jest.config.js',
       'test/**/*.js',
+      'bench/**/*.js',
     ],
   },
   eslint.configs.recommended,

@@ -96,21 +96,31 @@ function naive(key: string, label: string, mode: string): Variant {
   };
 }
 
-/** The service itself (`node dist/main.js`), with extra environment. */
+/**
+ * The service itself (`node dist/main.js`), or with VARIANT set, the service with a part of the
+ * ledger pipeline off (bench/service-variant.child.js).
+ */
 function service(key: string, label: string, env: Record<string, string>): Variant {
+  const script = env.VARIANT ? join(__dirname, 'service-variant.child.js') : undefined;
   return {
     key,
     label,
     async run(amqpUrl, total) {
-      const svc = ServiceProcess.start({
-        AMQP_URL: amqpUrl,
-        REDIS_URL,
-        HTTP_PORT: '0',
-        LOG_LEVEL: 'info',
-        AMQP_PREFETCH: String(prefetch),
-        AMQP_QUEUE_TYPE: queueType,
-        ...env,
-      });
+      const profileDir = process.env.BENCH_CPU_PROF_DIR;
+      const svc = ServiceProcess.start(
+        {
+          AMQP_URL: amqpUrl,
+          REDIS_URL,
+          HTTP_PORT: '0',
+          LOG_LEVEL: 'info',
+          AMQP_PREFETCH: String(prefetch),
+          AMQP_QUEUE_TYPE: queueType,
+          ...env,
+        },
+        script,
+        // BENCH_CPU_PROF_DIR=<dir>: each service process writes a V8 CPU profile there on exit
+        profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      );
       try {
         const samples: Progress[] = [];
         await waitFor(
@@ -156,6 +166,8 @@ const VARIANTS: Variant[] = [
   naive('b', '(b) raw + naive effect (INCRBY, unsafe)', 'naive'),
   naive('c', '(c) seed design, same guarantees', 'seed'),
   service('d', '(d) the service, full pipeline', {}),
+  service('e', '(e) the service, lock off', { VARIANT: 'no-lock' }),
+  service('f', '(f) the service, deduplication off', { VARIANT: 'no-dedup' }),
 ];
 
 /** Value of a monotonic series at `acked` (linear between samples). */

@@ -16,9 +16,16 @@ export class ServiceProcess {
     this.exited = once(child, 'exit').then(([code]) => code as number | null);
   }
 
-  /** Starts `node dist/main.js`, or another entry script (a child with extra handlers). */
-  static start(env: Record<string, string>, script: string = MAIN): ServiceProcess {
-    const child = spawn(process.execPath, [script], {
+  /**
+   * Starts `node dist/main.js`, or another entry script (a child with extra handlers), with
+   * extra Node options (`--cpu-prof`) if given.
+   */
+  static start(
+    env: Record<string, string>,
+    script: string = MAIN,
+    nodeArgs: readonly string[] = [],
+  ): ServiceProcess {
+    const child = spawn(process.execPath, [...nodeArgs, script], {
       env: { PATH: process.env.PATH ?? '', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -1,0 +1,80 @@
+// The service with one part of its ledger pipeline switched off, for `npm run bench` to show
+// what each part costs: every module of AppModule (from dist/) except the ledger's, plus a ledger
+// handler on the same queue with VARIANT=
+//   no-lock  — deduplication and the atomic effect, no per-account lock;
+//   no-dedup — the per-account lock and a plain INCRBY, no processed marker.
+// Plain JavaScript: Nest needs decorator metadata, which tsx does not emit, so the decorators
+// are applied by hand as in test/e2e/support/*.child.js.
+'use strict';
+require('reflect-metadata');
+const { Injectable, Module } = require('@nestjs/common');
+const dist = (path) => require(`../dist/${path}`);
+const { bootstrap } = dist('bootstrap');
+const { AppConfigModule } = dist('config/config.module');
+const { LoggingModule } = dist('logging/logging.module');
+const { MetricsModule } = dist('metrics/metrics.module');
+const { RedisModule } = dist('redis/redis.module');
+const { MessagingModule, MessageHandler } = dist('messaging');
+const { HealthModule } = dist('health/health.module');
+const { RedisConnection } = dist('redis/redis.connection');
+const { LedgerService } = dist('ledger/ledger.service');
+const { TransactionDto } = dist('ledger/transaction.dto');
+const constants = dist('ledger/ledger.constants');
+
+const VARIANT = process.env.VARIANT;
+if (VARIANT !== 'no-lock' && VARIANT !== 'no-dedup') {
+  throw new Error('VARIANT must be no-lock or no-dedup');
+}
+
+class VariantLedgerHandler {
+  constructor(ledger, redis) {
+    this.ledger = ledger;
+    this.redis = redis;
+  }
+
+  async apply(tx, ctx) {
+    if (VARIANT === 'no-dedup') {
+      await this.redis.client.incrby(constants.balanceKey(tx.accountId), tx.amountCents);
+      return;
+    }
+    await this.ledger.apply(tx.accountId, tx.amountCents, ctx.processedMarker, undefined);
+  }
+}
+Reflect.defineMetadata('design:paramtypes', [LedgerService, RedisConnection], VariantLedgerHandler);
+Reflect.defineMetadata(
+  'design:paramtypes',
+  [TransactionDto, Object],
+  VariantLedgerHandler.prototype,
+  'apply',
+);
+MessageHandler({
+  exchange: constants.LEDGER_EXCHANGE,
+  routingKey: constants.LEDGER_ROUTING_KEY,
+  queue: constants.LEDGER_QUEUE,
+  ...(VARIANT === 'no-lock'
+    ? { lock: false, commitsMarker: true }
+    : { idempotent: false, lockKey: (tx) => constants.accountLockKey(tx.accountId) }),
+})(
+  VariantLedgerHandler.prototype,
+  'apply',
+  Object.getOwnPropertyDescriptor(VariantLedgerHandler.prototype, 'apply'),
+);
+Injectable()(VariantLedgerHandler);
+
+class VariantModule {}
+Module({
+  imports: [
+    AppConfigModule,
+    LoggingModule,
+    MetricsModule,
+    RedisModule,
+    MessagingModule,
+    HealthModule,
+  ],
+  providers: [LedgerService, VariantLedgerHandler],
+})(VariantModule);
+
+bootstrap(VariantModule).catch((error) => {
+  process.stderr.write(`Failed to start: ${error?.stack ?? error}\n`);
+  process.exit(1);
+});

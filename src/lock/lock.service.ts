@@ -57,6 +57,13 @@ export class LockService
   private readonly held = new Set<HeldLock>();
   private readonly turns = new LocalTurns();
   private closing = false;
+  /**
+   * Lock tokens: 96 random bits drawn once per process, then a counter. Unique across holders
+   * (all a token must be: it is compared, never trusted as a secret), without a call into the
+   * CSPRNG for every message.
+   */
+  private readonly tokenNonce = randomBytes(12).toString('base64url');
+  private tokenCounter = 0;
 
   constructor(private readonly deps: LockServiceDeps) {
     super();
@@ -180,7 +187,7 @@ export class LockService
       ) {
         return 'processed';
       }
-      const token = randomBytes(16).toString('base64url');
+      const token = `${this.tokenNonce}.${(this.tokenCounter++).toString(36)}`;
       for (let attempt = 0; ; attempt++) {
         const result = await backend.tryAcquire(
           key,

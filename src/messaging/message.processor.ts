@@ -4,6 +4,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config';
+import { linkedSignal } from '../lifecycle/linked-signal';
 import { type Lock, LockService, LockTimeoutError } from '../lock';
 import { MessageMetrics } from '../metrics/message.metrics';
 import { IdempotencyStore } from './idempotency.store';
@@ -164,6 +165,8 @@ export class MessageProcessor {
     marker: ProcessedMarker | undefined,
     lock: Lock | undefined,
   ): Promise<ProcessingResult> {
+    // the handler's signal: the consumer's (shutdown deadline) and, with a lock, the lock's
+    const linked = lock ? linkedSignal(consumer.signal, lock.signal) : undefined;
     const context = new MessageContext({
       ...log,
       exchange:
@@ -171,14 +174,19 @@ export class MessageProcessor {
         message.fields.exchange,
       headers: message.properties.headers ?? {},
       redelivered: message.fields.redelivered,
-      signal: lock ? AbortSignal.any([consumer.signal, lock.signal]) : consumer.signal,
+      signal: linked?.signal ?? consumer.signal,
       processedMarker: marker,
       lockKey: lock?.key,
       fencingToken: lock?.fencingToken,
       message,
       baseLogger: this.handlerLogger,
     });
-    const returned = await handler.invoke(payload, context);
+    let returned: unknown;
+    try {
+      returned = await handler.invoke(payload, context);
+    } finally {
+      linked?.dispose();
+    }
     // never an ack for work that finished without its lock (the marker makes the retry cheap)
     lock?.signal.throwIfAborted();
     if (returned === AlreadyProcessed) return { status: 'duplicate' };

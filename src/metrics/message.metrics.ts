@@ -10,6 +10,16 @@ import { METRIC, type ProcessingOutcome, type PublishOutcome } from './metrics.c
  */
 @Injectable()
 export class MessageMetrics {
+  /** Label children per queue (received, in flight) and per queue/handler/outcome: resolved once. */
+  private readonly queueChildren = new Map<
+    string,
+    { received: Counter.Internal; inFlight: Gauge.Internal<'queue'> }
+  >();
+  private readonly settledChildren = new Map<
+    string,
+    { processed: Counter.Internal; duration: Histogram.Internal<'queue' | 'handler' | 'outcome'> }
+  >();
+
   constructor(
     @InjectMetric(METRIC.messagesReceived) private readonly received: Counter<'queue'>,
     @InjectMetric(METRIC.messagesProcessed)
@@ -28,8 +38,9 @@ export class MessageMetrics {
   ) {}
 
   messageReceived(queue: string): void {
-    this.received.inc({ queue });
-    this.inFlight.inc({ queue });
+    const children = this.ofQueue(queue);
+    children.received.inc();
+    children.inFlight.inc();
   }
 
   messageSettled(
@@ -38,9 +49,34 @@ export class MessageMetrics {
     outcome: ProcessingOutcome,
     seconds: number,
   ): void {
-    this.inFlight.dec({ queue });
-    this.processed.inc({ queue, handler, outcome });
-    this.duration.observe({ queue, handler, outcome }, seconds);
+    this.ofQueue(queue).inFlight.dec();
+    // queue and handler names are fixed at bootstrap and outcomes are five: a bounded map
+    const key = `${queue}\u0000${handler}\u0000${outcome}`;
+    let children = this.settledChildren.get(key);
+    if (!children) {
+      children = {
+        processed: this.processed.labels({ queue, handler, outcome }),
+        duration: this.duration.labels({ queue, handler, outcome }),
+      };
+      this.settledChildren.set(key, children);
+    }
+    children.processed.inc();
+    children.duration.observe(seconds);
+  }
+
+  private ofQueue(queue: string): {
+    received: Counter.Internal;
+    inFlight: Gauge.Internal<'queue'>;
+  } {
+    let children = this.queueChildren.get(queue);
+    if (!children) {
+      children = {
+        received: this.received.labels({ queue }),
+        inFlight: this.inFlight.labels({ queue }),
+      };
+      this.queueChildren.set(queue, children);
+    }
+    return children;
   }
 
   /** A publish settled: confirmed by the broker, or failed, `seconds` after it was sent. */

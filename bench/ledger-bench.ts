@@ -102,53 +102,73 @@ function naive(key: string, label: string, mode: string): Variant {
  */
 function service(key: string, label: string, env: Record<string, string>): Variant {
   const script = env.VARIANT ? join(__dirname, 'service-variant.child.js') : undefined;
-  return {
-    key,
-    label,
-    async run(amqpUrl, total) {
-      const profileDir = process.env.BENCH_CPU_PROF_DIR;
-      const svc = ServiceProcess.start(
-        {
-          AMQP_URL: amqpUrl,
-          REDIS_URL,
-          HTTP_PORT: '0',
-          LOG_LEVEL: 'info',
-          AMQP_PREFETCH: String(prefetch),
-          AMQP_QUEUE_TYPE: queueType,
-          ...env,
-        },
-        script,
-        // BENCH_CPU_PROF_DIR=<dir>: each service process writes a V8 CPU profile there on exit
-        profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
-      );
-      try {
-        const samples: Progress[] = [];
-        await waitFor(
-          'service ready (topology declared, consumer attached)',
-          async () => {
-            if (svc.httpPort === undefined) return false;
-            const res = await fetch(`http://127.0.0.1:${svc.httpPort}/health/ready`);
-            return res.status === 200;
-          },
-          30_000,
-        );
-        for (;;) {
-          const text = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
-          const sample = scrape(text);
-          samples.push(sample);
-          if (sample.acked >= total) break;
-          if (!svc.alive) throw new Error(`service exited:\n${svc.stderr}`);
-          // a scrape costs the service CPU too: 4 a second, interpolated between
-          await new Promise((resolve) => setTimeout(resolve, 250));
+  return { key, label, run: (amqpUrl, total) => runServices(amqpUrl, total, env, script, 1) };
+}
+
+/**
+ * Runs `instances` service processes until together they settled `total` messages; progress is
+ * the sum of their `/metrics` (messages settled, process CPU).
+ */
+async function runServices(
+  amqpUrl: string,
+  total: number,
+  env: Record<string, string>,
+  script: string | undefined,
+  instances: number,
+): Promise<Progress[]> {
+  const profileDir = process.env.BENCH_CPU_PROF_DIR;
+  const services = Array.from({ length: instances }, () =>
+    ServiceProcess.start(
+      {
+        AMQP_URL: amqpUrl,
+        REDIS_URL,
+        HTTP_PORT: '0',
+        LOG_LEVEL: 'info',
+        AMQP_PREFETCH: String(prefetch),
+        AMQP_QUEUE_TYPE: queueType,
+        ...env,
+      },
+      script,
+      // BENCH_CPU_PROF_DIR=<dir>: each service process writes a V8 CPU profile there on exit
+      profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    ),
+  );
+  try {
+    const samples: Progress[] = [];
+    await waitFor(
+      'services ready (topology declared, consumers attached)',
+      async () => {
+        for (const svc of services) {
+          if (svc.httpPort === undefined) return false;
+          const res = await fetch(`http://127.0.0.1:${svc.httpPort}/health/ready`);
+          if (res.status !== 200) return false;
         }
-        svc.kill('SIGTERM');
-        await svc.exitCode(30_000);
-        return samples;
-      } finally {
-        svc.kill('SIGKILL');
+        return true;
+      },
+      30_000,
+    );
+    for (;;) {
+      let acked = 0;
+      let cpuUs = 0;
+      for (const svc of services) {
+        if (!svc.alive) throw new Error(`service exited:\n${svc.stderr}`);
+        const sample = scrape(
+          await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text(),
+        );
+        acked += sample.acked;
+        cpuUs += sample.cpuUs;
       }
-    },
-  };
+      samples.push({ acked, ms: performance.now(), cpuUs });
+      if (acked >= total) break;
+      // a scrape costs the service CPU too: 4 a second, interpolated between
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    for (const svc of services) svc.kill('SIGTERM');
+    await Promise.all(services.map((svc) => svc.exitCode(30_000)));
+    return samples;
+  } finally {
+    for (const svc of services) svc.kill('SIGKILL');
+  }
 }
 
 /** Messages settled and CPU time from the service's /metrics (prom-client's process CPU). */
@@ -186,23 +206,70 @@ interface Measurement {
   readonly cpuUsPerMsg: number;
 }
 
-function measure(variant: Variant, rep: number, samples: readonly Progress[]): Measurement {
+/** Throughput and CPU per message over the steady state: 10 % to 90 % of the batch. */
+function steady(samples: readonly Progress[]): { msgPerSec: number; cpuUsPerMsg: number } {
   const from = Math.floor(messages * 0.1);
   const to = Math.floor(messages * 0.9);
   const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
   const cpu = at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs');
-  return {
-    variant: variant.key,
-    rep,
-    msgPerSec: (to - from) / seconds,
-    cpuUsPerMsg: cpu / (to - from),
-  };
+  return { msgPerSec: (to - from) / seconds, cpuUsPerMsg: cpu / (to - from) };
+}
+
+function measure(variant: Variant, rep: number, samples: readonly Progress[]): Measurement {
+  return { variant: variant.key, rep, ...steady(samples) };
+}
+
+interface Contention {
+  readonly accounts: number;
+  readonly msgPerSec: number;
+  readonly cpuUsPerMsg: number;
+  readonly redisCommandsPerMsg: number;
+}
+
+/** Redis commands served so far (`INFO commandstats`, INFO itself left out). */
+async function redisCommands(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  let calls = 0;
+  for (const m of info.matchAll(/^cmdstat_(\S+?):calls=(\d+)/gm)) {
+    if (m[1] !== 'info') calls += Number(m[2]);
+  }
+  return calls;
+}
+
+/**
+ * Contention: 3 service processes on the same batch, its transactions spread over 10 hot
+ * accounts, then over 10,000: throughput, CPU (the three together) and Redis commands per
+ * message (from `INFO commandstats`, process start included).
+ */
+async function contention(
+  amqpUrl: string,
+  channel: ConfirmChannel,
+  redis: Redis,
+): Promise<Contention[]> {
+  const rows: Contention[] = [];
+  for (const accounts of [10, ACCOUNTS]) {
+    await prePublish(channel, messages, `k${accounts}`, accounts);
+    const before = await redisCommands(redis);
+    const samples = await runServices(amqpUrl, messages, {}, undefined, 3);
+    const commands = (await redisCommands(redis)) - before;
+    const row = { accounts, ...steady(samples), redisCommandsPerMsg: commands / messages };
+    rows.push(row);
+    process.stdout.write(
+      `  contention, 3 instances, ${accounts} accounts: ${Math.round(row.msgPerSec)} msg/s, ${row.redisCommandsPerMsg.toFixed(2)} Redis commands/msg\n`,
+    );
+  }
+  return rows;
 }
 
 /** Publishes `n` ledger transactions with many confirms outstanding (windows of 1,000). */
-async function prePublish(channel: ConfirmChannel, n: number, tag: string): Promise<void> {
+async function prePublish(
+  channel: ConfirmChannel,
+  n: number,
+  tag: string,
+  accounts = ACCOUNTS,
+): Promise<void> {
   for (let i = 0; i < n; i++) {
-    channel.publish('ledger', 'transaction.created', body(i), {
+    channel.publish('ledger', 'transaction.created', body(i, accounts), {
       persistent: true,
       contentType: 'application/json',
       messageId: `${runId}-${tag}-${i}`,
@@ -213,8 +280,8 @@ async function prePublish(channel: ConfirmChannel, n: number, tag: string): Prom
 }
 
 /** A ledger transaction padded to 300 bytes (the memo is not part of the schema: stripped). */
-function body(i: number): Buffer {
-  const tx = { accountId: `${runId}-a${i % ACCOUNTS}`, amountCents: (i % 1_000) - 100, memo: '' };
+function body(i: number, accounts: number): Buffer {
+  const tx = { accountId: `${runId}-a${i % accounts}`, amountCents: (i % 1_000) - 100, memo: '' };
   const base = Buffer.byteLength(JSON.stringify(tx));
   tx.memo = 'x'.repeat(Math.max(0, 300 - base));
   return Buffer.from(JSON.stringify(tx));
@@ -235,6 +302,7 @@ async function main(): Promise<void> {
   const redis = new Redis(REDIS_URL);
   const connection = await amqplib.connect(amqpUrl);
   const measurements: Measurement[] = [];
+  let contended: Contention[] = [];
   try {
     // the service declares the topology (quorum or classic), then the queue is shared by all
     await service('topology', 'topology', {}).run(amqpUrl, 0);
@@ -253,13 +321,14 @@ async function main(): Promise<void> {
         }
       }
     }
+    contended = await contention(amqpUrl, channel, redis);
   } finally {
     await connection.close().catch(() => undefined);
     await vhost.delete();
     await deleteRunKeys(redis);
     redis.disconnect();
   }
-  await report(measurements);
+  await report(measurements, contended);
 }
 
 async function deleteRunKeys(redis: Redis): Promise<void> {
@@ -281,7 +350,10 @@ interface Row {
   readonly cpuUsPerMsg: number;
 }
 
-async function report(measurements: readonly Measurement[]): Promise<void> {
+async function report(
+  measurements: readonly Measurement[],
+  contended: readonly Contention[],
+): Promise<void> {
   const rows: Row[] = VARIANTS.map((v) => {
     const of = measurements.filter((m) => m.variant === v.key);
     const rates = of.map((m) => m.msgPerSec);
@@ -326,13 +398,23 @@ async function report(measurements: readonly Measurement[]): Promise<void> {
     '|---|---|---|',
     ...targets.map((t) => `| ${t.target} | ${t.value} | ${t.met ? 'yes' : 'no'} |`),
   ];
-  process.stdout.write(`\n${table.join('\n')}\n\n${targetTable.join('\n')}\n`);
+  const contentionTable = [
+    '| 3 instances, accounts | msg/s | CPU µs/msg (3 processes) | Redis commands/msg |',
+    '|---|---|---|---|',
+    ...contended.map(
+      (c) =>
+        `| ${c.accounts} | ${Math.round(c.msgPerSec)} | ${Math.round(c.cpuUsPerMsg)} | ${c.redisCommandsPerMsg.toFixed(2)} |`,
+    ),
+  ];
+  process.stdout.write(
+    `\n${table.join('\n')}\n\n${targetTable.join('\n')}\n\n${contentionTable.join('\n')}\n`,
+  );
   const results = join(ROOT, 'bench', 'results');
   mkdirSync(results, { recursive: true });
   if (quick) return; // CI proves the bench runs; only full runs are recorded
   writeFileSync(
     join(results, `${date}.json`),
-    `${JSON.stringify({ date, machine, command, measurements, rows, targets }, null, 2)}\n`,
+    `${JSON.stringify({ date, machine, command, measurements, rows, targets, contended }, null, 2)}\n`,
   );
   writeFileSync(join(ROOT, 'docs', 'benchmarks-throughput.svg'), chart(rows));
   await writeSection(
@@ -350,6 +432,12 @@ async function report(measurements: readonly Measurement[]): Promise<void> {
       ...targetTable,
       '',
       '![throughput by variant](benchmarks-throughput.svg)',
+      '',
+      'Contention: 3 service processes on one batch, spread over 10 hot accounts or over 10,000',
+      '(Redis commands per message from `INFO commandstats`: the commands Lua scripts run count too,',
+      'and process start is included):',
+      '',
+      ...contentionTable,
     ].join('\n'),
   );
 }

@@ -52,9 +52,11 @@ export class LedgerHandler {
     if (result === 'duplicate') return AlreadyProcessed;
     // a newer lock holder already wrote to this account: ours was lost, retry with a new lock
     if (result === 'stale') throw new StaleFencingTokenError(tx.accountId, ctx.fencingToken);
-    ctx.logger.debug(
-      { accountId: tx.accountId, amountCents: tx.amountCents, fencingToken: ctx.fencingToken },
-      'transaction applied',
-    );
+    if (ctx.logs('debug')) {
+      ctx.logger.debug(
+        { accountId: tx.accountId, amountCents: tx.amountCents, fencingToken: ctx.fencingToken },
+        'transaction applied',
+      );
+    }
   }
 }

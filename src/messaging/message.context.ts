@@ -1,5 +1,5 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
-import type { Logger } from 'pino';
+import type { Level, Logger } from 'pino';
 
 /** Where a handler that commits its effect atomically with the processed marker must write it. */
 export interface ProcessedMarker {
@@ -64,7 +64,7 @@ export class MessageContext {
   private cachedLogger: Logger | undefined;
 
   constructor(
-    init: Omit<MessageContext, 'logger' | 'logFields'> & {
+    init: Omit<MessageContext, 'logger' | 'logFields' | 'logs'> & {
       readonly baseLogger: Logger;
     },
   ) {
@@ -97,6 +97,14 @@ export class MessageContext {
       attempt: this.attempt,
       handler: this.handler,
     };
+  }
+
+  /**
+   * Whether a line at `level` would be written: check it before building a debug line, so a
+   * message at info level does not pay for a child logger it never uses.
+   */
+  logs(level: Level): boolean {
+    return this.baseLogger.isLevelEnabled(level);
   }
 
   /** A logger whose every line carries the message's identifiers (created on first use). */

@@ -47,6 +47,9 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
       `mp:lock:account:e2e-${run}-*`,
       `mp:fence:account:e2e-${run}-*`,
       'mp:processed:ledger.transactions:*',
+      // the schema-invalid message is locked on its (invalid) account before validation
+      'mp:lock:account:bad id!',
+      'mp:fence:account:bad id!',
     ]);
     redis.disconnect();
     await vhost?.delete();

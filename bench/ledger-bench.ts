@@ -17,7 +17,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import amqplib, { type ConfirmChannel } from 'amqplib';
+import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
 import { format } from 'prettier';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost';
@@ -62,7 +62,7 @@ interface Variant {
   readonly key: string;
   readonly label: string;
   /** Starts the consumer; resolves with its progress samples once it acked `total`. */
-  run(amqpUrl: string, total: number): Promise<Progress[]>;
+  run(amqpUrl: string, total: number, env?: Record<string, string>): Promise<Progress[]>;
 }
 
 /** A hand-written consumer (bench/naive-consumer.ts) in a process of its own. */
@@ -70,7 +70,7 @@ function naive(key: string, label: string, mode: string): Variant {
   return {
     key,
     label,
-    async run(amqpUrl, total) {
+    async run(amqpUrl, total, env = {}) {
       const child = spawn(
         process.execPath,
         ['--import', 'tsx', join(__dirname, 'naive-consumer.ts')],
@@ -82,6 +82,7 @@ function naive(key: string, label: string, mode: string): Variant {
             AMQP_URL: amqpUrl,
             REDIS_URL,
             PREFETCH: String(prefetch),
+            ...env,
           },
           stdio: ['ignore', 'pipe', 'inherit'],
         },
@@ -219,6 +220,153 @@ function measure(variant: Variant, rep: number, samples: readonly Progress[]): M
   return { variant: variant.key, rep, ...steady(samples) };
 }
 
+interface Latency {
+  readonly variant: string;
+  readonly ratePerSec: number;
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+}
+
+const LATENCY_LIST = 'bench:latency';
+const wallClock = (): number => performance.timeOrigin + performance.now();
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
+}
+
+/**
+ * Publish → effect committed (the ack follows at once) at a steady `rate`, for (b) and (d):
+ * the naive consumer and the ledger's test oracle record each effect's wall-clock end in a Redis
+ * list, the publisher each message's publish time.
+ */
+async function latency(
+  amqpUrl: string,
+  channel: ConfirmChannel,
+  redis: Redis,
+  variant: 'b' | 'd',
+  rate: number,
+): Promise<Latency> {
+  const seconds = quick ? 2 : 10;
+  const total = Math.max(1, Math.round(rate * seconds));
+  const list = variant === 'b' ? LATENCY_LIST : 'oracle:effects';
+  await redis.del(list);
+  const consumer =
+    variant === 'b'
+      ? naive('b', 'latency', 'naive').run(amqpUrl, total, { LATENCY_LIST })
+      : runServices(amqpUrl, total, { LEDGER_ORACLE_URL: REDIS_URL }, undefined, 1);
+  // ready once it consumes: a consumer on the queue
+  await waitFor(
+    'a consumer on the queue',
+    async () => (await channel.checkQueue(QUEUE)).consumerCount > 0,
+    30_000,
+  );
+  const sentAt = new Map<string, number>();
+  const started = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1_000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    const messageId = `${runId}-lat${variant}-${i}`;
+    sentAt.set(messageId, wallClock());
+    channel.publish('ledger', 'transaction.created', body(i, ACCOUNTS), {
+      persistent: true,
+      contentType: 'application/json',
+      messageId,
+    });
+  }
+  await channel.waitForConfirms();
+  await consumer;
+  const records = (await redis.lrange(list, 0, -1)).map(
+    (line) => JSON.parse(line) as { messageId: string; end: number },
+  );
+  await redis.del(list);
+  const ms = records
+    .filter((r) => sentAt.has(r.messageId))
+    .map((r) => r.end - (sentAt.get(r.messageId) ?? r.end))
+    .sort((a, b) => a - b);
+  const result = {
+    variant,
+    ratePerSec: Math.round(rate),
+    p50: Number(percentile(ms, 50).toFixed(2)),
+    p95: Number(percentile(ms, 95).toFixed(2)),
+    p99: Number(percentile(ms, 99).toFixed(2)),
+  };
+  process.stdout.write(
+    `  latency (${variant}) at ${result.ratePerSec} msg/s: p50 ${result.p50} ms, p95 ${result.p95} ms, p99 ${result.p99} ms\n`,
+  );
+  return result;
+}
+
+interface PublisherSample {
+  readonly mode: string;
+  readonly rep: number;
+  readonly msgPerSec: number;
+  readonly cpuUsPerMsg: number;
+}
+
+const PUBLISHERS = [
+  { mode: 'raw-each', label: 'amqplib, awaiting each confirm' },
+  { mode: 'raw-window', label: 'amqplib, 1,000 confirms outstanding' },
+  { mode: 'service', label: "the service's MessagePublisher, 1,000 in flight" },
+];
+
+/**
+ * (g) Confirmed publishing, each mode in a process of its own (bench/publisher.child.js), to an
+ * exchange with one queue bound, emptied after each run. Awaiting each confirm is slow, so that
+ * mode publishes at most 2,000.
+ */
+async function publishers(amqpUrl: string, connection: ChannelModel): Promise<PublisherSample[]> {
+  const channel = await connection.createChannel();
+  await channel.assertExchange('bench.publish', 'topic', { durable: true });
+  await channel.assertQueue('bench.sink', {
+    durable: true,
+    arguments: { 'x-queue-type': queueType },
+  });
+  await channel.bindQueue('bench.sink', 'bench.publish', '#');
+  const samples: PublisherSample[] = [];
+  for (let rep = 1; rep <= reps; rep++) {
+    for (const { mode, label } of PUBLISHERS) {
+      const total = mode === 'raw-each' ? Math.min(messages, 2_000) : messages;
+      const child = spawn(process.execPath, [join(__dirname, 'publisher.child.js')], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          MODE: mode,
+          TOTAL: String(total),
+          EXCHANGE: 'bench.publish',
+          AMQP_URL: amqpUrl,
+          REDIS_URL,
+          AMQP_QUEUE_TYPE: queueType,
+          HTTP_PORT: '0',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      if (code !== 0) throw new Error(`publisher ${mode} exited ${code}`);
+      const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as {
+        published: number;
+        ms: number;
+        cpuUs: number;
+      };
+      const sample = {
+        mode,
+        rep,
+        msgPerSec: result.published / (result.ms / 1_000),
+        cpuUsPerMsg: result.cpuUs / result.published,
+      };
+      samples.push(sample);
+      process.stdout.write(
+        `  rep ${rep} publisher, ${label}: ${Math.round(sample.msgPerSec)} msg/s, ${Math.round(sample.cpuUsPerMsg)} µs CPU/msg\n`,
+      );
+      await channel.purgeQueue('bench.sink');
+    }
+  }
+  await channel.close();
+  return samples;
+}
+
 interface Contention {
   readonly accounts: number;
   readonly msgPerSec: number;
@@ -303,6 +451,8 @@ async function main(): Promise<void> {
   const connection = await amqplib.connect(amqpUrl);
   const measurements: Measurement[] = [];
   let contended: Contention[] = [];
+  let published: PublisherSample[] = [];
+  const latencies: Latency[] = [];
   try {
     // the service declares the topology (quorum or classic), then the queue is shared by all
     await service('topology', 'topology', {}).run(amqpUrl, 0);
@@ -322,13 +472,19 @@ async function main(): Promise<void> {
       }
     }
     contended = await contention(amqpUrl, channel, redis);
+    published = await publishers(amqpUrl, connection);
+    // at half of each one's measured rate
+    for (const key of ['b', 'd'] as const) {
+      const rate = median(measurements.filter((m) => m.variant === key).map((m) => m.msgPerSec));
+      latencies.push(await latency(amqpUrl, channel, redis, key, rate / 2));
+    }
   } finally {
     await connection.close().catch(() => undefined);
     await vhost.delete();
     await deleteRunKeys(redis);
     redis.disconnect();
   }
-  await report(measurements, contended);
+  await report(measurements, contended, published, latencies);
 }
 
 async function deleteRunKeys(redis: Redis): Promise<void> {
@@ -353,6 +509,8 @@ interface Row {
 async function report(
   measurements: readonly Measurement[],
   contended: readonly Contention[],
+  published: readonly PublisherSample[],
+  latencies: readonly Latency[],
 ): Promise<void> {
   const rows: Row[] = VARIANTS.map((v) => {
     const of = measurements.filter((m) => m.variant === v.key);
@@ -406,15 +564,32 @@ async function report(
         `| ${c.accounts} | ${Math.round(c.msgPerSec)} | ${Math.round(c.cpuUsPerMsg)} | ${c.redisCommandsPerMsg.toFixed(2)} |`,
     ),
   ];
+  const publisherTable = [
+    '| publisher | confirmed msg/s (median) | min | max | CPU µs/msg |',
+    '|---|---|---|---|---|',
+    ...PUBLISHERS.map(({ mode, label }) => {
+      const of = published.filter((p) => p.mode === mode);
+      const rates = of.map((p) => p.msgPerSec);
+      return `| ${label} | ${Math.round(median(rates))} | ${Math.round(Math.min(...rates))} | ${Math.round(Math.max(...rates))} | ${Math.round(median(of.map((p) => p.cpuUsPerMsg)))} |`;
+    }),
+  ];
+  const latencyTable = [
+    '| consumer | rate (half its max) | p50 ms | p95 ms | p99 ms |',
+    '|---|---|---|---|---|',
+    ...latencies.map(
+      (l) =>
+        `| ${rows.find((r) => r.variant === l.variant)?.label ?? l.variant} | ${l.ratePerSec} msg/s | ${l.p50} | ${l.p95} | ${l.p99} |`,
+    ),
+  ];
   process.stdout.write(
-    `\n${table.join('\n')}\n\n${targetTable.join('\n')}\n\n${contentionTable.join('\n')}\n`,
+    `\n${table.join('\n')}\n\n${targetTable.join('\n')}\n\n${latencyTable.join('\n')}\n\n${contentionTable.join('\n')}\n\n${publisherTable.join('\n')}\n`,
   );
   const results = join(ROOT, 'bench', 'results');
   mkdirSync(results, { recursive: true });
   if (quick) return; // CI proves the bench runs; only full runs are recorded
   writeFileSync(
     join(results, `${date}.json`),
-    `${JSON.stringify({ date, machine, command, measurements, rows, targets, contended }, null, 2)}\n`,
+    `${JSON.stringify({ date, machine, command, measurements, rows, targets, latencies, contended, published }, null, 2)}\n`,
   );
   writeFileSync(join(ROOT, 'docs', 'benchmarks-throughput.svg'), chart(rows));
   await writeSection(
@@ -433,11 +608,21 @@ async function report(
       '',
       '![throughput by variant](benchmarks-throughput.svg)',
       '',
+      'Latency, publish → effect committed (the ack follows at once), at half of each',
+      "consumer's median throughput for 10 s:",
+      '',
+      ...latencyTable,
+      '',
       'Contention: 3 service processes on one batch, spread over 10 hot accounts or over 10,000',
       '(Redis commands per message from `INFO commandstats`: the commands Lua scripts run count too,',
       'and process start is included):',
       '',
       ...contentionTable,
+      '',
+      '(g) Confirmed publishing (each in a process of its own, 300-byte JSON bodies serialized per',
+      'message, to a queue of the same type; CPU is the publishing process):',
+      '',
+      ...publisherTable,
     ].join('\n'),
   );
 }

@@ -18,6 +18,8 @@ const QUEUE = process.env.QUEUE ?? 'ledger.transactions';
 const PREFETCH = Number(process.env.PREFETCH ?? 100);
 const MARKER_TTL_S = 86_400;
 const LOCK_TTL_MS = 30_000;
+/** With LATENCY_LIST: each effect's messageId and wall-clock end, as the ledger's oracle records. */
+const LATENCY_LIST = process.env.LATENCY_LIST;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 interface Tx {
@@ -73,6 +75,11 @@ async function main(): Promise<void> {
       const tx = JSON.parse(message.content.toString('utf8')) as Tx;
       if (MODE === 'naive') await redis?.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
       else if (MODE === 'seed') await seed(tx, String(message.properties.messageId));
+      if (LATENCY_LIST) {
+        const end = performance.timeOrigin + performance.now();
+        const messageId = String(message.properties.messageId);
+        await redis?.rpush(LATENCY_LIST, JSON.stringify({ messageId, end }));
+      }
       channel.ack(message);
       if (++acked === TOTAL) done();
     })();

@@ -1,6 +1,7 @@
 /**
  * What safety costs (issue 8): the service's full pipeline on the ledger against hand-written
- * amqplib consumers, all on the same queue in one run, alternated (A B C D, A B C D, ...).
+ * amqplib consumers and against itself with parts off, all on the same queue in one run,
+ * alternated (A B C D E F, A B C D E F, ...).
  *
  *   npm run bench [-- --messages 20000 --reps 5 --queue-type quorum|classic --prefetch 100]
  *   npm run bench -- --quick     (CI: 2,000 messages, one repetition)
@@ -8,8 +9,10 @@
  * Each variant consumes N pre-published ledger transactions (300-byte bodies, 10,000 accounts)
  * from `ledger.transactions` in a process of its own. Throughput and CPU are taken over the
  * steady state (from 10 % to 90 % of the batch acked), so process start and the drained tail do
- * not count. Then the publisher is measured the same way. Output: a table on stdout, JSON in
- * bench/results/<date>.json, the section of docs/benchmarks.md between its markers, and a chart.
+ * not count. Then: contention (3 instances, 10 hot accounts against 10,000), confirmed
+ * publishing (first publish to last confirm) and latency (publish → effect, at half the measured
+ * throughput). Output: a table on stdout, JSON in bench/results/<date>.json, the section of
+ * docs/benchmarks.md between its markers, and a chart; `--quick` only prints.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';

@@ -16,18 +16,16 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
-import { format } from 'prettier';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost';
 import { ServiceProcess } from '../test/e2e/support/service.process';
 import { waitFor } from '../test/e2e/support/wait-for';
+import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support';
 
-const ROOT = join(__dirname, '..');
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const QUEUE = 'ledger.transactions';
 
@@ -438,12 +436,6 @@ function body(i: number, accounts: number): Buffer {
   return Buffer.from(JSON.stringify(tx));
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 async function main(): Promise<void> {
   process.stdout.write(
     `bench: ${messages} messages × ${reps} reps, ${queueType} queue, prefetch ${prefetch}${quick ? ' (quick)' : ''}\n`,
@@ -547,7 +539,7 @@ async function report(
     },
   ];
   const date = new Date().toISOString().slice(0, 10);
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const machine = machineDescription();
   const command = `npm run bench -- --messages ${messages} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
   const table = [
     '| variant | msg/s (median) | min | max | consumer CPU µs/msg |',
@@ -595,7 +587,9 @@ async function report(
     `${JSON.stringify({ date, machine, command, measurements, rows, targets, latencies, contended, published }, null, 2)}\n`,
   );
   writeFileSync(join(ROOT, 'docs', 'benchmarks-throughput.svg'), chart(rows));
-  await writeSection(
+  await writeDocSection(
+    'throughput',
+    '## What safety costs: the service against hand-written consumers',
     [
       `Measured ${date} on ${machine}, the broker and Redis on the same two cores.`,
       `${messages} messages per measurement (300-byte bodies, ${ACCOUNTS.toLocaleString('en')} accounts), ${queueType} queue,`,
@@ -650,29 +644,4 @@ function chart(rows: readonly Row[]): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">${bars.join('')}</svg>\n`;
 }
 
-/** Replaces the throughput section of docs/benchmarks.md (between its markers), or adds it. */
-async function writeSection(body: string): Promise<void> {
-  const file = join(ROOT, 'docs', 'benchmarks.md');
-  const start = '<!-- throughput:start -->';
-  const end = '<!-- throughput:end -->';
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    text = '# Benchmarks\n\n';
-  }
-  const section = `${start}\n\n${body}\n\n${end}`;
-  const i = text.indexOf(start);
-  text =
-    i >= 0
-      ? `${text.slice(0, i)}${section}${text.slice(text.indexOf(end) + end.length)}`
-      : `${text.trimEnd()}\n\n## What safety costs: the service against hand-written consumers\n\n${section}\n`;
-  writeFileSync(file, await format(text, { parser: 'markdown', proseWrap: 'preserve' }));
-}
-
-main().catch((error: unknown) => {
-  process.stderr.write(
-    `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exitCode = 1;
-});
+runMain(main);

@@ -13,14 +13,11 @@
  *   npm run bench:scale [-- --messages 10000 --reps 3 --prefetch 50 --delay-ms 5]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { format } from 'prettier';
 import { ChaosRun } from '../test/chaos/support/chaos.harness';
 import { hardCriteria, PASSING } from '../test/chaos/support/verdicts';
 import { waitFor } from '../test/e2e/support/wait-for';
-
-const ROOT = join(__dirname, '..');
+import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support';
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -115,12 +112,6 @@ async function measure(
   return { instances, rep, msgPerSec, machineBusy, serviceCpuUs, brokerCpuUs };
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 async function main(): Promise<void> {
   process.stdout.write(
     `scale-out: ${messages} messages × ${reps} reps, prefetch ${prefetch}, ${delayMs} ms handler\n`,
@@ -173,7 +164,7 @@ async function report(samples: readonly Sample[]): Promise<void> {
     };
   });
   const date = new Date().toISOString().slice(0, 10);
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const machine = machineDescription();
   const command = `npm run bench:scale -- --messages ${messages} --reps ${reps} --prefetch ${prefetch} --delay-ms ${delayMs}`;
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
   writeFileSync(
@@ -189,7 +180,9 @@ async function report(samples: readonly Sample[]): Promise<void> {
     ),
   ];
   process.stdout.write(`\n${table.join('\n')}\n`);
-  await writeSection(
+  await writeDocSection(
+    `scale-out-prefetch-${prefetch}`,
+    `### Prefetch ${prefetch}`,
     [
       `Measured ${date} on ${machine}: a 3-node RabbitMQ cluster (quorum queues), 3 Redis for`,
       'Redlock, the main Redis and the service instances all on this one machine. Each message',
@@ -203,33 +196,4 @@ async function report(samples: readonly Sample[]): Promise<void> {
   );
 }
 
-/**
- * Replaces this prefetch's scale-out section of docs/benchmarks.md (between its markers), or
- * adds it.
- */
-async function writeSection(body: string): Promise<void> {
-  const file = join(ROOT, 'docs', 'benchmarks.md');
-  const start = `<!-- scale-out-prefetch-${prefetch}:start -->`;
-  const end = `<!-- scale-out-prefetch-${prefetch}:end -->`;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    text = '# Benchmarks\n\n';
-  }
-  const section = `${start}\n\n${body}\n\n${end}`;
-  const at = text.indexOf(start);
-  text =
-    at >= 0
-      ? `${text.slice(0, at)}${section}${text.slice(text.indexOf(end) + end.length)}`
-      : `${text.trimEnd()}\n\n### Prefetch ${prefetch}\n\n${section}\n`;
-  // formatted as the repository's Prettier check expects
-  writeFileSync(file, await format(text, { parser: 'markdown', proseWrap: 'preserve' }));
-}
-
-main().catch((error: unknown) => {
-  process.stderr.write(
-    `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exitCode = 1;
-});
+runMain(main);

@@ -10,12 +10,9 @@ require('reflect-metadata');
 const { Injectable, Module } = require('@nestjs/common');
 const dist = (path) => require(`../dist/${path}`);
 const { bootstrap } = dist('bootstrap');
-const { AppConfigModule } = dist('config/config.module');
-const { LoggingModule } = dist('logging/logging.module');
-const { MetricsModule } = dist('metrics/metrics.module');
-const { RedisModule } = dist('redis/redis.module');
-const { MessagingModule, MessageHandler } = dist('messaging');
-const { HealthModule } = dist('health/health.module');
+const { AppModule } = dist('app.module');
+const { LedgerModule } = dist('ledger/ledger.module');
+const { MessageHandler } = dist('messaging');
 const { RedisConnection } = dist('redis/redis.connection');
 const { LedgerService } = dist('ledger/ledger.service');
 const { TransactionDto } = dist('ledger/transaction.dto');
@@ -63,14 +60,8 @@ Injectable()(VariantLedgerHandler);
 
 class VariantModule {}
 Module({
-  imports: [
-    AppConfigModule,
-    LoggingModule,
-    MetricsModule,
-    RedisModule,
-    MessagingModule,
-    HealthModule,
-  ],
+  // AppModule's own imports, whatever they become, except the ledger's
+  imports: Reflect.getMetadata('imports', AppModule).filter((m) => m !== LedgerModule),
   providers: [LedgerService, VariantLedgerHandler],
 })(VariantModule);
 

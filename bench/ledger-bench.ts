@@ -49,6 +49,10 @@ const queueType = option('queue-type', 'quorum');
 if (queueType !== 'quorum' && queueType !== 'classic') {
   throw new Error('--queue-type must be quorum or classic');
 }
+/** `--only b,d`: those throughput variants only, no other section, nothing recorded (for profiling). */
+const only = option('only', '')
+  .split(',')
+  .filter((k) => k !== '');
 const ACCOUNTS = 10_000;
 const runId = `b${Date.now().toString(36)}`;
 
@@ -66,6 +70,12 @@ interface Variant {
   run(amqpUrl: string, total: number, env?: Record<string, string>): Promise<Progress[]>;
 }
 
+/** BENCH_CPU_PROF_DIR=<dir>: each consumer process writes a V8 CPU profile there on exit. */
+function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 /** A hand-written consumer (bench/naive-consumer.ts) in a process of its own. */
 function naive(key: string, label: string, mode: string): Variant {
   return {
@@ -74,7 +84,7 @@ function naive(key: string, label: string, mode: string): Variant {
     async run(amqpUrl, total, env = {}) {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', join(__dirname, 'naive-consumer.ts')],
+        [...profileArgs(), '--import', 'tsx', join(__dirname, 'naive-consumer.ts')],
         {
           env: {
             PATH: process.env.PATH ?? '',
@@ -118,7 +128,6 @@ async function runServices(
   script: string | undefined,
   instances: number,
 ): Promise<Progress[]> {
-  const profileDir = process.env.BENCH_CPU_PROF_DIR;
   const services = Array.from({ length: instances }, () =>
     ServiceProcess.start(
       {
@@ -131,8 +140,7 @@ async function runServices(
         ...env,
       },
       script,
-      // BENCH_CPU_PROF_DIR=<dir>: each service process writes a V8 CPU profile there on exit
-      profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      profileArgs(),
     ),
   );
   try {
@@ -184,7 +192,7 @@ function scrape(text: string): Progress {
   return { acked, ms: performance.now(), cpuUs: cpuSeconds * 1e6 };
 }
 
-const VARIANTS: Variant[] = [
+const ALL_VARIANTS: Variant[] = [
   naive('a', '(a) raw amqplib: parse + ack', 'raw'),
   naive('b', '(b) raw + naive effect (INCRBY, unsafe)', 'naive'),
   naive('c', '(c) seed design, same guarantees', 'seed'),
@@ -192,6 +200,10 @@ const VARIANTS: Variant[] = [
   service('e', '(e) the service, lock off', { VARIANT: 'no-lock' }),
   service('f', '(f) the service, deduplication off', { VARIANT: 'no-dedup' }),
 ];
+const unknown = only.filter((k) => !ALL_VARIANTS.some((v) => v.key === k));
+if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-f)`);
+const VARIANTS =
+  only.length === 0 ? ALL_VARIANTS : ALL_VARIANTS.filter((v) => only.includes(v.key));
 
 /** Value of a monotonic series at `acked` (linear between samples). */
 function at(samples: readonly Progress[], acked: number, field: 'ms' | 'cpuUs'): number {
@@ -466,12 +478,14 @@ async function main(): Promise<void> {
         }
       }
     }
-    contended = await contention(amqpUrl, channel, redis);
-    published = await publishers(amqpUrl, connection);
-    // at half of each one's measured rate
-    for (const key of ['b', 'd'] as const) {
-      const rate = median(measurements.filter((m) => m.variant === key).map((m) => m.msgPerSec));
-      latencies.push(await latency(amqpUrl, channel, redis, key, rate / 2));
+    if (only.length === 0) {
+      contended = await contention(amqpUrl, channel, redis);
+      published = await publishers(amqpUrl, connection);
+      // at half of each one's measured rate
+      for (const key of ['b', 'd'] as const) {
+        const rate = median(measurements.filter((m) => m.variant === key).map((m) => m.msgPerSec));
+        latencies.push(await latency(amqpUrl, channel, redis, key, rate / 2));
+      }
     }
   } finally {
     await connection.close().catch(() => undefined);
@@ -581,7 +595,8 @@ async function report(
   );
   const results = join(ROOT, 'bench', 'results');
   mkdirSync(results, { recursive: true });
-  if (quick) return; // CI proves the bench runs; only full runs are recorded
+  // CI proves the bench runs, --only is for profiling: only full runs are recorded
+  if (quick || only.length > 0) return;
   writeFileSync(
     join(results, `${date}.json`),
     `${JSON.stringify({ date, machine, command, measurements, rows, targets, latencies, contended, published }, null, 2)}\n`,

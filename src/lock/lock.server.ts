@@ -161,6 +161,15 @@ export class LockServer {
       call.catch(() => undefined);
       throw new LockUnavailableError(`lock ${what} on ${this.label}: no time left`);
     }
+    // the client's own command timeout bounds the call as tightly: no second timer per message
+    const clientTimeout = this.client.options.commandTimeout;
+    if (clientTimeout !== undefined && clientTimeout <= deadlineMs) {
+      try {
+        return await call;
+      } catch (error) {
+        throw this.unavailable(what, error);
+      }
+    }
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -177,12 +186,16 @@ export class LockServer {
       return await Promise.race([call, deadline]);
     } catch (error) {
       call.catch(() => undefined);
-      if (error instanceof LockUnavailableError) throw error;
-      const message = error instanceof Error ? error.message : String(error);
-      throw new LockUnavailableError(`lock ${what} on ${this.label}: ${message}`, { cause: error });
+      throw this.unavailable(what, error);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private unavailable(what: string, error: unknown): LockUnavailableError {
+    if (error instanceof LockUnavailableError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new LockUnavailableError(`lock ${what} on ${this.label}: ${message}`, { cause: error });
   }
 }
 

@@ -32,12 +32,13 @@ export class LedgerHandler {
     if (!ctx.processedMarker) throw new NonRetryableError('the ledger requires deduplication');
     // test only: the reliability suite's oracle (off in production, no work on this path)
     const start = this.oracle.enabled ? LedgerOracle.clock() : 0;
-    await this.oracle.simulateWork(ctx.signal);
+    if (this.oracle.enabled) await this.oracle.simulateWork(ctx.signal);
+    // the balance, the fence, the marker and (single-Redis mode) the lock's release: one script
     const result = await this.ledger.apply(
       tx.accountId,
       tx.amountCents,
       ctx.processedMarker,
-      ctx.fencingToken,
+      ctx.lock,
     );
     if (this.oracle.enabled) {
       await this.oracle.record({

@@ -5,10 +5,13 @@
  * the consumer, that cost showed in the CPU profile and the garbage collector. Two listeners
  * removed when the message is done cost far less.
  */
-export function linkedSignal(
-  a: AbortSignal,
-  b: AbortSignal,
-): { readonly signal: AbortSignal; dispose(): void } {
+export interface LinkedSignal {
+  readonly signal: AbortSignal;
+  /** Unhooks it from both sources (it keeps its state). */
+  dispose(): void;
+}
+
+export function linkedSignal(a: AbortSignal, b: AbortSignal): LinkedSignal {
   const controller = new AbortController();
   const abortFrom = (source: AbortSignal): void => {
     if (!controller.signal.aborted) controller.abort(source.reason);

@@ -15,6 +15,20 @@ export interface Lock {
   readonly fencingToken: number;
   /** Aborted (with a `LockLostError`) when the lock is lost: stop working and do not commit. */
   readonly signal: AbortSignal;
+  /** The `LockLostError` once the lock is lost (the signal's reason), without creating the signal. */
+  readonly lost: LockLostError | undefined;
+  /**
+   * Single-Redis mode: the Redis key holding this lock, on the same Redis as the service's own
+   * keys (`REDIS_URL`). A Lua script of the caller's there may release the lock atomically with
+   * its writes — delete this key if its value is {@link token} — and then call
+   * {@link releasedByScript}. Undefined under Redlock, whose locks live on other servers.
+   */
+  readonly redisKey: string | undefined;
+  /**
+   * Tells the lock that the caller's script ran its release (whatever it found): it stops its
+   * watchdog and forgets the lock, and {@link release} resolves without a round trip.
+   */
+  releasedByScript(): void;
   /** Extends the lease to `ttlMs` from now; false when the lock is no longer ours. */
   extend(ttlMs?: number): Promise<boolean>;
   /** Gives the lock back. Never throws; says what it found. */
@@ -47,7 +61,10 @@ export class HeldLock implements Lock {
   readonly key: string;
   readonly token: string;
   readonly fencingToken: number;
-  private readonly controller = new AbortController();
+  readonly redisKey: string | undefined;
+  /** Created when someone asks for the signal: most locks are released without it. */
+  private controller: AbortController | undefined;
+  private lossReason: LockLostError | undefined;
   private validUntil: number;
   private state: 'held' | 'lost' | 'released' = 'held';
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -59,12 +76,21 @@ export class HeldLock implements Lock {
     this.token = init.token;
     this.fencingToken = init.fencingToken;
     this.validUntil = init.validUntil;
+    this.redisKey = init.backend.redisKeyOf?.(init.key);
     init.metrics.heldChanged(1);
     this.armExpiry();
   }
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.lossReason) this.controller.abort(this.lossReason);
+    }
     return this.controller.signal;
+  }
+
+  get lost(): LockLostError | undefined {
+    return this.lossReason;
   }
 
   /** Milliseconds of lease left as far as this process can vouch (≤ 0 once lost). */
@@ -101,6 +127,16 @@ export class HeldLock implements Lock {
   release(): Promise<ReleaseOutcome> {
     this.releasing ??= this.doRelease();
     return this.releasing;
+  }
+
+  releasedByScript(): void {
+    if (this.releasing) return;
+    const wasHeld = this.state === 'held';
+    this.state = 'released';
+    this.stopTimers();
+    if (wasHeld) this.init.metrics.heldChanged(-1);
+    this.releasing = Promise.resolve('released');
+    this.init.onReleased();
   }
 
   private async doRelease(): Promise<ReleaseOutcome> {
@@ -148,7 +184,8 @@ export class HeldLock implements Lock {
     this.stopTimers();
     this.init.metrics.heldChanged(-1);
     this.init.metrics.lockLost();
-    this.controller.abort(new LockLostError(this.key, reason));
+    this.lossReason = new LockLostError(this.key, reason);
+    this.controller?.abort(this.lossReason);
   }
 
   private stopTimers(): void {

@@ -1,6 +1,6 @@
 import { clockDriftMs } from './lock.backoff';
 import { LockUnavailableError } from './lock.errors';
-import type { LockServer, TokenReply } from './lock.server';
+import { LOCK_KEY_PREFIX, type LockServer, type TokenReply } from './lock.server';
 
 /** Result of one try to take a lock. `validUntil` is on the `performance.now()` clock. */
 export type TryAcquireResult =
@@ -24,6 +24,8 @@ export interface LockBackend {
   readonly mode: 'single' | 'redlock';
   /** Whether a processed marker can be checked in the same round trip as the acquisition. */
   readonly checksMarker: boolean;
+  /** The Redis key holding the lock of `key`, when it lives on the service's own Redis. */
+  redisKeyOf?(key: string): string;
   tryAcquire(
     key: string,
     token: string,
@@ -55,6 +57,10 @@ export class SingleLockBackend implements LockBackend {
     private readonly commandTimeoutMs: number,
   ) {
     this.servers = [server];
+  }
+
+  redisKeyOf(key: string): string {
+    return LOCK_KEY_PREFIX + key;
   }
 
   async tryAcquire(

@@ -1,5 +1,6 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Level, Logger } from 'pino';
+import type { Lock } from '../lock';
 
 /** Where a handler that commits its effect atomically with the processed marker must write it. */
 export interface ProcessedMarker {
@@ -17,6 +18,31 @@ export interface MessageLogFields {
   readonly routingKey: string;
   readonly attempt: number;
   readonly handler: string;
+}
+
+/**
+ * The message's lock as its handler sees it. `redisKey`, `token` and `releasedByScript()` let a
+ * handler whose effect is one Lua script on the service's Redis release the lock in that same
+ * script — `if redis.call('GET', lockKey) == token then redis.call('DEL', lockKey) end` — which
+ * saves the release round trip on every message (the ledger does). Single-Redis mode only:
+ * `redisKey` is undefined under Redlock, and then the service releases the lock itself.
+ */
+export type MessageLock = Pick<
+  Lock,
+  'key' | 'token' | 'fencingToken' | 'redisKey' | 'releasedByScript' | 'lost'
+>;
+
+/** What the processor builds a context from. */
+export interface MessageContextInit extends MessageLogFields {
+  readonly exchange: string;
+  readonly headers: Readonly<MessagePropertyHeaders>;
+  readonly redelivered: boolean;
+  /** The signal, or how to make it on first use (most handlers never ask for it). */
+  readonly signal: AbortSignal | (() => AbortSignal);
+  readonly processedMarker: ProcessedMarker | undefined;
+  readonly lock?: MessageLock;
+  readonly message: ConsumeMessage;
+  readonly baseLogger: Logger;
 }
 
 /**
@@ -43,31 +69,17 @@ export class MessageContext {
   readonly attempt: number;
   /** True when the broker delivered it before (a previous consumer did not settle it). */
   readonly redelivered: boolean;
-  /**
-   * Aborted when the handler must stop: its lock was lost (reason: a `LockLostError`) or the
-   * shutdown deadline passed. Pass it to fetch, database drivers and timers.
-   */
-  readonly signal: AbortSignal;
   /** Where to write the processed marker atomically with the effect; undefined when `idempotent: false`. */
   readonly processedMarker: ProcessedMarker | undefined;
-  /** The key this message is locked on (`lockKey(payload)` or the messageId); undefined when unlocked. */
-  readonly lockKey: string | undefined;
-  /**
-   * The lock's fencing token, strictly increasing per lock key. Make the storage you write to
-   * refuse a token lower than the last it applied (the ledger does): a worker that paused past its
-   * lease then cannot overwrite newer work. Undefined when the handler runs without a lock.
-   */
-  readonly fencingToken: number | undefined;
+  /** The message's lock; undefined when the handler runs without one. */
+  readonly lock: MessageLock | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
   readonly message: ConsumeMessage;
 
   private cachedLogger: Logger | undefined;
+  private signalOrFactory: AbortSignal | (() => AbortSignal);
 
-  constructor(
-    init: Omit<MessageContext, 'logger' | 'logFields' | 'logs'> & {
-      readonly baseLogger: Logger;
-    },
-  ) {
+  constructor(init: MessageContextInit) {
     this.messageId = init.messageId;
     this.correlationId = init.correlationId;
     this.exchange = init.exchange;
@@ -77,15 +89,37 @@ export class MessageContext {
     this.headers = init.headers;
     this.attempt = init.attempt;
     this.redelivered = init.redelivered;
-    this.signal = init.signal;
+    this.signalOrFactory = init.signal;
     this.processedMarker = init.processedMarker;
-    this.lockKey = init.lockKey;
-    this.fencingToken = init.fencingToken;
+    this.lock = init.lock;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
   }
 
   private readonly baseLogger: Logger;
+
+  /**
+   * Aborted when the handler must stop: its lock was lost (reason: a `LockLostError`) or the
+   * shutdown deadline passed. Pass it to fetch, database drivers and timers.
+   */
+  get signal(): AbortSignal {
+    if (typeof this.signalOrFactory === 'function') this.signalOrFactory = this.signalOrFactory();
+    return this.signalOrFactory;
+  }
+
+  /** The key this message is locked on (`lockKey(payload)` or the messageId); undefined when unlocked. */
+  get lockKey(): string | undefined {
+    return this.lock?.key;
+  }
+
+  /**
+   * The lock's fencing token, strictly increasing per lock key. Make the storage you write to
+   * refuse a token lower than the last it applied (the ledger does): a worker that paused past its
+   * lease then cannot overwrite newer work. Undefined when the handler runs without a lock.
+   */
+  get fencingToken(): number | undefined {
+    return this.lock?.fencingToken;
+  }
 
   /** The fields of DESIGN §8 for this message. */
   get logFields(): MessageLogFields {

@@ -1,12 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import type { Channel, ConsumeMessage } from 'amqplib';
+import type { ConsumeMessage } from 'amqplib';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config';
-import { linkedSignal } from '../lifecycle/linked-signal';
+import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal';
 import { type Lock, LockService, LockTimeoutError } from '../lock';
 import { MessageMetrics } from '../metrics/message.metrics';
+import type { Settlement } from './ack.coalescer';
 import { IdempotencyStore } from './idempotency.store';
 import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context';
 import { decodeMessage } from './message.decoder';
@@ -59,13 +60,18 @@ export class MessageProcessor {
     @Inject(processingConfig.KEY) private readonly config: ConfigType<typeof processingConfig>,
     @InjectPinoLogger(MessageProcessor.name) logger: PinoLogger,
   ) {
-    this.settler = new MessageSettler({ publisher, metrics, logger });
+    this.settler = new MessageSettler({
+      publisher,
+      metrics,
+      logger,
+      logsDebug: () => logger.logger.isLevelEnabled('debug'),
+    });
     this.handlerLogger = logger.logger.child({ context: 'MessageHandler' });
   }
 
   async process(
     message: ConsumeMessage,
-    channel: Channel,
+    channel: Settlement,
     consumer: ConsumerHandle,
   ): Promise<void> {
     const startedAt = performance.now();
@@ -149,7 +155,7 @@ export class MessageProcessor {
       return await this.invoke(message, consumer, handler, log, decoded.payload, marker, lock);
     } catch (error) {
       // whatever the handler did after losing its lock was not protected: retry it
-      if (lock?.signal.aborted) throw lock.signal.reason;
+      if (lock?.lost) throw lock.lost;
       throw error;
     } finally {
       await lock?.release();
@@ -165,19 +171,25 @@ export class MessageProcessor {
     marker: ProcessedMarker | undefined,
     lock: Lock | undefined,
   ): Promise<ProcessingResult> {
-    // the handler's signal: the consumer's (shutdown deadline) and, with a lock, the lock's
-    const linked = lock ? linkedSignal(consumer.signal, lock.signal) : undefined;
+    // the handler's signal: the consumer's (shutdown deadline) and, with a lock, the lock's;
+    // linked on first use only (two listeners and an AbortController most handlers never read)
+    let linked: LinkedSignal | undefined;
+    const headers = message.properties.headers ?? {};
     const context = new MessageContext({
-      ...log,
-      exchange:
-        stringHeader(message.properties.headers?.[HEADER.originalExchange]) ??
-        message.fields.exchange,
-      headers: message.properties.headers ?? {},
+      messageId: log.messageId,
+      correlationId: log.correlationId,
+      queue: log.queue,
+      routingKey: log.routingKey,
+      attempt: log.attempt,
+      handler: log.handler,
+      exchange: stringHeader(headers[HEADER.originalExchange]) ?? message.fields.exchange,
+      headers,
       redelivered: message.fields.redelivered,
-      signal: linked?.signal ?? consumer.signal,
+      signal: lock
+        ? () => (linked ??= linkedSignal(consumer.signal, lock.signal)).signal
+        : consumer.signal,
       processedMarker: marker,
-      lockKey: lock?.key,
-      fencingToken: lock?.fencingToken,
+      lock,
       message,
       baseLogger: this.handlerLogger,
     });
@@ -188,7 +200,7 @@ export class MessageProcessor {
       linked?.dispose();
     }
     // never an ack for work that finished without its lock (the marker makes the retry cheap)
-    lock?.signal.throwIfAborted();
+    if (lock?.lost) throw lock.lost;
     if (returned === AlreadyProcessed) return { status: 'duplicate' };
     if (marker && !handler.options.commitsMarker) await this.idempotency.markProcessed(marker);
     return { status: 'succeeded' };

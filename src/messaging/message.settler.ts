@@ -1,4 +1,5 @@
-import type { Channel, ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
+import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
+import type { Settlement } from './ack.coalescer';
 import type { ProcessingOutcome } from '../metrics/metrics.constants';
 import type { MessageLogFields } from './message.context';
 import { decideFate, type ErrorClass, type Fate, type ProcessingResult } from './message.fate';
@@ -17,7 +18,7 @@ import { topologyNames } from './queue.topology';
 export interface Delivery {
   readonly message: ConsumeMessage;
   /** The channel the message arrived on: acks must go back on the same channel. */
-  readonly channel: Pick<Channel, 'ack' | 'nack' | 'reject'>;
+  readonly channel: Settlement;
   readonly exchange: string;
   readonly queue: string;
   readonly log: MessageLogFields;
@@ -53,6 +54,8 @@ export interface SettlerDeps {
     warn(obj: object, msg: string): void;
     error(obj: object, msg: string): void;
   };
+  /** Whether debug lines are written; when not, a plain ack builds no log line at all. */
+  readonly logsDebug?: () => boolean;
   readonly now?: () => number;
   /** Wall clock for the failure-time headers. */
   readonly clock?: () => Date;
@@ -211,6 +214,8 @@ export class MessageSettler {
   }
 
   private report(delivery: Delivery, fate: Fate, seconds: number): void {
+    // the common case, at info level: nothing to write, so nothing to build
+    if (fate.action === 'ack' && this.deps.logsDebug?.() === false) return;
     const fields = {
       ...delivery.log,
       outcome: fate.outcome,

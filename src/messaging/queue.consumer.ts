@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
 import type { QueueType } from '../config/env.schema';
+import { AckCoalescer, type Settlement } from './ack.coalescer';
 import { shutdownStep } from '../lifecycle/shutdown-step';
 import type { QueueBinding } from './message-handler.interfaces';
 import type { ConsumerHandle } from './message.processor';
@@ -15,7 +16,8 @@ export interface QueueConsumerDeps {
   connection(): ChannelModel | undefined;
   /** What keeps the consumer from taking messages (Redis down, no lock quorum), if anything. */
   unavailableDependency(): string | undefined;
-  process(message: ConsumeMessage, channel: Channel, consumer: ConsumerHandle): Promise<void>;
+  /** Settle through `channel` only: it coalesces acks and must see every settlement. */
+  process(message: ConsumeMessage, channel: Settlement, consumer: ConsumerHandle): Promise<void>;
   readonly queueType: QueueType;
   readonly logger: PinoLogger;
 }
@@ -36,6 +38,7 @@ export interface ConsumerStatus {
  */
 export class QueueConsumer implements ConsumerHandle {
   private channel: Channel | undefined;
+  private acks: AckCoalescer | undefined;
   private consumerTag: string | undefined;
   private intake = false;
   private stopping = false;
@@ -112,12 +115,14 @@ export class QueueConsumer implements ConsumerHandle {
     this.attaching = true;
     try {
       const channel = this.channel ?? (await this.openChannel(connection));
+      const acks = this.acks ?? new AckCoalescer(channel);
+      this.acks = acks;
       await declareTopology(channel, this.binding, this.deps.queueType);
       await channel.prefetch(this.binding.prefetch);
       this.intake = true;
       const { consumerTag } = await channel.consume(
         this.binding.queue,
-        (message) => this.onDelivery(channel, message),
+        (message) => this.onDelivery(channel, acks, message),
         { noAck: false },
       );
       this.consumerTag = consumerTag;
@@ -146,6 +151,7 @@ export class QueueConsumer implements ConsumerHandle {
     channel.on('close', () => {
       if (this.channel !== channel) return;
       this.channel = undefined;
+      this.acks = undefined;
       this.consumerTag = undefined;
       this.intake = false;
       // attach() reports its own failures; otherwise the channel died under a running consumer
@@ -179,7 +185,7 @@ export class QueueConsumer implements ConsumerHandle {
     this.retryLater(conflict ? TOPOLOGY_CONFLICT_RETRY_MS : this.backoff());
   }
 
-  private onDelivery(channel: Channel, message: ConsumeMessage | null): void {
+  private onDelivery(channel: Channel, acks: AckCoalescer, message: ConsumeMessage | null): void {
     if (message === null) {
       // basic.cancel from the broker: the queue was deleted or its leader moved away
       if (channel !== this.channel) return;
@@ -195,7 +201,8 @@ export class QueueConsumer implements ConsumerHandle {
       this.retryLater(this.backoff());
       return;
     }
-    const processing = this.deps.process(message, channel, this);
+    acks.track(message);
+    const processing = this.deps.process(message, acks, this);
     this.inFlight.add(processing);
     void processing.finally(() => this.inFlight.delete(processing));
   }
@@ -261,6 +268,7 @@ export class QueueConsumer implements ConsumerHandle {
   // read every ack sent before it (DESIGN §9), so closing the channel next cannot lose them.
   private async flushAcks(): Promise<void> {
     if (!this.channel) return;
+    this.acks?.flush();
     try {
       await this.channel.checkQueue(this.binding.queue);
     } catch {
@@ -274,6 +282,8 @@ export class QueueConsumer implements ConsumerHandle {
     const channel = this.channel;
     this.channel = undefined;
     if (!channel) return;
+    this.acks?.flush();
+    this.acks = undefined;
     // already closed with its connection, or the broker does not answer: unacked messages
     // return to the queue when the connection goes
     await shutdownStep(channel.close());

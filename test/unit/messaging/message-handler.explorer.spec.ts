@@ -299,8 +299,6 @@ function messageContext(handlerId: string): MessageContext {
     redelivered: false,
     signal: new AbortController().signal,
     processedMarker: undefined,
-    lockKey: undefined,
-    fencingToken: undefined,
     message,
     baseLogger: pino({ enabled: false }),
   });

@@ -22,8 +22,6 @@ function contextAt(level: string, lines: string[]): MessageContext {
     redelivered: false,
     signal: new AbortController().signal,
     processedMarker: undefined,
-    lockKey: undefined,
-    fencingToken: undefined,
     message: { content: Buffer.alloc(0) } as ConsumeMessage,
     baseLogger: pino({ level }, sink),
   });

@@ -184,6 +184,8 @@ class FakeIdempotency {
 class FakeLock {
   readonly token = 'token-1';
   readonly fencingToken = 1_764_000_000_000_001;
+  /** Under Redlock: nothing for a handler's script to release. */
+  readonly redisKey = undefined;
   private readonly controller = new AbortController();
   released = false;
 
@@ -193,8 +195,16 @@ class FakeLock {
     return this.controller.signal;
   }
 
+  get lost(): LockLostError | undefined {
+    return this.signal.aborted ? (this.signal.reason as LockLostError) : undefined;
+  }
+
   lose(): void {
     this.controller.abort(new LockLostError(this.key, 'expired'));
+  }
+
+  releasedByScript(): void {
+    throw new Error('not on the service Redis: nothing for a script to release');
   }
 
   extend(): Promise<boolean> {

@@ -195,6 +195,7 @@ interface SetupOptions {
   readonly retry?: RetryPolicy;
   readonly nonRetryable?: readonly ErrorClass[];
   readonly tiers?: readonly number[];
+  readonly logsDebug?: () => boolean;
 }
 
 function setup(options: SetupOptions = {}) {
@@ -212,6 +213,7 @@ function setup(options: SetupOptions = {}) {
     clock: options.clock === null ? undefined : (options.clock ?? (() => FAILED_AT)),
     random: options.random ?? (() => 0),
     scheduleRequeue: options.scheduleRequeue,
+    logsDebug: options.logsDebug,
   });
   const log: MessageLogFields = {
     messageId: 'tx-0001',
@@ -275,6 +277,26 @@ describe('MessageSettler', () => {
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['duplicate']);
       expect(logger.lines).toEqual([
         expect.objectContaining({ level: 'debug', msg: 'duplicate acked' }),
+      ]);
+    });
+  });
+
+  describe('at info level (debug lines not written)', () => {
+    it('writes no line for an ack or a duplicate, and still warns about a retry', async () => {
+      const { settler, delivery, effects, metrics, logger } = setup({ logsDebug: () => false });
+      await settler.settle(delivery(), { status: 'succeeded' });
+      await settler.settle(delivery(), { status: 'duplicate' });
+      await settler.settle(delivery(), { status: 'threw', error: new Error('db down') });
+      expect(effects.map((e) => e.kind)).toEqual([
+        'ack',
+        'ack',
+        'publish',
+        'publish-confirmed',
+        'reject',
+      ]);
+      expect(metrics.settled.map((m) => m.outcome)).toEqual(['ack', 'duplicate', 'retry']);
+      expect(logger.lines.map((l) => [l.level, l.fields.code])).toEqual([
+        ['warn', 'RETRY_SCHEDULED'],
       ]);
     });
   });

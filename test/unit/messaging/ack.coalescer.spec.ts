@@ -1,0 +1,193 @@
+import type { Message } from 'amqplib';
+import { AckCoalescer, type Settlement } from '../../../src/messaging/ack.coalescer';
+
+type Frame =
+  | { readonly kind: 'ack'; readonly tag: number; readonly multiple: boolean }
+  | { readonly kind: 'nack' | 'reject'; readonly tag: number; readonly requeue: boolean };
+
+/**
+ * A broker's view of one channel: the deliveries it considers unacknowledged, and what each
+ * frame does to them (AMQP 0-9-1: `multiple` settles every outstanding tag up to the given one;
+ * an unknown tag is a PRECONDITION_FAILED channel error).
+ */
+class BrokerChannel implements Settlement {
+  readonly frames: Frame[] = [];
+  readonly outstanding = new Set<number>();
+  readonly acked = new Set<number>();
+  readonly returned = new Set<number>();
+  closed = false;
+
+  deliver(tag: number): Message {
+    this.outstanding.add(tag);
+    return { fields: { deliveryTag: tag } } as Message;
+  }
+
+  ack(message: Message, allUpTo = false): void {
+    this.settle(message.fields.deliveryTag, allUpTo, this.acked);
+    this.frames.push({ kind: 'ack', tag: message.fields.deliveryTag, multiple: allUpTo });
+  }
+
+  nack(message: Message, allUpTo = false, requeue = true): void {
+    this.settle(message.fields.deliveryTag, allUpTo, this.returned);
+    this.frames.push({ kind: 'nack', tag: message.fields.deliveryTag, requeue });
+  }
+
+  reject(message: Message, requeue = true): void {
+    this.settle(message.fields.deliveryTag, false, this.returned);
+    this.frames.push({ kind: 'reject', tag: message.fields.deliveryTag, requeue });
+  }
+
+  private settle(tag: number, multiple: boolean, into: Set<number>): void {
+    if (this.closed) throw new Error('Channel closed');
+    if (!this.outstanding.has(tag))
+      throw new Error(`PRECONDITION_FAILED - unknown delivery tag ${tag}`);
+    for (const t of [...this.outstanding]) {
+      if (t === tag || (multiple && t < tag)) {
+        this.outstanding.delete(t);
+        into.add(t);
+      }
+    }
+  }
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('AckCoalescer', () => {
+  function setup(): {
+    broker: BrokerChannel;
+    acks: AckCoalescer;
+    deliver: (tag: number) => Message;
+  } {
+    const broker = new BrokerChannel();
+    const acks = new AckCoalescer(broker);
+    const deliver = (tag: number): Message => {
+      const message = broker.deliver(tag);
+      acks.track(message);
+      return message;
+    };
+    return { broker, acks, deliver };
+  }
+
+  it('sends the acks of one turn as one multiple ack at its end', async () => {
+    const { broker, acks, deliver } = setup();
+    const messages = [1, 2, 3, 4, 5].map(deliver);
+    for (const m of [messages[2], messages[0], messages[4], messages[1], messages[3]]) acks.ack(m);
+    expect(broker.frames).toEqual([]);
+    await nextTurn();
+    expect(broker.frames).toEqual([{ kind: 'ack', tag: 5, multiple: true }]);
+    expect([...broker.acked].sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(acks.outstanding).toBe(0);
+  });
+
+  it('acks deliveries behind an unsettled one one by one, in the same turn', async () => {
+    const { broker, acks, deliver } = setup();
+    const [m1, m2, m3, m4] = [1, 2, 3, 4].map(deliver);
+    acks.ack(m1);
+    acks.ack(m3);
+    acks.ack(m4);
+    await nextTurn();
+    // 2 is still being processed: a multiple ack up to 3 or 4 would settle it
+    expect(broker.frames).toEqual([
+      { kind: 'ack', tag: 1, multiple: false },
+      { kind: 'ack', tag: 3, multiple: false },
+      { kind: 'ack', tag: 4, multiple: false },
+    ]);
+    expect(broker.outstanding).toEqual(new Set([2]));
+    acks.ack(m2);
+    await nextTurn();
+    expect(broker.frames.at(-1)).toEqual({ kind: 'ack', tag: 2, multiple: false });
+    expect(broker.outstanding.size).toBe(0);
+    expect(acks.outstanding).toBe(0);
+  });
+
+  it('sends nacks and rejects at once, and a later multiple ack does not cover them', async () => {
+    const { broker, acks, deliver } = setup();
+    const [m1, m2, m3, m4] = [1, 2, 3, 4].map(deliver);
+    acks.ack(m1);
+    acks.reject(m2, false);
+    acks.nack(m3, false, true);
+    expect(broker.frames).toEqual([
+      { kind: 'reject', tag: 2, requeue: false },
+      { kind: 'nack', tag: 3, requeue: true },
+    ]);
+    acks.ack(m4);
+    await nextTurn();
+    expect(broker.frames.slice(2)).toEqual([{ kind: 'ack', tag: 4, multiple: true }]);
+    expect(broker.acked).toEqual(new Set([1, 4]));
+    expect(broker.returned).toEqual(new Set([2, 3]));
+  });
+
+  it('flush() sends what is due at once (before a channel is drained or closed)', () => {
+    const { broker, acks, deliver } = setup();
+    const [m1, m2] = [1, 2].map(deliver);
+    acks.ack(m1);
+    acks.ack(m2);
+    acks.flush();
+    expect(broker.frames).toEqual([{ kind: 'ack', tag: 2, multiple: true }]);
+    acks.flush();
+    expect(broker.frames).toHaveLength(1);
+  });
+
+  it('passes an ack of a delivery it does not track straight through', () => {
+    const { broker, acks } = setup();
+    const stranger = broker.deliver(9);
+    acks.ack(stranger);
+    expect(broker.frames).toEqual([{ kind: 'ack', tag: 9, multiple: false }]);
+  });
+
+  it('reports a closed channel instead of throwing from the event loop', async () => {
+    const broker = new BrokerChannel();
+    const errors: unknown[] = [];
+    const acks = new AckCoalescer(broker, (error) => errors.push(error));
+    const message = broker.deliver(1);
+    acks.track(message);
+    acks.ack(message);
+    broker.closed = true;
+    await nextTurn();
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toContain('Channel closed');
+    expect(broker.outstanding).toEqual(new Set([1]));
+  });
+
+  it('settles exactly what was settled, whatever the order (random schedules)', async () => {
+    let seed = 42;
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let round = 0; round < 50; round++) {
+      const { broker, acks, deliver } = setup();
+      const intended = new Map<number, 'ack' | 'nack' | 'reject'>();
+      const pending: Message[] = [];
+      let tag = 0;
+      for (let turn = 0; turn < 30; turn++) {
+        for (let i = Math.floor(random() * 5); i > 0; i--) pending.push(deliver(++tag));
+        for (let i = Math.floor(random() * 6); i > 0 && pending.length > 0; i--) {
+          const [message] = pending.splice(Math.floor(random() * pending.length), 1);
+          const choice = random();
+          const t = message.fields.deliveryTag;
+          if (choice < 0.8) {
+            intended.set(t, 'ack');
+            acks.ack(message);
+          } else if (choice < 0.9) {
+            intended.set(t, 'nack');
+            acks.nack(message, false, true);
+          } else {
+            intended.set(t, 'reject');
+            acks.reject(message, false);
+          }
+        }
+        await nextTurn();
+        // never settles a delivery still being processed
+        for (const m of pending) expect(broker.outstanding.has(m.fields.deliveryTag)).toBe(true);
+      }
+      for (const [t, how] of intended) {
+        expect(how === 'ack' ? broker.acked.has(t) : broker.returned.has(t)).toBe(true);
+      }
+      expect(broker.outstanding.size).toBe(pending.length);
+      expect(acks.outstanding).toBe(pending.length);
+      const multiples = broker.frames.filter((f) => f.kind === 'ack' && f.multiple).length;
+      expect(multiples).toBeGreaterThan(0);
+    }
+  });
+});

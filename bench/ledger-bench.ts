@@ -590,9 +590,11 @@ async function report(
         `| ${rows.find((r) => r.variant === l.variant)?.label ?? l.variant} | ${l.ratePerSec} msg/s | ${l.p50} | ${l.p95} | ${l.p99} |`,
     ),
   ];
-  process.stdout.write(
-    `\n${table.join('\n')}\n\n${targetTable.join('\n')}\n\n${latencyTable.join('\n')}\n\n${contentionTable.join('\n')}\n\n${publisherTable.join('\n')}\n`,
+  // with --only, the sections that did not run are left out
+  const measured = [table, targetTable, latencyTable, contentionTable, publisherTable].filter(
+    (t) => only.length === 0 || (t !== publisherTable && t.length > 2),
   );
+  process.stdout.write(`\n${measured.map((t) => t.join('\n')).join('\n\n')}\n`);
   const results = join(ROOT, 'bench', 'results');
   mkdirSync(results, { recursive: true });
   // CI proves the bench runs, --only is for profiling: only full runs are recorded

@@ -33,6 +33,7 @@ export class LedgerHandler {
     // test only: the reliability suite's oracle (off in production, no work on this path)
     const start = this.oracle.enabled ? LedgerOracle.clock() : 0;
     if (this.oracle.enabled) await this.oracle.simulateWork(ctx.signal);
+    const end = this.oracle.enabled ? LedgerOracle.clock() : 0;
     // the balance, the fence, the marker and (single-Redis mode) the lock's release: one script
     const result = await this.ledger.apply(
       tx.accountId,
@@ -48,6 +49,7 @@ export class LedgerHandler {
         fencingToken: ctx.fencingToken,
         result,
         start,
+        end,
       });
     }
     if (result === 'duplicate') return AlreadyProcessed;

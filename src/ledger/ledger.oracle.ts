@@ -17,6 +17,11 @@ export interface EffectRecord {
   readonly result: 'applied' | 'duplicate' | 'stale';
   /** Wall-clock ms (performance.timeOrigin + now), comparable across processes on one host. */
   readonly start: number;
+  /**
+   * When the handler sent its effect script: the end of the work the lock serialized. The script
+   * commits and (single-Redis mode) releases the lock in one step, so the next holder may start
+   * before this process sees the reply: a later instant would show overlaps that are not there.
+   */
   readonly end: number;
   readonly pid: number;
 }
@@ -68,9 +73,9 @@ export class LedgerOracle implements OnApplicationShutdown {
     await abortableDelay(this.delayMs, signal);
   }
 
-  /** Records an effect that started at `start` and ends now, in this process. */
-  async record(effect: Omit<EffectRecord, 'end' | 'pid'>): Promise<void> {
-    const full: EffectRecord = { ...effect, end: LedgerOracle.clock(), pid: process.pid };
+  /** Records an effect of this process. */
+  async record(effect: Omit<EffectRecord, 'pid'>): Promise<void> {
+    const full: EffectRecord = { ...effect, pid: process.pid };
     await this.client?.rpush(ORACLE_EFFECTS_KEY, JSON.stringify(full)).catch(() => undefined);
   }
 

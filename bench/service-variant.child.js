@@ -2,8 +2,8 @@
 // what each part costs: every module of AppModule (from dist/) except the ledger's, plus a ledger
 // handler on the same queue with VARIANT=
 //   no-lock  — deduplication and the atomic effect, no per-account lock;
-//   no-dedup — the per-account lock and INCRBY, no processed marker (the lock released in the
-//              INCRBY's script, as the ledger's own script does: the same round trips as (d)).
+//   no-dedup — the per-account lock and INCRBY, no processed marker (the lock taken in the
+//              INCRBY's commit script, as the ledger's own: the same round trips as (d)).
 // Plain JavaScript: Nest needs decorator metadata, which tsx does not emit, so the decorators
 // are applied by hand as in test/e2e/support/*.child.js.
 'use strict';
@@ -13,7 +13,7 @@ const dist = (path) => require(`../dist/${path}`);
 const { bootstrap } = dist('bootstrap');
 const { AppModule } = dist('app.module');
 const { LedgerModule } = dist('ledger/ledger.module');
-const { MessageHandler } = dist('messaging');
+const { CommitScript, MessageHandler } = dist('messaging');
 const { RedisConnection } = dist('redis/redis.connection');
 const { LedgerService } = dist('ledger/ledger.service');
 const { TransactionDto } = dist('ledger/transaction.dto');
@@ -24,35 +24,22 @@ if (VARIANT !== 'no-lock' && VARIANT !== 'no-dedup') {
   throw new Error('VARIANT must be no-lock or no-dedup');
 }
 
-// KEYS: balance, lock ('' = none). ARGV: amount, lock token.
-const INCRBY_AND_RELEASE = `
-if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
-`;
-
 class VariantLedgerHandler {
   constructor(ledger, redis) {
     this.ledger = ledger;
-    this.redis = redis;
-    redis.client.defineCommand('benchIncrbyAndRelease', {
-      numberOfKeys: 2,
-      lua: INCRBY_AND_RELEASE,
+    // the ledger's effect without its marker: the commit script takes the account's lock only
+    this.incrby = new CommitScript(redis.client, 'BenchIncrby', {
+      numberOfKeys: 1,
+      lua: `return redis.call('INCRBY', keys[1], args[1])`,
     });
   }
 
   async apply(tx, ctx) {
     if (VARIANT === 'no-dedup') {
-      const lockKey = ctx.lock?.redisKey;
-      await this.redis.client.benchIncrbyAndRelease(
-        constants.balanceKey(tx.accountId),
-        lockKey ?? '',
-        tx.amountCents,
-        lockKey === undefined ? '' : ctx.lock.token,
-      );
-      if (lockKey !== undefined) ctx.lock.releasedByScript();
+      await this.incrby.run(ctx, [constants.balanceKey(tx.accountId)], [tx.amountCents]);
       return;
     }
-    await this.ledger.apply(tx.accountId, tx.amountCents, ctx.processedMarker, undefined);
+    await this.ledger.apply(ctx, tx.accountId, tx.amountCents);
   }
 }
 Reflect.defineMetadata('design:paramtypes', [LedgerService, RedisConnection], VariantLedgerHandler);
@@ -68,7 +55,11 @@ MessageHandler({
   queue: constants.LEDGER_QUEUE,
   ...(VARIANT === 'no-lock'
     ? { lock: false, commitsMarker: true }
-    : { idempotent: false, lockKey: (tx) => constants.accountLockKey(tx.accountId) }),
+    : {
+        idempotent: false,
+        lockKey: (tx) => constants.accountLockKey(tx.accountId),
+        lockAtCommit: true,
+      }),
 })(
   VariantLedgerHandler.prototype,
   'apply',

@@ -6,8 +6,5 @@ export const LEDGER_ROUTING_KEY = 'transaction.*';
 /** Redis key holding an account's balance in cents. */
 export const balanceKey = (accountId: string): string => `ledger:balance:${accountId}`;
 
-/** Redis key holding the highest fencing token the ledger applied for an account. */
-export const fenceKey = (accountId: string): string => `ledger:fence:${accountId}`;
-
 /** Lock key of an account: every write to one account is serialized across replicas. */
 export const accountLockKey = (accountId: string): string => `account:${accountId}`;

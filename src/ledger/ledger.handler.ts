@@ -25,22 +25,21 @@ export class LedgerHandler {
     queue: LEDGER_QUEUE,
     // serialize per account across replicas; the fencing token guards the write itself
     lockKey: (tx: TransactionDto) => accountLockKey(tx.accountId),
-    // the balance, the fence and the processed marker are written in one Lua script
+    // the marker check, the account's lock, the fencing token, the balance and the marker: one
+    // commit script, one round trip per message (the lock is taken by the script itself, or,
+    // when another worker holds the account, waited for and held through the commit)
     commitsMarker: true,
+    lockAtCommit: true,
   })
   async apply(tx: TransactionDto, ctx: MessageContext): Promise<typeof AlreadyProcessed | void> {
     if (!ctx.processedMarker) throw new NonRetryableError('the ledger requires deduplication');
-    // test only: the reliability suite's oracle (off in production, no work on this path)
+    // test only: the reliability suite's oracle (off in production, no work on this path); its
+    // simulated work stands for work that needs the lock before the commit, so it holds it
+    if (this.oracle.simulatesWork) await ctx.lock?.hold();
     const start = this.oracle.enabled ? LedgerOracle.clock() : 0;
     if (this.oracle.enabled) await this.oracle.simulateWork(ctx.signal);
     const end = this.oracle.enabled ? LedgerOracle.clock() : 0;
-    // the balance, the fence, the marker and (single-Redis mode) the lock's release: one script
-    const result = await this.ledger.apply(
-      tx.accountId,
-      tx.amountCents,
-      ctx.processedMarker,
-      ctx.lock,
-    );
+    const result = await this.ledger.apply(ctx, tx.accountId, tx.amountCents);
     if (this.oracle.enabled) {
       await this.oracle.record({
         messageId: ctx.messageId ?? '',

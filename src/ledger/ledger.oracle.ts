@@ -55,6 +55,11 @@ export class LedgerOracle implements OnApplicationShutdown {
     return this.client !== undefined;
   }
 
+  /** Whether {@link simulateWork} will work (or block) under the lock: the handler then holds it. */
+  get simulatesWork(): boolean {
+    return this.client !== undefined && (this.delayMs > 0 || this.blockMs > 0);
+  }
+
   /**
    * Under the oracle only (`LEDGER_ORACLE_DELAY_MS`): works that long under the lock before the
    * effect, as a slow handler would, so the suite can pause or outlive a lease mid-handler.

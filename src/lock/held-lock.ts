@@ -1,6 +1,7 @@
 import type { LockMetrics } from '../metrics/lock.metrics';
 import type { LockBackend, ReleaseOutcome } from './lock.backend';
 import { LockLostError, type LockLossReason } from './lock.errors';
+import type { ScriptLock } from './script-lock';
 
 /** A lease on a key, as handed to the code it protects. */
 export interface Lock {
@@ -17,18 +18,6 @@ export interface Lock {
   readonly signal: AbortSignal;
   /** The `LockLostError` once the lock is lost (the signal's reason), without creating the signal. */
   readonly lost: LockLostError | undefined;
-  /**
-   * Single-Redis mode: the Redis key holding this lock, on the same Redis as the service's own
-   * keys (`REDIS_URL`). A Lua script of the caller's there may release the lock atomically with
-   * its writes — delete this key if its value is {@link token} — and then call
-   * {@link releasedByScript}. Undefined under Redlock, whose locks live on other servers.
-   */
-  readonly redisKey: string | undefined;
-  /**
-   * Tells the lock that the caller's script ran its release (whatever it found): it stops its
-   * watchdog and forgets the lock, and {@link release} resolves without a round trip.
-   */
-  releasedByScript(): void;
   /** Extends the lease to `ttlMs` from now; false when the lock is no longer ours. */
   extend(ttlMs?: number): Promise<boolean>;
   /** Gives the lock back. Never throws; says what it found. */
@@ -57,11 +46,13 @@ const now = (): number => performance.now();
  * a deadline at the current end of the lease, so a stalled server makes the lock lost (and the
  * signal abort) no later than the lease could have ended.
  */
-export class HeldLock implements Lock {
+export class HeldLock implements Lock, ScriptLock {
   readonly key: string;
   readonly token: string;
   readonly fencingToken: number;
+  /** Single-Redis mode: the Redis key of this lock, on the service's own Redis. */
   readonly redisKey: string | undefined;
+  readonly pending = false;
   /** Created when someone asks for the signal: most locks are released without it. */
   private controller: AbortController | undefined;
   private lossReason: LockLostError | undefined;
@@ -129,6 +120,19 @@ export class HeldLock implements Lock {
     return this.releasing;
   }
 
+  /** Held already: nothing to wait for. */
+  hold(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  takenByScript(): void {
+    throw new Error(`lock ${this.key} is held: a script cannot take it`);
+  }
+
+  /**
+   * A script on the service's Redis released the lock (deleting its key if it held our token):
+   * stop the watchdog and forget the lock; {@link release} resolves without a round trip.
+   */
   releasedByScript(): void {
     if (this.releasing) return;
     const wasHeld = this.state === 'held';

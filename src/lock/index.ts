@@ -5,3 +5,4 @@ export { LockLostError, LockTimeoutError, LockUnavailableError } from './lock.er
 export type { LockLossReason } from './lock.errors';
 export { LockModule } from './lock.module';
 export { type AcquireOptions, LockService } from './lock.service';
+export type { MessageLock } from './script-lock';

@@ -7,18 +7,22 @@
  */
 
 /**
- * Fencing token = max(last issued + 1, server time in µs). The time floor keeps tokens increasing
- * even after the fence key expired or the server lost its data, so the fence key may expire
- * (ARGV[3] ms after the last acquisition) instead of accumulating forever. Values stay below 2^53.
+ * Lua that mints the next fencing token into `local text`: max(last issued + 1, server time in
+ * µs), stored in `fenceKey` (a Lua expression) with an expiry of `ttlArg` ms. The time floor keeps
+ * tokens increasing even after the fence key expired or the server lost its data, so the fence
+ * key may expire (an hour after the last acquisition) instead of accumulating forever. Values
+ * stay below 2^53.
  */
-const NEXT_FENCE = `
+export const nextFenceLua = (fenceKey: string, ttlArg: string): string => `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local last = tonumber(redis.call('GET', ${fenceKey}) or '0')
 local fence = math.max(last + 1, now)
 local text = string.format('%.0f', fence)
-redis.call('SET', KEYS[2], text, 'PX', ARGV[3])
+redis.call('SET', ${fenceKey}, text, 'PX', ${ttlArg})
 `;
+
+const NEXT_FENCE = nextFenceLua('KEYS[2]', 'ARGV[3]');
 
 /**
  * Acquire: ARGV = token, ttl ms, fence ttl ms; optional KEYS[3] = a processed marker checked first.

@@ -4,6 +4,7 @@ import { type OnApplicationShutdown } from '@nestjs/common';
 import { abortableDelay } from '../lifecycle/abortable-delay';
 import { shutdownStep } from '../lifecycle/shutdown-step';
 import type { LockMetrics } from '../metrics/lock.metrics';
+import { CommitLock } from './commit-lock';
 import { HeldLock, type Lock } from './held-lock';
 import type { LockBackend } from './lock.backend';
 import { fullJitterDelay } from './lock.backoff';
@@ -111,10 +112,34 @@ export class LockService
     key: string,
     markerKey: string | undefined,
     options: AcquireOptions = {},
-  ): Promise<Lock | 'processed'> {
+  ): Promise<HeldLock | 'processed'> {
     const lock = await this.take(key, options, markerKey);
     if (lock !== 'processed') lock.watch();
     return lock;
+  }
+
+  /** Whether locks live on the service's own Redis, where a commit script can take them. */
+  get locksAtCommit(): boolean {
+    return this.deps.backend.redisKeyOf !== undefined;
+  }
+
+  /**
+   * The message path of a `lockAtCommit` handler: a lock its commit script takes, atomically
+   * with the effect, when no other worker holds the key (nothing is sent before that). When the
+   * key is busy, the commit takes it the usual way, waiting as `acquire` does (`signal` aborts
+   * the wait), and runs again as the holder. Single-Redis mode only ({@link locksAtCommit}).
+   */
+  lockAtCommit(key: string, options: AcquireOptions = {}): CommitLock {
+    const { backend, metrics } = this.deps;
+    if (!backend.redisKeyOf) throw new Error('locks at commit need locks on the service Redis');
+    return new CommitLock(key, backend.redisKeyOf(key), {
+      take: async () => {
+        const lock = await this.acquireUnlessProcessed(key, undefined, options);
+        if (lock === 'processed') throw new Error('unreachable: no marker was given');
+        return lock;
+      },
+      taken: () => metrics.acquireFinished('acquired', 0),
+    });
   }
 
   /** Whether enough lock servers are connected to take a lock. */

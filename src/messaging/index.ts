@@ -1,7 +1,8 @@
 // The public API for handler authors.
 export { MessageHandler } from './message-handler.decorator';
+export { CommitScript, type CommitOutcome, type CommitScriptDefinition } from './commit-script';
 export { AlreadyProcessed, type MessageHandlerOptions } from './message-handler.interfaces';
-export { MessageContext, type ProcessedMarker } from './message.context';
+export { MessageContext, type MessageLock, type ProcessedMarker } from './message.context';
 export { MessagePublisher, type PublishOptions, type PublishReceipt } from './message.publisher';
 export { MessageValidationPipe } from './message-validation.pipe';
 export {

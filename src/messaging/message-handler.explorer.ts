@@ -87,6 +87,12 @@ export class MessageHandlerExplorer {
     if (options.lockKey !== undefined && typeof options.lockKey !== 'function') {
       throw new HandlerConfigurationError(`${id}: "lockKey" must be a function of the payload`);
     }
+    const writesMarker = options.commitsMarker === true || options.idempotent === false;
+    if (options.lockAtCommit && (options.lock === false || !writesMarker)) {
+      throw new HandlerConfigurationError(
+        `${id}: "lockAtCommit" needs a lock and, when idempotent, "commitsMarker: true" (its commit script takes the lock and writes the marker)`,
+      );
+    }
     if (
       options.prefetch !== undefined &&
       (!Number.isInteger(options.prefetch) || options.prefetch < 1)
@@ -116,6 +122,7 @@ export class MessageHandlerExplorer {
         idempotent: options.idempotent ?? true,
         commitsMarker: options.commitsMarker ?? false,
         lock: options.lock ?? true,
+        lockAtCommit: options.lockAtCommit ?? false,
         lockKey: options.lockKey,
         retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
         nonRetryable: options.nonRetryable ?? [],

@@ -1,6 +1,8 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Level, Logger } from 'pino';
-import type { Lock } from '../lock';
+import type { MessageLock, ScriptLock } from '../lock/script-lock';
+
+export type { MessageLock } from '../lock/script-lock';
 
 /** Where a handler that commits its effect atomically with the processed marker must write it. */
 export interface ProcessedMarker {
@@ -20,18 +22,6 @@ export interface MessageLogFields {
   readonly handler: string;
 }
 
-/**
- * The message's lock as its handler sees it. `redisKey`, `token` and `releasedByScript()` let a
- * handler whose effect is one Lua script on the service's Redis release the lock in that same
- * script — `if redis.call('GET', lockKey) == token then redis.call('DEL', lockKey) end` — which
- * saves the release round trip on every message (the ledger does). Single-Redis mode only:
- * `redisKey` is undefined under Redlock, and then the service releases the lock itself.
- */
-export type MessageLock = Pick<
-  Lock,
-  'key' | 'token' | 'fencingToken' | 'redisKey' | 'releasedByScript' | 'lost'
->;
-
 /** What the processor builds a context from. */
 export interface MessageContextInit extends MessageLogFields {
   readonly exchange: string;
@@ -40,7 +30,7 @@ export interface MessageContextInit extends MessageLogFields {
   /** The signal, or how to make it on first use (most handlers never ask for it). */
   readonly signal: AbortSignal | (() => AbortSignal);
   readonly processedMarker: ProcessedMarker | undefined;
-  readonly lock?: MessageLock;
+  readonly lock?: ScriptLock;
   readonly message: ConsumeMessage;
   readonly baseLogger: Logger;
 }
@@ -71,8 +61,13 @@ export class MessageContext {
   readonly redelivered: boolean;
   /** Where to write the processed marker atomically with the effect; undefined when `idempotent: false`. */
   readonly processedMarker: ProcessedMarker | undefined;
-  /** The message's lock; undefined when the handler runs without one. */
+  /**
+   * The message's lock; undefined when the handler runs without one. Pending for a
+   * `lockAtCommit` handler until its commit script takes it (or `ctx.lock.hold()` does).
+   */
   readonly lock: MessageLock | undefined;
+  /** The same lock as a `CommitScript` drives it. Internal: handlers use {@link lock}. */
+  readonly scriptLock: ScriptLock | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
   readonly message: ConsumeMessage;
 
@@ -92,6 +87,7 @@ export class MessageContext {
     this.signalOrFactory = init.signal;
     this.processedMarker = init.processedMarker;
     this.lock = init.lock;
+    this.scriptLock = init.lock;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
   }
@@ -114,8 +110,10 @@ export class MessageContext {
 
   /**
    * The lock's fencing token, strictly increasing per lock key. Make the storage you write to
-   * refuse a token lower than the last it applied (the ledger does): a worker that paused past its
-   * lease then cannot overwrite newer work. Undefined when the handler runs without a lock.
+   * refuse a token lower than the last it applied (a `CommitScript` does): a worker that
+   * paused past its lease then cannot overwrite newer work. Undefined when the handler runs
+   * without a lock, and while a `lockAtCommit` lock is pending (after the commit, the token the
+   * script minted).
    */
   get fencingToken(): number | undefined {
     return this.lock?.fencingToken;

@@ -5,7 +5,9 @@ import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config';
 import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal';
-import { type Lock, LockService, LockTimeoutError } from '../lock';
+import { LockService, LockTimeoutError } from '../lock';
+import type { HeldLock } from '../lock/held-lock';
+import type { ScriptLock } from '../lock/script-lock';
 import { MessageMetrics } from '../metrics/message.metrics';
 import type { Settlement } from './ack.coalescer';
 import { IdempotencyStore } from './idempotency.store';
@@ -135,7 +137,18 @@ export class MessageProcessor {
     }
     const lockKey = handler.options.lock ? lockKeyOf(handler, decoded.payload, log) : undefined;
     if (lockKey instanceof InvalidLockKeyError) return { status: 'invalid', error: lockKey };
-    let lock: Lock | undefined;
+    if (lockKey !== undefined && handler.options.lockAtCommit && this.locks.locksAtCommit) {
+      return this.runLockedAtCommit(
+        message,
+        consumer,
+        handler,
+        log,
+        decoded.payload,
+        marker,
+        lockKey,
+      );
+    }
+    let lock: HeldLock | undefined;
     if (lockKey !== undefined) {
       try {
         const taken = await this.locks.acquireUnlessProcessed(lockKey, marker?.key, {
@@ -152,13 +165,54 @@ export class MessageProcessor {
       return { status: 'duplicate' };
     }
     try {
-      return await this.invoke(message, consumer, handler, log, decoded.payload, marker, lock);
+      const signal = lock && (() => lock.signal);
+      return await this.invoke(
+        message,
+        consumer,
+        handler,
+        log,
+        decoded.payload,
+        marker,
+        lock,
+        signal,
+      );
     } catch (error) {
       // whatever the handler did after losing its lock was not protected: retry it
       if (lock?.lost) throw lock.lost;
       throw error;
     } finally {
       await lock?.release();
+    }
+  }
+
+  /**
+   * A `lockAtCommit` handler (single-Redis mode): nothing is locked before it runs; its commit
+   * script checks the marker and takes the lock with the effect, or, when another worker holds
+   * the key, waits for it through the lock service and commits as the holder.
+   */
+  private async runLockedAtCommit(
+    message: ConsumeMessage,
+    consumer: ConsumerHandle,
+    handler: RegisteredHandler,
+    log: MessageLogFields,
+    payload: unknown,
+    marker: ProcessedMarker | undefined,
+    lockKey: string,
+  ): Promise<ProcessingResult> {
+    const lock = this.locks.lockAtCommit(lockKey, { signal: consumer.stopSignal });
+    try {
+      const signal = (): AbortSignal => lock.signal;
+      return await this.invoke(message, consumer, handler, log, payload, marker, lock, signal);
+    } catch (error) {
+      if (lock.lost) throw lock.lost;
+      // the wait for a busy key, as when the lock is taken before the handler
+      if (consumer.stopSignal.aborted && error === consumer.stopSignal.reason) {
+        return { status: 'stopping' };
+      }
+      if (error instanceof LockTimeoutError) return { status: 'busy', error };
+      throw error;
+    } finally {
+      await lock.release();
     }
   }
 
@@ -169,9 +223,10 @@ export class MessageProcessor {
     log: MessageLogFields,
     payload: unknown,
     marker: ProcessedMarker | undefined,
-    lock: Lock | undefined,
+    lock: ScriptLock | undefined,
+    lockSignal: (() => AbortSignal) | undefined,
   ): Promise<ProcessingResult> {
-    // the handler's signal: the consumer's (shutdown deadline) and, with a lock, the lock's;
+    // the handler's signal: the consumer's (shutdown deadline) and, with a held lock, the lock's;
     // linked on first use only (two listeners and an AbortController most handlers never read)
     let linked: LinkedSignal | undefined;
     const headers = message.properties.headers ?? {};
@@ -185,8 +240,8 @@ export class MessageProcessor {
       exchange: stringHeader(headers[HEADER.originalExchange]) ?? message.fields.exchange,
       headers,
       redelivered: message.fields.redelivered,
-      signal: lock
-        ? () => (linked ??= linkedSignal(consumer.signal, lock.signal)).signal
+      signal: lockSignal
+        ? () => (linked ??= linkedSignal(consumer.signal, lockSignal())).signal
         : consumer.signal,
       processedMarker: marker,
       lock,

@@ -43,11 +43,10 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
     await app?.close();
     await deleteKeys(redis, [
       `ledger:balance:e2e-${run}-*`,
-      `ledger:fence:e2e-${run}-*`,
       `mp:lock:account:e2e-${run}-*`,
       `mp:fence:account:e2e-${run}-*`,
       'mp:processed:ledger.transactions:*',
-      // the schema-invalid message is locked on its (invalid) account before validation
+      // a lock taken on the (invalid) account of the schema-invalid message, if any
       'mp:lock:account:bad id!',
       'mp:fence:account:bad id!',
     ]);

@@ -54,6 +54,7 @@ function handler(
       prefetch: options.prefetch,
       idempotent: true,
       commitsMarker: false,
+      lockAtCommit: false,
       lock: false,
       lockKey: undefined,
       retry: { ...DEFAULT_RETRY, ...options.retry },
@@ -395,6 +396,7 @@ describe('MessageHandlerExplorer', () => {
       idempotent: true,
       commitsMarker: false,
       lock: true,
+      lockAtCommit: false,
       lockKey: undefined,
       retry: { maxAttempts: 3, initialDelayMs: 500, maxDelayMs: 60_000, multiplier: 2, jitter: 0 },
       nonRetryable: [RangeError, TransferRefusedError],
@@ -504,6 +506,43 @@ describe('MessageHandlerExplorer retry options', () => {
     apply(): void {}
   }
 
+  @Injectable()
+  class LockAtCommitWithoutMarkerHandler {
+    // the commit script takes the lock, so it must write the marker too
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      lockAtCommit: true,
+    })
+    apply(): void {}
+  }
+
+  @Injectable()
+  class LockAtCommitUnlockedHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      lock: false,
+      commitsMarker: true,
+      lockAtCommit: true,
+    })
+    apply(): void {}
+  }
+
+  @Injectable()
+  class LockAtCommitHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      commitsMarker: true,
+      lockAtCommit: true,
+    })
+    apply(): void {}
+  }
+
   /** What exploring a module with just this handler provider throws (undefined if nothing). */
   async function exploreError(provider: new () => object): Promise<unknown> {
     const moduleRef = await Test.createTestingModule({
@@ -538,5 +577,21 @@ describe('MessageHandlerExplorer retry options', () => {
       'message',
       'TooMuchJitterHandler.apply: retry maxAttempts must be an integer >= 1; jitter must be between 0 and 1',
     );
+  });
+
+  it.each([
+    ['without commitsMarker', LockAtCommitWithoutMarkerHandler],
+    ['without a lock', LockAtCommitUnlockedHandler],
+  ])('refuses lockAtCommit %s', async (_label, provider) => {
+    const error = await exploreError(provider);
+    expect(error).toBeInstanceOf(HandlerConfigurationError);
+    expect(error).toHaveProperty(
+      'message',
+      `${provider.name}.apply: "lockAtCommit" needs a lock and, when idempotent, "commitsMarker: true" (its commit script takes the lock and writes the marker)`,
+    );
+  });
+
+  it('accepts lockAtCommit with commitsMarker', async () => {
+    expect(await exploreError(LockAtCommitHandler)).toBeUndefined();
   });
 });

@@ -17,7 +17,9 @@ import type { MessagePublisher } from '../../../src/messaging/message.publisher'
 import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants';
 import { delayTiers } from '../../../src/messaging/retry.policy';
 import type { MessageMetrics } from '../../../src/metrics/message.metrics';
-import { LockLostError, type LockService, LockTimeoutError } from '../../../src/lock';
+import { type Lock, LockLostError, type LockService, LockTimeoutError } from '../../../src/lock';
+import { CommitLock } from '../../../src/lock/commit-lock';
+import type { ScriptLock } from '../../../src/lock/script-lock';
 import { DEFAULT_POLICY, ledgerDelivery } from './fixtures';
 
 const QUEUE = 'ledger.transactions';
@@ -224,6 +226,22 @@ class FakeLocks {
   behaviour: LockBehaviour = 'free';
   readonly requests: { key: string; markerKey: string | undefined }[] = [];
   readonly locks: FakeLock[] = [];
+  /** Locks taken by commit scripts (the fencing tokens they minted are the test's). */
+  readonly atCommit: CommitLock[] = [];
+
+  constructor(readonly locksAtCommit: boolean) {}
+
+  lockAtCommit(key: string, options: { signal?: AbortSignal }): CommitLock {
+    const lock = new CommitLock(key, `mp:lock:${key}`, {
+      take: async () => {
+        const taken = await this.acquireUnlessProcessed(key, undefined, options);
+        return taken as unknown as Lock & ScriptLock;
+      },
+      taken: () => undefined,
+    });
+    this.atCommit.push(lock);
+    return lock;
+  }
 
   acquireUnlessProcessed(
     key: string,
@@ -269,6 +287,10 @@ class FakePinoLogger {
 
 interface SetupOptions {
   readonly lock?: boolean;
+  /** The handler's lock is taken by its commit (`lockAtCommit`, locks on the service Redis). */
+  readonly lockAtCommit?: boolean;
+  /** Awaited inside the handler after `during`: what its commit does with the lock. */
+  readonly commit?: (context: MessageContext) => Promise<void>;
   readonly lockKey?: (payload: never) => string;
   /** Runs inside the handler, with its context. */
   readonly during?: (context: MessageContext) => void;
@@ -279,7 +301,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
   const attempts: number[] = [];
   const contexts: MessageContext[] = [];
   const idempotency = new FakeIdempotency();
-  const locks = new FakeLocks();
+  const locks = new FakeLocks(opts.lockAtCommit ?? false);
   const stop = new AbortController();
   const metrics = new FakeMetrics();
   const handler: RegisteredHandler = {
@@ -290,8 +312,9 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       routingKeys: ['transaction.*'],
       prefetch: undefined,
       idempotent: true,
-      commitsMarker: false,
-      lock: opts.lock ?? false,
+      commitsMarker: opts.lockAtCommit ?? false,
+      lockAtCommit: opts.lockAtCommit ?? false,
+      lock: opts.lock ?? opts.lockAtCommit ?? false,
       lockKey: opts.lockKey,
       retry: DEFAULT_POLICY,
       nonRetryable: [],
@@ -301,9 +324,10 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       attempts.push(context.attempt);
       contexts.push(context);
       opts.during?.(context);
-      return outcome === 'succeed'
-        ? Promise.resolve(undefined)
-        : Promise.reject(new Error('ledger row locked'));
+      const committed = opts.commit?.(context) ?? Promise.resolve();
+      return committed.then(() => {
+        if (outcome === 'fail') throw new Error('ledger row locked');
+      });
     },
   };
   const binding: QueueBinding = {
@@ -493,5 +517,86 @@ describe('MessageProcessor with a lock', () => {
     await done;
     expect(attempts).toEqual([]);
     expect(effects.map((e) => e.kind)).toEqual(['nack']);
+  });
+});
+
+describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => {
+  it('sends nothing before the handler; the fencing token is the one its commit minted', async () => {
+    const { process, locks, contexts, idempotency, effects, metrics } = setup('succeed', {
+      lockAtCommit: true,
+      lockKey: (tx: { accountId: string }) => `account:${tx.accountId}`,
+      commit: (ctx) => {
+        expect(ctx.lock?.pending).toBe(true);
+        expect(ctx.fencingToken).toBeUndefined();
+        ctx.scriptLock?.takenByScript(1_764_000_000_000_042);
+        return Promise.resolve();
+      },
+    });
+    await process(ledgerDelivery({}));
+    expect(locks.requests).toEqual([]);
+    expect(contexts[0].lockKey).toBe('account:acc-42');
+    expect(contexts[0].lock?.pending).toBe(false);
+    expect(contexts[0].fencingToken).toBe(1_764_000_000_000_042);
+    // the commit script wrote the marker
+    expect(idempotency.marked).toEqual([]);
+    expect(effects.map((e) => e.kind)).toEqual(['ack']);
+    expect(metrics.outcomes).toEqual(['ack']);
+  });
+
+  it('waits for a key held elsewhere and commits as the holder, then releases', async () => {
+    const { process, locks, contexts, effects } = setup('succeed', {
+      lockAtCommit: true,
+      commit: (ctx) => ctx.lock?.hold() ?? Promise.resolve(),
+    });
+    await process(ledgerDelivery({}));
+    expect(locks.requests).toEqual([{ key: `msg:${QUEUE}:tx-0001`, markerKey: undefined }]);
+    expect(contexts[0].fencingToken).toBe(locks.locks[0].fencingToken);
+    expect(locks.locks[0].released).toBe(true);
+    expect(effects.map((e) => e.kind)).toEqual(['ack']);
+  });
+
+  it('parks the message when the key stays busy past the wait, without spending an attempt', async () => {
+    const { process, locks, effects, metrics } = setup('succeed', {
+      lockAtCommit: true,
+      commit: (ctx) => ctx.lock?.hold() ?? Promise.resolve(),
+    });
+    locks.behaviour = 'busy';
+    await process(ledgerDelivery({ 'x-attempts': 2 }));
+    const publish = onlyPublish(effects);
+    expect(publish).toMatchObject({ exchange: '', routingKey: `${QUEUE}.retry.1` });
+    expect(publish.options.headers).toMatchObject({ 'x-attempts': 2 });
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
+    expect(metrics.outcomes).toEqual(['requeue']);
+  });
+
+  it('hands the message back when the consumer stops while its commit waits for the key', async () => {
+    const { process, locks, stop, effects } = setup('succeed', {
+      lockAtCommit: true,
+      commit: (ctx) => ctx.lock?.hold() ?? Promise.resolve(),
+    });
+    locks.behaviour = 'wait-until-stopped';
+    const done = process(ledgerDelivery({}));
+    stop.abort(new Error('consumer stopping'));
+    await done;
+    expect(effects.map((e) => e.kind)).toEqual(['nack']);
+  });
+
+  it('retries (never acks) when the lock it held for the commit was lost', async () => {
+    const { process, locks, contexts, effects, metrics } = setup('succeed', {
+      lockAtCommit: true,
+      commit: async (ctx) => {
+        const signal = ctx.signal;
+        await ctx.lock?.hold();
+        locks.locks[0].lose();
+        expect(signal.aborted).toBe(true);
+      },
+    });
+    await process(ledgerDelivery({}));
+    expect(contexts[0].lock?.lost).toBeInstanceOf(LockLostError);
+    const publish = onlyPublish(effects);
+    expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'LockLostError' });
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(metrics.outcomes).toEqual(['retry']);
+    expect(locks.locks[0].released).toBe(true);
   });
 });

@@ -1,0 +1,169 @@
+import type Redis from 'ioredis';
+import { FENCE_KEY_PREFIX, FENCE_TTL_MS } from '../lock/lock.server';
+import { nextFenceLua } from '../lock/lock.scripts';
+import type { MessageContext } from './message.context';
+import { DependencyUnavailableError } from './messaging.errors';
+
+/** A handler's effect as one Lua script on the service's Redis. */
+export interface CommitScriptDefinition {
+  /** How many keys the body reads (`keys[1]` … `keys[n]`): every key it touches must be one. */
+  readonly numberOfKeys: number;
+  /**
+   * The body of a Lua `function(keys, args, fence)`: `keys` and `args` are what {@link
+   * CommitScript.run} was given, `fence` the lock's fencing token as a string ('' without a
+   * lock). It runs only when the message is not processed yet and the lock is this message's;
+   * what it returns is the reply. Raise an error (`error('...')`) before writing anything to
+   * refuse: the marker is then not written and the handler's attempt fails.
+   */
+  readonly lua: string;
+}
+
+/** What a commit did: the body ran (`committed`), or did not run and why. */
+export type CommitOutcome<T> =
+  | { readonly status: 'committed'; readonly reply: T }
+  /** The processed marker existed: an earlier delivery committed this message. */
+  | { readonly status: 'duplicate' }
+  /**
+   * A newer fencing token than this message's lock was already issued or applied for the key:
+   * the lease ran out while the handler worked and another worker took the lock.
+   */
+  | { readonly status: 'stale' };
+
+const NAME = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
+
+/**
+ * Wraps a body in the commit protocol. KEYS: 1 processed marker ('' = none), 2 the lock's key
+ * on this Redis ('' = none here), 3 the key's fence ('' = no lock); then the body's. ARGV: 1 lock
+ * token, 2 fencing token ('' = take the lock in this script), 3 marker TTL s, 4 fence TTL ms; then
+ * the body's. Replies {1, fence, reply} committed, {0} duplicate, {-1} stale, {2} busy (another
+ * worker holds the lock: nothing was written). A lock held by our token is released on every
+ * answer but busy.
+ */
+export function commitLua(body: string): string {
+  return `
+local body = function(keys, args, fence)
+${body}
+end
+local function release()
+  if KEYS[2] ~= '' and ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('DEL', KEYS[2])
+  end
+end
+if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  release()
+  return {0}
+end
+local fenceText = ''
+if KEYS[3] ~= '' then
+  if ARGV[2] == '' then
+    if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+    ${nextFenceLua('KEYS[3]', 'ARGV[4]')}
+    fenceText = text
+  else
+    local applied = tonumber(redis.call('GET', KEYS[3]) or '0')
+    local mine = tonumber(ARGV[2])
+    if mine < applied then
+      release()
+      return {-1}
+    end
+    if mine > applied then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4]) end
+    fenceText = ARGV[2]
+  end
+end
+local reply = body({unpack(KEYS, 4)}, {unpack(ARGV, 5)}, fenceText)
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
+release()
+return {1, fenceText, reply}
+`;
+}
+
+type ScriptCall = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
+
+/**
+ * A handler's effect committed in one atomic Redis step with everything that makes it safe:
+ * the processed-marker check, the lock (taken right there for a `lockAtCommit` handler, checked
+ * by fencing token otherwise), the body, the marker and the lock's release. One round trip per
+ * message where a hand-written consumer would pay one for its effect alone. Loaded once and run
+ * by SHA (ioredis `defineCommand`). The body's keys must live on the service's Redis
+ * (`REDIS_URL`), as the marker does.
+ *
+ * Fencing: in single-Redis mode the script refuses (`stale`) a token lower than the last one
+ * issued for the key (`mp:fence:<key>`), so a worker that paused past its lease cannot write once
+ * another took the lock. Under Redlock the same key on the service's Redis records the highest
+ * token committed, and a lower one is refused.
+ */
+export class CommitScript<T = unknown> {
+  private readonly call: ScriptCall;
+
+  constructor(
+    client: Redis,
+    name: string,
+    private readonly definition: CommitScriptDefinition,
+  ) {
+    if (!NAME.test(name)) throw new TypeError(`commit script name must match ${NAME.source}`);
+    if (!Number.isSafeInteger(definition.numberOfKeys) || definition.numberOfKeys < 0) {
+      throw new TypeError('numberOfKeys must be a non-negative integer');
+    }
+    const command = `mpCommit${name}`;
+    client.defineCommand(command, {
+      numberOfKeys: 3 + definition.numberOfKeys,
+      lua: commitLua(definition.lua),
+    });
+    const commands = client as unknown as Record<string, ScriptCall>;
+    this.call = commands[command].bind(client);
+  }
+
+  /**
+   * Commits for the message of `ctx`. With a pending lock (`lockAtCommit`) that another worker
+   * holds, takes the lock the usual way (waiting up to `LOCK_WAIT_MS`; `LockTimeoutError` after)
+   * and runs again as its holder. Rejects with `DependencyUnavailableError` when Redis does not
+   * answer (whether the script ran is then unknown: the marker decides on the retry), and with
+   * Redis's error when the body raised one.
+   */
+  async run(
+    ctx: MessageContext,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<CommitOutcome<T>> {
+    if (keys.length !== this.definition.numberOfKeys) {
+      throw new TypeError(`expected ${this.definition.numberOfKeys} keys, got ${keys.length}`);
+    }
+    const lock = ctx.scriptLock;
+    const marker = ctx.processedMarker;
+    for (;;) {
+      const pending = lock?.pending === true;
+      let reply: unknown;
+      try {
+        reply = await this.call(
+          marker?.key ?? '',
+          lock?.redisKey ?? '',
+          lock ? FENCE_KEY_PREFIX + lock.key : '',
+          ...keys,
+          lock?.token ?? '',
+          lock && !pending ? String(lock.fencingToken) : '',
+          marker?.ttlSeconds ?? 0,
+          FENCE_TTL_MS,
+          ...args,
+        );
+      } catch (error) {
+        if (error instanceof Error && error.name === 'ReplyError') throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new DependencyUnavailableError('redis', message, { cause: error });
+      }
+      const [status, fence, value] = reply as [number, string?, T?];
+      if (status === 2 && lock && pending) {
+        // another worker holds the key: wait for it the usual way, then commit as the holder
+        await lock.hold();
+        continue;
+      }
+      if (lock?.redisKey !== undefined) {
+        if (!pending) lock.releasedByScript();
+        else if (status === 1) lock.takenByScript(Number(fence));
+      }
+      if (status === 1) return { status: 'committed', reply: value as T };
+      if (status === 0) return { status: 'duplicate' };
+      if (status === -1) return { status: 'stale' };
+      throw new Error(`unexpected commit script reply ${JSON.stringify(reply)}`);
+    }
+  }
+}

@@ -1,0 +1,330 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import Redis from 'ioredis';
+import pino from 'pino';
+import { LedgerService } from '../../src/ledger/ledger.service';
+import { LockLostError, LockService, LockTimeoutError } from '../../src/lock';
+import { SingleLockBackend } from '../../src/lock/lock.backend';
+import { LockServer } from '../../src/lock/lock.server';
+import type { HeldLock } from '../../src/lock/held-lock';
+import type { ScriptLock } from '../../src/lock/script-lock';
+import { CommitScript } from '../../src/messaging/commit-script';
+import { MessageContext } from '../../src/messaging/message.context';
+import { DependencyUnavailableError } from '../../src/messaging/messaging.errors';
+import type { LockMetrics } from '../../src/metrics/lock.metrics';
+import type { RedisConnection } from '../../src/redis/redis.connection';
+import { redisClientOptions } from '../../src/redis/redis.connection';
+import { deleteKeys } from './support/test-app';
+import { waitFor } from './support/wait-for';
+
+const SHARED_REDIS = 'redis://127.0.0.1:6379';
+
+/** What the lock service reports, counted. */
+class CountingLockMetrics {
+  acquired = 0;
+  timeouts = 0;
+  contention = 0;
+  held = 0;
+  acquireFinished(outcome: 'acquired' | 'timeout'): void {
+    if (outcome === 'acquired') this.acquired++;
+    else this.timeouts++;
+  }
+  contended(): void {
+    this.contention++;
+  }
+  extension(): void {}
+  lockLost(): void {}
+  heldChanged(delta: number): void {
+    this.held += delta;
+  }
+}
+
+async function connect(): Promise<Redis> {
+  const client = new Redis(SHARED_REDIS, redisClientOptions('commit-script-e2e'));
+  client.on('error', () => undefined);
+  if (client.status !== 'ready') await once(client, 'ready');
+  return client;
+}
+
+/** A lock service on the shared Redis, standing for one service process. */
+function lockService(client: Redis, waitMs = 10_000, ttlMs = 5_000) {
+  const metrics = new CountingLockMetrics();
+  const locks = new LockService({
+    backend: new SingleLockBackend(new LockServer(client, 'test'), 1_000),
+    defaults: { ttlMs, waitMs, commandTimeoutMs: 1_000 },
+    metrics: metrics as unknown as LockMetrics,
+    markerExists: async (key) => (await client.exists(key)) === 1,
+    close: () => Promise.resolve(),
+  });
+  return { locks, metrics };
+}
+
+/** A lock held the usual way (before the handler), as the message path takes it. */
+async function held(locks: LockService, key: string, waitMs?: number): Promise<HeldLock> {
+  const lock = await locks.acquireUnlessProcessed(key, undefined, { waitMs });
+  if (lock === 'processed') throw new Error('no marker was given');
+  return lock;
+}
+
+describe('CommitScript (real Redis)', () => {
+  const run = randomBytes(4).toString('hex');
+  const account = (name: string): string => `cs-${run}-${name}`;
+  const clients: Redis[] = [];
+  let redis: Redis;
+  let ledger: LedgerService;
+
+  /** A message's context as the processor builds it, with its marker and lock. */
+  function context(messageId: string, lock: ScriptLock | undefined): MessageContext {
+    return new MessageContext({
+      messageId,
+      correlationId: undefined,
+      queue: 'ledger.transactions',
+      routingKey: 'transaction.created',
+      attempt: 1,
+      handler: 'LedgerHandler.apply',
+      exchange: 'ledger',
+      headers: {},
+      redelivered: false,
+      signal: new AbortController().signal,
+      processedMarker: { key: `mp:processed:cs-${run}:${messageId}`, ttlSeconds: 60 },
+      lock,
+      message: {} as MessageContext['message'],
+      baseLogger: pino({ enabled: false }),
+    });
+  }
+
+  /** Another process's connection. */
+  async function another(): Promise<Redis> {
+    const client = await connect();
+    clients.push(client);
+    return client;
+  }
+
+  const balance = async (name: string): Promise<number> =>
+    Number((await redis.get(`ledger:balance:${account(name)}`)) ?? 0);
+  const lockKeyOf = (name: string): string => `mp:lock:account:${account(name)}`;
+  const fenceOf = async (name: string): Promise<number> =>
+    Number(await redis.get(`mp:fence:account:${account(name)}`));
+
+  beforeAll(async () => {
+    redis = await connect();
+    clients.push(redis);
+    ledger = new LedgerService({ client: redis } as unknown as RedisConnection);
+  });
+
+  afterAll(async () => {
+    await deleteKeys(redis, [
+      `ledger:balance:cs-${run}-*`,
+      `mp:lock:account:cs-${run}-*`,
+      `mp:fence:account:cs-${run}-*`,
+      `mp:processed:cs-${run}:*`,
+    ]);
+    clients.forEach((c) => c.disconnect());
+  });
+
+  it('takes a free key, mints a fencing token above the last one, commits and holds nothing after', async () => {
+    const { locks, metrics } = lockService(redis);
+    const earlier = await locks.acquire(`account:${account('free')}`);
+    await earlier.release();
+    const lock = locks.lockAtCommit(`account:${account('free')}`);
+    const ctx = context('free-1', lock);
+    expect(ctx.fencingToken).toBeUndefined();
+
+    await expect(ledger.apply(ctx, account('free'), 250)).resolves.toBe('applied');
+
+    expect(await balance('free')).toBe(250);
+    expect(await redis.exists(`mp:processed:cs-${run}:free-1`)).toBe(1);
+    expect(await redis.exists(lockKeyOf('free'))).toBe(0);
+    expect(lock.pending).toBe(false);
+    expect(ctx.fencingToken).toBeGreaterThan(earlier.fencingToken);
+    expect(await fenceOf('free')).toBe(ctx.fencingToken);
+    expect(metrics.acquired).toBe(2);
+    expect(metrics.held).toBe(0);
+  });
+
+  it('does not run the body of a message already committed, and takes nothing', async () => {
+    const { locks } = lockService(redis);
+    await ledger.apply(
+      context('dup-1', locks.lockAtCommit(`account:${account('dup')}`)),
+      account('dup'),
+      100,
+    );
+    const fence = await fenceOf('dup');
+    const again = locks.lockAtCommit(`account:${account('dup')}`);
+
+    await expect(ledger.apply(context('dup-1', again), account('dup'), 100)).resolves.toBe(
+      'duplicate',
+    );
+
+    expect(await balance('dup')).toBe(100);
+    expect(again.pending).toBe(true);
+    expect(await fenceOf('dup')).toBe(fence);
+  });
+
+  it('waits for a key another process holds, then commits as the holder and releases in the script', async () => {
+    const other = lockService(await another());
+    const mine = lockService(redis);
+    const key = `account:${account('busy')}`;
+    const held = await other.locks.acquire(key);
+    const lock = mine.locks.lockAtCommit(key);
+    const ctx = context('busy-1', lock);
+
+    const applying = ledger.apply(ctx, account('busy'), 40);
+    await waitFor('the commit to find the key busy', () =>
+      Promise.resolve(mine.metrics.contention > 0),
+    );
+    expect(await balance('busy')).toBe(0);
+    await held.release();
+
+    await expect(applying).resolves.toBe('applied');
+    expect(await balance('busy')).toBe(40);
+    expect(ctx.fencingToken).toBeGreaterThan(held.fencingToken);
+    expect(await fenceOf('busy')).toBe(ctx.fencingToken);
+    expect(await redis.exists(lockKeyOf('busy'))).toBe(0);
+    expect(mine.metrics.held).toBe(0);
+    expect(mine.locks.heldCount()).toBe(0);
+    await lock.release();
+    await other.locks.onApplicationShutdown();
+  });
+
+  it('gives up with LockTimeoutError when the key stays busy past the wait, writing nothing', async () => {
+    const mine = lockService(redis, 100);
+    await redis.set(lockKeyOf('stuck'), 'another-process', 'PX', 30_000);
+    const lock = mine.locks.lockAtCommit(`account:${account('stuck')}`);
+
+    await expect(
+      ledger.apply(context('stuck-1', lock), account('stuck'), 5),
+    ).rejects.toBeInstanceOf(LockTimeoutError);
+
+    expect(await balance('stuck')).toBe(0);
+    expect(await redis.exists(`mp:processed:cs-${run}:stuck-1`)).toBe(0);
+    expect(await redis.get(lockKeyOf('stuck'))).toBe('another-process');
+    expect(mine.metrics.timeouts).toBe(1);
+  });
+
+  it('refuses (stale) a holder whose lease ran out after another worker committed with a newer token', async () => {
+    const { locks } = lockService(redis);
+    const key = `account:${account('stale')}`;
+    const paused = await held(locks, key);
+    // its lease ends (as if it paused past it): another worker commits with the lock at commit
+    await redis.del(lockKeyOf('stale'));
+    const other = lockService(await another());
+    await expect(
+      ledger.apply(context('stale-2', other.locks.lockAtCommit(key)), account('stale'), 10),
+    ).resolves.toBe('applied');
+
+    await expect(ledger.apply(context('stale-1', paused), account('stale'), 99)).resolves.toBe(
+      'stale',
+    );
+
+    expect(await balance('stale')).toBe(10);
+    expect(await redis.exists(`mp:processed:cs-${run}:stale-1`)).toBe(0);
+    await paused.release();
+  });
+
+  it('releases a held lock in the script only while it holds our token', async () => {
+    const { locks, metrics } = lockService(redis);
+    const key = `account:${account('release')}`;
+    const lock = await held(locks, key);
+    await expect(ledger.apply(context('rel-1', lock), account('release'), 7)).resolves.toBe(
+      'applied',
+    );
+    expect(await redis.exists(lockKeyOf('release'))).toBe(0);
+    expect(metrics.held).toBe(0);
+    await expect(lock.release()).resolves.toBe('released');
+    // another holder's lock (ours expired and was taken) is left alone, duplicate or not
+    const next = await held(locks, key, 0);
+    await redis.set(lockKeyOf('release'), 'someone-else', 'PX', 30_000);
+    await expect(ledger.apply(context('rel-1', next), account('release'), 7)).resolves.toBe(
+      'duplicate',
+    );
+    expect(await redis.get(lockKeyOf('release'))).toBe('someone-else');
+    expect(await balance('release')).toBe(7);
+  });
+
+  it('under Redlock (the lock elsewhere) records the highest token committed and refuses a lower one', async () => {
+    const fenced = (fencingToken: number): ScriptLock => ({
+      key: `account:${account('redlock')}`,
+      token: 'on-the-lock-servers',
+      fencingToken,
+      redisKey: undefined,
+      lost: undefined,
+      pending: false,
+      hold: () => Promise.resolve(),
+      releasedByScript: () => {
+        throw new Error('no lock on this Redis to release');
+      },
+      takenByScript: () => {
+        throw new Error('not pending');
+      },
+    });
+    const apply = (id: string, token: number) =>
+      ledger.apply(context(id, fenced(token)), account('redlock'), 100);
+    await expect(apply('r1', 20)).resolves.toBe('applied');
+    await expect(apply('r2', 10)).resolves.toBe('stale');
+    await expect(apply('r3', 20)).resolves.toBe('applied');
+    await expect(apply('r1', 30)).resolves.toBe('duplicate');
+    expect(await balance('redlock')).toBe(200);
+    expect(await fenceOf('redlock')).toBe(20);
+    expect(await redis.exists(`mp:processed:cs-${run}:r2`)).toBe(0);
+  });
+
+  it('commits without a lock: marker check, body and marker only', async () => {
+    await expect(ledger.apply(context('nolock-1', undefined), account('nolock'), 3)).resolves.toBe(
+      'applied',
+    );
+    await expect(ledger.apply(context('nolock-1', undefined), account('nolock'), 3)).resolves.toBe(
+      'duplicate',
+    );
+    expect(await balance('nolock')).toBe(3);
+    expect(await redis.exists(`mp:fence:account:${account('nolock')}`)).toBe(0);
+  });
+
+  it("passes the body's reply back, and a body that raises writes no marker", async () => {
+    const script = new CommitScript<number>(redis, 'E2eCheckedAdd', {
+      numberOfKeys: 1,
+      lua: `
+        if tonumber(args[1]) < 0 then error('negative amount') end
+        return redis.call('INCRBY', keys[1], args[1])`,
+    });
+    const key = `ledger:balance:${account('script')}`;
+    const { locks } = lockService(redis);
+    const ok = context('script-1', locks.lockAtCommit(`account:${account('script')}`));
+    await expect(script.run(ok, [key], [5])).resolves.toEqual({ status: 'committed', reply: 5 });
+
+    const refused = context('script-2', locks.lockAtCommit(`account:${account('script')}`));
+    await expect(script.run(refused, [key], [-1])).rejects.toThrow(/negative amount/);
+    expect(await redis.exists(`mp:processed:cs-${run}:script-2`)).toBe(0);
+    expect(await redis.exists(lockKeyOf('script'))).toBe(0);
+    await expect(script.run(refused, [key, key], [1])).rejects.toThrow('expected 1 keys, got 2');
+  });
+
+  it('reports an unreachable Redis as DependencyUnavailableError', async () => {
+    const down = new Redis('redis://127.0.0.1:1', {
+      ...redisClientOptions('commit-script-e2e-down'),
+      lazyConnect: true,
+      retryStrategy: () => null,
+    });
+    down.on('error', () => undefined);
+    const script = new CommitScript(down, 'E2eDown', { numberOfKeys: 0, lua: 'return 1' });
+    await expect(script.run(context('down-1', undefined), [], [])).rejects.toBeInstanceOf(
+      DependencyUnavailableError,
+    );
+    down.disconnect();
+  });
+
+  it('aborts the signal of a lock held for the commit when another token takes the key', async () => {
+    const { locks } = lockService(redis, 10_000, 300);
+    const lock = locks.lockAtCommit(`account:${account('lost')}`);
+    await lock.hold();
+    const { signal } = lock;
+    expect(signal.aborted).toBe(false);
+    // another token takes the key: the watchdog's next extension (every 100 ms) finds it gone
+    await redis.set(lockKeyOf('lost'), 'thief', 'PX', 30_000);
+    await waitFor('the watchdog to find the lock taken', () => Promise.resolve(signal.aborted));
+    expect(lock.lost).toBeInstanceOf(LockLostError);
+    expect(signal.reason).toBe(lock.lost);
+    await lock.release();
+    expect(await redis.get(lockKeyOf('lost'))).toBe('thief');
+  });
+});

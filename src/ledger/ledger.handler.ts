@@ -36,12 +36,15 @@ export class LedgerHandler {
     // test only: the reliability suite's oracle (off in production, no work on this path); its
     // simulated work stands for work that needs the lock before the commit, so it holds it
     if (this.oracle.simulatesWork) await ctx.lock?.hold();
+    const atCommit = ctx.lock?.pending === true;
     const start = this.oracle.enabled ? LedgerOracle.clock() : 0;
     if (this.oracle.enabled) await this.oracle.simulateWork(ctx.signal);
-    const end = this.oracle.enabled ? LedgerOracle.clock() : 0;
+    let end = this.oracle.enabled ? LedgerOracle.clock() : 0;
     const result = await this.ledger.apply(ctx, tx.accountId, tx.amountCents);
     if (this.oracle.enabled) {
+      if (atCommit) end = LedgerOracle.clock();
       await this.oracle.record({
+        atCommit,
         messageId: ctx.messageId ?? '',
         accountId: tx.accountId,
         amountCents: tx.amountCents,

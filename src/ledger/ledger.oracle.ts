@@ -21,8 +21,16 @@ export interface EffectRecord {
    * When the handler sent its effect script: the end of the work the lock serialized. The script
    * commits and (single-Redis mode) releases the lock in one step, so the next holder may start
    * before this process sees the reply: a later instant would show overlaps that are not there.
+   * For an effect committed with the lock taken at commit ({@link atCommit}), when its reply came.
    */
   readonly end: number;
+  /**
+   * The lock was left to the commit script (`lockAtCommit`): it was held only for the script's
+   * atomic step, which ran somewhere in [start, end] (the commit's round trip, a wait for a busy
+   * key included). Such an effect overlaps a held lock only if that whole window lies inside the
+   * held interval.
+   */
+  readonly atCommit: boolean;
   readonly pid: number;
 }
 

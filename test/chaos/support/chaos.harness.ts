@@ -79,6 +79,8 @@ interface EffectRecord {
   result: 'applied' | 'duplicate' | 'stale';
   start: number;
   end: number;
+  /** Committed with the lock taken by its commit script ([start, end] is the round trip). */
+  atCommit: boolean;
   pid: number;
 }
 
@@ -817,17 +819,25 @@ export class ChaosRun {
   }
 }
 
-/** Two effects on one account whose [start, end] intervals overlap. */
+/**
+ * Effects on one account that ran under the lock at the same time: two whose held intervals
+ * [start, end] overlap, or an effect committed with the lock taken at commit whose whole round
+ * trip lies inside a held interval (its atomic step, somewhere in that window, then ran while
+ * another worker held the key). Two commits at commit never overlap: each is one atomic step.
+ */
 function countOverlaps(effects: readonly EffectRecord[]): number {
   const byAccount = new Map<string, EffectRecord[]>();
   for (const e of effects) byAccount.set(e.accountId, [...(byAccount.get(e.accountId) ?? []), e]);
   let overlaps = 0;
   for (const list of byAccount.values()) {
-    list.sort((a, b) => a.start - b.start);
+    const held = list.filter((e) => !e.atCommit).sort((a, b) => a.start - b.start);
     let latestEnd = -Infinity;
-    for (const e of list) {
+    for (const e of held) {
       if (e.start < latestEnd) overlaps++;
       latestEnd = Math.max(latestEnd, e.end);
+    }
+    for (const e of list) {
+      if (e.atCommit && held.some((h) => h.start < e.start && e.end < h.end)) overlaps++;
     }
   }
   return overlaps;

@@ -11,7 +11,11 @@ export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
 
 /**
  * Options of every client of the service: fail fast while disconnected (no offline queue, one
- * retry per request), a command timeout, auto-pipelining, and capped, jittered reconnect backoff.
+ * retry per request), a command timeout, and capped, jittered reconnect backoff. No
+ * auto-pipelining: ioredis keeps one auto-pipeline in flight per connection and queues every
+ * later command until its replies are all in, which put a whole round trip in front of most
+ * messages; written at once, each command costs a socket write but waits for nothing
+ * (`npm run bench`: 35,600 against 28,700 msg/s, one commit script per message).
  */
 export function redisClientOptions(connectionName: string): RedisOptions {
   return {
@@ -20,7 +24,7 @@ export function redisClientOptions(connectionName: string): RedisOptions {
     maxRetriesPerRequest: 1,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: 5_000,
-    enableAutoPipelining: true,
+    enableAutoPipelining: false,
     retryStrategy: (times) =>
       Math.min(100 * 2 ** Math.min(times, 6), 5_000) * (0.5 + Math.random() / 2),
   };

@@ -41,12 +41,13 @@ export function decodeMessage(
   } catch {
     return fail('not-utf8', 'the body is not valid UTF-8');
   }
-  if (text.trim().length === 0) return fail('empty-body', 'the body is blank');
   let payload: unknown;
   try {
     payload = hasSuspiciousKey(text) ? JSON.parse(text, rejectPrototypeKeys) : JSON.parse(text);
   } catch (error) {
     if (error instanceof MessageDecodeError) return { ok: false, error };
+    // blank is the only failure worth its own kind; checked here, not on every valid body
+    if (text.trim().length === 0) return fail('empty-body', 'the body is blank');
     return fail('not-json', error instanceof Error ? error.message : 'invalid JSON');
   }
   if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
@@ -60,6 +61,7 @@ function fail(kind: MessageDecodeError['kind'], detail: string): DecodeResult {
 }
 
 function isJsonContentType(value: string): boolean {
+  if (value === 'application/json') return true;
   const mediaType = value.split(';', 1)[0].trim().toLowerCase();
   return mediaType === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
 }

@@ -82,7 +82,7 @@ export class MessageProcessor {
     const headers = message.properties.headers ?? {};
     const routingKey =
       stringHeader(headers[HEADER.originalRoutingKey]) ?? message.fields.routingKey;
-    const handler = binding.handlers.find((h) => h.matches(routingKey));
+    const handler = handlerFor(binding, routingKey);
     const log: MessageLogFields = {
       messageId: nonEmpty(message.properties.messageId),
       correlationId: nonEmpty(message.properties.correlationId),
@@ -287,6 +287,20 @@ function lockKeyOf(
     );
   }
   return key;
+}
+
+/** Routing keys seen per queue, with their handler (or none): most queues see a handful. */
+const routes = new WeakMap<QueueBinding, Map<string, RegisteredHandler | undefined>>();
+/** Beyond this many distinct routing keys on a queue, the rest are matched every time. */
+const MAX_CACHED_ROUTES = 1_024;
+
+function handlerFor(binding: QueueBinding, routingKey: string): RegisteredHandler | undefined {
+  let cache = routes.get(binding);
+  if (!cache) routes.set(binding, (cache = new Map<string, RegisteredHandler | undefined>()));
+  if (cache.has(routingKey)) return cache.get(routingKey);
+  const handler = binding.handlers.find((h) => h.matches(routingKey));
+  if (cache.size < MAX_CACHED_ROUTES) cache.set(routingKey, handler);
+  return handler;
 }
 
 function nonEmpty(value: unknown): string | undefined {

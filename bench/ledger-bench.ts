@@ -3,13 +3,14 @@
  * amqplib consumers and against itself with parts off, all on the same queue in one run,
  * alternated (A B C D E F, A B C D E F, ...).
  *
- *   npm run bench [-- --messages 20000 --reps 5 --queue-type quorum|classic --prefetch 100]
- *   npm run bench -- --quick     (CI: 2,000 messages, one repetition)
+ *   npm run bench [-- --messages 20000 --warmup 20000 --reps 5 --queue-type quorum|classic --prefetch 100]
+ *   npm run bench -- --quick     (CI: 2,000 messages after 500 of warm-up, one repetition)
  *
- * Each variant consumes N pre-published ledger transactions (300-byte bodies, 10,000 accounts)
- * from `ledger.transactions` in a process of its own. Throughput and CPU are taken over the
- * steady state (from 10 % to 90 % of the batch acked), so process start and the drained tail do
- * not count. Then: contention (3 instances, 10 hot accounts against 10,000), confirmed
+ * Each variant consumes W + N pre-published ledger transactions (300-byte bodies, 10,000
+ * accounts) from `ledger.transactions` in a process of its own. The first W warm it up (JIT
+ * compilation, connections) and are not measured; throughput and CPU are taken over the steady
+ * state of the N after them (from 10 % to 90 % of them acked), so process start, warm-up and the
+ * drained tail do not count. Then: contention (3 instances, 10 hot accounts against 10,000), confirmed
  * publishing (first publish to last confirm) and latency (publish → effect, at half the measured
  * throughput). Output: a table on stdout, JSON in bench/results/<date>.json, the section of
  * docs/benchmarks.md between its markers, and a chart; `--quick` only prints.
@@ -35,14 +36,16 @@ function option(name: string, fallback: string): string {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
 }
-function count(name: string, fallback: number): number {
+function count(name: string, fallback: number, min = 1): number {
   const value = Number(option(name, String(fallback)));
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new Error(`--${name} must be a positive integer`);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new Error(`--${name} must be an integer ≥ ${min}`);
   }
   return value;
 }
 const messages = count('messages', quick ? 2_000 : 20_000);
+/** Messages each throughput run consumes before the measured ones (V8 compiles hot code first). */
+const warmup = count('warmup', quick ? 500 : 20_000, 0);
 const reps = count('reps', quick ? 1 : 5);
 const prefetch = count('prefetch', 100);
 const queueType = option('queue-type', 'quorum');
@@ -220,17 +223,23 @@ interface Measurement {
   readonly cpuUsPerMsg: number;
 }
 
-/** Throughput and CPU per message over the steady state: 10 % to 90 % of the batch. */
-function steady(samples: readonly Progress[]): { msgPerSec: number; cpuUsPerMsg: number } {
-  const from = Math.floor(messages * 0.1);
-  const to = Math.floor(messages * 0.9);
+/**
+ * Throughput and CPU per message over the steady state: 10 % to 90 % of the batch of
+ * `messages` that follows `after` unmeasured ones.
+ */
+function steady(
+  samples: readonly Progress[],
+  after = 0,
+): { msgPerSec: number; cpuUsPerMsg: number } {
+  const from = after + Math.floor(messages * 0.1);
+  const to = after + Math.floor(messages * 0.9);
   const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
   const cpu = at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs');
   return { msgPerSec: (to - from) / seconds, cpuUsPerMsg: cpu / (to - from) };
 }
 
 function measure(variant: Variant, rep: number, samples: readonly Progress[]): Measurement {
-  return { variant: variant.key, rep, ...steady(samples) };
+  return { variant: variant.key, rep, ...steady(samples, warmup) };
 }
 
 interface Latency {
@@ -450,7 +459,7 @@ function body(i: number, accounts: number): Buffer {
 
 async function main(): Promise<void> {
   process.stdout.write(
-    `bench: ${messages} messages × ${reps} reps, ${queueType} queue, prefetch ${prefetch}${quick ? ' (quick)' : ''}\n`,
+    `bench: ${messages} messages (after ${warmup} of warm-up) × ${reps} reps, ${queueType} queue, prefetch ${prefetch}${quick ? ' (quick)' : ''}\n`,
   );
   const vhost = await TestVhost.create('bench');
   const amqpUrl = vhost.url();
@@ -466,8 +475,8 @@ async function main(): Promise<void> {
     const channel = await connection.createConfirmChannel();
     for (let rep = 1; rep <= reps; rep++) {
       for (const variant of VARIANTS) {
-        await prePublish(channel, messages, `${variant.key}${rep}`);
-        const m = measure(variant, rep, await variant.run(amqpUrl, messages));
+        await prePublish(channel, warmup + messages, `${variant.key}${rep}`);
+        const m = measure(variant, rep, await variant.run(amqpUrl, warmup + messages));
         measurements.push(m);
         process.stdout.write(
           `  rep ${rep} ${variant.label}: ${Math.round(m.msgPerSec)} msg/s, ${Math.round(m.cpuUsPerMsg)} µs CPU/msg\n`,
@@ -554,7 +563,7 @@ async function report(
   ];
   const date = new Date().toISOString().slice(0, 10);
   const machine = machineDescription();
-  const command = `npm run bench -- --messages ${messages} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
+  const command = `npm run bench -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
   const table = [
     '| variant | msg/s (median) | min | max | consumer CPU µs/msg |',
     '|---|---|---|---|---|',
@@ -609,8 +618,9 @@ async function report(
     '## What safety costs: the service against hand-written consumers',
     [
       `Measured ${date} on ${machine}, the broker and Redis on the same two cores.`,
-      `${messages} messages per measurement (300-byte bodies, ${ACCOUNTS.toLocaleString('en')} accounts), ${queueType} queue,`,
-      `prefetch ${prefetch}, the variants alternated ${reps} times; throughput and CPU over 10–90 % of each batch.`,
+      `${messages} messages per measurement (300-byte bodies, ${ACCOUNTS.toLocaleString('en')} accounts), each consumer warmed up`,
+      `by ${warmup} unmeasured ones first, ${queueType} queue, prefetch ${prefetch}, the variants alternated ${reps}`,
+      'times; throughput and CPU over 10–90 % of each measured batch.',
       '',
       `Command: \`${command}\``,
       '',

@@ -5,6 +5,7 @@ import { redactUrl } from '../config/secret-redaction';
 import { shutdownStep } from '../lifecycle/shutdown-step';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle';
 import type { MessageMetrics } from '../metrics/message.metrics';
+import { coalesceWrites } from './write-coalescing';
 
 /** Commands fail after this long instead of hanging on a stalled server. */
 export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
@@ -50,6 +51,8 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
   ) {
     super();
     this.client = new Redis(url, redisClientOptions('message-processor'));
+    // each connection's socket (a new one after every reconnect)
+    this.client.on('connect', () => coalesceWrites(this.client.stream));
     this.metrics.setRedisConnected(false);
     this.client.on('ready', () => {
       if (this.readies++ > 0) this.metrics.redisReconnected();

@@ -8,20 +8,33 @@ import { METRIC, type ProcessingOutcome, type PublishOutcome } from './metrics.c
  * Label values come from bounded sets: queue and handler names are fixed at bootstrap, and the
  * exchange label is only ever an exchange this service declared or was asked to publish to.
  */
+/** A queue's per-message counts, kept as plain numbers and handed to prom-client on scrape. */
+interface QueueCounts {
+  /** Received since the last scrape. */
+  received: number;
+  /** Received and not settled yet. */
+  inFlight: number;
+  readonly receivedChild: Counter.Internal;
+  readonly inFlightChild: Gauge.Internal<'queue'>;
+}
+
+interface SettledCounts {
+  /** Settled with this queue, handler and outcome since the last scrape. */
+  count: number;
+  readonly processedChild: Counter.Internal;
+  readonly duration: Histogram.Internal<'queue' | 'handler' | 'outcome'>;
+}
+
 @Injectable()
 export class MessageMetrics {
   /**
-   * Label children per queue (received, in flight) and per queue/handler/outcome, built and
-   * validated once instead of on every message (prom-client still hashes the labels per call).
+   * Label children per queue and per queue/handler/outcome, resolved once. The counters and the
+   * in-flight gauge are plain numbers on the message path, added to prom-client's metrics when
+   * they are collected (a scrape): prom-client hashes the labels on every call, three times per
+   * message. The duration histogram is observed per message.
    */
-  private readonly queueChildren = new Map<
-    string,
-    { received: Counter.Internal; inFlight: Gauge.Internal<'queue'> }
-  >();
-  private readonly settledChildren = new Map<
-    string,
-    { processed: Counter.Internal; duration: Histogram.Internal<'queue' | 'handler' | 'outcome'> }
-  >();
+  private readonly queues = new Map<string, QueueCounts>();
+  private readonly settled = new Map<string, SettledCounts>();
 
   constructor(
     @InjectMetric(METRIC.messagesReceived) private readonly received: Counter<'queue'>,
@@ -38,12 +51,18 @@ export class MessageMetrics {
     private readonly confirmDuration: Histogram<'exchange' | 'outcome'>,
     @InjectMetric(METRIC.amqpReconnects) private readonly amqpReconnects: Counter,
     @InjectMetric(METRIC.redisReconnects) private readonly redisReconnects: Counter,
-  ) {}
+  ) {
+    // prom-client calls a metric's `collect` before reading it (each scrape)
+    const collect = (): void => this.flush();
+    for (const metric of [received, processed, inFlight]) {
+      (metric as unknown as { collect: () => void }).collect = collect;
+    }
+  }
 
   messageReceived(queue: string): void {
-    const children = this.ofQueue(queue);
-    children.received.inc();
-    children.inFlight.inc();
+    const counts = this.ofQueue(queue);
+    counts.received++;
+    counts.inFlight++;
   }
 
   messageSettled(
@@ -52,34 +71,49 @@ export class MessageMetrics {
     outcome: ProcessingOutcome,
     seconds: number,
   ): void {
-    this.ofQueue(queue).inFlight.dec();
+    this.ofQueue(queue).inFlight--;
     // queue and handler names are fixed at bootstrap and outcomes are five: a bounded map
     const key = `${queue}\u0000${handler}\u0000${outcome}`;
-    let children = this.settledChildren.get(key);
-    if (!children) {
-      children = {
-        processed: this.processed.labels({ queue, handler, outcome }),
+    let counts = this.settled.get(key);
+    if (!counts) {
+      counts = {
+        count: 0,
+        processedChild: this.processed.labels({ queue, handler, outcome }),
         duration: this.duration.labels({ queue, handler, outcome }),
       };
-      this.settledChildren.set(key, children);
+      this.settled.set(key, counts);
     }
-    children.processed.inc();
-    children.duration.observe(seconds);
+    counts.count++;
+    counts.duration.observe(seconds);
   }
 
-  private ofQueue(queue: string): {
-    received: Counter.Internal;
-    inFlight: Gauge.Internal<'queue'>;
-  } {
-    let children = this.queueChildren.get(queue);
-    if (!children) {
-      children = {
-        received: this.received.labels({ queue }),
-        inFlight: this.inFlight.labels({ queue }),
-      };
-      this.queueChildren.set(queue, children);
+  /** Hands the counts gathered since the last scrape to prom-client. */
+  private flush(): void {
+    for (const counts of this.queues.values()) {
+      if (counts.received > 0) counts.receivedChild.inc(counts.received);
+      counts.received = 0;
+      counts.inFlightChild.set(counts.inFlight);
     }
-    return children;
+    for (const counts of this.settled.values()) {
+      if (counts.count > 0) counts.processedChild.inc(counts.count);
+      counts.count = 0;
+    }
+  }
+
+  private ofQueue(queue: string): QueueCounts {
+    let counts = this.queues.get(queue);
+    if (!counts) {
+      counts = {
+        received: 0,
+        inFlight: 0,
+        receivedChild: this.received.labels({ queue }),
+        inFlightChild: this.inFlight.labels({ queue }),
+      };
+      // the series exists from the first message on, as with a direct inc
+      counts.inFlightChild.set(0);
+      this.queues.set(queue, counts);
+    }
+    return counts;
   }
 
   /** A publish settled: confirmed by the broker, or failed, `seconds` after it was sent. */

@@ -1,0 +1,81 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { MessageMetrics } from '../../../src/metrics/message.metrics';
+import { DURATION_BUCKETS, METRIC } from '../../../src/metrics/metrics.constants';
+
+/** The service's message metrics on a registry of the test's own. */
+function metricsOn(registry: Registry): MessageMetrics {
+  const registers = [registry];
+  const labels = (...names: string[]) => ({ labelNames: names, registers });
+  return new MessageMetrics(
+    new Counter({ name: METRIC.messagesReceived, help: 'h', ...labels('queue') }),
+    new Counter({
+      name: METRIC.messagesProcessed,
+      help: 'h',
+      ...labels('queue', 'handler', 'outcome'),
+    }),
+    new Histogram({
+      name: METRIC.processingDuration,
+      help: 'h',
+      buckets: DURATION_BUCKETS,
+      ...labels('queue', 'handler', 'outcome'),
+    }),
+    new Gauge({ name: METRIC.messagesInFlight, help: 'h', ...labels('queue') }),
+    new Counter({ name: METRIC.messagesPublished, help: 'h', ...labels('exchange', 'outcome') }),
+    new Gauge({ name: METRIC.amqpConnected, help: 'h', registers }),
+    new Gauge({ name: METRIC.redisConnected, help: 'h', registers }),
+    new Histogram({
+      name: METRIC.publishConfirmDuration,
+      help: 'h',
+      ...labels('exchange', 'outcome'),
+    }),
+    new Counter({ name: METRIC.amqpReconnects, help: 'h', registers }),
+    new Counter({ name: METRIC.redisReconnects, help: 'h', registers }),
+  );
+}
+
+/** The value of one series in the registry's exposition, as a scrape sees it. */
+async function scraped(registry: Registry, series: string): Promise<number | undefined> {
+  const text = await registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('MessageMetrics', () => {
+  it('shows on every scrape the messages received, in flight and settled since the start', async () => {
+    const registry = new Registry();
+    const metrics = metricsOn(registry);
+    const q = '{queue="ledger.transactions"}';
+    const ack = '{queue="ledger.transactions",handler="LedgerHandler.apply",outcome="ack"}';
+    for (let i = 0; i < 3; i++) metrics.messageReceived('ledger.transactions');
+    metrics.messageSettled('ledger.transactions', 'LedgerHandler.apply', 'ack', 0.002);
+    metrics.messageSettled('ledger.transactions', 'LedgerHandler.apply', 'ack', 0.004);
+
+    expect(await scraped(registry, `messages_received_total${q}`)).toBe(3);
+    expect(await scraped(registry, `messages_in_flight${q}`)).toBe(1);
+    expect(await scraped(registry, `messages_processed_total${ack}`)).toBe(2);
+    expect(await scraped(registry, `message_processing_duration_seconds_count${ack}`)).toBe(2);
+
+    // counts keep adding up across scrapes; a scrape without news changes nothing
+    expect(await scraped(registry, `messages_received_total${q}`)).toBe(3);
+    metrics.messageReceived('ledger.transactions');
+    metrics.messageSettled('ledger.transactions', 'LedgerHandler.apply', 'retry', 0.01);
+    metrics.messageSettled('ledger.transactions', 'LedgerHandler.apply', 'ack', 0.001);
+    expect(await scraped(registry, `messages_received_total${q}`)).toBe(4);
+    expect(await scraped(registry, `messages_in_flight${q}`)).toBe(0);
+    expect(await scraped(registry, `messages_processed_total${ack}`)).toBe(3);
+    expect(
+      await scraped(
+        registry,
+        'messages_processed_total{queue="ledger.transactions",handler="LedgerHandler.apply",outcome="retry"}',
+      ),
+    ).toBe(1);
+  });
+
+  it('reads the same through a single metric as through the whole registry', async () => {
+    const registry = new Registry();
+    const metrics = metricsOn(registry);
+    metrics.messageReceived('audit');
+    const received = await registry.getSingleMetric(METRIC.messagesReceived)?.get();
+    expect(received?.values).toEqual([{ value: 1, labels: { queue: 'audit' } }]);
+  });
+});

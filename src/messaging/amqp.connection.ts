@@ -1,12 +1,14 @@
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { Duplex } from 'node:stream';
 import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
 import type { ChannelModel } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
 import { redactUrl } from '../config/secret-redaction';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle';
 import type { MessageMetrics } from '../metrics/message.metrics';
+import { coalesceWrites } from '../net/write-coalescing';
 
 export interface AmqpConnectionOptions {
   readonly urls: readonly string[];
@@ -61,6 +63,9 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
       this.metrics.setAmqpConnected(true);
       this.logger.info({ url: describe(url) }, 'AMQP connected');
       const connection = this.manager.connection;
+      // amqplib's socket (`connection.stream`, not in its types): frames of one pass in one writev
+      const stream = (connection?.connection as { stream?: unknown } | undefined)?.stream;
+      if (stream instanceof Duplex) coalesceWrites(stream);
       if (connection) this.emit('connected', connection);
     });
     this.manager.on('disconnect', ({ err }) => {

@@ -5,7 +5,7 @@ import { redactUrl } from '../config/secret-redaction';
 import { shutdownStep } from '../lifecycle/shutdown-step';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle';
 import type { MessageMetrics } from '../metrics/message.metrics';
-import { coalesceWrites } from './write-coalescing';
+import { coalesceWrites } from '../net/write-coalescing';
 
 /** Commands fail after this long instead of hanging on a stalled server. */
 export const REDIS_COMMAND_TIMEOUT_MS = 5_000;

@@ -6,8 +6,9 @@ const coalescing = new WeakSet<Duplex>();
  * Makes what is written to `socket` in one pass of the event loop (a callback and the promise
  * jobs it sets off) go out together, in one `writev`, when that pass ends: the first write of a
  * pass corks the socket and a `process.nextTick` uncorks it, so nothing waits past the pass that
- * wrote it. A Redis client writes one command per call; with many messages in flight that was a
- * system call per command. Idempotent per socket.
+ * wrote it. A Redis client writes one command per call, amqplib one frame per call (an ack, a
+ * publish's three frames); with many messages in flight that was a system call each. Idempotent
+ * per socket.
  */
 export function coalesceWrites(socket: Duplex): void {
   if (coalescing.has(socket)) return;

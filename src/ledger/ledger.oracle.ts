@@ -3,7 +3,7 @@ import { type ConfigType } from '@nestjs/config';
 import Redis from 'ioredis';
 import { ledgerConfig } from '../config/app.config';
 import { abortableDelay } from '../lifecycle/abortable-delay';
-import { redisClientOptions } from '../redis/redis.connection';
+import { createRedisClient } from '../redis/redis.connection';
 
 /** Redis list of the oracle that receives one JSON record per effect the ledger attempted. */
 export const ORACLE_EFFECTS_KEY = 'oracle:effects';
@@ -49,7 +49,7 @@ export class LedgerOracle implements OnApplicationShutdown {
     this.delayMs = config.oracleDelayMs;
     this.blockMs = config.oracleBlockMs;
     if (config.oracleUrl) {
-      this.client = new Redis(config.oracleUrl, redisClientOptions('message-processor-oracle'));
+      this.client = createRedisClient(config.oracleUrl, 'message-processor-oracle');
       this.client.on('error', () => undefined);
     }
   }

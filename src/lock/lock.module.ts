@@ -9,7 +9,7 @@ import { LockMetrics } from '../metrics/lock.metrics';
 import {
   REDIS_COMMAND_TIMEOUT_MS,
   RedisConnection,
-  redisClientOptions,
+  createRedisClient,
 } from '../redis/redis.connection';
 import { type LockBackend, RedlockBackend, SingleLockBackend } from './lock.backend';
 import { LockServer } from './lock.server';
@@ -37,7 +37,7 @@ import { LockService } from './lock.service';
         let backend: LockBackend;
         if (config.redlockUrls.length >= 3) {
           const servers = config.redlockUrls.map((url, i) => {
-            const client = new Redis(url, redisClientOptions(`message-processor-lock-${i + 1}`));
+            const client = createRedisClient(url, `message-processor-lock-${i + 1}`);
             own.push(client);
             watchClient(client, redactUrl(url), logger);
             return new LockServer(client, redactUrl(url));

@@ -31,6 +31,16 @@ export function redisClientOptions(connectionName: string): RedisOptions {
   };
 }
 
+/**
+ * A client of the service (`redisClientOptions`) whose writes of one event-loop pass go out in
+ * one system call, on every connection it makes.
+ */
+export function createRedisClient(url: string, connectionName: string): Redis {
+  const client = new Redis(url, redisClientOptions(connectionName));
+  client.on('connect', () => coalesceWrites(client.stream));
+  return client;
+}
+
 type RedisEvents = { ready: []; down: [] };
 
 /**
@@ -50,9 +60,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     private readonly logger: PinoLogger,
   ) {
     super();
-    this.client = new Redis(url, redisClientOptions('message-processor'));
-    // each connection's socket (a new one after every reconnect)
-    this.client.on('connect', () => coalesceWrites(this.client.stream));
+    this.client = createRedisClient(url, 'message-processor');
     this.metrics.setRedisConnected(false);
     this.client.on('ready', () => {
       if (this.readies++ > 0) this.metrics.redisReconnected();

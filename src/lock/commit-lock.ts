@@ -13,13 +13,15 @@ export interface CommitLockDeps {
 /**
  * A lock left to the handler's commit script (`lockAtCommit`, single-Redis mode). Nothing is
  * stored while the handler runs: the script checks that no other worker holds the key, mints a
- * fencing token, applies the effect and writes the marker in one atomic step, so the lock is held
+ * fencing token if someone held the key within the fence's hour, applies the effect and writes
+ * the marker in one atomic step, so the lock is held
  * for exactly that step and never outlives it. When another worker holds the key, the commit
  * takes the lock the usual way ({@link hold}, waiting its turn) and runs again as the holder.
  */
 export class CommitLock implements ScriptLock {
   private held: (Lock & ScriptLock) | undefined;
   private holding: Promise<void> | undefined;
+  private committed = false;
   private minted: number | undefined;
   /** Created when someone asks for the signal (a handler reading `ctx.signal`). */
   private controller: AbortController | undefined;
@@ -31,7 +33,7 @@ export class CommitLock implements ScriptLock {
   ) {}
 
   get pending(): boolean {
-    return this.held === undefined && this.minted === undefined;
+    return this.held === undefined && !this.committed;
   }
 
   get token(): string {
@@ -59,7 +61,7 @@ export class CommitLock implements ScriptLock {
   }
 
   hold(): Promise<void> {
-    if (this.minted !== undefined) return Promise.resolve();
+    if (this.committed) return Promise.resolve();
     this.holding ??= this.deps.take().then((lock) => {
       this.held = lock;
       if (this.controller) this.follow(lock);
@@ -67,9 +69,10 @@ export class CommitLock implements ScriptLock {
     return this.holding;
   }
 
-  takenByScript(fencingToken: number): void {
+  takenByScript(fencingToken: number | undefined): void {
     if (!this.pending)
       throw new Error(`lock ${this.key} is not pending: the script cannot take it`);
+    this.committed = true;
     this.minted = fencingToken;
     this.deps.taken();
   }

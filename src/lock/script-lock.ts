@@ -8,8 +8,8 @@ import type { LockLostError } from './lock.errors';
 export interface MessageLock {
   readonly key: string;
   /**
-   * Strictly increasing per lock key across holders; undefined while the lock is pending (the
-   * commit script mints one when it takes the lock).
+   * Strictly increasing per lock key across holders; undefined while the lock is pending, and
+   * after a commit that took a key nobody had held within the fence's hour (nobody to fence off).
    */
   readonly fencingToken: number | undefined;
   /** The `LockLostError` once the lock is lost (its lease ran out or another token took it). */
@@ -32,6 +32,9 @@ export interface ScriptLock extends MessageLock {
   readonly token: string;
   /** The script released the lock (whatever it found): stop the watchdog, forget the lock. */
   releasedByScript(): void;
-  /** A pending lock was taken and released by the script, which minted this fencing token. */
-  takenByScript(fencingToken: number): void;
+  /**
+   * A pending lock was taken and released by the script, which minted this fencing token, or
+   * none (undefined) when nobody had held the key within the fence's lifetime.
+   */
+  takenByScript(fencingToken: number | undefined): void;
 }

@@ -57,8 +57,12 @@ local fenceText = ''
 if KEYS[3] ~= '' then
   if ARGV[2] == '' then
     if redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
-    ${nextFenceLua('KEYS[3]', 'ARGV[4]')}
-    fenceText = text
+    -- a holder within the fence's lifetime may have outlived its lease: a newer token refuses
+    -- its late write; a key nobody held since has nobody to fence off, and no token is minted
+    if redis.call('EXISTS', KEYS[3]) == 1 then
+      ${nextFenceLua('KEYS[3]', 'ARGV[4]')}
+      fenceText = text
+    end
   else
     local applied = tonumber(redis.call('GET', KEYS[3]) or '0')
     local mine = tonumber(ARGV[2])
@@ -89,7 +93,9 @@ type ScriptCall = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
  *
  * Fencing: in single-Redis mode the script refuses (`stale`) a token lower than the last one
  * issued for the key (`mp:fence:<key>`), so a worker that paused past its lease cannot write once
- * another took the lock. Under Redlock the same key on the service's Redis records the highest
+ * another took the lock. A lock taken at commit mints a token only when that fence exists (a
+ * holder within its hour, who may have outlived its lease); otherwise nobody can hold an older
+ * token and writing one would cost every message a key write for nothing. Under Redlock the same key on the service's Redis records the highest
  * token committed, and a lower one is refused.
  */
 export class CommitScript<T = unknown> {
@@ -158,7 +164,7 @@ export class CommitScript<T = unknown> {
       }
       if (lock?.redisKey !== undefined) {
         if (!pending) lock.releasedByScript();
-        else if (status === 1) lock.takenByScript(Number(fence));
+        else if (status === 1) lock.takenByScript(fence ? Number(fence) : undefined);
       }
       if (status === 1) return { status: 'committed', reply: value as T };
       if (status === 0) return { status: 'duplicate' };

@@ -33,8 +33,8 @@ export interface MessageHandlerOptions {
    * Take the lock at commit instead of before the handler (single-Redis mode; under Redlock the
    * lock is taken before, as usual). For a handler whose effect is one `CommitScript` that reads
    * everything it decides on: nothing is sent to Redis before the handler, and the script checks
-   * the marker, takes the key if no other worker holds it, mints the fencing token, applies the
-   * effect, writes the marker and lets go, in one atomic step (one round trip per message). When
+   * the marker, takes the key if no other worker holds it, mints a fencing token (if the key had
+   * a holder within the fence's hour), applies the effect, writes the marker and lets go, in one atomic step (one round trip per message). When
    * another worker holds the key, the commit waits for it as a locked message would and runs
    * again as the holder. Code before the commit runs without the lock (call `ctx.lock.hold()` for
    * work that needs it). Needs `commitsMarker` unless `idempotent: false` (the script writes the

@@ -142,6 +142,27 @@ describe('CommitScript (real Redis)', () => {
     expect(metrics.held).toBe(0);
   });
 
+  it('takes a key nobody held within the fence hour without minting a token or writing a fence', async () => {
+    const { locks, metrics } = lockService(redis);
+    const lock = locks.lockAtCommit(`account:${account('never-held')}`);
+    const ctx = context('never-1', lock);
+
+    await expect(ledger.apply(ctx, account('never-held'), 30)).resolves.toBe('applied');
+
+    expect(await balance('never-held')).toBe(30);
+    expect(lock.pending).toBe(false);
+    expect(ctx.fencingToken).toBeUndefined();
+    expect(await redis.exists(`mp:fence:account:${account('never-held')}`)).toBe(0);
+    expect(await redis.exists(lockKeyOf('never-held'))).toBe(0);
+    expect(metrics.acquired).toBe(1);
+    // a holder later on starts the fence; the next commit at commit then supersedes it
+    const holder = await held(locks, `account:${account('never-held')}`);
+    await holder.release();
+    const next = context('never-2', locks.lockAtCommit(`account:${account('never-held')}`));
+    await expect(ledger.apply(next, account('never-held'), 1)).resolves.toBe('applied');
+    expect(next.fencingToken).toBeGreaterThan(holder.fencingToken);
+  });
+
   it('does not run the body of a message already committed, and takes nothing', async () => {
     const { locks } = lockService(redis);
     await ledger.apply(

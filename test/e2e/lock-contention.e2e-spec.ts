@@ -235,9 +235,7 @@ describe('lock contention: 3 service processes on one queue', () => {
       expect(await balances()).toEqual(expected);
       const markers = transactions.map((tx) => `mp:processed:${QUEUE}:${tx.messageId}`);
       expect(await redis.exists(...markers)).toBe(TRANSACTIONS);
-      // every account's lock was taken (a fencing token issued) and given back by its commits
-      const lockFences = await redis.mget(accounts.map((a) => `mp:fence:account:${a}`));
-      expect(lockFences.every((f) => f !== null && Number(f) > 0)).toBe(true);
+      // every lock taken for a commit, at commit or held through it, was given back
       expect(await redis.exists(...accounts.map((a) => `mp:lock:account:${a}`))).toBe(0);
     }, 120_000);
   });

@@ -14,9 +14,9 @@ export interface CommitLockDeps {
  * A lock left to the handler's commit script (`lockAtCommit`, single-Redis mode). Nothing is
  * stored while the handler runs: the script checks that no other worker holds the key, mints a
  * fencing token if someone held the key within the fence's hour, applies the effect and writes
- * the marker in one atomic step, so the lock is held
- * for exactly that step and never outlives it. When another worker holds the key, the commit
- * takes the lock the usual way ({@link hold}, waiting its turn) and runs again as the holder.
+ * the marker in one atomic step, so the lock is held for exactly that step and never outlives
+ * it. When another worker holds the key, the commit takes the lock the usual way ({@link hold},
+ * waiting its turn) and runs again as the holder.
  */
 export class CommitLock implements ScriptLock {
   private held: (Lock & ScriptLock) | undefined;

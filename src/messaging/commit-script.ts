@@ -11,7 +11,7 @@ export interface CommitScriptDefinition {
   /**
    * The body of a Lua `function(keys, args, fence)`: `keys` and `args` are what {@link
    * CommitScript.run} was given, `fence` the lock's fencing token as a string ('' without a
-   * lock). It runs only when the message is not processed yet and the lock is this message's;
+   * lock, and for a lock taken at commit on a key nobody held within the fence's hour). It runs only when the message is not processed yet and the lock is this message's;
    * what it returns is the reply. Raise an error (`error('...')`) before writing anything to
    * refuse: the marker is then not written and the handler's attempt fails.
    */

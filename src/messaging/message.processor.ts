@@ -7,7 +7,7 @@ import { processingConfig } from '../config/app.config';
 import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal';
 import { LockService, LockTimeoutError } from '../lock';
 import type { HeldLock } from '../lock/held-lock';
-import type { ScriptLock } from '../lock/script-lock';
+import { CommitLock } from '../lock/commit-lock';
 import { MessageMetrics } from '../metrics/message.metrics';
 import type { Settlement } from './ack.coalescer';
 import { IdempotencyStore } from './idempotency.store';
@@ -137,19 +137,12 @@ export class MessageProcessor {
     }
     const lockKey = handler.options.lock ? lockKeyOf(handler, decoded.payload, log) : undefined;
     if (lockKey instanceof InvalidLockKeyError) return { status: 'invalid', error: lockKey };
+    let lock: HeldLock | CommitLock | undefined;
     if (lockKey !== undefined && handler.options.lockAtCommit && this.locks.locksAtCommit) {
-      return this.runLockedAtCommit(
-        message,
-        consumer,
-        handler,
-        log,
-        decoded.payload,
-        marker,
-        lockKey,
-      );
-    }
-    let lock: HeldLock | undefined;
-    if (lockKey !== undefined) {
+      // nothing sent now: the handler's commit script checks the marker and takes the lock with
+      // the effect, or, when another worker holds the key, waits for it and commits as holder
+      lock = this.locks.lockAtCommit(lockKey, { signal: consumer.stopSignal });
+    } else if (lockKey !== undefined) {
       try {
         const taken = await this.locks.acquireUnlessProcessed(lockKey, marker?.key, {
           signal: consumer.stopSignal,
@@ -165,54 +158,20 @@ export class MessageProcessor {
       return { status: 'duplicate' };
     }
     try {
-      const signal = lock && (() => lock.signal);
-      return await this.invoke(
-        message,
-        consumer,
-        handler,
-        log,
-        decoded.payload,
-        marker,
-        lock,
-        signal,
-      );
+      return await this.invoke(message, consumer, handler, log, decoded.payload, marker, lock);
     } catch (error) {
       // whatever the handler did after losing its lock was not protected: retry it
       if (lock?.lost) throw lock.lost;
+      // a commit's wait for a busy key ends as the wait before a handler does
+      if (lock instanceof CommitLock) {
+        if (consumer.stopSignal.aborted && error === consumer.stopSignal.reason) {
+          return { status: 'stopping' };
+        }
+        if (error instanceof LockTimeoutError) return { status: 'busy', error };
+      }
       throw error;
     } finally {
       await lock?.release();
-    }
-  }
-
-  /**
-   * A `lockAtCommit` handler (single-Redis mode): nothing is locked before it runs; its commit
-   * script checks the marker and takes the lock with the effect, or, when another worker holds
-   * the key, waits for it through the lock service and commits as the holder.
-   */
-  private async runLockedAtCommit(
-    message: ConsumeMessage,
-    consumer: ConsumerHandle,
-    handler: RegisteredHandler,
-    log: MessageLogFields,
-    payload: unknown,
-    marker: ProcessedMarker | undefined,
-    lockKey: string,
-  ): Promise<ProcessingResult> {
-    const lock = this.locks.lockAtCommit(lockKey, { signal: consumer.stopSignal });
-    try {
-      const signal = (): AbortSignal => lock.signal;
-      return await this.invoke(message, consumer, handler, log, payload, marker, lock, signal);
-    } catch (error) {
-      if (lock.lost) throw lock.lost;
-      // the wait for a busy key, as when the lock is taken before the handler
-      if (consumer.stopSignal.aborted && error === consumer.stopSignal.reason) {
-        return { status: 'stopping' };
-      }
-      if (error instanceof LockTimeoutError) return { status: 'busy', error };
-      throw error;
-    } finally {
-      await lock.release();
     }
   }
 
@@ -223,8 +182,7 @@ export class MessageProcessor {
     log: MessageLogFields,
     payload: unknown,
     marker: ProcessedMarker | undefined,
-    lock: ScriptLock | undefined,
-    lockSignal: (() => AbortSignal) | undefined,
+    lock: HeldLock | CommitLock | undefined,
   ): Promise<ProcessingResult> {
     // the handler's signal: the consumer's (shutdown deadline) and, with a held lock, the lock's;
     // linked on first use only (two listeners and an AbortController most handlers never read)
@@ -240,8 +198,8 @@ export class MessageProcessor {
       exchange: stringHeader(headers[HEADER.originalExchange]) ?? message.fields.exchange,
       headers,
       redelivered: message.fields.redelivered,
-      signal: lockSignal
-        ? () => (linked ??= linkedSignal(consumer.signal, lockSignal())).signal
+      signal: lock
+        ? () => (linked ??= linkedSignal(consumer.signal, lock.signal)).signal
         : consumer.signal,
       processedMarker: marker,
       lock,

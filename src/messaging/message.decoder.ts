@@ -43,17 +43,17 @@ export function decodeMessage(
   }
   let payload: unknown;
   try {
-    payload = hasSuspiciousKey(text) ? JSON.parse(text, rejectPrototypeKeys) : JSON.parse(text);
+    payload = JSON.parse(text);
   } catch (error) {
-    if (error instanceof MessageDecodeError) return { ok: false, error };
     // blank is the only failure worth its own kind; checked here, not on every valid body
     if (text.trim().length === 0) return fail('empty-body', 'the body is blank');
     return fail('not-json', error instanceof Error ? error.message : 'invalid JSON');
   }
-  if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
-    return fail('too-deep', `nesting deeper than ${MAX_JSON_DEPTH} levels`);
-  }
-  return { ok: true, payload };
+  // one walk of the parsed value checks depth and keys: JSON.parse itself is iterative, and the
+  // value has far fewer nodes than the text has characters (a scan of the text cost more than
+  // the parse); keys spelled with \u escapes arrive here decoded
+  const refused = typeof payload === 'object' && payload !== null ? inspect(payload, 1) : undefined;
+  return refused ? { ok: false, error: refused } : { ok: true, payload };
 }
 
 function fail(kind: MessageDecodeError['kind'], detail: string): DecodeResult {
@@ -66,36 +66,37 @@ function isJsonContentType(value: string): boolean {
   return mediaType === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
 }
 
-// Only pay for a reviver when a dangerous key can be present at all (also spelled with \u escapes).
-function hasSuspiciousKey(text: string): boolean {
-  return text.includes('__proto__') || text.includes('prototype') || text.includes('\\u');
-}
-
-function rejectPrototypeKeys(this: unknown, key: string, value: unknown): unknown {
-  if (key === '__proto__' || (key === 'constructor' && isObjectWith(value, 'prototype'))) {
-    throw new MessageDecodeError('forbidden-key', `key "${key}" is not allowed`);
+/**
+ * Why a parsed JSON container at nesting `depth` (1 for the top level) is refused: nesting deeper
+ * than {@link MAX_JSON_DEPTH}, or a key that reaches an object's prototype when the payload is
+ * later merged or transformed (`__proto__`, which JSON.parse keeps as a plain own property, or
+ * `constructor` holding a `prototype`). Undefined when it is fine.
+ */
+function inspect(value: object, depth: number): MessageDecodeError | undefined {
+  if (depth > MAX_JSON_DEPTH) {
+    return new MessageDecodeError('too-deep', `nesting deeper than ${MAX_JSON_DEPTH} levels`);
   }
-  return value;
-}
-
-function isObjectWith(value: unknown, key: string): boolean {
-  return typeof value === 'object' && value !== null && Object.hasOwn(value, key);
-}
-
-/** Depth of `[`/`{` nesting in valid JSON text, skipping string contents. */
-function jsonDepthExceeds(text: string, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c)
-        i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) depth--;
+  if (Array.isArray(value)) {
+    for (const item of value as unknown[]) {
+      if (typeof item === 'object' && item !== null) {
+        const refused = inspect(item, depth + 1);
+        if (refused) return refused;
+      }
+    }
+    return undefined;
   }
-  return false;
+  for (const key in value) {
+    if (key === '__proto__') return forbidden(key);
+    const item = (value as Record<string, unknown>)[key];
+    if (typeof item === 'object' && item !== null) {
+      if (key === 'constructor' && Object.hasOwn(item, 'prototype')) return forbidden(key);
+      const refused = inspect(item, depth + 1);
+      if (refused) return refused;
+    }
+  }
+  return undefined;
+}
+
+function forbidden(key: string): MessageDecodeError {
+  return new MessageDecodeError('forbidden-key', `key "${key}" is not allowed`);
 }

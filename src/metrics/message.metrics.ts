@@ -1,7 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { METRIC, type ProcessingOutcome, type PublishOutcome } from './metrics.constants';
+import {
+  DURATION_BUCKETS,
+  METRIC,
+  type ProcessingOutcome,
+  type PublishOutcome,
+} from './metrics.constants';
 
 /**
  * The message and connection metrics, behind methods so callers cannot invent label names.
@@ -18,11 +23,30 @@ interface QueueCounts {
   readonly inFlightChild: Gauge.Internal<'queue'>;
 }
 
+/** One queue/handler/outcome series: what was settled since the last scrape. */
 interface SettledCounts {
-  /** Settled with this queue, handler and outcome since the last scrape. */
+  readonly labels: { queue: string; handler: string; outcome: ProcessingOutcome };
+  /** Settled, and the sum of their durations (seconds). */
   count: number;
+  sum: number;
+  /** Durations per bucket of {@link DURATION_BUCKETS} (not cumulative); beyond the last, none. */
+  readonly buckets: Float64Array;
   readonly processedChild: Counter.Internal;
-  readonly duration: Histogram.Internal<'queue' | 'handler' | 'outcome'>;
+}
+
+type SettledByOutcome = Partial<Record<ProcessingOutcome, SettledCounts>>;
+
+/**
+ * prom-client 15's record of one labelled histogram series (the values of `Histogram#hashMap`,
+ * created by `zero(labels)`, which keeps the labels object it was given). Not in its types: the
+ * unit test of this class reads the exposition through a real registry, so a change of this
+ * shape in a prom-client upgrade fails there.
+ */
+interface HistogramRecord {
+  readonly labels: object;
+  readonly bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
 }
 
 @Injectable()
@@ -30,11 +54,13 @@ export class MessageMetrics {
   /**
    * Label children per queue and per queue/handler/outcome, resolved once. The counters and the
    * in-flight gauge are plain numbers on the message path, added to prom-client's metrics when
-   * they are collected (a scrape): prom-client hashes the labels on every call, three times per
-   * message. The duration histogram is observed per message.
+   * they are collected (a scrape): prom-client hashes and validates the labels on every call,
+   * four times per message. The durations are counted per bucket here and added to the
+   * histogram's series at the scrape too.
    */
   private readonly queues = new Map<string, QueueCounts>();
-  private readonly settled = new Map<string, SettledCounts>();
+  /** By queue, then handler, then outcome (the names are the handlers' own strings). */
+  private readonly settled = new Map<string, Map<string, SettledByOutcome>>();
 
   constructor(
     @InjectMetric(METRIC.messagesReceived) private readonly received: Counter<'queue'>,
@@ -54,7 +80,7 @@ export class MessageMetrics {
   ) {
     // prom-client calls a metric's `collect` before reading it (each scrape)
     const collect = (): void => this.flush();
-    for (const metric of [received, processed, inFlight]) {
+    for (const metric of [received, processed, inFlight, duration]) {
       (metric as unknown as { collect: () => void }).collect = collect;
     }
   }
@@ -72,19 +98,28 @@ export class MessageMetrics {
     seconds: number,
   ): void {
     this.ofQueue(queue).inFlight--;
-    // queue and handler names are fixed at bootstrap and outcomes are five: a bounded map
-    const key = `${queue}\u0000${handler}\u0000${outcome}`;
-    let counts = this.settled.get(key);
-    if (!counts) {
-      counts = {
-        count: 0,
-        processedChild: this.processed.labels({ queue, handler, outcome }),
-        duration: this.duration.labels({ queue, handler, outcome }),
-      };
-      this.settled.set(key, counts);
-    }
+    // queue and handler names are fixed at bootstrap and outcomes are five: bounded maps
+    let byHandler = this.settled.get(queue);
+    if (!byHandler) this.settled.set(queue, (byHandler = new Map<string, SettledByOutcome>()));
+    let byOutcome = byHandler.get(handler);
+    if (!byOutcome) byHandler.set(handler, (byOutcome = {}));
+    const counts = (byOutcome[outcome] ??= this.series(queue, handler, outcome));
     counts.count++;
-    counts.duration.observe(seconds);
+    counts.sum += seconds;
+    let bucket = 0;
+    while (bucket < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[bucket]) bucket++;
+    if (bucket < DURATION_BUCKETS.length) counts.buckets[bucket]++;
+  }
+
+  private series(queue: string, handler: string, outcome: ProcessingOutcome): SettledCounts {
+    const labels = { queue, handler, outcome };
+    return {
+      labels,
+      count: 0,
+      sum: 0,
+      buckets: new Float64Array(DURATION_BUCKETS.length),
+      processedChild: this.processed.labels(labels),
+    };
   }
 
   /** Hands the counts gathered since the last scrape to prom-client. */
@@ -94,10 +129,40 @@ export class MessageMetrics {
       counts.received = 0;
       counts.inFlightChild.set(counts.inFlight);
     }
-    for (const counts of this.settled.values()) {
-      if (counts.count > 0) counts.processedChild.inc(counts.count);
-      counts.count = 0;
+    for (const byHandler of this.settled.values()) {
+      for (const byOutcome of byHandler.values()) {
+        for (const counts of Object.values(byOutcome)) {
+          if (counts.count === 0) continue;
+          counts.processedChild.inc(counts.count);
+          const record = this.durationRecord(counts.labels);
+          DURATION_BUCKETS.forEach((bound, i) => {
+            record.bucketValues[bound] += counts.buckets[i];
+            counts.buckets[i] = 0;
+          });
+          record.sum += counts.sum;
+          record.count += counts.count;
+          counts.count = 0;
+          counts.sum = 0;
+        }
+      }
     }
+  }
+
+  /** The histogram's record of a series, created (zeroed) on first use or after a reset. */
+  private durationRecord(labels: SettledCounts['labels']): HistogramRecord {
+    const find = (): HistogramRecord | undefined =>
+      Object.values(
+        (this.duration as unknown as { hashMap: Record<string, HistogramRecord> }).hashMap,
+      ).find((record) => record.labels === labels);
+    let record = find();
+    if (!record) {
+      this.duration.zero(labels);
+      record = find();
+    }
+    if (!record || DURATION_BUCKETS.some((bound) => !(bound in record.bucketValues))) {
+      throw new Error(`${METRIC.processingDuration}: prom-client's histogram record changed shape`);
+    }
+    return record;
   }
 
   private ofQueue(queue: string): QueueCounts {

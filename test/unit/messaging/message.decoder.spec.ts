@@ -123,6 +123,15 @@ describe('decodeMessage', () => {
       expect(failure(decode(body)).kind).toBe('too-deep');
     });
 
+    it('nesting 200,000 levels deep as too-deep, not a stack overflow', () => {
+      const body = nestedArrays(200_000);
+      expect(failure(decode(body, JSON_PROPS, body.length)).kind).toBe('too-deep');
+    });
+
+    it('a forbidden key inside an array of objects as forbidden-key', () => {
+      expect(failure(decode('[{"a":1},{"b":[{"__proto__":{}}]}]')).kind).toBe('forbidden-key');
+    });
+
     it('a __proto__ key as forbidden-key', () => {
       const error = failure(decode('{"__proto__":{"x":1}}'));
       expect(error.kind).toBe('forbidden-key');

@@ -78,4 +78,30 @@ describe('MessageMetrics', () => {
     const received = await registry.getSingleMetric(METRIC.messagesReceived)?.get();
     expect(received?.values).toEqual([{ value: 1, labels: { queue: 'audit' } }]);
   });
+
+  it('exposes the duration histogram as prom-client would: cumulative buckets, sum and count', async () => {
+    const registry = new Registry();
+    const metrics = metricsOn(registry);
+    const series = 'queue="q",handler="H.m",outcome="ack"';
+    // 0.001 falls in le=0.001 (bounds are inclusive), 0.003 in le=0.005, 100 beyond the last
+    for (const seconds of [0.001, 0.003, 0.003, 100])
+      metrics.messageSettled('q', 'H.m', 'ack', seconds);
+    const bucket = (le: string) =>
+      scraped(registry, `message_processing_duration_seconds_bucket{le="${le}",${series}}`);
+    expect(await bucket('0.001')).toBe(1);
+    expect(await bucket('0.0025')).toBe(1);
+    expect(await bucket('0.005')).toBe(3);
+    expect(await bucket('60')).toBe(3);
+    expect(await bucket('+Inf')).toBe(4);
+    expect(await scraped(registry, `message_processing_duration_seconds_sum{${series}}`)).toBe(
+      100.007,
+    );
+
+    // after a reset of the registry the series starts again from what came since
+    registry.resetMetrics();
+    metrics.messageSettled('q', 'H.m', 'ack', 0.02);
+    expect(await bucket('0.025')).toBe(1);
+    expect(await bucket('+Inf')).toBe(1);
+    expect(await scraped(registry, `message_processing_duration_seconds_count{${series}}`)).toBe(1);
+  });
 });

@@ -1,8 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram';
 import {
   LOCK_METRIC,
+  LOCK_WAIT_BUCKETS,
   type LockAcquireOutcome,
   type LockExtensionOutcome,
 } from './metrics.constants';
@@ -10,17 +12,25 @@ import {
 /** The lock metrics (DESIGN §7). No per-key labels: lock keys are unbounded (one per account). */
 @Injectable()
 export class LockMetrics {
+  /** Acquisition times by outcome, counted here and handed to prom-client at each scrape. */
+  private readonly acquired: ScrapedSeries;
+  private readonly timedOut: ScrapedSeries;
+
   constructor(
     @InjectMetric(LOCK_METRIC.acquireDuration)
-    private readonly acquireDuration: Histogram<'outcome'>,
+    acquireDuration: Histogram<'outcome'>,
     @InjectMetric(LOCK_METRIC.contention) private readonly contention: Counter,
     @InjectMetric(LOCK_METRIC.extensions) private readonly extensions: Counter<'outcome'>,
     @InjectMetric(LOCK_METRIC.lost) private readonly lost: Counter,
     @InjectMetric(LOCK_METRIC.held) private readonly held: Gauge,
-  ) {}
+  ) {
+    const durations = new ScrapedHistogram(acquireDuration, LOCK_WAIT_BUCKETS);
+    this.acquired = durations.series({ outcome: 'acquired' });
+    this.timedOut = durations.series({ outcome: 'timeout' });
+  }
 
   acquireFinished(outcome: LockAcquireOutcome, seconds: number): void {
-    this.acquireDuration.observe({ outcome }, seconds);
+    (outcome === 'acquired' ? this.acquired : this.timedOut).observe(seconds);
   }
 
   /** One try found the lock held (by another process, or by a sibling in this one). */

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram';
 import {
   DURATION_BUCKETS,
   METRIC,
@@ -23,31 +24,14 @@ interface QueueCounts {
   readonly inFlightChild: Gauge.Internal<'queue'>;
 }
 
-/** One queue/handler/outcome series: what was settled since the last scrape. */
+/** One queue/handler/outcome series: settled since the last scrape, and their durations. */
 interface SettledCounts {
-  readonly labels: { queue: string; handler: string; outcome: ProcessingOutcome };
-  /** Settled, and the sum of their durations (seconds). */
   count: number;
-  sum: number;
-  /** Durations per bucket of {@link DURATION_BUCKETS} (not cumulative); beyond the last, none. */
-  readonly buckets: Float64Array;
   readonly processedChild: Counter.Internal;
+  readonly duration: ScrapedSeries;
 }
 
 type SettledByOutcome = Partial<Record<ProcessingOutcome, SettledCounts>>;
-
-/**
- * prom-client 15's record of one labelled histogram series (the values of `Histogram#hashMap`,
- * created by `zero(labels)`, which keeps the labels object it was given). Not in its types: the
- * unit test of this class reads the exposition through a real registry, so a change of this
- * shape in a prom-client upgrade fails there.
- */
-interface HistogramRecord {
-  readonly labels: object;
-  readonly bucketValues: Record<number, number>;
-  sum: number;
-  count: number;
-}
 
 @Injectable()
 export class MessageMetrics {
@@ -55,12 +39,12 @@ export class MessageMetrics {
    * Label children per queue and per queue/handler/outcome, resolved once. The counters and the
    * in-flight gauge are plain numbers on the message path, added to prom-client's metrics when
    * they are collected (a scrape): prom-client hashes and validates the labels on every call,
-   * four times per message. The durations are counted per bucket here and added to the
-   * histogram's series at the scrape too.
+   * four times per message. The durations likewise ({@link ScrapedHistogram}).
    */
   private readonly queues = new Map<string, QueueCounts>();
   /** By queue, then handler, then outcome (the names are the handlers' own strings). */
   private readonly settled = new Map<string, Map<string, SettledByOutcome>>();
+  private readonly durations: ScrapedHistogram<'queue' | 'handler' | 'outcome'>;
 
   constructor(
     @InjectMetric(METRIC.messagesReceived) private readonly received: Counter<'queue'>,
@@ -80,7 +64,8 @@ export class MessageMetrics {
   ) {
     // prom-client calls a metric's `collect` before reading it (each scrape)
     const collect = (): void => this.flush();
-    for (const metric of [received, processed, inFlight, duration]) {
+    this.durations = new ScrapedHistogram(duration, DURATION_BUCKETS);
+    for (const metric of [received, processed, inFlight]) {
       (metric as unknown as { collect: () => void }).collect = collect;
     }
   }
@@ -105,20 +90,15 @@ export class MessageMetrics {
     if (!byOutcome) byHandler.set(handler, (byOutcome = {}));
     const counts = (byOutcome[outcome] ??= this.series(queue, handler, outcome));
     counts.count++;
-    counts.sum += seconds;
-    let bucket = 0;
-    while (bucket < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[bucket]) bucket++;
-    if (bucket < DURATION_BUCKETS.length) counts.buckets[bucket]++;
+    counts.duration.observe(seconds);
   }
 
   private series(queue: string, handler: string, outcome: ProcessingOutcome): SettledCounts {
     const labels = { queue, handler, outcome };
     return {
-      labels,
       count: 0,
-      sum: 0,
-      buckets: new Float64Array(DURATION_BUCKETS.length),
       processedChild: this.processed.labels(labels),
+      duration: this.durations.series(labels),
     };
   }
 
@@ -132,37 +112,11 @@ export class MessageMetrics {
     for (const byHandler of this.settled.values()) {
       for (const byOutcome of byHandler.values()) {
         for (const counts of Object.values(byOutcome)) {
-          if (counts.count === 0) continue;
-          counts.processedChild.inc(counts.count);
-          const record = this.durationRecord(counts.labels);
-          DURATION_BUCKETS.forEach((bound, i) => {
-            record.bucketValues[bound] += counts.buckets[i];
-            counts.buckets[i] = 0;
-          });
-          record.sum += counts.sum;
-          record.count += counts.count;
+          if (counts.count > 0) counts.processedChild.inc(counts.count);
           counts.count = 0;
-          counts.sum = 0;
         }
       }
     }
-  }
-
-  /** The histogram's record of a series, created (zeroed) on first use or after a reset. */
-  private durationRecord(labels: SettledCounts['labels']): HistogramRecord {
-    const find = (): HistogramRecord | undefined =>
-      Object.values(
-        (this.duration as unknown as { hashMap: Record<string, HistogramRecord> }).hashMap,
-      ).find((record) => record.labels === labels);
-    let record = find();
-    if (!record) {
-      this.duration.zero(labels);
-      record = find();
-    }
-    if (!record || DURATION_BUCKETS.some((bound) => !(bound in record.bucketValues))) {
-      throw new Error(`${METRIC.processingDuration}: prom-client's histogram record changed shape`);
-    }
-    return record;
   }
 
   private ofQueue(queue: string): QueueCounts {

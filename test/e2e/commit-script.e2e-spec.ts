@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import Redis from 'ioredis';
 import pino from 'pino';
@@ -8,7 +8,7 @@ import { SingleLockBackend } from '../../src/lock/lock.backend';
 import { LockServer } from '../../src/lock/lock.server';
 import type { HeldLock } from '../../src/lock/held-lock';
 import type { ScriptLock } from '../../src/lock/script-lock';
-import { CommitScript } from '../../src/messaging/commit-script';
+import { CommitScript, commitLua } from '../../src/messaging/commit-script';
 import { MessageContext } from '../../src/messaging/message.context';
 import { DependencyUnavailableError } from '../../src/messaging/messaging.errors';
 import type { LockMetrics } from '../../src/metrics/lock.metrics';
@@ -318,6 +318,28 @@ describe('CommitScript (real Redis)', () => {
     expect(await redis.exists(`mp:processed:cs-${run}:script-2`)).toBe(0);
     expect(await redis.exists(lockKeyOf('script'))).toBe(0);
     await expect(script.run(refused, [key, key], [1])).rejects.toThrow('expected 1 keys, got 2');
+  });
+
+  it('loads a script Redis does not know yet (EVALSHA refused, then EVAL), and runs it by SHA after', async () => {
+    // a body of this run only: its SHA is new to the shared Redis, no SCRIPT FLUSH needed
+    const body = `-- ${run}\nreturn redis.call('INCRBY', keys[1], args[1])`;
+    const script = new CommitScript<number>(redis, 'E2eUnloaded', { numberOfKeys: 1, lua: body });
+    const sha = createHash('sha1').update(commitLua(body)).digest('hex');
+    const key = `ledger:balance:${account('unloaded')}`;
+    expect(await redis.script('EXISTS', sha)).toEqual([0]);
+
+    await expect(script.run(context('unloaded-1', undefined), [key], [4])).resolves.toEqual({
+      status: 'committed',
+      reply: 4,
+    });
+    expect(await redis.script('EXISTS', sha)).toEqual([1]);
+    await expect(script.run(context('unloaded-2', undefined), [key], [6])).resolves.toEqual({
+      status: 'committed',
+      reply: 10,
+    });
+    await expect(script.run(context('unloaded-2', undefined), [key], [6])).resolves.toEqual({
+      status: 'duplicate',
+    });
   });
 
   it('reports an unreachable Redis as DependencyUnavailableError', async () => {

@@ -1,7 +1,7 @@
 import { SetMetadata, applyDecorators } from '@nestjs/common';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { RpcParamtype } from '@nestjs/microservices/enums/rpc-paramtype.enum';
-import { MESSAGE_HANDLER_METADATA } from './messaging.constants';
+import { DEFAULT_PARAMETERS_METADATA, MESSAGE_HANDLER_METADATA } from './messaging.constants';
 import type { MessageHandlerOptions } from './message-handler.interfaces';
 import { MessageValidationPipe } from './message-validation.pipe';
 
@@ -49,5 +49,6 @@ function defaultParameters(): MethodDecorator {
       target.constructor,
       propertyKey,
     );
+    Reflect.defineMetadata(DEFAULT_PARAMETERS_METADATA, true, target.constructor, propertyKey);
   };
 }

@@ -11,8 +11,9 @@ import type {
   QueueBinding,
   RegisteredHandler,
 } from './message-handler.interfaces';
-import type { MessageContext } from './message.context';
 import { MessageParamsFactory } from './message-params.factory';
+import { MessageValidationPipe } from './message-validation.pipe';
+import { directInvoke, type HandlerInvoke } from './direct-invoke';
 import { compileTopicPattern } from './routing-key.matcher';
 import { delayTiers, resolveRetryPolicy } from './retry.policy';
 
@@ -26,6 +27,8 @@ import { delayTiers, resolveRetryPolicy } from './retry.policy';
 export class MessageHandlerExplorer {
   private readonly logger = new Logger(MessageHandlerExplorer.name);
   private readonly paramsFactory = new MessageParamsFactory();
+  /** Tells what the default payload pipe does, for handlers called directly. */
+  private readonly payloadPipe = new MessageValidationPipe();
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -99,7 +102,7 @@ export class MessageHandlerExplorer {
     ) {
       throw new HandlerConfigurationError(`${id}: "prefetch" must be a positive integer`);
     }
-    const invoke = this.contextCreator.create(
+    const viaNest = this.contextCreator.create(
       instance,
       callback,
       method,
@@ -109,9 +112,16 @@ export class MessageHandlerExplorer {
       undefined,
       undefined,
       'rpc',
-    ) as (payload: unknown, context: MessageContext) => Promise<unknown>;
+    ) as HandlerInvoke;
+    const direct = directInvoke(
+      { instance, method, callback, viaNest },
+      this.contextCreator,
+      this.payloadPipe,
+    );
     const matchers = routingKeys.map(compileTopicPattern);
-    this.logger.log(`Registered ${id} on queue "${options.queue}" (${routingKeys.join(', ')})`);
+    this.logger.log(
+      `Registered ${id} on queue "${options.queue}" (${routingKeys.join(', ')}), ${direct ? 'called directly: no guard, interceptor, pipe or filter applies' : "called through Nest's pipeline"}`,
+    );
     return {
       id,
       options: {
@@ -128,7 +138,8 @@ export class MessageHandlerExplorer {
         nonRetryable: options.nonRetryable ?? [],
       },
       matches: (key) => matchers.some((m) => m(key)),
-      invoke,
+      invoke: direct ?? viaNest,
+      calledDirectly: direct !== undefined,
     };
   }
 }

@@ -77,6 +77,11 @@ export interface RegisteredHandler {
   };
   readonly matches: (routingKey: string) => boolean;
   readonly invoke: (payload: unknown, context: MessageContext) => Promise<unknown>;
+  /**
+   * Whether `invoke` calls the method directly (no guard, interceptor, pipe or filter applies,
+   * so Nest's pipeline would add nothing) rather than through Nest's ExternalContextCreator.
+   */
+  readonly calledDirectly: boolean;
 }
 
 /** One consumed queue and the handlers that share it (usually one). */

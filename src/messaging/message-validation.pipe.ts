@@ -35,16 +35,37 @@ export class MessageValidationPipe extends ValidationPipe {
   override transform(value: unknown, metadata: ArgumentMetadata): Promise<unknown> {
     const { metatype } = metadata;
     if (metatype && this.toValidate(metadata)) {
-      let rules = compiled.get(metatype);
-      if (rules === undefined) {
-        rules = CompiledValidation.compile(metatype as new () => object) ?? null;
-        compiled.set(metatype, rules);
-      }
-      const entity = rules?.accept(value);
+      const entity = rulesOf(metatype)?.accept(value);
       if (entity !== undefined) return Promise.resolve(entity);
     }
     return super.transform(value, metadata) as Promise<unknown>;
   }
+
+  /**
+   * What this pipe does to a whole payload (no property name) of parameter type `metatype`, for a
+   * caller that skips Nest's pipeline: `'as-is'` when it passes the value through unvalidated (no
+   * class to validate against), the compiled rules when it validates, or `undefined` when only
+   * the pipe itself can tell (a class the rules do not cover).
+   */
+  payloadAcceptor(metatype: unknown): 'as-is' | CompiledValidation | undefined {
+    // as Nest hands the parameter over: its rpc parameter type is not 'custom', which is skipped
+    const metadata: ArgumentMetadata = {
+      type: 'body',
+      metatype: metatype as ArgumentMetadata['metatype'],
+      data: undefined,
+    };
+    if (!metatype || !this.toValidate(metadata)) return 'as-is';
+    return rulesOf(metatype) ?? undefined;
+  }
+}
+
+function rulesOf(metatype: object): CompiledValidation | null {
+  let rules = compiled.get(metatype);
+  if (rules === undefined) {
+    rules = CompiledValidation.compile(metatype as new () => object) ?? null;
+    compiled.set(metatype, rules);
+  }
+  return rules;
 }
 
 function flatten(errors: readonly ValidationError[], path: string): string[] {

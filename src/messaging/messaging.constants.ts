@@ -1,5 +1,7 @@
 /** Metadata key under which `@MessageHandler()` stores its options on a method. */
 export const MESSAGE_HANDLER_METADATA = 'message-processor:message-handler';
+/** Set on a handler method that declares no parameter decorators: it takes (payload, context). */
+export const DEFAULT_PARAMETERS_METADATA = 'message-processor:default-parameters';
 
 /** Suffixes of DESIGN §4: `E.dlx` for exchange `E`, `Q.dlq` for queue `Q`. */
 export const DEAD_LETTER_EXCHANGE_SUFFIX = '.dlx';

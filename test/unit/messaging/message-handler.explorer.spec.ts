@@ -1,18 +1,21 @@
 import 'reflect-metadata';
 import {
   Injectable,
+  UseGuards,
   UseInterceptors,
   type CallHandler,
+  type CanActivate,
   type ExecutionContext,
   type NestInterceptor,
+  type Provider,
 } from '@nestjs/common';
-import { DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { Test, type TestingModule } from '@nestjs/testing';
 import type { ConsumeMessage } from 'amqplib';
 import { IsInt, IsString, Matches } from 'class-validator';
 import pino from 'pino';
-import { map, type Observable } from 'rxjs';
+import { map, of, type Observable } from 'rxjs';
 import { amqpConfig, processingConfig } from '../../../src/config/app.config';
 import { MessageContext, MessageHandler, MessageValidationError } from '../../../src/messaging';
 import {
@@ -23,6 +26,7 @@ import type {
   QueueBinding,
   RegisteredHandler,
 } from '../../../src/messaging/message-handler.interfaces';
+import { MessageExceptionsFilter } from '../../../src/messaging/message-exceptions.filter';
 import { HandlerConfigurationError } from '../../../src/messaging/messaging.errors';
 import type { RetryPolicy } from '../../../src/messaging/retry.policy';
 
@@ -62,6 +66,7 @@ function handler(
     },
     matches: () => false,
     invoke: () => Promise.resolve(undefined),
+    calledDirectly: false,
   };
 }
 
@@ -593,5 +598,144 @@ describe('MessageHandlerExplorer retry options', () => {
 
   it('accepts lockAtCommit with commitsMarker', async () => {
     expect(await exploreError(LockAtCommitHandler)).toBeUndefined();
+  });
+});
+
+/** Refuses every call: a handler behind it must never run. */
+@Injectable()
+class DenyAll implements CanActivate {
+  canActivate(): boolean {
+    return false;
+  }
+}
+
+class RefusedError extends Error {}
+
+@Injectable()
+class PlainHandlers {
+  readonly received: unknown[] = [];
+
+  @MessageHandler({ exchange: 'plain', routingKey: 'dto', queue: 'plain.dto' })
+  dto(transfer: TransferDto, ctx: MessageContext): string {
+    this.received.push(transfer);
+    if (transfer.amountCents < 0) throw new RefusedError(`refused ${ctx.messageId ?? ''}`);
+    return 'dto-done';
+  }
+
+  @MessageHandler({ exchange: 'plain', routingKey: 'observable', queue: 'plain.observable' })
+  observable(payload: { n: number }): Observable<number> {
+    return of(payload.n, payload.n + 1);
+  }
+
+  @MessageHandler({ exchange: 'plain', routingKey: 'field', queue: 'plain.field' })
+  field(@Payload('n') n: number, @Ctx() ctx: MessageContext): string {
+    return `${n} ${ctx.messageId ?? ''}`;
+  }
+
+  @MessageHandler({ exchange: 'plain', routingKey: 'guarded', queue: 'plain.guarded' })
+  @UseGuards(DenyAll)
+  guarded(payload: unknown): unknown {
+    this.received.push(payload);
+    return payload;
+  }
+}
+
+/** Explores PlainHandlers in an application with the given extra (global) providers. */
+async function exploreWith(providers: Provider[]) {
+  const moduleRef = await Test.createTestingModule({
+    imports: [DiscoveryModule],
+    providers: [
+      MessageHandlerExplorer,
+      PlainHandlers,
+      DenyAll,
+      AMQP_CONFIG,
+      PROCESSING_CONFIG,
+      ...providers,
+    ],
+  })
+    .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
+    .compile();
+  await moduleRef.init();
+  const handlers = moduleRef
+    .get(MessageHandlerExplorer)
+    .explore()
+    .flatMap((b) => b.handlers);
+  const byId = (id: string): RegisteredHandler => {
+    const found = handlers.find((h) => h.id === id);
+    if (!found) throw new Error(`${id} was not registered`);
+    return found;
+  };
+  return { moduleRef, byId };
+}
+
+describe('MessageHandlerExplorer: handlers called without Nest when nothing of it applies', () => {
+  it('calls a handler directly when only the service exception filter applies, with the same results as Nest', async () => {
+    const { moduleRef, byId } = await exploreWith([
+      { provide: APP_FILTER, useClass: MessageExceptionsFilter },
+    ]);
+    const dto = byId('PlainHandlers.dto');
+    expect(dto.calledDirectly).toBe(true);
+    expect(byId('PlainHandlers.observable').calledDirectly).toBe(true);
+
+    // a valid payload arrives as the DTO instance, unknown fields stripped
+    await expect(
+      dto.invoke({ accountId: 'acc-1', amountCents: 5, extra: true }, messageContext('d')),
+    ).resolves.toBe('dto-done');
+    const [received] = moduleRef.get(PlainHandlers).received;
+    expect(received).toBeInstanceOf(TransferDto);
+    expect(received).toEqual({ accountId: 'acc-1', amountCents: 5 });
+
+    // an invalid one is reported by the pipe, every violation listed; the method never runs
+    const invalid = dto.invoke({ accountId: 'no good!', amountCents: 1.5 }, messageContext('d'));
+    await expect(invalid).rejects.toBeInstanceOf(MessageValidationError);
+    await expect(invalid).rejects.toMatchObject({
+      violations: expect.arrayContaining([
+        'accountId must be 1-64 characters of [A-Za-z0-9_-]',
+        'amountCents must be an integer number',
+      ]) as unknown,
+    });
+    expect(moduleRef.get(PlainHandlers).received).toHaveLength(1);
+
+    // what the method throws comes back as it was thrown; an Observable resolves to its last value
+    await expect(
+      dto.invoke({ accountId: 'acc-1', amountCents: -1 }, messageContext('d')),
+    ).rejects.toThrow(new RefusedError('refused msg-1'));
+    await expect(
+      byId('PlainHandlers.observable').invoke({ n: 1 }, messageContext('o')),
+    ).resolves.toBe(2);
+    await moduleRef.close();
+  });
+
+  it('keeps Nest for a handler with a guard of its own, and the guard still refuses', async () => {
+    const { moduleRef, byId } = await exploreWith([]);
+    const guarded = byId('PlainHandlers.guarded');
+    expect(guarded.calledDirectly).toBe(false);
+    await expect(guarded.invoke({ a: 1 }, messageContext('g'))).rejects.toThrow(
+      'Forbidden resource',
+    );
+    expect(moduleRef.get(PlainHandlers).received).toEqual([]);
+    await moduleRef.close();
+  });
+
+  it('keeps Nest for every handler when a global interceptor applies, and it runs', async () => {
+    const { moduleRef, byId } = await exploreWith([
+      { provide: APP_INTERCEPTOR, useClass: TracingInterceptor },
+    ]);
+    TracingInterceptor.seen.length = 0;
+    const dto = byId('PlainHandlers.dto');
+    expect(dto.calledDirectly).toBe(false);
+    await expect(
+      dto.invoke({ accountId: 'acc-2', amountCents: 2 }, messageContext('d')),
+    ).resolves.toEqual({ intercepted: 'dto-done' });
+    expect(TracingInterceptor.seen).toEqual(['rpc before dto msg-1']);
+    await moduleRef.close();
+  });
+
+  it('keeps Nest for a handler that declares its own parameters (@Payload, @Ctx)', async () => {
+    const { moduleRef, byId } = await exploreWith([]);
+    const field = byId('PlainHandlers.field');
+    expect(field.calledDirectly).toBe(false);
+    await expect(field.invoke({ n: 41 }, messageContext('f'))).resolves.toBe('41 msg-1');
+    await moduleRef.close();
   });
 });

@@ -320,6 +320,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       nonRetryable: [],
     },
     matches: (key) => key.startsWith('transaction.'),
+    calledDirectly: true,
     invoke: (_payload: unknown, context: MessageContext) => {
       attempts.push(context.attempt);
       contexts.push(context);

@@ -23,7 +23,7 @@ import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost';
-import { ServiceProcess } from '../test/e2e/support/service.process';
+import { PRODUCTION_NODE_ARGS, ServiceProcess } from '../test/e2e/support/service.process';
 import { waitFor } from '../test/e2e/support/wait-for';
 import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support';
 
@@ -91,7 +91,15 @@ function naive(key: string, label: string, mode: string): Variant {
     async run(amqpUrl, total, env = {}) {
       const child = spawn(
         process.execPath,
-        [...profileArgs(), '--import', 'tsx', join(__dirname, 'naive-consumer.ts')],
+        // the service's production Node options for every consumer: equal treatment (the naive
+        // ones allocate little and run the same without them)
+        [
+          ...PRODUCTION_NODE_ARGS,
+          ...profileArgs(),
+          '--import',
+          'tsx',
+          join(__dirname, 'naive-consumer.ts'),
+        ],
         {
           env: {
             PATH: process.env.PATH ?? '',
@@ -358,19 +366,23 @@ async function publishers(amqpUrl: string, connection: ChannelModel): Promise<Pu
   for (let rep = 1; rep <= reps; rep++) {
     for (const { mode, label } of PUBLISHERS) {
       const total = mode === 'raw-each' ? Math.min(messages, 2_000) : messages;
-      const child = spawn(process.execPath, [join(__dirname, 'publisher.child.js')], {
-        env: {
-          PATH: process.env.PATH ?? '',
-          MODE: mode,
-          TOTAL: String(total),
-          EXCHANGE: 'bench.publish',
-          AMQP_URL: amqpUrl,
-          REDIS_URL,
-          AMQP_QUEUE_TYPE: queueType,
-          HTTP_PORT: '0',
+      const child = spawn(
+        process.execPath,
+        [...PRODUCTION_NODE_ARGS, join(__dirname, 'publisher.child.js')],
+        {
+          env: {
+            PATH: process.env.PATH ?? '',
+            MODE: mode,
+            TOTAL: String(total),
+            EXCHANGE: 'bench.publish',
+            AMQP_URL: amqpUrl,
+            REDIS_URL,
+            AMQP_QUEUE_TYPE: queueType,
+            HTTP_PORT: '0',
+          },
+          stdio: ['ignore', 'pipe', 'inherit'],
         },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      );
       let out = '';
       child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
       const [code] = (await once(child, 'exit')) as [number | null];

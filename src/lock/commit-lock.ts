@@ -10,6 +10,8 @@ export interface CommitLockDeps {
   readonly taken: () => void;
 }
 
+const NOTHING_HELD = Promise.resolve();
+
 /**
  * A lock left to the handler's commit script (`lockAtCommit`, single-Redis mode). Nothing is
  * stored while the handler runs: the script checks that no other worker holds the key, mints a
@@ -90,8 +92,14 @@ export class CommitLock implements ScriptLock {
   }
 
   /** Releases a lock taken by {@link hold}, if the script did not; never throws. */
-  async release(): Promise<void> {
-    await this.holding?.catch(() => undefined);
-    await this.held?.release();
+  release(): Promise<void> {
+    // the common case: nothing was held, the script took and released the lock in one step
+    if (!this.holding) return NOTHING_HELD;
+    return this.holding.then(
+      async () => {
+        await this.held?.release();
+      },
+      () => undefined,
+    );
   }
 }

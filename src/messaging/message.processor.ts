@@ -97,7 +97,7 @@ export class MessageProcessor {
     } catch (error) {
       result = { status: 'threw', error };
     }
-    await this.settler.settle(
+    const settled = this.settler.settle(
       {
         message,
         channel,
@@ -111,6 +111,8 @@ export class MessageProcessor {
       },
       result,
     );
+    // an ack settles at once; only a failure's copy or a requeue's delay is waited for
+    if (settled instanceof Promise) await settled;
   }
 
   private async run(

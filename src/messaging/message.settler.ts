@@ -76,14 +76,25 @@ export class MessageSettler {
     this.scheduleRequeue = deps.scheduleRequeue ?? ((fn, ms) => void setTimeout(fn, ms));
   }
 
-  async settle(delivery: Delivery, result: ProcessingResult): Promise<Fate> {
-    let fate = decideFate(result, {
+  /**
+   * Settles the delivery. An ack (the common case) is settled at once and returns the fate
+   * itself; anything that publishes a copy or waits returns a promise of it.
+   */
+  settle(delivery: Delivery, result: ProcessingResult): Fate | Promise<Fate> {
+    const fate = decideFate(result, {
       attempt: delivery.log.attempt,
       retry: delivery.retry,
       nonRetryable: delivery.nonRetryable,
       tiers: delivery.tiers,
       random: this.deps.random,
     });
+    if (fate.action !== 'ack') return this.settleFailure(delivery, fate);
+    this.ack(delivery);
+    return this.finish(delivery, fate);
+  }
+
+  private async settleFailure(delivery: Delivery, decided: Fate): Promise<Fate> {
+    let fate = decided;
     if (fate.action === 'retry' || fate.action === 'dead-letter' || fate.action === 'park') {
       try {
         await this.publishCopy(delivery, fate);
@@ -104,6 +115,11 @@ export class MessageSettler {
     // which RabbitMQ 4.3+ counts toward a quorum queue's delivery limit
     else if (fate.action === 'retry' || fate.action === 'dead-letter') this.reject(delivery);
     else await this.requeue(delivery, fate.delayMs);
+    return this.finish(delivery, fate);
+  }
+
+  /** Records the outcome metric and writes the outcome log line. */
+  private finish(delivery: Delivery, fate: Fate): Fate {
     const seconds = (this.now() - delivery.startedAt) / 1000;
     this.deps.metrics.messageSettled(delivery.queue, delivery.log.handler, fate.outcome, seconds);
     this.report(delivery, fate, seconds);

@@ -49,7 +49,15 @@ export class QueueConsumer implements ConsumerHandle {
   private retryTimer: NodeJS.Timeout | undefined;
   private lastError: Error | undefined;
   private lastLoggedError: string | undefined;
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Deliveries being processed, and who waits for the last of them to finish. */
+  private inFlight = 0;
+  private drainWaiters: (() => void)[] = [];
+  private readonly processed = (): void => {
+    if (--this.inFlight > 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  };
   private readonly abortController = new AbortController();
   private readonly stopController = new AbortController();
 
@@ -202,9 +210,9 @@ export class QueueConsumer implements ConsumerHandle {
       return;
     }
     acks.track(message);
-    const processing = this.deps.process(message, acks, this);
-    this.inFlight.add(processing);
-    void processing.finally(() => this.inFlight.delete(processing));
+    this.inFlight++;
+    // processing never rejects (every path ends in one settlement); counted either way
+    void this.deps.process(message, acks, this).then(this.processed, this.processed);
   }
 
   /** Stops intake; `missing` names the dependency that went away (a shutdown has none). */
@@ -252,13 +260,16 @@ export class QueueConsumer implements ConsumerHandle {
     this.retryTimer = undefined;
     await shutdownStep(this.detach());
     let timer: NodeJS.Timeout | undefined;
-    const drained = Promise.allSettled([...this.inFlight]).then(() => true);
+    const drained =
+      this.inFlight === 0
+        ? Promise.resolve(true)
+        : new Promise<true>((resolve) => this.drainWaiters.push(() => resolve(true)));
     const deadline = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
     });
     const inTime = await Promise.race([drained, deadline]);
     clearTimeout(timer);
-    const forced = inTime ? 0 : this.inFlight.size;
+    const forced = inTime ? 0 : this.inFlight;
     if (!inTime) this.abortController.abort(new Error('shutdown deadline passed'));
     await shutdownStep(this.flushAcks());
     return forced;

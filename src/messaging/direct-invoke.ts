@@ -3,6 +3,7 @@ import {
   GUARDS_METADATA,
   INTERCEPTORS_METADATA,
   PIPES_METADATA,
+  ROUTE_ARGS_METADATA,
 } from '@nestjs/common/constants';
 import type { ApplicationConfig } from '@nestjs/core';
 import type { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
@@ -52,7 +53,14 @@ export function directInvoke(
 ): HandlerInvoke | undefined {
   const { instance, method, callback, viaNest } = handler;
   const type = instance.constructor;
-  if (Reflect.getMetadata(DEFAULT_PARAMETERS_METADATA, type, method) !== true) return undefined;
+  // the parameters Nest would resolve (read as it reads them) are exactly the defaults
+  const parameters: unknown = Reflect.getMetadata(ROUTE_ARGS_METADATA, type, method);
+  if (
+    parameters === undefined ||
+    parameters !== Reflect.getMetadata(DEFAULT_PARAMETERS_METADATA, type, method)
+  ) {
+    return undefined;
+  }
   if (declaresEnhancers(callback) || declaresEnhancers(type)) return undefined;
   const config = applicationConfigOf(contextCreator);
   if (!config || globalEnhancersApply(config)) return undefined;

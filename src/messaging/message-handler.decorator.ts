@@ -36,19 +36,16 @@ function defaultParameters(): MethodDecorator {
       propertyKey,
     );
     if (existing !== undefined) return;
-    Reflect.defineMetadata(
-      ROUTE_ARGS_METADATA,
-      {
-        [`${RpcParamtype.PAYLOAD}:0`]: {
-          index: 0,
-          data: undefined,
-          pipes: [MessageValidationPipe],
-        },
-        [`${RpcParamtype.CONTEXT}:1`]: { index: 1, data: undefined, pipes: [] },
+    const defaults = {
+      [`${RpcParamtype.PAYLOAD}:0`]: {
+        index: 0,
+        data: undefined,
+        pipes: [MessageValidationPipe],
       },
-      target.constructor,
-      propertyKey,
-    );
-    Reflect.defineMetadata(DEFAULT_PARAMETERS_METADATA, true, target.constructor, propertyKey);
+      [`${RpcParamtype.CONTEXT}:1`]: { index: 1, data: undefined, pipes: [] },
+    };
+    Reflect.defineMetadata(ROUTE_ARGS_METADATA, defaults, target.constructor, propertyKey);
+    // the same object: whoever later finds it as the method's parameters knows they are these
+    Reflect.defineMetadata(DEFAULT_PARAMETERS_METADATA, defaults, target.constructor, propertyKey);
   };
 }

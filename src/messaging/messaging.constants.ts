@@ -1,6 +1,10 @@
 /** Metadata key under which `@MessageHandler()` stores its options on a method. */
 export const MESSAGE_HANDLER_METADATA = 'message-processor:message-handler';
-/** Set on a handler method that declares no parameter decorators: it takes (payload, context). */
+/**
+ * The parameters `@MessageHandler()` gave a method that declared none: (payload, context). The
+ * same object as its route-args metadata, as long as nothing (an override in a subclass with
+ * parameter decorators of its own) replaced those.
+ */
 export const DEFAULT_PARAMETERS_METADATA = 'message-processor:default-parameters';
 
 /** Suffixes of DESIGN §4: `E.dlx` for exchange `E`, `Q.dlq` for queue `Q`. */

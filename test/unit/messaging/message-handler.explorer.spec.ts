@@ -640,6 +640,18 @@ class PlainHandlers {
   }
 }
 
+/** Overrides a plain handler with parameters of its own: Nest must resolve those. */
+@Injectable()
+class FieldOverride extends PlainHandlers {
+  @MessageHandler({ exchange: 'plain', routingKey: 'override', queue: 'plain.override' })
+  override dto(
+    @Payload('accountId') accountId: TransferDto | string,
+    @Ctx() ctx: MessageContext,
+  ): string {
+    return `${typeof accountId === 'string' ? accountId : 'a DTO'} ${ctx.messageId ?? ''}`;
+  }
+}
+
 /** Explores PlainHandlers in an application with the given extra (global) providers. */
 async function exploreWith(providers: Provider[]) {
   const moduleRef = await Test.createTestingModule({
@@ -732,10 +744,16 @@ describe('MessageHandlerExplorer: handlers called without Nest when nothing of i
   });
 
   it('keeps Nest for a handler that declares its own parameters (@Payload, @Ctx)', async () => {
-    const { moduleRef, byId } = await exploreWith([]);
+    const { moduleRef, byId } = await exploreWith([FieldOverride]);
     const field = byId('PlainHandlers.field');
     expect(field.calledDirectly).toBe(false);
     await expect(field.invoke({ n: 41 }, messageContext('f'))).resolves.toBe('41 msg-1');
+    // also when it overrides a method that had the default parameters
+    const override = byId('FieldOverride.dto');
+    expect(override.calledDirectly).toBe(false);
+    await expect(override.invoke({ accountId: 'acc-9' }, messageContext('o'))).resolves.toBe(
+      'acc-9 msg-1',
+    );
     await moduleRef.close();
   });
 });

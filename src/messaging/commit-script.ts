@@ -189,14 +189,17 @@ export class CommitScript<T = unknown> {
    * otherwise Redis's error when the body raised one, or `DependencyUnavailableError`.
    */
   private async afterFailure(error: unknown, command: string[]): Promise<unknown> {
-    try {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    let failure = error;
+    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
       command[0] = this.lua;
-      return await this.client.sendCommand(new CommitCommand('eval', command));
-    } catch (failure) {
-      if (failure instanceof Error && failure.name === 'ReplyError') throw failure;
-      const message = failure instanceof Error ? failure.message : String(failure);
-      throw new DependencyUnavailableError('redis', message, { cause: failure });
+      try {
+        return await this.client.sendCommand(new CommitCommand('eval', command));
+      } catch (evalError) {
+        failure = evalError;
+      }
     }
+    if (failure instanceof Error && failure.name === 'ReplyError') throw failure;
+    const message = failure instanceof Error ? failure.message : String(failure);
+    throw new DependencyUnavailableError('redis', message, { cause: failure });
   }
 }

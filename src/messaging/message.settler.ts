@@ -93,7 +93,10 @@ export class MessageSettler {
     return this.finish(delivery, fate);
   }
 
-  private async settleFailure(delivery: Delivery, decided: Fate): Promise<Fate> {
+  private async settleFailure(
+    delivery: Delivery,
+    decided: Exclude<Fate, { action: 'ack' }>,
+  ): Promise<Fate> {
     let fate = decided;
     if (fate.action === 'retry' || fate.action === 'dead-letter' || fate.action === 'park') {
       try {
@@ -110,7 +113,7 @@ export class MessageSettler {
       }
     }
     // a parked message did not fail: its copy carries it on, the original is done
-    if (fate.action === 'ack' || fate.action === 'park') this.ack(delivery);
+    if (fate.action === 'park') this.ack(delivery);
     // the original goes only once its copy is confirmed; reject (not ack) marks a failed delivery,
     // which RabbitMQ 4.3+ counts toward a quorum queue's delivery limit
     else if (fate.action === 'retry' || fate.action === 'dead-letter') this.reject(delivery);

@@ -44,6 +44,8 @@ export class MessageMetrics {
   private readonly queues = new Map<string, QueueCounts>();
   /** By queue, then handler, then outcome (the names are the handlers' own strings). */
   private readonly settled = new Map<string, Map<string, SettledByOutcome>>();
+  /** The same series, as a list for the scrape. */
+  private readonly settledSeries: SettledCounts[] = [];
   private readonly durations: ScrapedHistogram<'queue' | 'handler' | 'outcome'>;
 
   constructor(
@@ -95,11 +97,13 @@ export class MessageMetrics {
 
   private series(queue: string, handler: string, outcome: ProcessingOutcome): SettledCounts {
     const labels = { queue, handler, outcome };
-    return {
+    const series: SettledCounts = {
       count: 0,
       processedChild: this.processed.labels(labels),
       duration: this.durations.series(labels),
     };
+    this.settledSeries.push(series);
+    return series;
   }
 
   /** Hands the counts gathered since the last scrape to prom-client. */
@@ -109,13 +113,9 @@ export class MessageMetrics {
       counts.received = 0;
       counts.inFlightChild.set(counts.inFlight);
     }
-    for (const byHandler of this.settled.values()) {
-      for (const byOutcome of byHandler.values()) {
-        for (const counts of Object.values(byOutcome)) {
-          if (counts.count > 0) counts.processedChild.inc(counts.count);
-          counts.count = 0;
-        }
-      }
+    for (const counts of this.settledSeries) {
+      if (counts.count > 0) counts.processedChild.inc(counts.count);
+      counts.count = 0;
     }
   }
 

@@ -310,6 +310,17 @@ function messageContext(handlerId: string): MessageContext {
   });
 }
 
+/** A TransferDto payload with a bad accountId and a fractional amount, refused with both listed. */
+async function expectTransferViolations(invoking: Promise<unknown>): Promise<void> {
+  await expect(invoking).rejects.toBeInstanceOf(MessageValidationError);
+  await expect(invoking).rejects.toMatchObject({
+    violations: expect.arrayContaining([
+      'accountId must be 1-64 characters of [A-Za-z0-9_-]',
+      'amountCents must be an integer number',
+    ]) as unknown,
+  });
+}
+
 const AMQP_CONFIG = {
   provide: amqpConfig.KEY,
   useValue: {
@@ -443,13 +454,7 @@ describe('MessageHandlerExplorer', () => {
       { accountId: 'not valid!', amountCents: 12.5 },
       messageContext('TransferHandlers.created'),
     );
-    await expect(invoking).rejects.toBeInstanceOf(MessageValidationError);
-    await expect(invoking).rejects.toMatchObject({
-      violations: expect.arrayContaining([
-        'accountId must be 1-64 characters of [A-Za-z0-9_-]',
-        'amountCents must be an integer number',
-      ]) as unknown,
-    });
+    await expectTransferViolations(invoking);
     expect(moduleRef.get(TransferHandlers).received).toEqual([]);
   });
 
@@ -699,13 +704,7 @@ describe('MessageHandlerExplorer: handlers called without Nest when nothing of i
 
     // an invalid one is reported by the pipe, every violation listed; the method never runs
     const invalid = dto.invoke({ accountId: 'no good!', amountCents: 1.5 }, messageContext('d'));
-    await expect(invalid).rejects.toBeInstanceOf(MessageValidationError);
-    await expect(invalid).rejects.toMatchObject({
-      violations: expect.arrayContaining([
-        'accountId must be 1-64 characters of [A-Za-z0-9_-]',
-        'amountCents must be an integer number',
-      ]) as unknown,
-    });
+    await expectTransferViolations(invalid);
     expect(moduleRef.get(PlainHandlers).received).toHaveLength(1);
 
     // what the method throws comes back as it was thrown; an Observable resolves to its last value

@@ -37,7 +37,8 @@ export interface PublishReceipt {
  */
 @Injectable()
 export class MessagePublisher {
-  private readonly channel: ChannelWrapper;
+  private channel: ChannelWrapper;
+  private closing = false;
   // publishes awaiting their confirm, and how many of them came back unroutable, by identity key
   private readonly pending = new Map<string, { count: number; returned: number }>();
 
@@ -47,18 +48,43 @@ export class MessagePublisher {
     private readonly metrics: MessageMetrics,
     @InjectPinoLogger(MessagePublisher.name) private readonly logger: PinoLogger,
   ) {
-    this.channel = connection.manager.createChannel({
+    this.channel = this.openChannel();
+  }
+
+  /**
+   * A confirm channel that amqp-connection-manager re-creates after each reconnect. A publish the
+   * broker refuses (an exchange that does not exist, a permission) closes the channel with an
+   * error instead; unlistened, that error would close the whole connection, and with it every
+   * consumer's unacked deliveries (each a delivery more toward a quorum queue's limit), and
+   * amqp-connection-manager re-creates a channel closed that way only after a reconnect. So the
+   * error is caught here and a fresh channel replaces the refused one at once.
+   */
+  private openChannel(): ChannelWrapper {
+    const wrapper = this.connection.manager.createChannel({
       name: 'publisher',
       confirm: true,
-      publishTimeout: config.publishTimeoutMs,
+      publishTimeout: this.config.publishTimeoutMs,
       setup: (channel: ConfirmChannel) => {
         channel.on('return', (message: Message) => this.onReturn(message));
+        channel.on('error', (err: Error) => this.onChannelRefused(wrapper, err));
         return Promise.resolve();
       },
     });
-    this.channel.on('error', (err: Error) =>
+    wrapper.on('error', (err: Error) =>
       this.logger.warn({ err, code: 'PUBLISHER_CHANNEL_ERROR' }, 'Publisher channel error'),
     );
+    return wrapper;
+  }
+
+  private onChannelRefused(wrapper: ChannelWrapper, err: Error): void {
+    this.logger.warn(
+      { err, code: 'PUBLISHER_CHANNEL_ERROR' },
+      'The broker closed the publisher channel; opening a new one',
+    );
+    if (this.closing || wrapper !== this.channel) return;
+    this.channel = this.openChannel();
+    // what the refused channel still held fails now instead of at its timeout
+    void wrapper.close().catch(() => undefined);
   }
 
   /**
@@ -157,6 +183,7 @@ export class MessagePublisher {
 
   /** Closes the channel; unconfirmed publishes reject. Called by the messaging lifecycle. */
   async close(): Promise<void> {
+    this.closing = true;
     await this.channel.close();
   }
 }

@@ -1,5 +1,5 @@
 import { connect, type Channel, type ChannelModel } from 'amqplib';
-import { vhostOf } from './cli-args';
+import { vhostOf } from '../messaging/amqp.connection';
 import { CONNECTION_NAME_PREFIX } from './cli.constants';
 import { ExchangeNotFoundError } from './cli.errors';
 

@@ -154,9 +154,3 @@ function checkedUrl(source: string, url: string, protocols: readonly string[]): 
   }
   return url;
 }
-
-/** The vhost named by an AMQP URL's path, as amqplib reads it (`/` when absent). */
-export function vhostOf(amqpUrl: string): string {
-  const path = new URL(amqpUrl).pathname;
-  return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
-}

@@ -24,6 +24,16 @@ export class MessagingHealthIndicator {
         queue: c.queue,
         attached: c.attached,
         ...(c.error ? { error: c.error } : {}),
+        // up, but without the dead-letter protection of this version until a policy adds it
+        ...(c.legacyQueues
+          ? {
+              migrationNeeded: c.legacyQueues.map((q) => ({
+                queue: q.queue,
+                missingArgument: q.missingArgument,
+                policy: q.policy,
+              })),
+            }
+          : {}),
       })),
     };
     if (this.consumers.isShuttingDown()) return indicator.down({ ...details, shuttingDown: true });

@@ -102,6 +102,11 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     return this.manager.isConnected();
   }
 
+  /** The vhost every URL names (they share it: one broker, or the nodes of one cluster). */
+  get vhost(): string {
+    return vhostOf(this.options.urls[0]);
+  }
+
   /** The redacted broker URLs, safe for logs and health output. */
   describeUrls(): string[] {
     return this.options.urls.map(redactUrl);
@@ -113,6 +118,12 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     await this.manager.close();
     this.metrics.setAmqpConnected(false);
   }
+}
+
+/** The vhost named by an AMQP URL's path, as amqplib reads it (`/` when absent). */
+export function vhostOf(amqpUrl: string): string {
+  const path = new URL(amqpUrl).pathname;
+  return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }
 
 /** `urls` starting at index `start` and wrapping around: the failover order is kept. */

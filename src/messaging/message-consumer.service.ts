@@ -59,6 +59,7 @@ export class MessageConsumerService
           process: (message, channel, consumer) =>
             this.processor.process(message, channel, consumer),
           queueType: this.amqp.queueType,
+          vhost: this.connection.vhost,
           logger: this.logger,
         }),
     );

@@ -8,7 +8,7 @@ import type { QueueBinding } from './message-handler.interfaces';
 import type { ConsumerHandle } from './message.processor';
 import { REATTACH_BACKOFF, TOPOLOGY_CONFLICT_RETRY_MS } from './messaging.constants';
 import { TopologyConflictError } from './messaging.errors';
-import { declareTopology } from './queue.topology';
+import { declareTopology, type LegacyQueue, migrationCommand } from './queue.topology';
 
 /** What a consumer needs from the rest of the service. */
 export interface QueueConsumerDeps {
@@ -19,6 +19,8 @@ export interface QueueConsumerDeps {
   /** Settle through `channel` only: it coalesces acks and must see every settlement. */
   process(message: ConsumeMessage, channel: Settlement, consumer: ConsumerHandle): Promise<void>;
   readonly queueType: QueueType;
+  /** The vhost of the broker URL, for the migration commands the log suggests. */
+  readonly vhost: string;
   readonly logger: PinoLogger;
 }
 
@@ -27,6 +29,8 @@ export interface ConsumerStatus {
   readonly queue: string;
   readonly attached: boolean;
   readonly error?: string;
+  /** Queues declared by an earlier version, used as they are; each needs the policy named. */
+  readonly legacyQueues?: readonly LegacyQueue[];
 }
 
 /**
@@ -49,6 +53,8 @@ export class QueueConsumer implements ConsumerHandle {
   private retryTimer: NodeJS.Timeout | undefined;
   private lastError: Error | undefined;
   private lastLoggedError: string | undefined;
+  private legacyQueues: readonly LegacyQueue[] = [];
+  private legacyLogged = false;
   /** Deliveries being processed, and who waits for the last of them to finish. */
   private inFlight = 0;
   private drainWaiters: (() => void)[] = [];
@@ -89,6 +95,7 @@ export class QueueConsumer implements ConsumerHandle {
       ...(this.lastError && this.consumerTag === undefined
         ? { error: this.lastError.message }
         : {}),
+      ...(this.legacyQueues.length > 0 ? { legacyQueues: this.legacyQueues } : {}),
     };
   }
 
@@ -125,7 +132,12 @@ export class QueueConsumer implements ConsumerHandle {
       const channel = this.channel ?? (await this.openChannel(connection));
       const acks = this.acks ?? new AckCoalescer(channel);
       this.acks = acks;
-      await declareTopology(channel, this.binding, this.deps.queueType);
+      const topology = await declareTopology(
+        () => this.openTopologyChannel(connection),
+        this.binding,
+        this.deps.queueType,
+      );
+      this.reportLegacyQueues(topology.legacyQueues);
       await channel.prefetch(this.binding.prefetch);
       this.intake = true;
       const { consumerTag } = await channel.consume(
@@ -159,6 +171,8 @@ export class QueueConsumer implements ConsumerHandle {
     channel.on('close', () => {
       if (this.channel !== channel) return;
       this.channel = undefined;
+      // deliveries still in flight settle nothing more on it: the broker has taken them back
+      this.acks?.channelClosed();
       this.acks = undefined;
       this.consumerTag = undefined;
       this.intake = false;
@@ -172,6 +186,34 @@ export class QueueConsumer implements ConsumerHandle {
       }
     });
     return channel;
+  }
+
+  /** A channel for declarations only: a refused declaration closes it, not the consumer's. */
+  private async openTopologyChannel(connection: ChannelModel): Promise<Channel> {
+    const channel = await connection.createChannel();
+    channel.on('error', () => undefined); // the refused call itself rejects with the reason
+    return channel;
+  }
+
+  private reportLegacyQueues(legacy: readonly LegacyQueue[]): void {
+    this.legacyQueues = legacy;
+    // once per process: the queue stays as it is until an operator applies the policy
+    if (legacy.length === 0 || this.legacyLogged) return;
+    this.legacyLogged = true;
+    for (const queue of legacy) {
+      this.deps.logger.warn(
+        {
+          queue: this.binding.queue,
+          legacyQueue: queue.queue,
+          missingArgument: queue.missingArgument,
+          policy: queue.policy,
+          code: 'TOPOLOGY_MIGRATION_NEEDED',
+        },
+        `Queue "${queue.queue}" was declared by an earlier version without ${queue.missingArgument}; ` +
+          `it is used as it is. On RabbitMQ 4.x it can drop messages past its delivery limit until ` +
+          `this policy is applied (see the README, "RabbitMQ 4.x"): ${migrationCommand(this.deps.vhost, queue)}`,
+      );
+    }
   }
 
   private onAttachFailed(error: unknown): void {
@@ -195,12 +237,14 @@ export class QueueConsumer implements ConsumerHandle {
 
   private onDelivery(channel: Channel, acks: AckCoalescer, message: ConsumeMessage | null): void {
     if (message === null) {
-      // basic.cancel from the broker: the queue was deleted or its leader moved away
+      // basic.cancel from the broker: the queue was deleted, or (RabbitMQ 4.3+) a delivery stayed
+      // unacknowledged past the consumer timeout, and the broker took its deliveries back
       if (channel !== this.channel) return;
       this.consumerTag = undefined;
       this.intake = false;
       this.lastError = new Error(
-        `consumer cancelled by the broker (queue "${this.binding.queue}" deleted?)`,
+        `consumer cancelled by the broker (queue "${this.binding.queue}" deleted, or a delivery ` +
+          `unacknowledged past the broker's consumer timeout)`,
       );
       this.deps.logger.warn(
         { queue: this.binding.queue, code: 'CONSUMER_CANCELLED' },
@@ -293,10 +337,12 @@ export class QueueConsumer implements ConsumerHandle {
     const channel = this.channel;
     this.channel = undefined;
     if (!channel) return;
-    this.acks?.flush();
+    const acks = this.acks;
+    acks?.flush();
     this.acks = undefined;
     // already closed with its connection, or the broker does not answer: unacked messages
     // return to the queue when the connection goes
     await shutdownStep(channel.close());
+    acks?.channelClosed();
   }
 }

@@ -2,11 +2,12 @@ import type { INestApplication } from '@nestjs/common';
 import amqplib from 'amqplib';
 import {
   MessagePublisher,
+  PublishError,
   PublisherBufferFullError,
   PublishTimeoutError,
 } from '../../src/messaging';
 import { freePort } from './support/redis.server';
-import { metricValue, readiness, startApp } from './support/test-app';
+import { metricValue, readiness, startApp, waitUntilReady } from './support/test-app';
 import { TestVhost } from './support/rabbitmq.vhost';
 import { waitFor } from './support/wait-for';
 
@@ -79,5 +80,41 @@ describe('a conflicting existing queue declaration', () => {
     expect(consumer.error).toContain('"ledger.transactions"');
     expect(consumer.error).toContain('"x-queue-type"');
     expect(ready.body.details.amqp.connected).toBe(true);
+  });
+});
+
+describe('a publish the broker refuses (an exchange that does not exist)', () => {
+  let vhost: TestVhost;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    vhost = await TestVhost.create('refused');
+    app = await startApp({ AMQP_URL: vhost.url(), PUBLISH_TIMEOUT_MS: '5000' });
+    await waitUntilReady(app);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await vhost?.delete();
+  });
+
+  it('fails that publish at once and keeps the connection, the consumers and the publisher working', async () => {
+    const publisher = app.get(MessagePublisher);
+    const reconnects = await metricValue('amqp_reconnects_total');
+    const started = performance.now();
+    await expect(publisher.publish('no-such-exchange', 'k', { n: 1 })).rejects.toBeInstanceOf(
+      PublishError,
+    );
+    // the channel's refusal, not the publish timeout
+    expect(performance.now() - started).toBeLessThan(5_000);
+    // a fresh channel takes the next publish; the connection (and every consumer on it) stayed
+    await waitFor('a publish confirmed on the new channel', () =>
+      publisher.publish('ledger', 'transaction.created', { n: 2 }).then(
+        () => true,
+        () => false,
+      ),
+    );
+    expect(await metricValue('amqp_reconnects_total')).toBe(reconnects);
+    expect((await readiness(app)).status).toBe(200);
   });
 });

@@ -2,13 +2,16 @@ import type { Channel, Options } from 'amqplib';
 import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces';
 import { TopologyConflictError } from '../../../src/messaging/messaging.errors';
 import {
+  DEAD_LETTER_QUEUE_DELIVERY_LIMIT,
   QUORUM_DELIVERY_LIMIT,
   MAX_UNSETTLED_DELIVERIES,
 } from '../../../src/messaging/messaging.constants';
 import {
   asTopologyConflict,
+  deadLetterQueueArguments,
   declareTopology,
   delayTierArguments,
+  migrationCommand,
   queueArguments,
   topologyNames,
 } from '../../../src/messaging/queue.topology';
@@ -32,37 +35,78 @@ type Call =
   | { op: 'assertQueue'; queue: string; options: Options.AssertQueue | undefined }
   | { op: 'bindQueue'; queue: string; source: string; pattern: string };
 
-/** The declaring part of an amqplib channel; records each call and can fail like the broker. */
-class FakeChannel {
+/**
+ * The declaring part of the broker, seen through the channels `declareTopology` opens: records
+ * each call (and on which channel), fails one like the broker, and closes the channel it failed
+ * on, as a 406 does.
+ */
+class FakeBroker {
   readonly calls: Call[] = [];
+  readonly channels: FakeChannel[] = [];
   /** Reject the call whose index is this (0-based) with `failure`. */
   failAt: number | undefined;
   failure: Error = new Error(QUEUE_TYPE_CONFLICT);
+  /** More refusals: call index → error. */
+  readonly refusals = new Map<number, Error>();
+
+  readonly openChannel = (): Promise<Channel> => {
+    const channel = new FakeChannel(this);
+    this.channels.push(channel);
+    return Promise.resolve(channel as unknown as Channel);
+  };
+
+  record<T>(channel: FakeChannel, call: Call, reply: T): Promise<T> {
+    if (channel.closed) return Promise.reject(new Error('Channel closed'));
+    const index = this.calls.length;
+    this.calls.push(call);
+    const refusal = index === this.failAt ? this.failure : this.refusals.get(index);
+    if (refusal === undefined) return Promise.resolve(reply);
+    channel.closed = true;
+    return Promise.reject(refusal);
+  }
+}
+
+class FakeChannel {
+  closed = false;
+  closedByUs = false;
+
+  constructor(private readonly broker: FakeBroker) {}
 
   assertExchange(exchange: string, type: string, options?: Options.AssertExchange) {
-    return this.record({ op: 'assertExchange', exchange, type, options }, { exchange });
+    return this.broker.record(
+      this,
+      { op: 'assertExchange', exchange, type, options },
+      { exchange },
+    );
   }
 
   assertQueue(queue: string, options?: Options.AssertQueue) {
-    return this.record(
+    return this.broker.record(
+      this,
       { op: 'assertQueue', queue, options },
       { queue, messageCount: 0, consumerCount: 0 },
     );
   }
 
   bindQueue(queue: string, source: string, pattern: string) {
-    return this.record({ op: 'bindQueue', queue, source, pattern }, {});
+    return this.broker.record(this, { op: 'bindQueue', queue, source, pattern }, {});
   }
 
-  asChannel(): Channel {
-    return this as unknown as Channel;
+  close(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('Channel closed'));
+    this.closed = true;
+    this.closedByUs = true;
+    return Promise.resolve();
   }
+}
 
-  private record<T>(call: Call, reply: T): Promise<T> {
-    const index = this.calls.length;
-    this.calls.push(call);
-    return index === this.failAt ? Promise.reject(this.failure) : Promise.resolve(reply);
-  }
+/** The broker's refusal of a queue that exists without `argument`, which this version adds. */
+function missingArgument(queue: string, argument: string, value: string): Error {
+  return new Error(
+    `Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
+      `inequivalent arg '${argument}' for queue '${queue}' in vhost 'prod': received the value ` +
+      `'${value}' of type 'longstr' but current is none"`,
+  );
 }
 
 const binding: QueueBinding = {
@@ -138,24 +182,56 @@ describe('asTopologyConflict', () => {
   });
 });
 
+const names = topologyNames(binding);
+
 describe('queueArguments', () => {
-  it('declares a durable quorum work queue with an explicit delivery limit and no dead-letter exchange', () => {
-    expect(queueArguments('quorum')).toEqual({
+  it('declares a durable quorum work queue with a delivery limit and a dead-letter route to its DLQ', () => {
+    expect(queueArguments(names, 'quorum')).toEqual({
       durable: true,
-      arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': QUORUM_DELIVERY_LIMIT },
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-delivery-limit': QUORUM_DELIVERY_LIMIT,
+        'x-dead-letter-exchange': 'ledger.dlx',
+        'x-dead-letter-routing-key': 'ledger.transactions',
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
+      },
     });
   });
 
-  it('declares a classic work queue with its type only (classic queues have no delivery limit)', () => {
-    expect(queueArguments('classic')).toEqual({
+  it('gives a classic work queue the dead-letter route without quorum-only arguments', () => {
+    expect(queueArguments(names, 'classic')).toEqual({
       durable: true,
-      arguments: { 'x-queue-type': 'classic' },
+      arguments: {
+        'x-queue-type': 'classic',
+        'x-dead-letter-exchange': 'ledger.dlx',
+        'x-dead-letter-routing-key': 'ledger.transactions',
+      },
     });
   });
 
   it('sets the broker limit above the service poison guard, so the service dead-letters first', () => {
     expect(QUORUM_DELIVERY_LIMIT).toBe(20);
     expect(QUORUM_DELIVERY_LIMIT).toBeGreaterThan(MAX_UNSETTLED_DELIVERIES);
+  });
+});
+
+describe('deadLetterQueueArguments', () => {
+  it('gives a quorum DLQ a positive limit no return count reaches (not -1: 3.x drops at once)', () => {
+    expect(deadLetterQueueArguments('quorum')).toEqual({
+      durable: true,
+      arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': DEAD_LETTER_QUEUE_DELIVERY_LIMIT },
+    });
+    expect(DEAD_LETTER_QUEUE_DELIVERY_LIMIT).toBeGreaterThanOrEqual(1_000_000_000);
+    // an AMQP signed 32-bit integer, whichever way the client encodes it
+    expect(DEAD_LETTER_QUEUE_DELIVERY_LIMIT).toBeLessThan(2 ** 31);
+  });
+
+  it('declares a classic DLQ with its type only (classic queues have no delivery limit)', () => {
+    expect(deadLetterQueueArguments('classic')).toEqual({
+      durable: true,
+      arguments: { 'x-queue-type': 'classic' },
+    });
   });
 });
 
@@ -178,15 +254,15 @@ describe('delayTierArguments', () => {
 
 describe('declareTopology', () => {
   it('declares exchanges, dead-letter queue, queue, bindings and the delay tiers in order', async () => {
-    const channel = new FakeChannel();
-    await declareTopology(channel.asChannel(), binding, 'quorum');
-    expect(channel.calls).toEqual([
+    const broker = new FakeBroker();
+    const report = await declareTopology(broker.openChannel, binding, 'quorum');
+    expect(broker.calls).toEqual([
       { op: 'assertExchange', exchange: 'ledger', type: 'topic', options: { durable: true } },
       { op: 'assertExchange', exchange: 'ledger.dlx', type: 'direct', options: { durable: true } },
       {
         op: 'assertQueue',
         queue: 'ledger.transactions.dlq',
-        options: { durable: true, arguments: { 'x-queue-type': 'quorum' } },
+        options: deadLetterQueueArguments('quorum'),
       },
       {
         op: 'bindQueue',
@@ -197,10 +273,7 @@ describe('declareTopology', () => {
       {
         op: 'assertQueue',
         queue: 'ledger.transactions',
-        options: {
-          durable: true,
-          arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 20 },
-        },
+        options: queueArguments(names, 'quorum'),
       },
       { op: 'bindQueue', queue: 'ledger.transactions', source: 'ledger', pattern: 'transaction.*' },
       { op: 'bindQueue', queue: 'ledger.transactions', source: 'ledger', pattern: 'refund.#' },
@@ -209,27 +282,21 @@ describe('declareTopology', () => {
       { op: 'assertQueue', queue: 'ledger.transactions.retry.3', options: QUORUM_TIER },
       { op: 'assertQueue', queue: 'ledger.transactions.retry.4', options: QUORUM_TIER },
     ]);
+    expect(report.legacyQueues).toEqual([]);
   });
 
-  it('gives the work queue no dead-letter exchange: failed messages are copied by the service', async () => {
-    const channel = new FakeChannel();
-    await declareTopology(channel.asChannel(), binding, 'quorum');
-    const workQueue = channel.calls.find(
-      (c) => c.op === 'assertQueue' && c.queue === 'ledger.transactions',
-    );
-    const args =
-      workQueue?.op === 'assertQueue'
-        ? (workQueue.options?.arguments as Record<string, unknown>)
-        : {};
-    expect(args).not.toHaveProperty('x-dead-letter-exchange');
-    expect(args).not.toHaveProperty('x-dead-letter-routing-key');
+  it("declares on a channel of its own and closes it (a refusal must not close the consumer's)", async () => {
+    const broker = new FakeBroker();
+    await declareTopology(broker.openChannel, binding, 'quorum');
+    expect(broker.channels).toHaveLength(1);
+    expect(broker.channels[0].closedByUs).toBe(true);
   });
 
   it('declares one delay tier per retry tier of the binding and none without retries', async () => {
     const tierQueues = async (b: QueueBinding): Promise<string[]> => {
-      const channel = new FakeChannel();
-      await declareTopology(channel.asChannel(), b, 'quorum');
-      return channel.calls.flatMap((c) =>
+      const broker = new FakeBroker();
+      await declareTopology(broker.openChannel, b, 'quorum');
+      return broker.calls.flatMap((c) =>
         c.op === 'assertQueue' && c.queue.includes('.retry.') ? [c.queue] : [],
       );
     };
@@ -240,9 +307,9 @@ describe('declareTopology', () => {
   });
 
   it('declares every queue with the configured queue type', async () => {
-    const channel = new FakeChannel();
-    await declareTopology(channel.asChannel(), binding, 'classic');
-    const queueTypes = channel.calls.flatMap((c) =>
+    const broker = new FakeBroker();
+    await declareTopology(broker.openChannel, binding, 'classic');
+    const queueTypes = broker.calls.flatMap((c) =>
       c.op === 'assertQueue'
         ? [(c.options?.arguments as Record<string, unknown>)['x-queue-type']]
         : [],
@@ -251,10 +318,10 @@ describe('declareTopology', () => {
   });
 
   it('declares classic work and tier queues without quorum-only arguments', async () => {
-    const channel = new FakeChannel();
-    await declareTopology(channel.asChannel(), binding, 'classic');
+    const broker = new FakeBroker();
+    await declareTopology(broker.openChannel, binding, 'classic');
     const quorumOnly = ['x-delivery-limit', 'x-dead-letter-strategy', 'x-overflow'];
-    for (const call of channel.calls) {
+    for (const call of broker.calls) {
       if (call.op !== 'assertQueue') continue;
       const args = call.options?.arguments as Record<string, unknown>;
       for (const name of quorumOnly) expect(args).not.toHaveProperty(name);
@@ -262,46 +329,183 @@ describe('declareTopology', () => {
   });
 
   it('declares the same calls again when run again (idempotent setup after a reconnect)', async () => {
-    const first = new FakeChannel();
-    const second = new FakeChannel();
-    await declareTopology(first.asChannel(), binding, 'quorum');
-    await declareTopology(second.asChannel(), binding, 'quorum');
+    const first = new FakeBroker();
+    const second = new FakeBroker();
+    await declareTopology(first.openChannel, binding, 'quorum');
+    await declareTopology(second.openChannel, binding, 'quorum');
     expect(second.calls).toEqual(first.calls);
   });
 
   it('rejects with TopologyConflictError when the broker refuses a declaration with a 406', async () => {
-    const channel = new FakeChannel();
-    channel.failAt = 4; // the work queue
-    const declaring = declareTopology(channel.asChannel(), binding, 'quorum');
+    const broker = new FakeBroker();
+    broker.failAt = 4; // the work queue
+    const declaring = declareTopology(broker.openChannel, binding, 'quorum');
     await expect(declaring).rejects.toBeInstanceOf(TopologyConflictError);
     await expect(declaring).rejects.toMatchObject({
       resource: 'ledger.transactions',
       argument: 'x-queue-type',
     });
-    expect(channel.calls).toHaveLength(5);
+    expect(broker.calls).toHaveLength(5);
   });
 
   it('names the delay tier when the broker refuses a tier declaration', async () => {
-    const channel = new FakeChannel();
-    channel.failure = new Error(
-      `Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
-        `inequivalent arg 'x-dead-letter-strategy' for queue 'ledger.transactions.retry.2' in ` +
-        `vhost '/': received the value 'at-least-once' of type 'longstr' but current is none"`,
+    const broker = new FakeBroker();
+    broker.failure = missingArgument(
+      'ledger.transactions.retry.2',
+      'x-dead-letter-strategy',
+      'at-least-once',
     );
-    channel.failAt = 8; // the second tier
-    const declaring = declareTopology(channel.asChannel(), binding, 'quorum');
+    broker.failAt = 8; // the second tier
+    const declaring = declareTopology(broker.openChannel, binding, 'quorum');
     await expect(declaring).rejects.toMatchObject({
       resource: 'ledger.transactions.retry.2',
       argument: 'x-dead-letter-strategy',
     });
-    expect(channel.calls).toHaveLength(9);
+    expect(broker.calls).toHaveLength(9);
   });
 
   it('rethrows any other failure unchanged', async () => {
-    const channel = new FakeChannel();
+    const broker = new FakeBroker();
     const lost = new Error('Channel ended, no reply will be forthcoming');
-    channel.failure = lost;
-    channel.failAt = 0;
-    await expect(declareTopology(channel.asChannel(), binding, 'quorum')).rejects.toBe(lost);
+    broker.failure = lost;
+    broker.failAt = 0;
+    await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toBe(lost);
+  });
+
+  describe('on queues an earlier version declared without the dead-letter arguments', () => {
+    it('uses a work queue that lacks its dead-letter exchange as it is, and reports the policy it needs', async () => {
+      const broker = new FakeBroker();
+      broker.failAt = 4;
+      broker.failure = missingArgument(
+        'ledger.transactions',
+        'x-dead-letter-exchange',
+        'ledger.dlx',
+      );
+      const report = await declareTopology(broker.openChannel, binding, 'quorum');
+      // declared as the earlier version did, on a new channel, then the rest as usual
+      expect(broker.calls.slice(4, 7)).toEqual([
+        {
+          op: 'assertQueue',
+          queue: 'ledger.transactions',
+          options: queueArguments(names, 'quorum'),
+        },
+        {
+          op: 'assertQueue',
+          queue: 'ledger.transactions',
+          options: {
+            durable: true,
+            arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 20 },
+          },
+        },
+        {
+          op: 'bindQueue',
+          queue: 'ledger.transactions',
+          source: 'ledger',
+          pattern: 'transaction.*',
+        },
+      ]);
+      expect(broker.calls).toHaveLength(12);
+      expect(broker.channels).toHaveLength(2);
+      expect(report.legacyQueues).toEqual([
+        {
+          queue: 'ledger.transactions',
+          missingArgument: 'x-dead-letter-exchange',
+          policy: JSON.stringify({
+            'dead-letter-exchange': 'ledger.dlx',
+            'dead-letter-routing-key': 'ledger.transactions',
+            'dead-letter-strategy': 'at-least-once',
+            overflow: 'reject-publish',
+          }),
+        },
+      ]);
+    });
+
+    it('uses a DLQ that lacks its delivery limit as it is, and reports the policy it needs', async () => {
+      const broker = new FakeBroker();
+      broker.failAt = 2;
+      broker.failure = missingArgument('ledger.transactions.dlq', 'x-delivery-limit', '1000000000');
+      const report = await declareTopology(broker.openChannel, binding, 'quorum');
+      expect(report.legacyQueues).toEqual([
+        {
+          queue: 'ledger.transactions.dlq',
+          missingArgument: 'x-delivery-limit',
+          policy: JSON.stringify({ 'delivery-limit': DEAD_LETTER_QUEUE_DELIVERY_LIMIT }),
+        },
+      ]);
+      expect(broker.calls[3]).toEqual({
+        op: 'assertQueue',
+        queue: 'ledger.transactions.dlq',
+        options: { durable: true, arguments: { 'x-queue-type': 'quorum' } },
+      });
+    });
+
+    it('gives a classic legacy work queue a policy without quorum-only keys', async () => {
+      const broker = new FakeBroker();
+      broker.failAt = 4;
+      broker.failure = missingArgument(
+        'ledger.transactions',
+        'x-dead-letter-exchange',
+        'ledger.dlx',
+      );
+      const report = await declareTopology(broker.openChannel, binding, 'classic');
+      expect(JSON.parse(report.legacyQueues[0].policy)).toEqual({
+        'dead-letter-exchange': 'ledger.dlx',
+        'dead-letter-routing-key': 'ledger.transactions',
+      });
+    });
+
+    it('still refuses a different value (only an absent argument is an earlier version)', async () => {
+      const broker = new FakeBroker();
+      broker.failAt = 4;
+      broker.failure = new Error(
+        `Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
+          `inequivalent arg 'x-delivery-limit' for queue 'ledger.transactions' in vhost '/': ` +
+          `received '20' but current is '5'"`,
+      );
+      await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toMatchObject({
+        resource: 'ledger.transactions',
+        argument: 'x-delivery-limit',
+      });
+    });
+
+    it('reports the real conflict when the queue is not what the earlier version declared either', async () => {
+      // a classic queue where quorum is configured: the broker names a missing argument first
+      const broker = new FakeBroker();
+      broker.failAt = 4;
+      broker.failure = missingArgument(
+        'ledger.transactions',
+        'x-dead-letter-exchange',
+        'ledger.dlx',
+      );
+      broker.refusals.set(5, new Error(QUEUE_TYPE_CONFLICT));
+      await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toMatchObject({
+        resource: 'ledger.transactions',
+        argument: 'x-queue-type',
+      });
+    });
+
+    it('still refuses a missing argument it never added (x-queue-type)', async () => {
+      const broker = new FakeBroker();
+      broker.failAt = 4;
+      await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toBeInstanceOf(
+        TopologyConflictError,
+      );
+    });
+  });
+});
+
+describe('migrationCommand', () => {
+  it('applies the policy to that queue alone, in the vhost, with the regex escaped', () => {
+    expect(
+      migrationCommand('prod', {
+        queue: 'ledger.transactions.dlq',
+        missingArgument: 'x-delivery-limit',
+        policy: '{"delivery-limit":1000000000}',
+      }),
+    ).toBe(
+      "rabbitmqctl set_policy --vhost 'prod' --apply-to queues --priority 10 " +
+        "'mp-migrate-ledger.transactions.dlq' '^ledger\\.transactions\\.dlq$' " +
+        '\'{"delivery-limit":1000000000}\'',
+    );
   });
 });

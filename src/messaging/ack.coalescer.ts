@@ -1,7 +1,13 @@
 import type { Channel, Message } from 'amqplib';
 
 /** What settling a delivery needs from its channel. */
-export type Settlement = Pick<Channel, 'ack' | 'nack' | 'reject'>;
+export interface Settlement extends Pick<Channel, 'ack' | 'nack'> {
+  /**
+   * True once the channel closed: the broker has taken back every delivery not settled on it, so
+   * a copy of one (a retry, a hand-back) would only add a duplicate.
+   */
+  readonly closed?: boolean;
+}
 
 type TagState = 'unsettled' | 'ack-due';
 
@@ -13,8 +19,8 @@ type TagState = 'unsettled' | 'ack-due';
  *
  * Never delays an ack beyond the current turn, so the prefetch window refills as before, and
  * never acks a delivery that was not acked: `multiple` covers only deliveries older than an
- * unsettled one. Nacks and rejects go out at once: the broker forgets them, so a later
- * `multiple` ack over their tags does not touch them.
+ * unsettled one. Nacks go out at once: the broker forgets them, so a later `multiple` ack over
+ * their tags does not touch them.
  *
  * Delivery tags are per channel: one coalescer per channel, dropped with it. Acks still pending
  * when the channel dies are lost with it, like any unsent ack: the broker redelivers and the
@@ -23,14 +29,15 @@ type TagState = 'unsettled' | 'ack-due';
 export class AckCoalescer implements Settlement {
   /**
    * Deliveries not yet settled on the wire, by tag: tags grow on a channel, so the keys are in
-   * delivery order. A tag leaves when its ack, nack or reject is sent.
+   * delivery order. A tag leaves when its ack or nack is sent.
    */
   private readonly tags = new Map<number, TagState>();
   private readonly due = new Set<number>();
   private scheduled: NodeJS.Immediate | undefined;
+  private isClosed = false;
 
   constructor(
-    private readonly channel: Settlement,
+    private readonly channel: Pick<Channel, 'ack' | 'nack'>,
     private readonly onError: (error: unknown) => void = () => undefined,
   ) {}
 
@@ -39,7 +46,7 @@ export class AckCoalescer implements Settlement {
     this.tags.set(message.fields.deliveryTag, 'unsettled');
   }
 
-  /** Deliveries tracked and not yet acked, nacked or rejected on the wire. */
+  /** Deliveries tracked and not yet acked or nacked on the wire. */
   get outstanding(): number {
     return this.tags.size;
   }
@@ -62,9 +69,13 @@ export class AckCoalescer implements Settlement {
     this.channel.nack(message, allUpTo, requeue);
   }
 
-  reject(message: Message, requeue?: boolean): void {
-    this.forget(message);
-    this.channel.reject(message, requeue);
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Called by the consumer when the channel closed. */
+  channelClosed(): void {
+    this.isClosed = true;
   }
 
   /** Sends every ack due now (also called before the channel is flushed or closed). */

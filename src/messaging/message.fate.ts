@@ -1,6 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import { LockUnavailableError } from '../lock/lock.errors';
-import { PARK_DELAY_MS, REQUEUE_DELAY_MS } from './messaging.constants';
+import { HAND_BACK_DELAY_MS } from './messaging.constants';
 import { DependencyUnavailableError, NonRetryableError, RetryAfterError } from './messaging.errors';
 import { baseDelay, jitteredDelay, type RetryPolicy, tierFor } from './retry.policy';
 
@@ -46,30 +46,39 @@ export type Fate =
     }
   | { readonly action: 'dead-letter'; readonly outcome: 'dead_letter'; readonly error: Error }
   | {
-      /** "Not now" (a dependency is down): a copy waits in a delay tier, no attempt spent. */
-      readonly action: 'park';
+      /**
+       * "Not now" (a dependency is down, the lock is busy, the consumer is stopping): a copy goes
+       * back to the queue, after `delayMs` in delay tier `tier` (or, without one, in the process).
+       * No attempt spent, and nothing the broker counts toward a delivery limit.
+       */
+      readonly action: 'hand-back';
       readonly outcome: 'requeue';
       readonly delayMs: number;
-      readonly tier: number;
+      readonly tier: number | undefined;
       readonly reason: string;
-      readonly error: Error;
-      /** Expected in normal operation (a busy lock): logged at debug, not as a fault. */
+      readonly error?: unknown;
+      /** Expected in normal operation (a busy lock, a shutdown): logged at debug, not as a fault. */
       readonly routine?: true;
     }
   | {
+      /**
+       * The copy a fate needed could not be published: the original goes back with a requeueing
+       * nack, which RabbitMQ up to 4.2 counts toward the delivery limit (past it: `Q.dlq`). Also
+       * the fate of a delivery whose channel closed first: the broker has taken it back already.
+       */
       readonly action: 'requeue';
       readonly outcome: 'requeue';
       readonly delayMs: number;
       readonly reason: string;
       readonly error?: unknown;
-      readonly routine?: true;
     };
 
 /**
  * THE decision of a message's fate, kept pure so it is tested outcome by outcome:
  * - success → ack; a processed marker found → ack as duplicate;
- * - a dependency outage or a lock still busy after `LOCK_WAIT_MS` → park a copy in a delay tier
- *   for a second (`requeue` outcome), or a shutdown → hand back: no attempt spent, never a DLQ;
+ * - a dependency outage or a lock still busy after `LOCK_WAIT_MS` → hand back a copy that waits a
+ *   second, a shutdown → hand back a copy at once (`requeue` outcome): no attempt spent, never a
+ *   DLQ, never counted by the broker as a delivery;
  * - bad input, `NonRetryableError`, a declared non-retryable type, Nest's 4xx exceptions (pipes,
  *   guards) → dead-letter at once;
  * - any other failure → retry through a delay tier with backoff (`RetryAfterError` with a finite
@@ -82,7 +91,14 @@ export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
     case 'duplicate':
       return { action: 'ack', outcome: 'duplicate' };
     case 'stopping':
-      return { action: 'requeue', outcome: 'requeue', delayMs: 0, reason: 'shutting down' };
+      return {
+        action: 'hand-back',
+        outcome: 'requeue',
+        delayMs: 0,
+        tier: undefined,
+        reason: 'consumer stopping',
+        routine: true,
+      };
     case 'invalid':
       return { action: 'dead-letter', outcome: 'dead_letter', error: result.error };
     case 'busy':
@@ -123,30 +139,20 @@ export function decideFate(result: ProcessingResult, inputs: FateInputs): Fate {
 }
 
 /**
- * "Not now": parked in a delay tier for a second rather than requeued. On RabbitMQ 3.x every
- * requeue raises x-delivery-count, so a long outage or a hot lock would make healthy messages look
- * poisonous, and a requeue comes straight back while the cause is still there.
+ * "Not now": handed back as a copy that waits a second, in the shortest delay tier that long or,
+ * on a queue without tiers, in the process. Never a requeueing nack: RabbitMQ up to 4.2 counts
+ * each one toward the delivery limit, so a long outage or a hot lock would make healthy messages
+ * look poisonous, and a requeue comes straight back while the cause is still there.
  */
 function handBack(inputs: FateInputs, reason: string, error: Error, routine = false): Fate {
-  const quiet = routine ? { routine: true as const } : {};
-  if (inputs.tiers.length > 0) {
-    return {
-      action: 'park',
-      outcome: 'requeue',
-      delayMs: PARK_DELAY_MS,
-      tier: tierFor(inputs.tiers, PARK_DELAY_MS),
-      reason,
-      error,
-      ...quiet,
-    };
-  }
   return {
-    action: 'requeue',
+    action: 'hand-back',
     outcome: 'requeue',
-    delayMs: REQUEUE_DELAY_MS,
+    delayMs: HAND_BACK_DELAY_MS,
+    tier: inputs.tiers.length > 0 ? tierFor(inputs.tiers, HAND_BACK_DELAY_MS) : undefined,
     reason,
     error,
-    ...quiet,
+    ...(routine ? { routine: true as const } : {}),
   };
 }
 

@@ -93,12 +93,30 @@ export class MessageSettler {
     return this.finish(delivery, fate);
   }
 
+  /**
+   * Every fate but an ack publishes a copy first (to a delay tier, the DLQ, or back to the queue)
+   * and acks the original once the broker confirmed the copy: never a reject, which would put a
+   * second copy in the DLQ through the queue's dead-letter exchange, and never a requeueing nack,
+   * which RabbitMQ up to 4.2 counts toward the delivery limit. Only a copy that could not be
+   * published leaves the original to a requeueing nack.
+   */
   private async settleFailure(
     delivery: Delivery,
     decided: Exclude<Fate, { action: 'ack' }>,
   ): Promise<Fate> {
-    let fate = decided;
-    if (fate.action === 'retry' || fate.action === 'dead-letter' || fate.action === 'park') {
+    let fate: Exclude<Fate, { action: 'ack' }> = decided;
+    if (fate.action === 'hand-back' && fate.tier === undefined && fate.delayMs > 0) {
+      // no delay tier on this queue: the wait holds its prefetch slot, as a nack's delay would
+      await this.delay(fate.delayMs);
+    }
+    if (delivery.channel.closed) {
+      fate = {
+        action: 'requeue',
+        outcome: 'requeue',
+        delayMs: 0,
+        reason: `${fate.action} not needed: the channel closed and the broker took the message back`,
+      };
+    } else if (fate.action !== 'requeue') {
       try {
         await this.publishCopy(delivery, fate);
       } catch (error) {
@@ -112,12 +130,8 @@ export class MessageSettler {
         };
       }
     }
-    // a parked message did not fail: its copy carries it on, the original is done
-    if (fate.action === 'park') this.ack(delivery);
-    // the original goes only once its copy is confirmed; reject (not ack) marks a failed delivery,
-    // which RabbitMQ 4.3+ counts toward a quorum queue's delivery limit
-    else if (fate.action === 'retry' || fate.action === 'dead-letter') this.reject(delivery);
-    else await this.requeue(delivery, fate.delayMs);
+    if (fate.action === 'requeue') await this.requeue(delivery, fate.delayMs);
+    else this.ack(delivery);
     return this.finish(delivery, fate);
   }
 
@@ -138,19 +152,13 @@ export class MessageSettler {
     }
   }
 
-  private reject(delivery: Delivery): void {
-    try {
-      delivery.channel.reject(delivery.message, false);
-    } catch (error) {
-      // the copy is safe; the broker redelivers the original and deduplication absorbs it
-      this.deps.logger.debug({ ...delivery.log, err: error }, 'reject not sent: channel closed');
-    }
+  private delay(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => this.scheduleRequeue(resolve, ms));
   }
 
   private async requeue(delivery: Delivery, delayMs: number): Promise<void> {
-    if (delayMs > 0) {
-      await new Promise<void>((resolve) => this.scheduleRequeue(resolve, delayMs));
-    }
+    if (delivery.channel.closed) return; // taken back by the broker already
+    if (delayMs > 0) await this.delay(delayMs);
     try {
       delivery.channel.nack(delivery.message, false, true);
     } catch (error) {
@@ -159,32 +167,33 @@ export class MessageSettler {
   }
 
   /**
-   * Publishes the retry copy (to its delay tier through the default exchange, with a per-message
-   * expiry; the tier dead-letters it back into the queue) or the dead-letter copy (to `E.dlx`).
-   * Body and properties are the original's; headers say why, when and how many times it failed.
+   * Publishes the copy a fate needs: a retry to its delay tier (through the default exchange, with
+   * a per-message expiry; the tier dead-letters it back into the queue), a dead letter to `E.dlx`,
+   * a hand-back to a delay tier or straight to the queue. Body and properties are the original's;
+   * headers say why, when and how many times it failed.
    */
   private async publishCopy(
     delivery: Delivery,
-    fate: Extract<Fate, { action: 'retry' | 'dead-letter' | 'park' }>,
+    fate: Extract<Fate, { action: 'retry' | 'dead-letter' | 'hand-back' }>,
   ): Promise<void> {
     const { message } = delivery;
     const props = message.properties;
     const now = (this.deps.clock?.() ?? new Date()).toISOString();
     const headers: MessagePropertyHeaders = { ...(props.headers ?? {}) };
-    // set by the queue on redelivery; copied over it would read as redeliveries of the new message
+    // set by the queue on redelivery; copied over they would read as deliveries of the new message
     delete headers[HEADER.deliveryCount];
+    delete headers[HEADER.acquiredCount];
     headers[HEADER.originalExchange] ??= message.fields.exchange;
     headers[HEADER.originalRoutingKey] ??= message.fields.routingKey;
-    if (fate.action === 'park') {
+    if (fate.action === 'hand-back') {
       // the attempt did not count: the next delivery runs as the same attempt number
       headers[HEADER.attempts] = delivery.log.attempt - 1;
-      await this.publishTo(
-        '',
-        tierQueueName(delivery.queue, fate.tier),
-        delivery,
-        headers,
-        fate.delayMs,
-      );
+      if (fate.tier === undefined) {
+        await this.publishTo('', delivery.queue, delivery, headers, undefined);
+      } else {
+        const tier = tierQueueName(delivery.queue, fate.tier);
+        await this.publishTo('', tier, delivery, headers, fate.delayMs);
+      }
       return;
     }
     headers[HEADER.exceptionMessage] = truncate(fate.error.message, MAX_EXCEPTION_MESSAGE_CHARS);
@@ -271,11 +280,11 @@ export class MessageSettler {
           `dead-lettered: ${truncate(fate.error.message, 200)}`,
         );
         return;
-      case 'park':
+      case 'hand-back':
         if (fate.routine) {
           this.deps.logger.debug(
             { ...fields, reason: fate.reason, delayMs: fate.delayMs },
-            `parked for ${fate.delayMs} ms: ${fate.reason}`,
+            `handed back for ${fate.delayMs} ms: ${fate.reason}`,
           );
           return;
         }
@@ -287,16 +296,16 @@ export class MessageSettler {
             delayMs: fate.delayMs,
             err: fate.error,
           },
-          `parked for ${fate.delayMs} ms: ${fate.reason}`,
+          `handed back for ${fate.delayMs} ms: ${fate.reason}`,
         );
         return;
       case 'requeue':
-        if (fate.error === undefined || fate.routine) {
+        if (fate.error === undefined) {
           this.deps.logger.debug(fields, `handed back: ${fate.reason}`);
         } else {
           this.deps.logger.warn(
             { ...fields, code: 'HANDED_BACK', reason: fate.reason, err: fate.error },
-            `handed back: ${fate.reason}`,
+            `handed back with a requeueing nack: ${fate.reason}`,
           );
         }
     }

@@ -26,24 +26,41 @@ export const HEADER = {
   failedAt: 'x-failed-at',
   firstFailedAt: 'x-first-failed-at',
   lastFailedAt: 'x-last-failed-at',
-  /** Set by quorum queues: how many times the broker delivered this message before. */
+  /**
+   * Set by quorum queues on redelivery: how many deliveries of this message failed. RabbitMQ up to
+   * 4.2 counts every return (nack or reject with requeue, a closed channel or connection); 4.3+
+   * counts only failures (reject, a closed channel or connection), not a nack with requeue.
+   */
   deliveryCount: 'x-delivery-count',
+  /** Set by quorum queues on RabbitMQ 4.3+: how many times the message was handed to a consumer. */
+  acquiredCount: 'x-acquired-count',
   /** Set by the broker on dead-lettering (a delay tier expiring a message back into its queue). */
   death: 'x-death',
 } as const;
 
 /**
- * A message delivered this many times without being settled (see x-delivery-count) is
- * dead-lettered before its handler runs: a worker crashes or hangs on it. Hand-backs for "not now"
- * (shutdown, a Redis outage) also count on RabbitMQ 3.x, hence the margin.
+ * A message whose `x-delivery-count` reached this is dead-lettered before its handler runs: that
+ * many consumers lost it with their channel or connection (a worker crashes or hangs on it). The
+ * service itself never returns a message with a requeueing nack or reject while its copy can be
+ * published (see `MessageSettler`), so on every RabbitMQ version the count is made of such losses.
  */
 export const MAX_UNSETTLED_DELIVERIES = 10;
 
 /**
  * `x-delivery-limit` of quorum work queues: the broker's own last line of defence, above
- * {@link MAX_UNSETTLED_DELIVERIES} so the service dead-letters (with reasons) first.
+ * {@link MAX_UNSETTLED_DELIVERIES} so the service dead-letters (with reasons) first. Past it the
+ * broker dead-letters the message to `E.dlx` (the work queue's dead-letter exchange) with x-death
+ * reason `delivery_limit`: it lands in `Q.dlq`, never dropped.
  */
 export const QUORUM_DELIVERY_LIMIT = 20;
+
+/**
+ * `x-delivery-limit` of quorum dead-letter queues. RabbitMQ 4.0+ gives a quorum queue without one
+ * a limit of 20 and drops a message past it when the queue has no dead-letter exchange; 3.x has
+ * no default, and `-1` (4.x: unlimited) makes 3.x drop on the first return. A billion returns is
+ * the same on every version: in effect, none. A policy with a lower `delivery-limit` wins over it.
+ */
+export const DEAD_LETTER_QUEUE_DELIVERY_LIMIT = 1_000_000_000;
 
 /** Header values are bounded so a dead-lettered message stays far below the frame size. */
 export const MAX_EXCEPTION_MESSAGE_CHARS = 1_000;
@@ -55,16 +72,20 @@ export const MAX_JSON_DEPTH = 64;
 /** Label and header value used when no handler matched the message. */
 export const NO_HANDLER = 'none';
 
-/** Delay before handing a message back when a dependency is down, so a broken link cannot spin. */
-export const REQUEUE_DELAY_MS = 500;
+/**
+ * How long a message handed back for "not now" (a dependency down, its lock busy) waits before it
+ * is delivered again: in a delay tier, or, on a queue without tiers, in the process before its copy
+ * is published to the queue. Either way nothing spins while the cause is still there.
+ */
+export const HAND_BACK_DELAY_MS = 1_000;
 
 /** Consumer re-attach backoff after a channel or consumer is lost (ms). */
 export const REATTACH_BACKOFF = { initialMs: 500, maxMs: 30_000 } as const;
 
-/** How long a message waits in a delay tier when a dependency it needs is down. */
-export const PARK_DELAY_MS = 1_000;
-
-/** Delay before handing back a message whose retry or dead-letter copy could not be published. */
+/**
+ * Delay before a message whose copy could not be published goes back with a requeueing nack (the
+ * one hand-back that the broker counts as a delivery, on RabbitMQ up to 4.2).
+ */
 export const PUBLISH_FAILED_REQUEUE_DELAY_MS = 1_000;
 
 /** Backoff after a conflicting declaration: an operator has to act, so retry slowly. */

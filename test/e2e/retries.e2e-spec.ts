@@ -13,7 +13,7 @@ import {
   RetryProbe,
   RetryProbeModule,
 } from './support/retry-probe.handler';
-import { PARK_DELAY_MS } from '../../src/messaging/messaging.constants';
+import { HAND_BACK_DELAY_MS } from '../../src/messaging/messaging.constants';
 import { metricValue, startApp, TestBroker, waitUntilReady, deleteKeys } from './support/test-app';
 import { TestVhost } from './support/rabbitmq.vhost';
 import { waitFor } from './support/wait-for';
@@ -132,7 +132,7 @@ describe('delayed retries (real broker delay tiers)', () => {
     await waitFor('success after the outage', () => succeeded(id));
     const [first, second] = attemptsOf(id);
     expect([first.attempt, second.attempt]).toEqual([1, 1]);
-    expect(second.at - first.at).toBeGreaterThanOrEqual(PARK_DELAY_MS * 0.8);
+    expect(second.at - first.at).toBeGreaterThanOrEqual(HAND_BACK_DELAY_MS * 0.8);
     expect(await outcome('retry')).toBe(retried);
     expect(await outcome('requeue')).toBe(handedBack + 1);
   });

@@ -3,7 +3,7 @@ import { AckCoalescer, type Settlement } from '../../../src/messaging/ack.coales
 
 type Frame =
   | { readonly kind: 'ack'; readonly tag: number; readonly multiple: boolean }
-  | { readonly kind: 'nack' | 'reject'; readonly tag: number; readonly requeue: boolean };
+  | { readonly kind: 'nack'; readonly tag: number; readonly requeue: boolean };
 
 /**
  * A broker's view of one channel: the deliveries it considers unacknowledged, and what each
@@ -30,11 +30,6 @@ class BrokerChannel implements Settlement {
   nack(message: Message, allUpTo = false, requeue = true): void {
     this.settle(message.fields.deliveryTag, allUpTo, this.returned);
     this.frames.push({ kind: 'nack', tag: message.fields.deliveryTag, requeue });
-  }
-
-  reject(message: Message, requeue = true): void {
-    this.settle(message.fields.deliveryTag, false, this.returned);
-    this.frames.push({ kind: 'reject', tag: message.fields.deliveryTag, requeue });
   }
 
   private settle(tag: number, multiple: boolean, into: Set<number>): void {
@@ -100,14 +95,14 @@ describe('AckCoalescer', () => {
     expect(acks.outstanding).toBe(0);
   });
 
-  it('sends nacks and rejects at once, and a later multiple ack does not cover them', async () => {
+  it('sends nacks at once, and a later multiple ack does not cover them', async () => {
     const { broker, acks, deliver } = setup();
     const [m1, m2, m3, m4] = [1, 2, 3, 4].map(deliver);
     acks.ack(m1);
-    acks.reject(m2, false);
+    acks.nack(m2, false, false);
     acks.nack(m3, false, true);
     expect(broker.frames).toEqual([
-      { kind: 'reject', tag: 2, requeue: false },
+      { kind: 'nack', tag: 2, requeue: false },
       { kind: 'nack', tag: 3, requeue: true },
     ]);
     acks.ack(m4);
@@ -126,6 +121,13 @@ describe('AckCoalescer', () => {
     expect(broker.frames).toEqual([{ kind: 'ack', tag: 2, multiple: true }]);
     acks.flush();
     expect(broker.frames).toHaveLength(1);
+  });
+
+  it('says the channel closed once the consumer reports it, so no copy is published for nothing', () => {
+    const { acks } = setup();
+    expect(acks.closed).toBe(false);
+    acks.channelClosed();
+    expect(acks.closed).toBe(true);
   });
 
   it('passes an ack of a delivery it does not track straight through', () => {
@@ -157,7 +159,7 @@ describe('AckCoalescer', () => {
     };
     for (let round = 0; round < 50; round++) {
       const { broker, acks, deliver } = setup();
-      const intended = new Map<number, 'ack' | 'nack' | 'reject'>();
+      const intended = new Map<number, 'ack' | 'nack'>();
       const pending: Message[] = [];
       let tag = 0;
       for (let turn = 0; turn < 30; turn++) {
@@ -169,12 +171,9 @@ describe('AckCoalescer', () => {
           if (choice < 0.8) {
             intended.set(t, 'ack');
             acks.ack(message);
-          } else if (choice < 0.9) {
-            intended.set(t, 'nack');
-            acks.nack(message, false, true);
           } else {
-            intended.set(t, 'reject');
-            acks.reject(message, false);
+            intended.set(t, 'nack');
+            acks.nack(message, false, choice < 0.9);
           }
         }
         await nextTurn();

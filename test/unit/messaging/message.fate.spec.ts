@@ -12,7 +12,7 @@ import {
   isNonRetryable,
   type FateInputs,
 } from '../../../src/messaging/message.fate';
-import { PARK_DELAY_MS, REQUEUE_DELAY_MS } from '../../../src/messaging/messaging.constants';
+import { HAND_BACK_DELAY_MS } from '../../../src/messaging/messaging.constants';
 import {
   DeliveryLimitError,
   DependencyUnavailableError,
@@ -84,13 +84,15 @@ describe('decideFate', () => {
     });
   });
 
-  it('hands a message back at once while the consumer stops, whatever its attempt', () => {
+  it('hands a message back at once, straight to its queue, while the consumer stops', () => {
     for (const attempt of [1, 5, 99]) {
       expect(decideFate({ status: 'stopping' }, inputs({ attempt }))).toEqual({
-        action: 'requeue',
+        action: 'hand-back',
         outcome: 'requeue',
         delayMs: 0,
-        reason: 'shutting down',
+        tier: undefined,
+        reason: 'consumer stopping',
+        routine: true,
       });
     }
   });
@@ -365,68 +367,73 @@ describe('decideFate', () => {
   });
 
   describe('when a dependency is down', () => {
-    it('parks a copy for PARK_DELAY_MS in the shortest tier at least that long', () => {
+    it('hands a copy back for HAND_BACK_DELAY_MS in the shortest tier at least that long', () => {
       const error = new DependencyUnavailableError('redis', 'marker write failed');
       expect(decideFate({ status: 'threw', error }, inputs())).toEqual({
-        action: 'park',
+        action: 'hand-back',
         outcome: 'requeue',
-        delayMs: PARK_DELAY_MS,
-        tier: TIERS.findIndex((t) => t >= PARK_DELAY_MS),
+        delayMs: HAND_BACK_DELAY_MS,
+        tier: TIERS.findIndex((t) => t >= HAND_BACK_DELAY_MS),
         reason: 'dependency unavailable',
         error,
       });
     });
 
     it.each([1, 4, 5, 50])(
-      'parks it at attempt %i too: an outage spends no attempt and never dead-letters',
+      'hands it back at attempt %i too: an outage spends no attempt and never dead-letters',
       (attempt) => {
         const error = new DependencyUnavailableError('redis', 'Connection is closed.');
         expect(decideFate({ status: 'threw', error }, inputs({ attempt }))).toMatchObject({
-          action: 'park',
+          action: 'hand-back',
           outcome: 'requeue',
-          delayMs: PARK_DELAY_MS,
+          delayMs: HAND_BACK_DELAY_MS,
         });
       },
     );
 
-    it('hands it back after REQUEUE_DELAY_MS when the queue has no delay tiers', () => {
+    it('hands it back after HAND_BACK_DELAY_MS, straight to the queue, without delay tiers', () => {
       const error = new DependencyUnavailableError('redis', 'Connection is closed.');
       expect(
         decideFate({ status: 'threw', error }, inputs({ retry: undefined, tiers: [] })),
       ).toEqual({
-        action: 'requeue',
+        action: 'hand-back',
         outcome: 'requeue',
-        delayMs: REQUEUE_DELAY_MS,
+        delayMs: HAND_BACK_DELAY_MS,
+        tier: undefined,
         reason: 'dependency unavailable',
         error,
       });
     });
 
-    it.each(ioredisOutages)('parks the message after %s', (_label, error) => {
+    it.each(ioredisOutages)('hands the message back after %s', (_label, error) => {
       const fate = decideFate({ status: 'threw', error }, inputs({ attempt: 5 }));
-      expect(fate).toMatchObject({ action: 'park', outcome: 'requeue', delayMs: PARK_DELAY_MS });
-      expect(fate.action === 'park' && fate.error).toBe(error);
+      expect(fate).toMatchObject({
+        action: 'hand-back',
+        outcome: 'requeue',
+        delayMs: HAND_BACK_DELAY_MS,
+      });
+      expect(fate.action === 'hand-back' && fate.error).toBe(error);
     });
 
-    it('parks a thrown string that reports a refused connection', () => {
+    it('hands back a thrown string that reports a refused connection', () => {
       const fate = decideFate(
         { status: 'threw', error: 'connect ECONNREFUSED 10.0.0.1:6379' },
         inputs(),
       );
-      expect(fate).toMatchObject({ action: 'park', delayMs: PARK_DELAY_MS });
+      expect(fate).toMatchObject({ action: 'hand-back', delayMs: HAND_BACK_DELAY_MS });
     });
   });
 
   describe('when the lock stayed busy (or could not be reached, or was lost)', () => {
     it.each([1, 5, 50])(
-      'parks a busy message at attempt %i like an outage: no attempt spent, never a DLQ',
+      'hands a busy message back at attempt %i like an outage: no attempt spent, never a DLQ',
       (attempt) => {
         const error = new LockTimeoutError('account:acc-42', 5_000);
         expect(decideFate({ status: 'busy', error }, inputs({ attempt }))).toEqual({
-          action: 'park',
+          action: 'hand-back',
           outcome: 'requeue',
-          delayMs: PARK_DELAY_MS,
-          tier: TIERS.findIndex((t) => t >= PARK_DELAY_MS),
+          delayMs: HAND_BACK_DELAY_MS,
+          tier: TIERS.findIndex((t) => t >= HAND_BACK_DELAY_MS),
           reason: 'lock busy',
           error,
           routine: true,
@@ -434,22 +441,23 @@ describe('decideFate', () => {
       },
     );
 
-    it('hands a busy message back after REQUEUE_DELAY_MS without delay tiers', () => {
+    it('hands a busy message back after HAND_BACK_DELAY_MS without delay tiers', () => {
       const error = new LockTimeoutError('account:acc-42', 5_000);
       expect(
         decideFate({ status: 'busy', error }, inputs({ retry: undefined, tiers: [] })),
       ).toMatchObject({
-        action: 'requeue',
-        delayMs: REQUEUE_DELAY_MS,
+        action: 'hand-back',
+        tier: undefined,
+        delayMs: HAND_BACK_DELAY_MS,
         reason: 'lock busy',
         routine: true,
       });
     });
 
-    it('parks the message when the lock servers cannot be reached', () => {
+    it('hands the message back when the lock servers cannot be reached', () => {
       const error = new LockUnavailableError('lock quorum unreachable');
       expect(decideFate({ status: 'threw', error }, inputs({ attempt: 5 }))).toMatchObject({
-        action: 'park',
+        action: 'hand-back',
         reason: 'dependency unavailable',
       });
     });

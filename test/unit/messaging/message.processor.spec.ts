@@ -1,4 +1,5 @@
-import type { Channel, ConsumeMessage, Message, XDeath } from 'amqplib';
+import type { ConsumeMessage, Message, XDeath } from 'amqplib';
+import type { Settlement } from '../../../src/messaging/ack.coalescer';
 import type { PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
 import type { IdempotencyStore } from '../../../src/messaging/idempotency.store';
@@ -127,7 +128,7 @@ describe('attemptOf', () => {
 /* ---------- MessageProcessor: the attempt, the policy and the poison guard reach settlement ---------- */
 
 type Effect =
-  | { readonly kind: 'ack' | 'reject' | 'nack'; readonly message: Message }
+  | { readonly kind: 'ack' | 'nack'; readonly message: Message }
   | {
       readonly kind: 'publish';
       readonly exchange: string;
@@ -135,7 +136,7 @@ type Effect =
       readonly options: PublishOptions;
     };
 
-class FakeChannel implements Pick<Channel, 'ack' | 'nack' | 'reject'> {
+class FakeChannel implements Settlement {
   constructor(private readonly effects: Effect[]) {}
 
   ack(message: Message): void {
@@ -144,10 +145,6 @@ class FakeChannel implements Pick<Channel, 'ack' | 'nack' | 'reject'> {
 
   nack(message: Message): void {
     this.effects.push({ kind: 'nack', message });
-  }
-
-  reject(message: Message): void {
-    this.effects.push({ kind: 'reject', message });
   }
 }
 
@@ -358,7 +355,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
     },
     new FakePinoLogger() as unknown as PinoLogger,
   );
-  const channel = new FakeChannel(effects) as unknown as Channel;
+  const channel = new FakeChannel(effects);
   const process = (message: ConsumeMessage) => processor.process(message, channel, consumer);
   return { effects, attempts, contexts, metrics, idempotency, locks, stop, process };
 }
@@ -370,7 +367,7 @@ function onlyPublish(effects: readonly Effect[]): Extract<Effect, { kind: 'publi
 }
 
 describe('MessageProcessor', () => {
-  it('retries a first failure through the first tier with x-attempts 1, then rejects', async () => {
+  it('retries a first failure through the first tier with x-attempts 1, then acks', async () => {
     const { process, effects, attempts, metrics } = setup('fail');
     await process(ledgerDelivery({}));
     expect(attempts).toEqual([1]);
@@ -379,7 +376,7 @@ describe('MessageProcessor', () => {
     expect(publish.options.headers).toMatchObject({ 'x-attempts': 1 });
     expect(Number(publish.options.expiration)).toBeGreaterThanOrEqual(800);
     expect(Number(publish.options.expiration)).toBeLessThanOrEqual(1_000);
-    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
     expect(metrics.outcomes).toEqual(['retry']);
   });
 
@@ -402,7 +399,7 @@ describe('MessageProcessor', () => {
     await process(ledgerDelivery({ 'x-attempts': 4 }));
     expect(attempts).toEqual([5]);
     expect(onlyPublish(effects)).toMatchObject({ exchange: 'ledger.dlx', routingKey: QUEUE });
-    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
     expect(metrics.outcomes).toEqual(['dead_letter']);
   });
 
@@ -418,7 +415,7 @@ describe('MessageProcessor', () => {
       'x-exception-message': `delivery-limit: delivered ${MAX_UNSETTLED_DELIVERIES} times without being settled (a worker crashed or hung on it)`,
     });
     expect(publish.options.headers).not.toHaveProperty('x-delivery-count');
-    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
   });
 
   it('runs the handler of a message redelivered one time fewer than the limit', async () => {
@@ -505,7 +502,7 @@ describe('MessageProcessor with a lock', () => {
     const publish = onlyPublish(effects);
     expect(publish.routingKey).toBe(`${QUEUE}.retry.1`);
     expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'LockLostError' });
-    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
     expect(metrics.outcomes).toEqual(['retry']);
     expect(locks.locks[0].released).toBe(true);
   });
@@ -517,7 +514,7 @@ describe('MessageProcessor with a lock', () => {
     stop.abort(new Error('consumer stopping'));
     await done;
     expect(attempts).toEqual([]);
-    expect(effects.map((e) => e.kind)).toEqual(['nack']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
   });
 });
 
@@ -579,7 +576,7 @@ describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => 
     const done = process(ledgerDelivery({}));
     stop.abort(new Error('consumer stopping'));
     await done;
-    expect(effects.map((e) => e.kind)).toEqual(['nack']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
   });
 
   it('retries (never acks) when the lock it held for the commit was lost', async () => {
@@ -596,7 +593,7 @@ describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => 
     expect(contexts[0].lock?.lost).toBeInstanceOf(LockLostError);
     const publish = onlyPublish(effects);
     expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'LockLostError' });
-    expect(effects.map((e) => e.kind)).toEqual(['publish', 'reject']);
+    expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
     expect(metrics.outcomes).toEqual(['retry']);
     expect(locks.locks[0].released).toBe(true);
   });

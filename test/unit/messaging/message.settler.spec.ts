@@ -1,4 +1,5 @@
-import type { Channel, ConsumeMessage, Message } from 'amqplib';
+import type { ConsumeMessage, Message } from 'amqplib';
+import type { Settlement } from '../../../src/messaging/ack.coalescer';
 import { IllegalOperationError } from 'amqplib';
 import type { ProcessingOutcome } from '../../../src/metrics/metrics.constants';
 import type { MessageLogFields } from '../../../src/messaging/message.context';
@@ -13,8 +14,7 @@ import {
   MAX_EXCEPTION_MESSAGE_CHARS,
   MAX_STACKTRACE_CHARS,
   PUBLISH_FAILED_REQUEUE_DELAY_MS,
-  PARK_DELAY_MS,
-  REQUEUE_DELAY_MS,
+  HAND_BACK_DELAY_MS,
 } from '../../../src/messaging/messaging.constants';
 import {
   DependencyUnavailableError,
@@ -41,7 +41,6 @@ type Effect =
       readonly allUpTo: boolean | undefined;
       readonly requeue: boolean | undefined;
     }
-  | { readonly kind: 'reject'; readonly message: Message; readonly requeue: boolean | undefined }
   | {
       readonly kind: 'publish';
       readonly exchange: string;
@@ -51,25 +50,25 @@ type Effect =
     }
   | { readonly kind: 'publish-confirmed' };
 
-/** amqplib's channel, as far as the settler uses it; throws like a closed channel when told to. */
-class FakeChannel implements Pick<Channel, 'ack' | 'nack' | 'reject'> {
+/**
+ * amqplib's channel, as far as the settler uses it. `closed`: the consumer saw it close before the
+ * settlement (the broker took the delivery back); `dies`: it closes during the settlement, so what
+ * is sent on it throws as on a closed amqplib channel.
+ */
+class FakeChannel implements Settlement {
   closed = false;
+  dies = false;
 
   constructor(private readonly effects: Effect[]) {}
 
   ack(message: Message, allUpTo?: boolean): void {
-    if (this.closed) throw new IllegalOperationError('Channel closed');
+    if (this.closed || this.dies) throw new IllegalOperationError('Channel closed');
     this.effects.push({ kind: 'ack', message, allUpTo });
   }
 
   nack(message: Message, allUpTo?: boolean, requeue?: boolean): void {
-    if (this.closed) throw new IllegalOperationError('Channel closed');
+    if (this.closed || this.dies) throw new IllegalOperationError('Channel closed');
     this.effects.push({ kind: 'nack', message, allUpTo, requeue });
-  }
-
-  reject(message: Message, requeue?: boolean): void {
-    if (this.closed) throw new IllegalOperationError('Channel closed');
-    this.effects.push({ kind: 'reject', message, requeue });
   }
 }
 
@@ -292,7 +291,7 @@ describe('MessageSettler', () => {
         'ack',
         'publish',
         'publish-confirmed',
-        'reject',
+        'ack',
       ]);
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['ack', 'duplicate', 'retry']);
       expect(logger.lines.map((l) => [l.level, l.fields.code])).toEqual([
@@ -401,15 +400,17 @@ describe('MessageSettler', () => {
       });
     });
 
-    it('removes x-delivery-count from the copy and leaves the delivered message as it was', async () => {
+    it('removes the delivery counts from the copy and leaves the delivered message as it was', async () => {
       const { settler, delivery, effects } = setup();
-      const message = ledgerDelivery({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
+      const counts = { 'x-delivery-count': 2, 'x-acquired-count': 3 };
+      const message = ledgerDelivery({ 'x-tenant': 'acme', ...counts });
       await settler.settle(delivery(message), { status: 'threw', error: failure() });
       expect(headersOf(effects)).not.toHaveProperty('x-delivery-count');
-      expect(message.properties.headers).toEqual({ 'x-tenant': 'acme', 'x-delivery-count': 2 });
+      expect(headersOf(effects)).not.toHaveProperty('x-acquired-count');
+      expect(message.properties.headers).toEqual({ 'x-tenant': 'acme', ...counts });
     });
 
-    it('rejects the original without requeue only after the retry publish is confirmed', async () => {
+    it('acks the original (never rejects it) only after the retry publish is confirmed', async () => {
       const { settler, delivery, effects, publisher, metrics } = setup();
       publisher.autoConfirm = false;
       const message = ledgerDelivery();
@@ -419,8 +420,8 @@ describe('MessageSettler', () => {
       expect(metrics.settled).toEqual([]);
       publisher.confirmNext();
       const fate = await settling;
-      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'reject']);
-      expect(effects[2]).toEqual({ kind: 'reject', message, requeue: false });
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
+      expect(effects[2]).toEqual({ kind: 'ack', message, allUpTo: undefined });
       expect(fate.action).toBe('retry');
       expect(metrics.settled).toEqual([
         { queue: QUEUE, handler: 'LedgerHandler.apply', outcome: 'retry', seconds: 0.25 },
@@ -446,15 +447,15 @@ describe('MessageSettler', () => {
       });
     });
 
-    it('resolves a reject that cannot be sent, still records the retry, logs at debug', async () => {
+    it('resolves an ack that cannot be sent after the copy, still records the retry, logs at debug', async () => {
       const { settler, delivery, channel, effects, metrics, logger } = setup();
-      channel.closed = true;
+      channel.dies = true;
       await expect(
         settler.settle(delivery(), { status: 'threw', error: failure() }),
       ).resolves.toMatchObject({ action: 'retry' });
       expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed']);
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['retry']);
-      const debug = logger.lines.find((l) => l.msg === 'reject not sent: channel closed');
+      const debug = logger.lines.find((l) => l.msg === 'ack not sent: channel closed');
       expect(debug?.level).toBe('debug');
       expect(debug?.fields.err).toBeInstanceOf(IllegalOperationError);
     });
@@ -465,7 +466,7 @@ describe('MessageSettler', () => {
       ['retry', new Error('ledger row locked'), { routingKey: 'ledger.transactions.retry.3' }],
       ['dead-letter', new NonRetryableError('handler refused'), { exchange: 'ledger.dlx' }],
     ] as const)(
-      'keeps the original of a %s: no reject, a requeue nack after PUBLISH_FAILED_REQUEUE_DELAY_MS',
+      'keeps the original of a %s: no ack, a requeue nack after PUBLISH_FAILED_REQUEUE_DELAY_MS',
       async (kind, handlerError, target) => {
         const scheduler = new ManualScheduler();
         const { settler, delivery, effects, publisher, metrics, logger } = setup({
@@ -498,7 +499,7 @@ describe('MessageSettler', () => {
         expect(logger.lines).toEqual([
           expect.objectContaining({
             level: 'warn',
-            msg: `handed back: ${kind} publish failed`,
+            msg: `handed back with a requeueing nack: ${kind} publish failed`,
             fields: expect.objectContaining({
               code: 'HANDED_BACK',
               err: publishFailure,
@@ -722,7 +723,7 @@ describe('MessageSettler', () => {
       expect(headersOf(effects)['x-exception-message']).toBe(text);
     });
 
-    it('rejects the original without requeue, never acks it, only after the publish is confirmed', async () => {
+    it('acks the original (a reject would add a second copy through the DLX) only after the publish is confirmed', async () => {
       const { settler, delivery, effects, publisher, metrics } = setup();
       publisher.autoConfirm = false;
       const message = ledgerDelivery();
@@ -731,8 +732,8 @@ describe('MessageSettler', () => {
       expect(effects.map((e) => e.kind)).toEqual(['publish']);
       publisher.confirmNext();
       const fate = await settling;
-      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'reject']);
-      expect(effects[2]).toEqual({ kind: 'reject', message, requeue: false });
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
+      expect(effects[2]).toEqual({ kind: 'ack', message, allUpTo: undefined });
       expect(fate).toMatchObject({ action: 'dead-letter', outcome: 'dead_letter' });
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['dead_letter']);
     });
@@ -762,20 +763,32 @@ describe('MessageSettler', () => {
     });
   });
 
-  describe('on requeue', () => {
-    it('nacks a delivery refused while stopping at once, one message only, with requeue', async () => {
+  describe('on hand-back ("not now")', () => {
+    it('hands a delivery refused while stopping back at once: a copy straight to the queue, then the ack', async () => {
       const scheduler = new ManualScheduler();
-      const { settler, delivery, effects, metrics } = setup({
+      const { settler, delivery, effects, metrics, logger } = setup({
+        attempt: 3,
         scheduleRequeue: scheduler.schedule,
       });
-      const message = ledgerDelivery();
+      const message = ledgerDelivery({ 'x-delivery-count': 4, 'x-acquired-count': 9 });
       await settler.settle(delivery(message), { status: 'stopping' });
       expect(scheduler.delays).toEqual([]);
-      expect(effects).toEqual([{ kind: 'nack', message, allUpTo: false, requeue: true }]);
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
+      const copy = published(effects);
+      expect([copy.exchange, copy.routingKey]).toEqual(['', QUEUE]);
+      expect(copy.options.expiration).toBeUndefined();
+      expect(copy.content).toBe(message.content);
+      // nothing the broker counted follows the copy, and the attempt that never ran is not spent
+      const headers = headersOf(effects);
+      expect(headers).not.toHaveProperty('x-delivery-count');
+      expect(headers).not.toHaveProperty('x-acquired-count');
+      expect(headers['x-attempts']).toBe(2);
+      expect(headers['x-original-routing-key']).toBe('transaction.created');
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
+      expect(logger.lines.map((l) => l.level)).toEqual(['debug']);
     });
 
-    it('parks a copy in a delay tier on a dependency outage, then acks the original', async () => {
+    it('hands a copy back through a delay tier on a dependency outage, then acks the original', async () => {
       const { settler, delivery, effects, metrics } = setup({ attempt: 3 });
       const message = ledgerDelivery();
       await settler.settle(delivery(message), {
@@ -786,14 +799,14 @@ describe('MessageSettler', () => {
       const copy = published(effects);
       expect(copy.exchange).toBe('');
       expect(copy.routingKey).toBe(`${QUEUE}.retry.1`);
-      expect(copy.options.expiration).toBe(String(PARK_DELAY_MS));
+      expect(copy.options.expiration).toBe(String(HAND_BACK_DELAY_MS));
       // the outage spent no attempt: the copy runs again as attempt 3
       expect(headersOf(effects)['x-attempts']).toBe(2);
       expect(headersOf(effects)['x-exception-type']).toBeUndefined();
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
     });
 
-    it('hands back a delivery REQUEUE_DELAY_MS after an outage when the queue has no tiers', async () => {
+    it('waits HAND_BACK_DELAY_MS in the process when the queue has no tiers, then copies it to the queue', async () => {
       jest.useFakeTimers();
       try {
         const { settler, delivery, effects, metrics } = setup({ retry: undefined, tiers: [] });
@@ -802,15 +815,33 @@ describe('MessageSettler', () => {
           status: 'threw',
           error: new DependencyUnavailableError('redis', 'Connection is closed.'),
         });
-        await jest.advanceTimersByTimeAsync(REQUEUE_DELAY_MS - 1);
+        await jest.advanceTimersByTimeAsync(HAND_BACK_DELAY_MS - 1);
         expect(effects).toEqual([]);
         await jest.advanceTimersByTimeAsync(1);
         await settling;
-        expect(effects).toEqual([{ kind: 'nack', message, allUpTo: false, requeue: true }]);
+        expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
+        expect([published(effects).exchange, published(effects).routingKey]).toEqual(['', QUEUE]);
         expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
       } finally {
         jest.useRealTimers();
       }
+    });
+
+    it('falls back to a requeueing nack when the hand-back copy cannot be published', async () => {
+      const scheduler = new ManualScheduler();
+      const { settler, delivery, effects, publisher } = setup({
+        scheduleRequeue: scheduler.schedule,
+      });
+      publisher.failWith = new Error('channel closed');
+      const message = ledgerDelivery();
+      const settling = settler.settle(delivery(message), { status: 'stopping' });
+      await scheduler.scheduled();
+      scheduler.runAll();
+      await expect(settling).resolves.toMatchObject({
+        action: 'requeue',
+        reason: 'hand-back publish failed',
+      });
+      expect(effects.map((e) => e.kind)).toEqual(['publish', 'nack']);
     });
   });
 
@@ -831,15 +862,23 @@ describe('MessageSettler', () => {
       expect(logger.lines[0].fields.err).toBeInstanceOf(IllegalOperationError);
     });
 
-    it('resolves a nack that cannot be sent and still records the requeue', async () => {
-      const { settler, delivery, channel, metrics, logger } = setup();
-      channel.closed = true;
-      await expect(settler.settle(delivery(), { status: 'stopping' })).resolves.toMatchObject({
-        action: 'requeue',
-      });
-      expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
-      expect(logger.lines.map((l) => l.msg)).toContain('nack not sent: channel closed');
-    });
+    it.each([
+      ['a hand-back', { status: 'stopping' } as const],
+      ['a retry', { status: 'threw', error: new Error('db down') } as const],
+      ['a dead letter', { status: 'threw', error: new NonRetryableError('bad') } as const],
+    ])(
+      'publishes no copy for %s: the broker took the delivery back with its channel',
+      async (_label, result) => {
+        const { settler, delivery, channel, effects, metrics } = setup();
+        channel.closed = true;
+        await expect(settler.settle(delivery(), result)).resolves.toMatchObject({
+          action: 'requeue',
+          outcome: 'requeue',
+        });
+        expect(effects).toEqual([]);
+        expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
+      },
+    );
   });
 
   describe('duration', () => {

@@ -21,7 +21,7 @@ export interface DlqReplayOptions {
   readonly limit: number | undefined;
   /** Only replay dead letters whose `x-exception-type` header equals this (`--exception-type`). */
   readonly exceptionType: string | undefined;
-  /** List what would be replayed, hand everything back, change nothing (`--dry-run`). */
+  /** List what would be replayed and keep every dead letter in the DLQ (`--dry-run`). */
   readonly dryRun: boolean;
   /**
    * Publish straight to `queue` through the default exchange instead of the original exchange and
@@ -38,13 +38,16 @@ export type DlqReplayCommand =
 export const DLQ_REPLAY_USAGE = `Usage: npm run dlq:replay -- --queue Q [options]
 
 Moves dead letters from Q.dlq back to where they were first published (headers
-x-original-exchange / x-original-routing-key; straight to Q when absent), one confirmed publish
-at a time; each is acked on the DLQ only after the broker confirmed its copy.
+x-original-exchange / x-original-routing-key, or the broker's x-death; straight to Q when
+absent), one confirmed publish at a time; each is acked on the DLQ only after the broker
+confirmed its copy. A dead letter that stays (filtered out, dry run, not confirmed) is kept as a
+confirmed copy at the end of the DLQ: nothing is handed back to count toward a delivery limit.
 
   --queue Q             the work queue, e.g. ${LEDGER_QUEUE} (required)
   --limit N             look at no more than N dead letters (default: all present at start)
-  --exception-type T    only replay messages whose x-exception-type is T; others stay in the DLQ
-  --dry-run             list what would be replayed, change nothing
+  --exception-type T    only replay messages whose x-exception-type (or, for a message the
+                        broker dead-lettered, x-first-death-reason) is T; others stay
+  --dry-run             list what would be replayed, move nothing
   --direct              publish straight to Q (default exchange), not to the original exchange
   --url URL             broker URL (default: $AMQP_URL, first of a comma-separated list)
   -h, --help            show this help`;

@@ -44,7 +44,7 @@ async function run(options: DlqReplayOptions): Promise<number> {
     process.stdout.write(
       formatDlqReplayReport(result, { dlq: options.dlq, dryRun: options.dryRun, budget }),
     );
-    if (result.failures.length > 0) return EXIT_FAILURE;
+    if (result.failures.length > 0 || result.returnedUnconfirmed > 0) return EXIT_FAILURE;
     return result.interrupted ? EXIT_INTERRUPTED : EXIT_OK;
   } finally {
     progress?.stop();

@@ -27,7 +27,11 @@ export function formatDlqReplayReport(
   } else {
     lines.push(...summarize(listed).map((line) => `  ${verb} ${line}`));
   }
-  if (context.dryRun) lines.push(`dry run: would move ${result.wouldMove.length}, nothing changed`);
+  if (context.dryRun) {
+    lines.push(
+      `dry run: would move ${result.wouldMove.length}; every message examined kept in the DLQ`,
+    );
+  }
   for (const failure of result.failures.slice(0, LIST_LIMIT)) {
     lines.push(`  failed ${describe(failure.message)}: ${failure.error.message}`);
   }
@@ -35,6 +39,12 @@ export function formatDlqReplayReport(
     lines.push(
       `${result.failures.length} not replayed, left in the DLQ` +
         (result.stoppedByFailure ? '; stopped at the first failure that would repeat' : ''),
+    );
+  }
+  if (result.returnedUnconfirmed > 0) {
+    lines.push(
+      `${result.returnedUnconfirmed} could not be copied back to the DLQ either: returned to it ` +
+        'with a requeueing nack (a delivery, for the delivery limit of RabbitMQ up to 4.2)',
     );
   }
   if (result.interrupted) lines.push(`interrupted after ${result.examined} of ${context.budget}`);

@@ -8,6 +8,7 @@ export const REPLAY_STRIPPED_HEADERS: readonly string[] = [
   'x-handler',
   'x-death',
   'x-delivery-count',
+  'x-acquired-count',
   // The replayed message starts its retries afresh.
   'x-attempts',
 ];
@@ -26,6 +27,8 @@ export const REPLAY_STRIPPED_HEADER_PREFIXES: readonly string[] = [
 export const REPLAYED_AT_HEADER = 'x-replayed-at';
 export const REPLAY_COUNT_HEADER = 'x-replay-count';
 export const EXCEPTION_TYPE_HEADER = 'x-exception-type';
+/** Why the broker dead-lettered a message first (`delivery_limit`, `expired`, `maxlen`...). */
+export const FIRST_DEATH_REASON_HEADER = 'x-first-death-reason';
 export const ORIGINAL_EXCHANGE_HEADER = 'x-original-exchange';
 export const ORIGINAL_ROUTING_KEY_HEADER = 'x-original-routing-key';
 
@@ -46,24 +49,44 @@ export interface DeadLetterSummary {
 }
 
 /**
- * The original exchange and routing key from the dead-letter headers; without both (or with
- * `direct`), the default exchange with the queue's name, which delivers straight to that queue.
+ * Where a dead letter was first published: the service's `x-original-*` headers; for a message the
+ * broker dead-lettered itself (past the work queue's delivery limit), the x-death entry of the
+ * work queue, which records the exchange and routing key it arrived with. Undefined when neither
+ * says (or the message came into the queue through the default exchange).
  */
-export function replayTargetOf(message: Message, queue: string, direct: boolean): ReplayTarget {
+export function originOf(message: Message, queue: string): ReplayTarget | undefined {
   const headers = headersOf(message);
   const exchange = headerString(headers, ORIGINAL_EXCHANGE_HEADER);
   const routingKey = headerString(headers, ORIGINAL_ROUTING_KEY_HEADER);
-  if (direct || exchange === undefined || routingKey === undefined) {
-    return { exchange: '', routingKey: queue };
-  }
-  return { exchange, routingKey };
+  if (exchange !== undefined && routingKey !== undefined) return { exchange, routingKey };
+  const death = deathIn(headers, queue);
+  if (death === undefined || death.exchange === '') return undefined;
+  return death;
 }
 
-/** True when no filter is given or the `x-exception-type` header equals it. */
+/**
+ * Where a dead letter goes back to: its origin ({@link originOf}); with `direct`, or when the
+ * origin is unknown, the default exchange with the queue's name, which delivers straight to it.
+ */
+export function replayTargetOf(message: Message, queue: string, direct: boolean): ReplayTarget {
+  const origin = originOf(message, queue);
+  if (direct || origin === undefined) return { exchange: '', routingKey: queue };
+  return origin;
+}
+
+/**
+ * True when no filter is given, or when the `x-exception-type` header (the service's failure) or,
+ * without one, the broker's `x-first-death-reason` (`delivery_limit`...) equals it.
+ */
 export function matchesExceptionType(message: Message, exceptionType: string | undefined): boolean {
+  return exceptionType === undefined || failureTypeOf(message) === exceptionType;
+}
+
+/** The service's exception type, or the reason the broker dead-lettered the message. */
+export function failureTypeOf(message: Message): string | undefined {
+  const headers = headersOf(message);
   return (
-    exceptionType === undefined ||
-    headerString(headersOf(message), EXCEPTION_TYPE_HEADER) === exceptionType
+    headerString(headers, EXCEPTION_TYPE_HEADER) ?? headerString(headers, FIRST_DEATH_REASON_HEADER)
   );
 }
 
@@ -71,14 +94,18 @@ export function summarizeDeadLetter(message: Message, target: ReplayTarget): Dea
   const headers = headersOf(message);
   return {
     messageId: stringOrUndefined(message.properties.messageId),
-    exceptionType: headerString(headers, EXCEPTION_TYPE_HEADER),
+    exceptionType: failureTypeOf(message),
     originalRoutingKey: headerString(headers, ORIGINAL_ROUTING_KEY_HEADER),
     target,
   };
 }
 
-/** The headers of the replayed copy: bookkeeping removed, replay time and count added. */
-export function replayHeaders(message: Message, now: Date): Record<string, unknown> {
+/**
+ * The headers of the replayed copy: bookkeeping removed, replay time and count added, and the
+ * origin recorded in `x-original-*` when only the broker's x-death knew it (the handler is chosen
+ * by the original routing key, also for a copy published straight to the queue).
+ */
+export function replayHeaders(message: Message, now: Date, queue: string): Record<string, unknown> {
   const headers: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(headersOf(message))) {
     const lower = name.toLowerCase();
@@ -86,8 +113,27 @@ export function replayHeaders(message: Message, now: Date): Record<string, unkno
     if (REPLAY_STRIPPED_HEADER_PREFIXES.some((prefix) => lower.startsWith(prefix))) continue;
     headers[name] = value;
   }
+  const origin = originOf(message, queue);
+  if (origin !== undefined) {
+    headers[ORIGINAL_EXCHANGE_HEADER] ??= origin.exchange;
+    headers[ORIGINAL_ROUTING_KEY_HEADER] ??= origin.routingKey;
+  }
   headers[REPLAYED_AT_HEADER] = now.toISOString();
   headers[REPLAY_COUNT_HEADER] = previousReplayCount(headersOf(message)) + 1;
+  return headers;
+}
+
+/**
+ * The headers of a copy that keeps a dead letter in its DLQ (not replayed this time): all of them,
+ * but the counts the queue sets on delivery, which would read as deliveries of the copy.
+ */
+export function keptHeaders(message: Message): Record<string, unknown> {
+  const headers: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(headersOf(message))) {
+    const lower = name.toLowerCase();
+    if (lower === 'x-delivery-count' || lower === 'x-acquired-count') continue;
+    headers[name] = value;
+  }
   return headers;
 }
 
@@ -103,10 +149,24 @@ export function replayPublishOptions(
   message: Message,
   now: Date,
   publishingUser: string,
+  queue: string,
+): Options.Publish {
+  return publishOptions(message, replayHeaders(message, now, queue), publishingUser);
+}
+
+/** The publish options of a copy that keeps a dead letter in its DLQ: the same message again. */
+export function keptPublishOptions(message: Message, publishingUser: string): Options.Publish {
+  return publishOptions(message, keptHeaders(message), publishingUser);
+}
+
+function publishOptions(
+  message: Message,
+  headers: Record<string, unknown>,
+  publishingUser: string,
 ): Options.Publish {
   const p = message.properties;
   const options: Options.Publish = {
-    headers: replayHeaders(message, now),
+    headers,
     deliveryMode: numberOrUndefined(p.deliveryMode) ?? 2,
     mandatory: true,
   };
@@ -135,6 +195,22 @@ export function replayPublishOptions(
   return options;
 }
 
+/** The x-death entry of `queue` (where the broker dead-lettered it), as exchange and routing key. */
+function deathIn(headers: Headers, queue: string): ReplayTarget | undefined {
+  const deaths = headers['x-death'];
+  if (!Array.isArray(deaths)) return undefined;
+  for (const entry of deaths as unknown[]) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const death = entry as Record<string, unknown>;
+    if (asString(death.queue) !== queue) continue;
+    const exchange = asString(death.exchange);
+    const keys = death['routing-keys'];
+    const routingKey = Array.isArray(keys) ? asString(keys[0] as unknown) : undefined;
+    if (exchange !== undefined && routingKey !== undefined) return { exchange, routingKey };
+  }
+  return undefined;
+}
+
 function previousReplayCount(headers: Headers): number {
   const raw = headers[REPLAY_COUNT_HEADER];
   const count = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw) : 0;
@@ -147,7 +223,10 @@ function headersOf(message: Message): Headers {
 
 /** amqplib decodes AMQP long strings to `string` but byte arrays to `Buffer`; accept both. */
 function headerString(headers: Headers, name: string): string | undefined {
-  const value = headers[name];
+  return asString(headers[name]);
+}
+
+function asString(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
   if (Buffer.isBuffer(value)) return value.toString('utf8');
   return undefined;

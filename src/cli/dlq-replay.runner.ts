@@ -1,7 +1,7 @@
 import type { Channel, ChannelModel, ConfirmChannel, GetMessage, Message, Options } from 'amqplib';
 import { messageOf } from './cli-error.formatter';
 import { assertExchangeExists, queueDepth } from './cli-amqp.connection';
-import { vhostOf } from './cli-args';
+import { vhostOf } from '../messaging/amqp.connection';
 import {
   ExchangeNotFoundError,
   PublishNotConfirmedError,
@@ -10,6 +10,7 @@ import {
 } from './cli.errors';
 import type { DlqReplayOptions } from './dlq-replay.args';
 import {
+  keptPublishOptions,
   matchesExceptionType,
   replayPublishOptions,
   replayTargetOf,
@@ -45,21 +46,30 @@ export interface DlqReplayResult {
   readonly moved: readonly DeadLetterSummary[];
   /** On a dry run: the dead letters that would have been moved. */
   readonly wouldMove: readonly DeadLetterSummary[];
-  /** Not matching `--exception-type`; handed back to the DLQ. */
+  /** Not matching `--exception-type`; kept in the DLQ. */
   readonly skipped: number;
-  /** Dead letters whose copy was not confirmed; all were handed back to the DLQ. */
+  /** Dead letters whose copy was not confirmed; all were kept in the DLQ. */
   readonly failures: readonly ReplayFailure[];
   /** A failure that dooms the next publishes too (nack, timeout, closed channel) ended the run. */
   readonly stoppedByFailure: boolean;
   readonly interrupted: boolean;
+  /**
+   * Dead letters kept by a requeueing nack because even their copy back to the DLQ failed: the
+   * only way this tool returns a message that RabbitMQ up to 4.2 counts as a delivery.
+   */
+  readonly returnedUnconfirmed: number;
 }
 
 /**
  * Moves dead letters from `options.dlq` back to their original exchange and routing key. Reads at
- * most the depth found at start (or `--limit`) with basic.get, so messages handed back can never
- * be read twice; each copy is published with confirm + mandatory, one at a time, and the dead
- * letter is acked only after its copy was confirmed. Messages held back (filtered out, dry run,
- * not confirmed) are nacked with requeue together at the end, not one by one, for the same reason.
+ * most the depth found at start (or `--limit`) with basic.get; each copy is published with confirm
+ * + mandatory, one at a time, and the dead letter is acked only after its copy was confirmed.
+ *
+ * A dead letter that stays (filtered out, dry run, its replay not confirmed) is kept the same way:
+ * a confirmed copy goes back to the end of the DLQ, then the one read is acked. Never a requeueing
+ * nack: RabbitMQ up to 4.2 counts each as a delivery, and a quorum DLQ with a delivery limit (4.x
+ * gives one of 20 by default) drops a message past it. Copies go behind every message read this
+ * run (which reads no more than the depth at start), so none is read twice.
  */
 export async function replayDeadLetters(
   model: ChannelModel,
@@ -78,16 +88,31 @@ export async function replayDeadLetters(
   });
   // The failing operation reports the error; without a listener an 'error' event would crash us.
   getChannel.on('error', () => undefined);
-  const publishChannel = options.dryRun ? undefined : await model.createConfirmChannel();
-  publishChannel?.on('error', () => undefined);
+  const publisher = new ConfirmedPublisher(model);
   const exchangeChecks = new Map<string, Promise<void>>();
-  const held: GetMessage[] = [];
+  const unconfirmed: GetMessage[] = [];
   const moved: DeadLetterSummary[] = [];
   const wouldMove: DeadLetterSummary[] = [];
   let examined = 0;
   let skipped = 0;
   const failures: ReplayFailure[] = [];
   let stoppedByFailure = false;
+
+  /** Keeps a dead letter: a confirmed copy at the end of the DLQ, then the ack of the one read. */
+  const keep = async (message: GetMessage): Promise<boolean> => {
+    try {
+      await publisher.publish(
+        { exchange: '', routingKey: options.dlq },
+        message.content,
+        keptPublishOptions(message, hooks.publishingUser),
+      );
+    } catch {
+      unconfirmed.push(message);
+      return false;
+    }
+    getChannel.ack(message);
+    return true;
+  };
 
   try {
     while (examined < budget && !hooks.signal.aborted) {
@@ -98,11 +123,11 @@ export async function replayDeadLetters(
       const summary = summarizeDeadLetter(message, target);
 
       if (!matchesExceptionType(message, options.exceptionType)) {
-        held.push(message);
         skipped++;
-      } else if (publishChannel === undefined) {
-        held.push(message);
+        if (!(await keep(message))) break;
+      } else if (options.dryRun) {
         wouldMove.push(summary);
+        if (!(await keep(message))) break;
       } else {
         try {
           const check =
@@ -115,19 +140,17 @@ export async function replayDeadLetters(
             );
           exchangeChecks.set(target.exchange, check);
           await check;
-          await publishConfirmed(
-            publishChannel,
+          await publisher.publish(
             target,
             message.content,
-            replayPublishOptions(message, new Date(), hooks.publishingUser),
+            replayPublishOptions(message, new Date(), hooks.publishingUser, options.queue),
           );
         } catch (err) {
-          // Handed back with the others at the end, so this run cannot read it again.
-          held.push(message);
           failures.push({
             message: summary,
             error: err instanceof Error ? err : new Error(messageOf(err)),
           });
+          if (!(await keep(message))) break;
           // An unroutable key or a deleted exchange concerns this message only; anything else
           // (nack, timeout, closed channel) would fail the next publishes too.
           if (err instanceof UnroutableMessageError || err instanceof ExchangeNotFoundError) {
@@ -143,12 +166,12 @@ export async function replayDeadLetters(
       hooks.onExamined?.();
     }
   } finally {
-    // On a closed channel the broker has already requeued every unacked message.
+    // On a closed channel the broker has already taken back every unacked message.
     if (!getChannelClosed) {
-      for (const message of held) getChannel.nack(message, false, true);
+      for (const message of unconfirmed) getChannel.nack(message, false, true);
       await settleAndClose(getChannel, options.dlq);
     }
-    await publishChannel?.close().catch(() => undefined);
+    await publisher.close();
   }
 
   return {
@@ -158,14 +181,15 @@ export async function replayDeadLetters(
     wouldMove,
     skipped,
     failures,
-    stoppedByFailure,
+    stoppedByFailure: stoppedByFailure || unconfirmed.length > 0,
     interrupted: hooks.signal.aborted && examined < budget,
+    returnedUnconfirmed: unconfirmed.length,
   };
 }
 
 /**
  * Acks and nacks are fire-and-forget: a channel closed right after them can lose some, and the
- * broker would then redeliver (DESIGN §9). A round trip first proves they reached the broker.
+ * broker would then redeliver them. A round trip first proves they reached the broker.
  */
 async function settleAndClose(channel: Channel, queue: string): Promise<void> {
   try {
@@ -173,6 +197,35 @@ async function settleAndClose(channel: Channel, queue: string): Promise<void> {
     await channel.close();
   } catch {
     // The channel or connection is already gone: the broker requeues whatever was unsettled.
+  }
+}
+
+/**
+ * One publish at a time on a confirm channel, opened on first use and again after the broker
+ * closed it (a refused publish closes its channel).
+ */
+class ConfirmedPublisher {
+  private channel: ConfirmChannel | undefined;
+
+  constructor(private readonly model: ChannelModel) {}
+
+  async publish(target: ReplayTarget, content: Buffer, options: Options.Publish): Promise<void> {
+    const channel = this.channel ?? (await this.open());
+    await publishConfirmed(channel, target, content, options);
+  }
+
+  async close(): Promise<void> {
+    await this.channel?.close().catch(() => undefined);
+  }
+
+  private async open(): Promise<ConfirmChannel> {
+    const channel = await this.model.createConfirmChannel();
+    channel.on('error', () => undefined);
+    channel.on('close', () => {
+      if (this.channel === channel) this.channel = undefined;
+    });
+    this.channel = channel;
+    return channel;
   }
 }
 

@@ -20,6 +20,7 @@ function result(overrides: Partial<DlqReplayResult>): DlqReplayResult {
     skipped: 0,
     failures: [],
     stoppedByFailure: false,
+    returnedUnconfirmed: 0,
     interrupted: false,
     ...overrides,
   };
@@ -62,7 +63,7 @@ describe('formatDlqReplayReport', () => {
       dryRun: true,
     });
     expect(text).toContain('would move msg-1');
-    expect(text).toContain('dry run: would move 1, nothing changed');
+    expect(text).toContain('dry run: would move 1; every message examined kept in the DLQ');
     expect(lastLine(text)).toBe('moved 0, skipped 0');
   });
 
@@ -82,5 +83,14 @@ describe('formatDlqReplayReport', () => {
     expect(text).toContain('1 not replayed, left in the DLQ; stopped at the first failure');
     expect(text).toContain('interrupted after 2 of 10');
     expect(lastLine(text)).toBe('moved 1, skipped 0');
+  });
+
+  it('says when a dead letter could only be returned with a requeueing nack', () => {
+    const text = formatDlqReplayReport(
+      result({ skipped: 2, returnedUnconfirmed: 2, stoppedByFailure: true }),
+      CONTEXT,
+    );
+    expect(text).toContain('2 could not be copied back to the DLQ either');
+    expect(lastLine(text)).toBe('moved 0, skipped 2');
   });
 });

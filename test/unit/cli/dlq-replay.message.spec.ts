@@ -1,5 +1,7 @@
 import type { Message, MessageProperties } from 'amqplib';
 import {
+  keptHeaders,
+  keptPublishOptions,
   matchesExceptionType,
   replayHeaders,
   replayPublishOptions,
@@ -8,6 +10,25 @@ import {
 } from '../../../src/cli/dlq-replay.message';
 
 const NOW = new Date('2026-01-02T03:04:05.678Z');
+const Q = 'ledger.transactions';
+
+/** A message the broker dead-lettered itself: past the work queue's delivery limit. */
+const BROKER_DEAD_LETTER_HEADERS = {
+  'x-death': [
+    {
+      count: 1,
+      reason: 'delivery_limit',
+      queue: Q,
+      exchange: 'ledger',
+      'routing-keys': ['transaction.created'],
+    },
+  ],
+  'x-first-death-exchange': 'ledger',
+  'x-first-death-queue': Q,
+  'x-first-death-reason': 'delivery_limit',
+  'x-delivery-count': 1,
+  tenant: 'acme',
+};
 
 function deadLetter(
   headers: Record<string, unknown>,
@@ -95,6 +116,37 @@ describe('replayTargetOf', () => {
     });
   });
 
+  it("goes back to where the broker's x-death says a message it dead-lettered came from", () => {
+    expect(replayTargetOf(deadLetter(BROKER_DEAD_LETTER_HEADERS), Q, false)).toEqual({
+      exchange: 'ledger',
+      routingKey: 'transaction.created',
+    });
+  });
+
+  it('goes straight to the queue when x-death says it came through the default exchange', () => {
+    const headers = {
+      'x-death': [
+        { count: 1, reason: 'delivery_limit', queue: Q, exchange: '', 'routing-keys': [Q] },
+      ],
+    };
+    expect(replayTargetOf(deadLetter(headers), Q, false)).toEqual({ exchange: '', routingKey: Q });
+  });
+
+  it('ignores the x-death entries of other queues', () => {
+    const headers = {
+      'x-death': [
+        {
+          count: 1,
+          reason: 'expired',
+          queue: `${Q}.retry.1`,
+          exchange: 'elsewhere',
+          'routing-keys': ['k'],
+        },
+      ],
+    };
+    expect(replayTargetOf(deadLetter(headers), Q, false)).toEqual({ exchange: '', routingKey: Q });
+  });
+
   it('goes straight to the queue with --direct', () => {
     expect(
       replayTargetOf(deadLetter(SERVICE_DEAD_LETTER_HEADERS), 'ledger.transactions', true),
@@ -113,11 +165,17 @@ describe('matchesExceptionType', () => {
     expect(matchesExceptionType(message, 'MessageDecodeError')).toBe(false);
     expect(matchesExceptionType(deadLetter({}), 'MessageValidationError')).toBe(false);
   });
+
+  it("matches the broker's reason for a message it dead-lettered itself", () => {
+    const message = deadLetter(BROKER_DEAD_LETTER_HEADERS);
+    expect(matchesExceptionType(message, 'delivery_limit')).toBe(true);
+    expect(matchesExceptionType(message, 'MessageValidationError')).toBe(false);
+  });
 });
 
 describe('replayHeaders', () => {
   it('removes the dead-letter bookkeeping and keeps the application headers', () => {
-    expect(replayHeaders(deadLetter(SERVICE_DEAD_LETTER_HEADERS), NOW)).toEqual({
+    expect(replayHeaders(deadLetter(SERVICE_DEAD_LETTER_HEADERS), NOW, Q)).toEqual({
       'x-original-exchange': 'ledger',
       'x-original-routing-key': 'transaction.created',
       tenant: 'acme',
@@ -126,16 +184,33 @@ describe('replayHeaders', () => {
     });
   });
 
+  it('records the origin from x-death in x-original-*, so the handler is found by its routing key', () => {
+    expect(replayHeaders(deadLetter(BROKER_DEAD_LETTER_HEADERS), NOW, Q)).toEqual({
+      'x-original-exchange': 'ledger',
+      'x-original-routing-key': 'transaction.created',
+      tenant: 'acme',
+      'x-replayed-at': '2026-01-02T03:04:05.678Z',
+      'x-replay-count': 1,
+    });
+  });
+
+  it('strips x-acquired-count (RabbitMQ 4.3) as it strips x-delivery-count', () => {
+    const headers = replayHeaders(deadLetter({ 'x-acquired-count': 4 }), NOW, Q);
+    expect(headers).not.toHaveProperty('x-acquired-count');
+  });
+
   it('counts replays', () => {
-    expect(replayHeaders(deadLetter({ 'x-replay-count': 2 }), NOW)['x-replay-count']).toBe(3);
-    expect(replayHeaders(deadLetter({ 'x-replay-count': '4' }), NOW)['x-replay-count']).toBe(5);
-    expect(replayHeaders(deadLetter({ 'x-replay-count': 'junk' }), NOW)['x-replay-count']).toBe(1);
+    expect(replayHeaders(deadLetter({ 'x-replay-count': 2 }), NOW, Q)['x-replay-count']).toBe(3);
+    expect(replayHeaders(deadLetter({ 'x-replay-count': '4' }), NOW, Q)['x-replay-count']).toBe(5);
+    expect(replayHeaders(deadLetter({ 'x-replay-count': 'junk' }), NOW, Q)['x-replay-count']).toBe(
+      1,
+    );
   });
 
   it('copes with a message without headers', () => {
     const message = deadLetter({});
     message.properties.headers = undefined;
-    expect(replayHeaders(message, NOW)).toEqual({
+    expect(replayHeaders(message, NOW, Q)).toEqual({
       'x-replayed-at': NOW.toISOString(),
       'x-replay-count': 1,
     });
@@ -153,6 +228,7 @@ describe('replayPublishOptions', () => {
       }),
       NOW,
       'guest',
+      Q,
     );
     expect(options).toMatchObject({
       messageId: 'msg-1',
@@ -173,25 +249,26 @@ describe('replayPublishOptions', () => {
 
   it('is persistent when the dead letter says nothing, and keeps an explicit transient mode', () => {
     expect(
-      replayPublishOptions(deadLetter({}, { deliveryMode: undefined }), NOW, 'guest').deliveryMode,
+      replayPublishOptions(deadLetter({}, { deliveryMode: undefined }), NOW, 'guest', Q)
+        .deliveryMode,
     ).toBe(2);
     expect(
-      replayPublishOptions(deadLetter({}, { deliveryMode: 1 }), NOW, 'guest').deliveryMode,
+      replayPublishOptions(deadLetter({}, { deliveryMode: 1 }), NOW, 'guest', Q).deliveryMode,
     ).toBe(1);
   });
 
   it('does not invent a messageId the dead letter lacked', () => {
     expect(
-      replayPublishOptions(deadLetter({}, { messageId: undefined }), NOW, 'guest'),
+      replayPublishOptions(deadLetter({}, { messageId: undefined }), NOW, 'guest', Q),
     ).not.toHaveProperty('messageId');
   });
 
   it("keeps userId only when it is the publishing user's (RabbitMQ rejects anyone else's)", () => {
-    expect(replayPublishOptions(deadLetter({}, { userId: 'guest' }), NOW, 'guest').userId).toBe(
+    expect(replayPublishOptions(deadLetter({}, { userId: 'guest' }), NOW, 'guest', Q).userId).toBe(
       'guest',
     );
     expect(
-      replayPublishOptions(deadLetter({}, { userId: 'svc' }), NOW, 'guest'),
+      replayPublishOptions(deadLetter({}, { userId: 'svc' }), NOW, 'guest', Q),
     ).not.toHaveProperty('userId');
   });
 });
@@ -205,5 +282,29 @@ describe('summarizeDeadLetter', () => {
       originalRoutingKey: 'transaction.created',
       target,
     });
+  });
+});
+
+describe('keptHeaders and keptPublishOptions (a dead letter kept in its DLQ)', () => {
+  it('keep every header, the failure report and x-death included, but the delivery counts', () => {
+    const withCounts = { ...SERVICE_DEAD_LETTER_HEADERS, 'x-acquired-count': 2 };
+    const expected: Record<string, unknown> = { ...SERVICE_DEAD_LETTER_HEADERS };
+    delete expected['x-delivery-count'];
+    expect(keptHeaders(deadLetter(withCounts))).toEqual(expected);
+  });
+
+  it('keep the properties of the message, mandatory and persistent, with no replay marks', () => {
+    const options = keptPublishOptions(deadLetter(BROKER_DEAD_LETTER_HEADERS), 'guest');
+    expect(options).toMatchObject({
+      messageId: 'msg-1',
+      correlationId: 'corr-1',
+      contentType: 'application/json',
+      timestamp: 1_700_000_000,
+      appId: 'producer',
+      deliveryMode: 2,
+      mandatory: true,
+    });
+    expect(options.headers).not.toHaveProperty('x-replay-count');
+    expect(options.headers).toHaveProperty('x-first-death-reason', 'delivery_limit');
   });
 });

@@ -47,9 +47,10 @@ async function main() {
       { noAck: true },
     );
   } else if (mode === 'requeue-on-error') {
-    // its own classic queue, as such consumers declare them: no delivery limit to save it
+    // its own classic queue, as such consumers declare them: no delivery limit to save it. Durable:
+    // RabbitMQ 4.3 refuses a transient queue that is not exclusive (the vhost goes with the test)
     const own = 'naive.requeue-on-error';
-    await channel.assertQueue(own, { durable: false });
+    await channel.assertQueue(own, { durable: true });
     await channel.bindQueue(own, 'ledger', 'transaction.*');
     await channel.prefetch(1);
     await channel.consume(own, (message) => {

@@ -33,33 +33,3 @@ export class QueueNotFoundError extends Error {
     );
   }
 }
-
-/** The broker did not take a message: nacked, unroutable (returned), or its channel closed first. */
-export class PublishNotConfirmedError extends Error {
-  override readonly name = 'PublishNotConfirmedError';
-
-  constructor(
-    readonly messageId: string | undefined,
-    readonly reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`message ${messageId ?? '(no messageId)'} was not confirmed: ${reason}`, options);
-  }
-}
-
-/** The broker returned a mandatory message: no queue is bound for its routing key. */
-export class UnroutableMessageError extends Error {
-  override readonly name = 'UnroutableMessageError';
-
-  constructor(
-    readonly messageId: string | undefined,
-    readonly exchange: string,
-    readonly routingKey: string,
-    readonly reply: string,
-  ) {
-    super(
-      `message ${messageId ?? '(no messageId)'} is unroutable: no queue bound to exchange ` +
-        `"${exchange}" with routing key "${routingKey}" (${reply})`,
-    );
-  }
-}

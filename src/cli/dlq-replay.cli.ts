@@ -1,5 +1,5 @@
 import { redactUrl } from '../config/secret-redaction';
-import { connectForCli } from './cli-amqp.connection';
+import { openCliMessaging } from './cli-amqp.connection';
 import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, LIST_LIMIT } from './cli.constants';
 import { runCli } from './cli.entrypoint';
 import { DLQ_REPLAY_USAGE, parseDlqReplayArgs, type DlqReplayOptions } from './dlq-replay.args';
@@ -23,15 +23,11 @@ async function run(options: DlqReplayOptions): Promise<number> {
     `${options.dryRun ? 'dry run: reading' : 'replaying'} ${options.dlq} at ${redactUrl(options.url)}` +
       `${options.exceptionType === undefined ? '' : ` (only x-exception-type ${options.exceptionType})`}\n`,
   );
-  const model = await connectForCli(options.url, 'dlq-replay-cli');
-  model.on('error', (err: Error) => process.stderr.write(`connection error: ${err.message}\n`));
-  model.on('blocked', (reason: string) =>
-    process.stderr.write(`broker blocked publishing (${reason}); waiting for it to recover\n`),
-  );
+  const messaging = await openCliMessaging(options.url, 'dlq-replay-cli');
   let progress: ProgressReporter | undefined;
   let budget = 0;
   try {
-    const result = await replayDeadLetters(model, options, {
+    const result = await replayDeadLetters(messaging, options, {
       signal: stop.signal,
       publishingUser: decodeURIComponent(new URL(options.url).username) || DEFAULT_AMQP_USER,
       onStart: (total) => {
@@ -49,7 +45,7 @@ async function run(options: DlqReplayOptions): Promise<number> {
   } finally {
     progress?.stop();
     process.off('SIGINT', onSigint);
-    await model.close().catch(() => undefined);
+    await messaging.close();
   }
 }
 

@@ -1,13 +1,10 @@
-import type { Channel, ChannelModel, ConfirmChannel, GetMessage, Message, Options } from 'amqplib';
-import { messageOf } from './cli-error.formatter';
-import { assertExchangeExists, queueDepth } from './cli-amqp.connection';
+import type { Channel, GetMessage, Options } from 'amqplib';
 import { vhostOf } from '../messaging/amqp.connection';
-import {
-  ExchangeNotFoundError,
-  PublishNotConfirmedError,
-  QueueNotFoundError,
-  UnroutableMessageError,
-} from './cli.errors';
+import type { PublishOptions } from '../messaging/message.publisher';
+import { UnroutableMessageError } from '../messaging/messaging.errors';
+import { messageOf } from './cli-error.formatter';
+import { assertExchangeExists, type CliMessaging, queueDepth } from './cli-amqp.connection';
+import { ExchangeNotFoundError, QueueNotFoundError } from './cli.errors';
 import type { DlqReplayOptions } from './dlq-replay.args';
 import {
   keptPublishOptions,
@@ -18,9 +15,6 @@ import {
   type DeadLetterSummary,
   type ReplayTarget,
 } from './dlq-replay.message';
-
-/** A copy the broker neither confirms nor nacks within this time is treated as failed. */
-const CONFIRM_TIMEOUT_MS = 30_000;
 
 export interface DlqReplayHooks {
   /** Stops after the message in hand (Ctrl-C). */
@@ -72,7 +66,7 @@ export interface DlqReplayResult {
  * run (which reads no more than the depth at start), so none is read twice.
  */
 export async function replayDeadLetters(
-  model: ChannelModel,
+  { model, publisher }: Pick<CliMessaging, 'model' | 'publisher'>,
   options: DlqReplayOptions,
   hooks: DlqReplayHooks,
 ): Promise<DlqReplayResult> {
@@ -88,7 +82,8 @@ export async function replayDeadLetters(
   });
   // The failing operation reports the error; without a listener an 'error' event would crash us.
   getChannel.on('error', () => undefined);
-  const publisher = new ConfirmedPublisher(model);
+  const publish = (target: ReplayTarget, message: GetMessage, props: Options.Publish) =>
+    publisher.publishRaw(target.exchange, target.routingKey, message.content, asPublish(props));
   const exchangeChecks = new Map<string, Promise<void>>();
   const unconfirmed: GetMessage[] = [];
   const moved: DeadLetterSummary[] = [];
@@ -101,11 +96,8 @@ export async function replayDeadLetters(
   /** Keeps a dead letter: a confirmed copy at the end of the DLQ, then the ack of the one read. */
   const keep = async (message: GetMessage): Promise<boolean> => {
     try {
-      await publisher.publish(
-        { exchange: '', routingKey: options.dlq },
-        message.content,
-        keptPublishOptions(message, hooks.publishingUser),
-      );
+      const kept = { exchange: '', routingKey: options.dlq };
+      await publish(kept, message, keptPublishOptions(message, hooks.publishingUser));
     } catch {
       unconfirmed.push(message);
       return false;
@@ -140,9 +132,9 @@ export async function replayDeadLetters(
             );
           exchangeChecks.set(target.exchange, check);
           await check;
-          await publisher.publish(
+          await publish(
             target,
-            message.content,
+            message,
             replayPublishOptions(message, new Date(), hooks.publishingUser, options.queue),
           );
         } catch (err) {
@@ -171,7 +163,6 @@ export async function replayDeadLetters(
       for (const message of unconfirmed) getChannel.nack(message, false, true);
       await settleAndClose(getChannel, options.dlq);
     }
-    await publisher.close();
   }
 
   return {
@@ -200,78 +191,8 @@ async function settleAndClose(channel: Channel, queue: string): Promise<void> {
   }
 }
 
-/**
- * One publish at a time on a confirm channel, opened on first use and again after the broker
- * closed it (a refused publish closes its channel).
- */
-class ConfirmedPublisher {
-  private channel: ConfirmChannel | undefined;
-
-  constructor(private readonly model: ChannelModel) {}
-
-  async publish(target: ReplayTarget, content: Buffer, options: Options.Publish): Promise<void> {
-    const channel = this.channel ?? (await this.open());
-    await publishConfirmed(channel, target, content, options);
-  }
-
-  async close(): Promise<void> {
-    await this.channel?.close().catch(() => undefined);
-  }
-
-  private async open(): Promise<ConfirmChannel> {
-    const channel = await this.model.createConfirmChannel();
-    channel.on('error', () => undefined);
-    channel.on('close', () => {
-      if (this.channel === channel) this.channel = undefined;
-    });
-    this.channel = channel;
-    return channel;
-  }
-}
-
-/** Publishes one message and resolves once the broker confirmed it and did not return it. */
-function publishConfirmed(
-  channel: ConfirmChannel,
-  target: ReplayTarget,
-  content: Buffer,
-  options: Options.Publish,
-): Promise<void> {
-  const messageId = typeof options.messageId === 'string' ? options.messageId : undefined;
-  return new Promise<void>((resolve, reject) => {
-    let returned: string | undefined;
-    const onReturn = (message: Message): void => {
-      const fields: Readonly<Record<string, unknown>> = { ...message.fields };
-      returned = `${String(fields.replyCode)} ${String(fields.replyText)}`;
-    };
-    const timer = setTimeout(
-      () =>
-        settle(
-          new PublishNotConfirmedError(messageId, `no confirm within ${CONFIRM_TIMEOUT_MS} ms`),
-        ),
-      CONFIRM_TIMEOUT_MS,
-    );
-    const settle = (err: Error | undefined): void => {
-      clearTimeout(timer);
-      channel.off('return', onReturn);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    // One publish in flight at a time, so a return seen before the confirm is this message's.
-    channel.on('return', onReturn);
-    try {
-      channel.publish(target.exchange, target.routingKey, content, options, (err: unknown) => {
-        if (err !== null && err !== undefined) {
-          settle(new PublishNotConfirmedError(messageId, messageOf(err)));
-        } else if (returned !== undefined) {
-          settle(
-            new UnroutableMessageError(messageId, target.exchange, target.routingKey, returned),
-          );
-        } else {
-          settle(undefined);
-        }
-      });
-    } catch (err) {
-      settle(err instanceof Error ? err : new Error(messageOf(err)));
-    }
-  });
+/** amqplib's publish options as the service's publisher takes them (mandatory: returns fail). */
+function asPublish(props: Options.Publish): PublishOptions {
+  const { mandatory, ...rest } = props;
+  return { ...rest, mandatory: mandatory === true };
 }

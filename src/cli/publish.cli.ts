@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { ChannelModel } from 'amqplib';
 import { redactUrl } from '../config/secret-redaction';
-import { assertExchangeExists, connectForCli, queueDepth } from './cli-amqp.connection';
+import { assertExchangeExists, openCliMessaging, queueDepth } from './cli-amqp.connection';
 import { EXIT_FAILURE, EXIT_OK, LIST_LIMIT, VERIFY_POLL_INTERVAL_MS } from './cli.constants';
 import { describeCliError } from './cli-error.formatter';
 import { runCli } from './cli.entrypoint';
@@ -28,11 +28,8 @@ async function run(options: PublishOptions): Promise<number> {
       `${options.duplicates} duplicates, ${options.malformed} malformed to ${redactUrl(options.url)}\n`,
   );
 
-  const model = await connectForCli(options.url, 'publish-cli');
-  model.on('error', (err: Error) => process.stderr.write(`connection error: ${err.message}\n`));
-  model.on('blocked', (reason: string) =>
-    process.stderr.write(`broker blocked publishing (${reason}); waiting for it to recover\n`),
-  );
+  const messaging = await openCliMessaging(options.url, 'publish-cli');
+  const { model } = messaging;
   try {
     await assertExchangeExists(
       model,
@@ -45,7 +42,9 @@ async function run(options: PublishOptions): Promise<number> {
     const progress = total >= LIST_LIMIT ? createProgressReporter('publish', total) : NO_PROGRESS;
     let result: LedgerTrafficResult;
     try {
-      result = await publishLedgerTraffic(model, plan, options, () => progress.increment());
+      result = await publishLedgerTraffic(messaging.publisher, plan, options, () =>
+        progress.increment(),
+      );
     } finally {
       progress.stop();
     }
@@ -66,7 +65,7 @@ async function run(options: PublishOptions): Promise<number> {
     await reportDlqDepth(model, options, dlqBefore);
     return published && verified ? EXIT_OK : EXIT_FAILURE;
   } finally {
-    await model.close().catch(() => undefined);
+    await messaging.close();
   }
 }
 
@@ -103,8 +102,7 @@ function buildReport(
 function reportPublishFailures(result: LedgerTrafficResult): boolean {
   for (const returned of result.returned.slice(0, FAILURES_LISTED)) {
     process.stderr.write(
-      `unroutable: message ${returned.messageId ?? '(no messageId)'} to exchange ` +
-        `"${returned.exchange}" with routing key "${returned.routingKey}" was returned (${returned.reply})\n`,
+      `unroutable: message ${returned.messageId ?? '(no messageId)'}: ${returned.reply}\n`,
     );
   }
   for (const lost of result.unconfirmed.slice(0, FAILURES_LISTED)) {

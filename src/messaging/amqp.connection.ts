@@ -4,10 +4,8 @@ import { hostname } from 'node:os';
 import { Duplex } from 'node:stream';
 import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
 import type { ChannelModel } from 'amqplib';
-import type { PinoLogger } from 'nestjs-pino';
 import { redactUrl } from '../config/secret-redaction';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle';
-import type { MessageMetrics } from '../metrics/message.metrics';
 import { coalesceWrites } from '../net/write-coalescing';
 
 export interface AmqpConnectionOptions {
@@ -18,6 +16,20 @@ export interface AmqpConnectionOptions {
    * starting (here) at a random one.
    */
   readonly reconnectSeconds?: number;
+  /** Shown in the management UI; default `message-processor@<hostname>`. */
+  readonly connectionName?: string;
+}
+
+/** What the connection reports (the service's `MessageMetrics`). */
+export interface ConnectionMetrics {
+  setAmqpConnected(up: boolean): void;
+  amqpReconnected(): void;
+}
+
+/** Where the connection logs (the service's `PinoLogger`). */
+export interface ConnectionLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
 }
 
 /** Fired with the new amqplib connection each time the broker link is (re)established. */
@@ -39,8 +51,8 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
 
   constructor(
     private readonly options: AmqpConnectionOptions,
-    private readonly metrics: MessageMetrics,
-    private readonly logger: PinoLogger,
+    private readonly metrics: ConnectionMetrics,
+    private readonly logger: ConnectionLogger,
   ) {
     super();
     // replicas start at a random node of a cluster, so their connections (and the channel work
@@ -53,7 +65,9 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
         // Nagle delays the small frames a consumer sends (acks, and the round trip after the last
         // ack at shutdown) by up to ~40 ms each
         noDelay: true,
-        clientProperties: { connection_name: `message-processor@${hostname()}` },
+        clientProperties: {
+          connection_name: options.connectionName ?? `message-processor@${hostname()}`,
+        },
       },
     });
     this.metrics.setAmqpConnected(false);
@@ -90,7 +104,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
         'Broker blocked publishing (resource alarm)',
       ),
     );
-    this.manager.on('unblocked', () => this.logger.info('Broker unblocked publishing'));
+    this.manager.on('unblocked', () => this.logger.info({}, 'Broker unblocked publishing'));
   }
 
   /** The open amqplib connection, if any. */

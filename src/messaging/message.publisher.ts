@@ -3,7 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import type { ChannelWrapper } from 'amqp-connection-manager';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
-import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import { InjectPinoLogger } from 'nestjs-pino';
 import { amqpConfig } from '../config/app.config';
 import { MessageMetrics } from '../metrics/message.metrics';
 import { AmqpConnection } from './amqp.connection';
@@ -21,6 +21,16 @@ export interface PublishOptions extends Omit<Options.Publish, 'mandatory'> {
   readonly timeoutMs?: number;
   /** Fail with {@link UnroutableMessageError} when no queue is bound (default true). */
   readonly mandatory?: boolean;
+}
+
+/** What the publisher reports about each publish (the service's `MessageMetrics`). */
+export interface PublishMetrics {
+  messagePublished(exchange: string, outcome: 'confirmed' | 'failed', seconds: number): void;
+}
+
+/** Where the publisher reports a channel the broker closed (the service's `PinoLogger`). */
+export interface PublishLogger {
+  warn(fields: object, message: string): void;
 }
 
 /** What the broker confirmed. */
@@ -42,11 +52,16 @@ export class MessagePublisher {
   // publishes awaiting their confirm, and how many of them came back unroutable, by identity key
   private readonly pending = new Map<string, { count: number; returned: number }>();
 
+  /** Outside Nest (the CLI), with metrics and a logger of the caller's own. */
   constructor(
     private readonly connection: AmqpConnection,
-    @Inject(amqpConfig.KEY) private readonly config: ConfigType<typeof amqpConfig>,
-    private readonly metrics: MessageMetrics,
-    @InjectPinoLogger(MessagePublisher.name) private readonly logger: PinoLogger,
+    @Inject(amqpConfig.KEY)
+    private readonly config: Pick<
+      ConfigType<typeof amqpConfig>,
+      'publishTimeoutMs' | 'publishBufferLimit'
+    >,
+    @Inject(MessageMetrics) private readonly metrics: PublishMetrics,
+    @InjectPinoLogger(MessagePublisher.name) private readonly logger: PublishLogger,
   ) {
     this.channel = this.openChannel();
   }
@@ -102,6 +117,8 @@ export class MessagePublisher {
     const correlationId = options.correlationId ?? messageId;
     await this.publishRaw(exchange, routingKey, content, {
       contentType: 'application/json',
+      // AMQP timestamps are whole seconds
+      timestamp: Math.floor(Date.now() / 1000),
       ...options,
       messageId,
       correlationId,
@@ -110,9 +127,10 @@ export class MessagePublisher {
   }
 
   /**
-   * Publishes a body with exactly the given properties: nothing is generated, so a dead-letter
-   * copy of a message that had no messageId has none either (and cannot be replayed into a
-   * deduplicating handler by accident). Same confirm semantics as {@link publish}.
+   * Publishes a body with exactly the given properties (persistent unless told otherwise): nothing
+   * is generated, so a dead-letter copy of a message that had no messageId has none either (and
+   * cannot be replayed into a deduplicating handler by accident). Same confirm semantics as
+   * {@link publish}.
    */
   async publishRaw(
     exchange: string,
@@ -144,7 +162,6 @@ export class MessagePublisher {
     try {
       await this.channel.publish(exchange, routingKey, content, {
         persistent: true,
-        timestamp: Math.floor(Date.now() / 1000),
         ...rest,
         mandatory,
         timeout,

@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import amqplib, { type ChannelModel, type GetMessage, type XDeath } from 'amqplib';
+import type { GetMessage, XDeath } from 'amqplib';
 import Redis from 'ioredis';
+import { type CliMessaging, openCliMessaging } from '../../src/cli/cli-amqp.connection';
 import { replayDeadLetters, type DlqReplayResult } from '../../src/cli/dlq-replay.runner';
 import type { DlqReplayOptions } from '../../src/cli/dlq-replay.args';
 import {
@@ -189,10 +190,10 @@ describe('RabbitMQ 4.0–4.2 delivery limits (reproduced on 3.10 by a policy): n
   });
 
   describe('dlq:replay', () => {
-    let model: ChannelModel;
+    let messaging: CliMessaging;
     const replay = (options: Partial<DlqReplayOptions>): Promise<DlqReplayResult> =>
       replayDeadLetters(
-        model,
+        messaging,
         {
           queue: TIERED_QUEUE,
           dlq: DLQ,
@@ -246,11 +247,11 @@ describe('RabbitMQ 4.0–4.2 delivery limits (reproduced on 3.10 by a policy): n
       ]);
 
     beforeAll(async () => {
-      model = await amqplib.connect(vhost.url());
+      messaging = await openCliMessaging(vhost.url(), 'delivery-limits-e2e');
     });
 
     afterAll(async () => {
-      await model?.close();
+      await messaging?.close();
     });
 
     beforeEach(async () => {

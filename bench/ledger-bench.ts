@@ -23,7 +23,11 @@ import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import Redis from 'ioredis';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost';
-import { PRODUCTION_NODE_ARGS, ServiceProcess } from '../test/e2e/support/service.process';
+import {
+  OBSERVED_SERVICE,
+  PRODUCTION_NODE_ARGS,
+  ServiceProcess,
+} from '../test/e2e/support/service.process';
 import { waitFor } from '../test/e2e/support/wait-for';
 import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support';
 
@@ -273,8 +277,9 @@ function percentile(sorted: readonly number[], p: number): number {
 
 /**
  * Publish → effect committed (the ack follows at once) at a steady `rate`, for (b) and (d):
- * the naive consumer and the ledger's test oracle record each effect's wall-clock end in a Redis
- * list, the publisher each message's publish time.
+ * the naive consumer and the reliability suite's oracle (the ledger's observer, in the observed
+ * service) record each effect's wall-clock end in a Redis list, the publisher each message's
+ * publish time.
  */
 async function latency(
   amqpUrl: string,
@@ -291,7 +296,7 @@ async function latency(
   const consumer =
     variant === 'b'
       ? naive('b', 'latency', 'naive').run(amqpUrl, total, { LATENCY_LIST })
-      : runServices(amqpUrl, total, { LEDGER_ORACLE_URL: REDIS_URL }, undefined, 1);
+      : runServices(amqpUrl, total, { LEDGER_ORACLE_URL: REDIS_URL }, OBSERVED_SERVICE, 1);
   // ready once it consumes: a consumer on the queue
   await waitFor(
     'a consumer on the queue',

@@ -41,27 +41,10 @@ export const lockConfig = registerAs('lock', () => {
   return { ttlMs: env.lockTtlMs, waitMs: env.lockWaitMs, redlockUrls: env.redisLockUrls };
 });
 
-/** The ledger example: only the reliability suite's oracle (`LEDGER_ORACLE_URL`). */
-export const ledgerConfig = registerAs('ledger', () => {
-  const env = loadEnv();
-  return {
-    oracleUrl: env.ledgerOracleUrl,
-    oracleDelayMs: env.ledgerOracleDelayMs,
-    oracleBlockMs: env.ledgerOracleBlockMs,
-  };
-});
-
 /** HTTP port and logging. */
 export const serverConfig = registerAs('server', () => {
   const env = loadEnv();
   return { httpPort: env.httpPort, logLevel: env.logLevel, logFormat: env.logFormat };
 });
 
-export const ALL_CONFIG = [
-  amqpConfig,
-  processingConfig,
-  redisConfig,
-  lockConfig,
-  ledgerConfig,
-  serverConfig,
-];
+export const ALL_CONFIG = [amqpConfig, processingConfig, redisConfig, lockConfig, serverConfig];

@@ -31,15 +31,6 @@ export interface AppEnv {
   readonly shutdownTimeoutMs: number;
   readonly publishTimeoutMs: number;
   readonly publishBufferLimit: number;
-  /**
-   * Test only (the reliability suite; production never sets it): a Redis where the ledger
-   * records each effect it attempts, with its fencing token and timings, for the oracle.
-   */
-  readonly ledgerOracleUrl: string | undefined;
-  /** Test only, with the oracle: how long each ledger run works under its lock before applying. */
-  readonly ledgerOracleDelayMs: number;
-  /** Test only, with the oracle: the first ledger run blocks the event loop this long. */
-  readonly ledgerOracleBlockMs: number;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -204,9 +195,6 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', d.SHUTDOWN_TIMEOUT_MS, 0, 3_600_000),
     publishTimeoutMs: r.int('PUBLISH_TIMEOUT_MS', d.PUBLISH_TIMEOUT_MS, 100, 600_000),
     publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
-    ledgerOracleUrl: r.urls('LEDGER_ORACLE_URL', undefined, ['redis:', 'rediss:'])[0],
-    ledgerOracleDelayMs: r.int('LEDGER_ORACLE_DELAY_MS', 0, 0, 600_000),
-    ledgerOracleBlockMs: r.int('LEDGER_ORACLE_BLOCK_MS', 0, 0, 600_000),
   };
   return { env: result, issues: r.issues };
 }

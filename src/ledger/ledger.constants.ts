@@ -1,4 +1,4 @@
-/** Topology of the ledger example (DESIGN §11). */
+/** Topology of the ledger example. */
 export const LEDGER_EXCHANGE = 'ledger';
 export const LEDGER_QUEUE = 'ledger.transactions';
 export const LEDGER_ROUTING_KEY = 'transaction.*';

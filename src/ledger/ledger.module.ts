@@ -1,8 +1,7 @@
 import { Module } from '@nestjs/common';
 import { LedgerHandler } from './ledger.handler';
-import { LedgerOracle } from './ledger.oracle';
 import { LedgerService } from './ledger.service';
 
 /** The example domain: remove this module and add your own handlers the same way. */
-@Module({ providers: [LedgerHandler, LedgerService, LedgerOracle] })
+@Module({ providers: [LedgerHandler, LedgerService] })
 export class LedgerModule {}

@@ -1,9 +1,8 @@
 import type { LockMetrics } from '../metrics/lock.metrics';
 import type { LockBackend, ReleaseOutcome } from './lock.backend';
 import { LockLostError, type LockLossReason } from './lock.errors';
-import type { ScriptLock } from './script-lock';
 
-/** A lease on a key, as handed to the code it protects. */
+/** A lease on a key, as `LockService.acquire` and `withLock` hand it to the code it protects. */
 export interface Lock {
   readonly key: string;
   /** Random token of this holder; the servers only extend or release the lock for it. */
@@ -24,7 +23,7 @@ export interface Lock {
   release(): Promise<ReleaseOutcome>;
 }
 
-export interface HeldLockInit {
+export interface LeaseInit {
   readonly key: string;
   readonly token: string;
   readonly fencingToken: number;
@@ -46,13 +45,10 @@ const now = (): number => performance.now();
  * a deadline at the current end of the lease, so a stalled server makes the lock lost (and the
  * signal abort) no later than the lease could have ended.
  */
-export class HeldLock implements Lock, ScriptLock {
+export class Lease implements Lock {
   readonly key: string;
   readonly token: string;
   readonly fencingToken: number;
-  /** Single-Redis mode: the Redis key of this lock, on the service's own Redis. */
-  readonly redisKey: string | undefined;
-  readonly pending = false;
   /** Created when someone asks for the signal: most locks are released without it. */
   private controller: AbortController | undefined;
   private lossReason: LockLostError | undefined;
@@ -62,12 +58,11 @@ export class HeldLock implements Lock, ScriptLock {
   private watchdogTimer: NodeJS.Timeout | undefined;
   private releasing: Promise<ReleaseOutcome> | undefined;
 
-  constructor(private readonly init: HeldLockInit) {
+  constructor(private readonly init: LeaseInit) {
     this.key = init.key;
     this.token = init.token;
     this.fencingToken = init.fencingToken;
     this.validUntil = init.validUntil;
-    this.redisKey = init.backend.redisKeyOf?.(init.key);
     init.metrics.heldChanged(1);
     this.armExpiry();
   }
@@ -120,17 +115,8 @@ export class HeldLock implements Lock, ScriptLock {
     return this.releasing;
   }
 
-  /** Held already: nothing to wait for. */
-  hold(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  takenByScript(): void {
-    throw new Error(`lock ${this.key} is held: a script cannot take it`);
-  }
-
   /**
-   * A script on the service's Redis released the lock (deleting its key if it held our token):
+   * A commit on the service's Redis released the lock (deleting its key if it held our token):
    * stop the watchdog and forget the lock; {@link release} resolves without a round trip.
    */
   releasedByScript(): void {

@@ -1,6 +1,7 @@
 import { clockDriftMs } from './lock.backoff';
+import { LOCK_KEY_PREFIX } from './lock.constants';
 import { LockUnavailableError } from './lock.errors';
-import { LOCK_KEY_PREFIX, type LockServer, type TokenReply } from './lock.server';
+import type { LockServer, TokenReply } from './lock.server';
 
 /** Result of one try to take a lock. `validUntil` is on the `performance.now()` clock. */
 export type TryAcquireResult =

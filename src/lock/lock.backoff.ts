@@ -1,10 +1,4 @@
-/** Backoff between two tries of a held lock ("full jitter", as in AWS's backoff study). */
-export interface BackoffOptions {
-  readonly baseMs: number;
-  readonly capMs: number;
-}
-
-export const LOCK_BACKOFF: BackoffOptions = { baseMs: 5, capMs: 250 };
+import { LOCK_BACKOFF } from './lock.constants';
 
 /**
  * Delay before try `attempt + 1` (attempt 0 = after the first refusal): uniform in
@@ -12,7 +6,7 @@ export const LOCK_BACKOFF: BackoffOptions = { baseMs: 5, capMs: 250 };
  */
 export function fullJitterDelay(
   attempt: number,
-  options: BackoffOptions = LOCK_BACKOFF,
+  options: { readonly baseMs: number; readonly capMs: number } = LOCK_BACKOFF,
   random: () => number = Math.random,
 ): number {
   const ceiling = Math.min(options.capMs, options.baseMs * 2 ** Math.min(attempt, 30));

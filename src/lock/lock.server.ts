@@ -1,56 +1,26 @@
 import type Redis from 'ioredis';
+import { FENCE_KEY_PREFIX, FENCE_TTL_MS, LOCK_KEY_PREFIX } from './lock.constants';
 import { LockUnavailableError } from './lock.errors';
-import { ACQUIRE, EXTEND, RAISE_FENCE, RELEASE } from './lock.scripts';
+import { RedisScript } from './redis-script';
 
-/** Prefix of a lock's key (`mp:lock:<key>`) and of its fencing counter (`mp:fence:<key>`). */
-export const LOCK_KEY_PREFIX = 'mp:lock:';
-export const FENCE_KEY_PREFIX = 'mp:fence:';
+/** The fence of a lock whose lease is `ttlMs` outlives it: at least twice the lease. */
+export const fenceTtl = (ttlMs: number): number => Math.max(FENCE_TTL_MS, 2 * ttlMs);
 
-/**
- * A fencing counter outlives its last lock by an hour (at least twice the lease). Its time floor
- * makes the expiry safe: a token issued later starts from the server's clock, already past every
- * token issued before (unless the server's clock steps back by more than that hour). One key per
- * lock key would otherwise stay forever (one per message, with the default messageId lock).
- */
-export const FENCE_TTL_MS = 3_600_000;
-
-const fenceTtl = (ttlMs: number): number => Math.max(FENCE_TTL_MS, 2 * ttlMs);
-
-/** What ACQUIRE answered. */
+/** What `acquire-3.lua` answered. */
 export type AcquireReply =
   | { readonly status: 'acquired'; readonly fencingToken: number }
   | { readonly status: 'held'; readonly pttlMs: number }
   | { readonly status: 'processed' };
 
-/** What EXTEND and RELEASE answered: done, no lock at all, or the lock of another token. */
+/** What `extend-1.lua` and `release-1.lua` answered: done, no lock at all, or another token's. */
 export type TokenReply = 'ok' | 'expired' | 'taken';
 
-interface LockCommands {
-  mpLockAcquire(
-    lock: string,
-    fence: string,
-    token: string,
-    ttl: number,
-    fenceTtl: number,
-  ): Promise<[number, string | number]>;
-  mpLockAcquireUnlessProcessed(
-    lock: string,
-    fence: string,
-    marker: string,
-    token: string,
-    ttl: number,
-    fenceTtl: number,
-  ): Promise<[number, string | number]>;
-  mpLockExtend(lock: string, token: string, ttl: number): Promise<number>;
-  mpLockRelease(lock: string, token: string): Promise<number>;
-  mpLockRaiseFence(
-    lock: string,
-    fence: string,
-    token: string,
-    fencingToken: string,
-    fenceTtl: number,
-  ): Promise<number>;
-}
+const SCRIPTS = {
+  acquire: RedisScript.load('acquire-3.lua'),
+  extend: RedisScript.load('extend-1.lua'),
+  release: RedisScript.load('release-1.lua'),
+  raiseFence: RedisScript.load('raise-fence-2.lua'),
+};
 
 /**
  * One Redis server seen through the lock scripts. Every call has a deadline of its own (besides
@@ -58,46 +28,26 @@ interface LockCommands {
  * lease it is about; a call that misses it rejects with {@link LockUnavailableError}.
  */
 export class LockServer {
-  private readonly commands: LockCommands;
-
   constructor(
     readonly client: Redis,
     /** Redacted URL, for errors and logs. */
     readonly label: string,
-  ) {
-    client.defineCommand('mpLockAcquire', { numberOfKeys: 2, lua: ACQUIRE });
-    client.defineCommand('mpLockAcquireUnlessProcessed', { numberOfKeys: 3, lua: ACQUIRE });
-    client.defineCommand('mpLockExtend', { numberOfKeys: 1, lua: EXTEND });
-    client.defineCommand('mpLockRelease', { numberOfKeys: 1, lua: RELEASE });
-    client.defineCommand('mpLockRaiseFence', { numberOfKeys: 2, lua: RAISE_FENCE });
-    this.commands = client as unknown as LockCommands;
-  }
+  ) {}
 
+  /** Takes the lock of `key` for `token`, unless `markerKey` (a processed marker) exists. */
   async acquire(
     key: string,
     token: string,
     ttlMs: number,
     deadlineMs: number,
-    markerKey?: string,
+    markerKey = '',
   ): Promise<AcquireReply> {
-    const call =
-      markerKey === undefined
-        ? this.commands.mpLockAcquire(
-            LOCK_KEY_PREFIX + key,
-            FENCE_KEY_PREFIX + key,
-            token,
-            ttlMs,
-            fenceTtl(ttlMs),
-          )
-        : this.commands.mpLockAcquireUnlessProcessed(
-            LOCK_KEY_PREFIX + key,
-            FENCE_KEY_PREFIX + key,
-            markerKey,
-            token,
-            ttlMs,
-            fenceTtl(ttlMs),
-          );
-    let reply: [number, string | number];
+    const call = SCRIPTS.acquire.run(
+      this.client,
+      [LOCK_KEY_PREFIX + key, FENCE_KEY_PREFIX + key, markerKey],
+      [token, String(ttlMs), String(fenceTtl(ttlMs))],
+    );
+    let reply: unknown;
     try {
       reply = await this.within(call, deadlineMs, 'acquire');
     } catch (error) {
@@ -105,30 +55,20 @@ export class LockServer {
       this.release(key, token, deadlineMs).catch(() => undefined);
       throw error;
     }
-    const [status, value] = reply;
+    const [status, value] = reply as [number, string | number];
     if (status === 1) return { status: 'acquired', fencingToken: Number(value) };
     if (status === 2) return { status: 'processed' };
     return { status: 'held', pttlMs: Math.max(0, Number(value)) };
   }
 
   async extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<TokenReply> {
-    return tokenReply(
-      await this.within(
-        this.commands.mpLockExtend(LOCK_KEY_PREFIX + key, token, ttlMs),
-        deadlineMs,
-        'extend',
-      ),
-    );
+    const call = SCRIPTS.extend.run(this.client, [LOCK_KEY_PREFIX + key], [token, String(ttlMs)]);
+    return tokenReply(await this.within(call, deadlineMs, 'extend'));
   }
 
   async release(key: string, token: string, deadlineMs: number): Promise<TokenReply> {
-    return tokenReply(
-      await this.within(
-        this.commands.mpLockRelease(LOCK_KEY_PREFIX + key, token),
-        deadlineMs,
-        'release',
-      ),
-    );
+    const call = SCRIPTS.release.run(this.client, [LOCK_KEY_PREFIX + key], [token]);
+    return tokenReply(await this.within(call, deadlineMs, 'release'));
   }
 
   /** Redlock: raises this server's fence to `fencingToken` if the lock is still ours. */
@@ -138,18 +78,12 @@ export class LockServer {
     fencingToken: number,
     deadlineMs: number,
   ): Promise<boolean> {
-    const reply = await this.within(
-      this.commands.mpLockRaiseFence(
-        LOCK_KEY_PREFIX + key,
-        FENCE_KEY_PREFIX + key,
-        token,
-        String(fencingToken),
-        FENCE_TTL_MS,
-      ),
-      deadlineMs,
-      'raise fence',
+    const call = SCRIPTS.raiseFence.run(
+      this.client,
+      [LOCK_KEY_PREFIX + key, FENCE_KEY_PREFIX + key],
+      [token, String(fencingToken), String(FENCE_TTL_MS)],
     );
-    return reply === 1;
+    return (await this.within(call, deadlineMs, 'raise fence')) === 1;
   }
 
   isReady(): boolean {
@@ -199,7 +133,7 @@ export class LockServer {
   }
 }
 
-function tokenReply(value: number): TokenReply {
+function tokenReply(value: unknown): TokenReply {
   if (value === 1) return 'ok';
   return value === -1 ? 'taken' : 'expired';
 }

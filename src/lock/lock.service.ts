@@ -4,12 +4,13 @@ import { type OnApplicationShutdown } from '@nestjs/common';
 import { abortableDelay } from '../lifecycle/abortable-delay';
 import { shutdownStep } from '../lifecycle/shutdown-step';
 import type { LockMetrics } from '../metrics/lock.metrics';
-import { CommitLock } from './commit-lock';
-import { HeldLock, type Lock } from './held-lock';
+import { Lease, type Lock } from './lease';
 import type { LockBackend } from './lock.backend';
 import { fullJitterDelay } from './lock.backoff';
+import { MAX_KEY_LENGTH } from './lock.constants';
 import { LockTimeoutError, LockUnavailableError } from './lock.errors';
 import { LocalTurns } from './local-turns';
+import { MessageLease } from './message-lease';
 
 export interface AcquireOptions {
   /** Lease length; default `LOCK_TTL_MS`. */
@@ -43,19 +44,16 @@ export interface LockStatus {
   readonly servers: readonly { readonly url: string; readonly up: boolean }[];
 }
 
-/** Lock keys are free-form but bounded: they become Redis keys. */
-const MAX_KEY_LENGTH = 1_024;
-
 /**
- * Redis lease locks with tokens, fencing tokens, a watchdog and bounded waiting (DESIGN §3.4–5).
- * One Redis, or a Redlock quorum when `REDIS_LOCK_URLS` lists 3 or more servers. Inside one
- * process, work on the same key queues locally (FIFO), so only one waiter per key polls Redis.
+ * Redis lease locks with tokens, fencing tokens, a watchdog and bounded waiting. One Redis, or a
+ * Redlock quorum when `REDIS_LOCK_URLS` lists 3 or more servers. Inside one process, work on the
+ * same key queues locally (FIFO), so only one waiter per key polls Redis.
  */
 export class LockService
   extends EventEmitter<{ availability: [] }>
   implements OnApplicationShutdown
 {
-  private readonly held = new Set<HeldLock>();
+  private readonly held = new Set<Lease>();
   private readonly turns = new LocalTurns();
   private closing = false;
   /**
@@ -104,42 +102,46 @@ export class LockService
   }
 
   /**
-   * The message path: checks the processed marker and takes the lock in one round trip (one
-   * script on a single Redis); resolves `processed` (nothing locked) when the marker exists.
-   * The returned lock's watchdog is running.
+   * A message's lock, held before its handler runs: checks the processed marker (`markerKey`)
+   * and takes the lock in one round trip (one script on a single Redis); resolves `processed`
+   * (nothing locked) when the marker exists. The lease's watchdog is running.
    */
-  async acquireUnlessProcessed(
+  async holdForMessage(
     key: string,
     markerKey: string | undefined,
     options: AcquireOptions = {},
-  ): Promise<HeldLock | 'processed'> {
-    const lock = await this.take(key, options, markerKey);
-    if (lock !== 'processed') lock.watch();
-    return lock;
-  }
-
-  /** Whether locks live on the service's own Redis, where a commit script can take them. */
-  get locksAtCommit(): boolean {
-    return this.deps.backend.redisKeyOf !== undefined;
+  ): Promise<MessageLease | 'processed'> {
+    const lease = await this.take(key, options, markerKey);
+    if (lease === 'processed') return lease;
+    lease.watch();
+    return MessageLease.held(lease, this.deps.backend.redisKeyOf?.(key), this.ttlOf(options));
   }
 
   /**
-   * The message path of a `lockAtCommit` handler: a lock its commit script takes, atomically
-   * with the effect, when no other worker holds the key (nothing is sent before that). When the
-   * key is busy, the commit takes it the usual way, waiting as `acquire` does (`signal` aborts
-   * the wait), and runs again as the holder. Single-Redis mode only ({@link locksAtCommit}).
+   * A message's lock left to its handler's commit, which takes it atomically with the effect
+   * when no other worker holds the key: nothing is sent before that. When the key is busy, the
+   * commit holds it the usual way, waiting as {@link acquire} does (`signal` aborts the wait),
+   * and runs again as the holder. Locks on another Redis (Redlock) cannot be taken by a commit
+   * on the service's: there the lock is held before the handler, as {@link holdForMessage} does.
    */
-  lockAtCommit(key: string, options: AcquireOptions = {}): CommitLock {
+  async leaveToCommit(key: string, options: AcquireOptions = {}): Promise<MessageLease> {
     const { backend, metrics } = this.deps;
-    if (!backend.redisKeyOf) throw new Error('locks at commit need locks on the service Redis');
-    return new CommitLock(key, backend.redisKeyOf(key), {
-      take: async () => {
-        const lock = await this.acquireUnlessProcessed(key, undefined, options);
-        if (lock === 'processed') throw new Error('unreachable: no marker was given');
-        return lock;
+    if (!backend.redisKeyOf) {
+      const held = await this.holdForMessage(key, undefined, options);
+      if (held === 'processed') throw new Error('unreachable: no marker was given');
+      return held;
+    }
+    return MessageLease.atCommit(
+      key,
+      backend.redisKeyOf(key),
+      this.ttlOf(options),
+      async () => {
+        const lease = await this.takeLock(key, options);
+        lease.watch();
+        return lease;
       },
-      taken: () => metrics.acquireFinished('acquired', 0),
-    });
+      () => metrics.acquireFinished('acquired', 0),
+    );
   }
 
   /** Whether enough lock servers are connected to take a lock. */
@@ -171,8 +173,12 @@ export class LockService
     await shutdownStep(this.deps.close());
   }
 
+  private ttlOf(options: AcquireOptions): number {
+    return options.ttlMs ?? this.deps.defaults.ttlMs;
+  }
+
   /** Without a marker to check, `take` resolves a lock or rejects. */
-  private async takeLock(key: string, options: AcquireOptions): Promise<HeldLock> {
+  private async takeLock(key: string, options: AcquireOptions): Promise<Lease> {
     const lock = await this.take(key, options, undefined);
     if (lock === 'processed') throw new Error('unreachable: no marker was given');
     return lock;
@@ -182,7 +188,7 @@ export class LockService
     key: string,
     options: AcquireOptions,
     markerKey: string | undefined,
-  ): Promise<HeldLock | 'processed'> {
+  ): Promise<Lease | 'processed'> {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
       throw new TypeError(`lock key must be a string of 1-${MAX_KEY_LENGTH} characters`);
     }
@@ -222,7 +228,7 @@ export class LockService
         );
         if (result.status === 'processed') return 'processed';
         if (result.status === 'acquired') {
-          const lock: HeldLock = new HeldLock({
+          const lock: Lease = new Lease({
             key,
             token,
             fencingToken: result.fencingToken,

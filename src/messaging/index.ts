@@ -1,7 +1,17 @@
 // The public API for handler authors.
 export { MessageHandler } from './message-handler.decorator';
-export { CommitScript, type CommitOutcome, type CommitScriptDefinition } from './commit-script';
-export { AlreadyProcessed, type MessageHandlerOptions } from './message-handler.interfaces';
+export {
+  RedisCommit,
+  type CommitContext,
+  type CommitOutcome,
+  type RedisCommitDefinition,
+} from './redis-commit';
+export {
+  AlreadyProcessed,
+  type EffectKind,
+  type HandlerEffect,
+  type MessageHandlerOptions,
+} from './message-handler.interfaces';
 export { MessageContext, type MessageLock, type ProcessedMarker } from './message.context';
 export { MessagePublisher, type PublishOptions, type PublishReceipt } from './message.publisher';
 export { MessageValidationPipe } from './message-validation.pipe';

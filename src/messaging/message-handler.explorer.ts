@@ -7,6 +7,7 @@ import { amqpConfig, processingConfig } from '../config/app.config';
 import { MESSAGE_HANDLER_METADATA } from './messaging.constants';
 import { HandlerConfigurationError } from './messaging.errors';
 import type {
+  EffectKind,
   MessageHandlerOptions,
   QueueBinding,
   RegisteredHandler,
@@ -87,13 +88,19 @@ export class MessageHandlerExplorer {
     if (options.nonRetryable?.some((type) => typeof type !== 'function')) {
       throw new HandlerConfigurationError(`${id}: "nonRetryable" must list error classes`);
     }
-    if (options.lockKey !== undefined && typeof options.lockKey !== 'function') {
-      throw new HandlerConfigurationError(`${id}: "lockKey" must be a function of the payload`);
-    }
-    const writesMarker = options.commitsMarker === true || options.idempotent === false;
-    if (options.lockAtCommit && (options.lock === false || !writesMarker)) {
+    if (
+      options.lockKey !== undefined &&
+      options.lockKey !== false &&
+      typeof options.lockKey !== 'function'
+    ) {
       throw new HandlerConfigurationError(
-        `${id}: "lockAtCommit" needs a lock and, when idempotent, "commitsMarker: true" (its commit script takes the lock and writes the marker)`,
+        `${id}: "lockKey" must be a function of the payload, or false for no lock`,
+      );
+    }
+    const effect = options.effect?.kind ?? 'marker-after';
+    if (!EFFECT_KINDS.includes(effect)) {
+      throw new HandlerConfigurationError(
+        `${id}: "effect.kind" must be one of ${EFFECT_KINDS.map((k) => `'${k}'`).join(', ')}`,
       );
     }
     if (
@@ -129,11 +136,8 @@ export class MessageHandlerExplorer {
         queue: options.queue,
         routingKeys,
         prefetch: options.prefetch,
-        idempotent: options.idempotent ?? true,
-        commitsMarker: options.commitsMarker ?? false,
-        lock: options.lock ?? true,
-        lockAtCommit: options.lockAtCommit ?? false,
-        lockKey: options.lockKey,
+        effect,
+        lockKey: options.lockKey ?? 'message-id',
         retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
         nonRetryable: options.nonRetryable ?? [],
       },
@@ -145,6 +149,8 @@ export class MessageHandlerExplorer {
 }
 
 type HandlerMethod = (...args: unknown[]) => unknown;
+
+const EFFECT_KINDS: readonly EffectKind[] = ['marker-after', 'redis-commit', 'idempotent'];
 
 function normalizeRoutingKeys(id: string, routingKey: string | readonly string[]): string[] {
   const keys = typeof routingKey === 'string' ? [routingKey] : [...routingKey];

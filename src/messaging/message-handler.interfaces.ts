@@ -13,40 +13,17 @@ export interface MessageHandlerOptions {
   /** Unacknowledged deliveries allowed on this queue's channel; default `AMQP_PREFETCH`. */
   readonly prefetch?: number;
   /**
-   * Deduplicate by `messageId` (default true): a message whose processed marker exists is acked
-   * as `duplicate`, and a message without a messageId is dead-lettered. `false` processes every
-   * delivery, so the handler itself must tolerate redeliveries.
+   * How the handler's effect is made once-in-effect (default `{ kind: 'marker-after' }`); see
+   * {@link HandlerEffect}.
    */
-  readonly idempotent?: boolean;
+  readonly effect?: HandlerEffect;
   /**
-   * The handler writes `ctx.processedMarker` itself, in the same atomic operation as its effect
-   * (see the ledger), so a crash between effect and marker cannot apply the effect twice. The
-   * pipeline then does not write the marker after success. Default false: the pipeline writes it.
+   * What must not run at the same time across all replicas: the key to lock, computed from the
+   * decoded JSON payload (before validation), e.g. `(tx: TransactionDto) => 'account:' +
+   * tx.accountId` to serialize all work on one account. Default: the messageId (within the
+   * queue). `false`: no lock at all.
    */
-  readonly commitsMarker?: boolean;
-  /**
-   * Lock the message for the time its handler runs (default true): a Redis lease with a watchdog
-   * and a fencing token (`ctx.fencingToken`), so no two workers run it (or its key) at once.
-   */
-  readonly lock?: boolean;
-  /**
-   * Take the lock at commit instead of before the handler (single-Redis mode; under Redlock the
-   * lock is taken before, as usual). For a handler whose effect is one `CommitScript` that reads
-   * everything it decides on: nothing is sent to Redis before the handler, and the script checks
-   * the marker, takes the key if no other worker holds it, mints a fencing token (if the key had
-   * a holder within the fence's hour), applies the effect, writes the marker and lets go, in one atomic step (one round trip per message). When
-   * another worker holds the key, the commit waits for it as a locked message would and runs
-   * again as the holder. Code before the commit runs without the lock (call `ctx.lock.hold()` for
-   * work that needs it). Needs `commitsMarker` unless `idempotent: false` (the script writes the
-   * marker). Default false.
-   */
-  readonly lockAtCommit?: boolean;
-  /**
-   * The key to lock, computed from the decoded JSON payload (before validation), e.g.
-   * `(tx: TransactionDto) => 'account:' + tx.accountId` to serialize all work on one account
-   * across replicas. Default: the messageId (within the queue).
-   */
-  readonly lockKey?: (payload: never) => string;
+  readonly lockKey?: ((payload: never) => string) | false;
   /**
    * Delayed retries of failed attempts (exponential backoff with proportional jitter, through
    * broker delay queues `<queue>.retry.<n>`). Unset fields default to the `RETRY_*` env vars.
@@ -55,6 +32,30 @@ export interface MessageHandlerOptions {
   /** Error types that dead-letter at once instead of being retried (besides `NonRetryableError`). */
   readonly nonRetryable?: readonly ErrorClass[];
 }
+
+/**
+ * How a handler's effect is made once-in-effect: one declaration, one path through the service.
+ *
+ * - `marker-after` (the default): the handler runs holding the message's lock; the service writes
+ *   the processed marker once it succeeded, and acks. A redelivery whose marker exists is acked
+ *   as `duplicate` without running the handler. A crash after the effect and before the marker
+ *   runs the handler again: make its effect idempotent, or use a transactional kind.
+ * - `redis-commit`: the handler's effect is one {@link RedisCommit} on the service's Redis,
+ *   committed in one atomic step with the marker check, the lock (taken right there, when no other
+ *   worker holds the key), the fencing token and the marker: no crash can apply it twice, and a
+ *   worker whose lease ran out cannot write. Code before the commit runs without the lock (call
+ *   `ctx.lock.hold()` for work that needs it) and runs again on a redelivery.
+ * - `idempotent`: the handler tolerates redeliveries itself: every delivery runs it, no marker is
+ *   read or written, and no messageId is required. It still runs holding its lock (the `lockKey`,
+ *   or the messageId when there is one).
+ */
+export type HandlerEffect =
+  | { readonly kind: 'marker-after' }
+  | { readonly kind: 'redis-commit' }
+  | { readonly kind: 'idempotent' };
+
+/** The kinds of {@link HandlerEffect}. */
+export type EffectKind = HandlerEffect['kind'];
 
 /**
  * Return this from a handler that found, while committing, that the message had already been
@@ -66,12 +67,14 @@ export const AlreadyProcessed: unique symbol = Symbol('AlreadyProcessed');
 export interface RegisteredHandler {
   /** `ClassName.method`, used in logs, metrics and the `x-handler` header. */
   readonly id: string;
-  readonly options: Required<
-    Omit<MessageHandlerOptions, 'routingKey' | 'prefetch' | 'retry' | 'nonRetryable' | 'lockKey'>
-  > & {
-    readonly lockKey: ((payload: never) => string) | undefined;
+  readonly options: {
+    readonly exchange: string;
+    readonly queue: string;
     readonly routingKeys: readonly string[];
     readonly prefetch: number | undefined;
+    readonly effect: EffectKind;
+    /** The key to lock: the handler's function, the messageId (`'message-id'`) or none. */
+    readonly lockKey: ((payload: never) => string) | 'message-id' | false;
     readonly retry: RetryPolicy;
     readonly nonRetryable: readonly ErrorClass[];
   };

@@ -1,8 +1,9 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Level, Logger } from 'pino';
-import type { MessageLock, ScriptLock } from '../lock/script-lock';
+import type { MessageLock } from '../lock/message-lease';
+import type { EffectKind } from './message-handler.interfaces';
 
-export type { MessageLock } from '../lock/script-lock';
+export type { MessageLock } from '../lock/message-lease';
 
 /** Where a handler that commits its effect atomically with the processed marker must write it. */
 export interface ProcessedMarker {
@@ -12,7 +13,7 @@ export interface ProcessedMarker {
   readonly ttlSeconds: number;
 }
 
-/** Fields every log line about a message carries (DESIGN §8). */
+/** Fields every log line about a message carries. */
 export interface MessageLogFields {
   readonly messageId: string | undefined;
   readonly correlationId: string | undefined;
@@ -29,8 +30,9 @@ export interface MessageContextInit extends MessageLogFields {
   readonly redelivered: boolean;
   /** The signal, or how to make it on first use (most handlers never ask for it). */
   readonly signal: AbortSignal | (() => AbortSignal);
+  readonly effect: EffectKind;
   readonly processedMarker: ProcessedMarker | undefined;
-  readonly lock?: ScriptLock;
+  readonly lock: MessageLock | undefined;
   readonly message: ConsumeMessage;
   readonly baseLogger: Logger;
 }
@@ -59,15 +61,18 @@ export class MessageContext {
   readonly attempt: number;
   /** True when the broker delivered it before (a previous consumer did not settle it). */
   readonly redelivered: boolean;
-  /** Where to write the processed marker atomically with the effect; undefined when `idempotent: false`. */
+  /** The handler's effect kind (`@MessageHandler({ effect })`). */
+  readonly effect: EffectKind;
+  /**
+   * The message's processed marker (what a `redis-commit` writes with the effect); undefined
+   * for an `idempotent` handler, which has none.
+   */
   readonly processedMarker: ProcessedMarker | undefined;
   /**
    * The message's lock; undefined when the handler runs without one. Pending for a
-   * `lockAtCommit` handler until its commit script takes it (or `ctx.lock.hold()` does).
+   * `redis-commit` handler until its commit takes it (or `ctx.lock.hold()` does).
    */
   readonly lock: MessageLock | undefined;
-  /** The same lock as a `CommitScript` drives it. Internal: handlers use {@link lock}. */
-  readonly scriptLock: ScriptLock | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
   readonly message: ConsumeMessage;
 
@@ -85,9 +90,9 @@ export class MessageContext {
     this.attempt = init.attempt;
     this.redelivered = init.redelivered;
     this.signalOrFactory = init.signal;
+    this.effect = init.effect;
     this.processedMarker = init.processedMarker;
     this.lock = init.lock;
-    this.scriptLock = init.lock;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
   }
@@ -110,16 +115,16 @@ export class MessageContext {
 
   /**
    * The lock's fencing token, strictly increasing per lock key. Make the storage you write to
-   * refuse a token lower than the last it applied (a `CommitScript` does): a worker that
-   * paused past its lease then cannot overwrite newer work. Undefined when the handler runs
-   * without a lock, and while a `lockAtCommit` lock is pending (after the commit, the token the
-   * script minted).
+   * refuse a token lower than the last it applied (a `RedisCommit` does): a worker that paused
+   * past its lease then cannot overwrite newer work. Undefined when the handler runs without a
+   * lock, and while a `redis-commit` lock is pending (after the commit, the token it minted, if
+   * any).
    */
   get fencingToken(): number | undefined {
     return this.lock?.fencingToken;
   }
 
-  /** The fields of DESIGN §8 for this message. */
+  /** The fields every log line about this message carries. */
   get logFields(): MessageLogFields {
     return {
       messageId: this.messageId,

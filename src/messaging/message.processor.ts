@@ -6,8 +6,7 @@ import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config';
 import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal';
 import { LockService, LockTimeoutError } from '../lock';
-import type { HeldLock } from '../lock/held-lock';
-import { CommitLock } from '../lock/commit-lock';
+import { MessageLease } from '../lock/message-lease';
 import { MessageMetrics } from '../metrics/message.metrics';
 import type { Settlement } from './ack.coalescer';
 import { IdempotencyStore } from './idempotency.store';
@@ -44,9 +43,8 @@ export interface ConsumerHandle {
 export const MAX_LOCK_KEY_LENGTH = 512;
 
 /**
- * The life of one message (DESIGN §3): route to a handler, decode, check the messageId, check the
- * processed marker and take the handler's lock (one round trip), run the handler through Nest
- * with the lock's watchdog running, write the marker, release the lock, then hand the result to
+ * The life of one message (docs/architecture.md): route to a handler, decode, check the
+ * messageId, then the path of the handler's effect kind (the marker, the lock, the handler), then
  * the {@link MessageSettler}. Never throws: every path ends in exactly one settlement.
  */
 @Injectable()
@@ -131,62 +129,131 @@ export class MessageProcessor {
     }
     const decoded = decodeMessage(message.content, message.properties, this.config.messageMaxBytes);
     if (!decoded.ok) return { status: 'invalid', error: decoded.error };
+    const { effect } = handler.options;
     let marker: ProcessedMarker | undefined;
-    if (handler.options.idempotent) {
+    if (effect !== 'idempotent') {
       if (log.messageId === undefined)
         return { status: 'invalid', error: new MissingMessageIdError() };
       marker = this.idempotency.marker(log.queue, log.messageId);
     }
-    const lockKey = handler.options.lock ? lockKeyOf(handler, decoded.payload, log) : undefined;
+    const lockKey = lockKeyOf(handler, decoded.payload, log);
     if (lockKey instanceof InvalidLockKeyError) return { status: 'invalid', error: lockKey };
-    let lock: HeldLock | CommitLock | undefined;
-    if (lockKey !== undefined && handler.options.lockAtCommit && this.locks.locksAtCommit) {
-      // nothing sent now: the handler's commit script checks the marker and takes the lock with
-      // the effect, or, when another worker holds the key, waits for it and commits as holder
-      lock = this.locks.lockAtCommit(lockKey, { signal: consumer.stopSignal });
-    } else if (lockKey !== undefined) {
-      try {
-        const taken = await this.locks.acquireUnlessProcessed(lockKey, marker?.key, {
-          signal: consumer.stopSignal,
-        });
-        if (taken === 'processed') return { status: 'duplicate' };
-        lock = taken;
-      } catch (error) {
-        if (consumer.stopSignal.aborted) return { status: 'stopping' };
-        if (error instanceof LockTimeoutError) return { status: 'busy', error };
-        throw error;
-      }
-    } else if (marker && (await this.idempotency.isProcessed(marker))) {
-      return { status: 'duplicate' };
-    }
-    try {
-      return await this.invoke(message, consumer, handler, log, decoded.payload, marker, lock);
-    } catch (error) {
-      // whatever the handler did after losing its lock was not protected: retry it
-      if (lock?.lost) throw lock.lost;
-      // a commit's wait for a busy key ends as the wait before a handler does
-      if (lock instanceof CommitLock) {
-        if (consumer.stopSignal.aborted && error === consumer.stopSignal.reason) {
-          return { status: 'stopping' };
-        }
-        if (error instanceof LockTimeoutError) return { status: 'busy', error };
-      }
-      throw error;
-    } finally {
-      await lock?.release();
+    const call: HandlerCall = { message, consumer, handler, log, payload: decoded.payload, marker };
+    switch (effect) {
+      case 'marker-after':
+        return this.markerAfter(call, lockKey);
+      case 'redis-commit':
+        return this.redisCommit(call, lockKey);
+      case 'idempotent':
+        return this.idempotent(call, lockKey);
     }
   }
 
-  private async invoke(
-    message: ConsumeMessage,
-    consumer: ConsumerHandle,
-    handler: RegisteredHandler,
-    log: MessageLogFields,
-    payload: unknown,
-    marker: ProcessedMarker | undefined,
-    lock: HeldLock | CommitLock | undefined,
+  /** Lock (checking the marker in the same round trip), run, write the marker, release. */
+  private async markerAfter(
+    call: HandlerCall,
+    lockKey: string | undefined,
   ): Promise<ProcessingResult> {
-    // the handler's signal: the consumer's (shutdown deadline) and, with a held lock, the lock's;
+    const marker = call.marker as ProcessedMarker;
+    let lease: MessageLease | undefined;
+    if (lockKey !== undefined) {
+      const held = await this.hold(call.consumer, lockKey, marker.key);
+      if (!(held instanceof MessageLease)) return held;
+      lease = held;
+    } else if (await this.idempotency.isProcessed(marker)) {
+      return { status: 'duplicate' };
+    }
+    try {
+      const result = await this.invoke(call, lease);
+      if (result.status === 'succeeded') await this.idempotency.markProcessed(marker);
+      return result;
+    } catch (error) {
+      // whatever the handler did after losing its lock was not protected: retry it
+      throw lease?.lost ?? error;
+    } finally {
+      await lease?.release();
+    }
+  }
+
+  /**
+   * Nothing sent before the handler: its commit checks the marker and takes the lock with the
+   * effect (under Redlock, the lock is held before, as for the other kinds).
+   */
+  private async redisCommit(
+    call: HandlerCall,
+    lockKey: string | undefined,
+  ): Promise<ProcessingResult> {
+    const { consumer } = call;
+    let lease: MessageLease | undefined;
+    if (lockKey !== undefined) {
+      try {
+        lease = await this.locks.leaveToCommit(lockKey, { signal: consumer.stopSignal });
+      } catch (error) {
+        return this.notTaken(consumer, error);
+      }
+    }
+    try {
+      return await this.invoke(call, lease);
+    } catch (error) {
+      if (lease?.lost) throw lease.lost;
+      // a commit that waited for a busy key ends as a wait before a handler does
+      if (error instanceof LockTimeoutError || error === consumer.stopSignal.reason) {
+        return this.notTaken(consumer, error);
+      }
+      throw error;
+    } finally {
+      await lease?.release();
+    }
+  }
+
+  /** Lock, run, release: no marker read or written. */
+  private async idempotent(
+    call: HandlerCall,
+    lockKey: string | undefined,
+  ): Promise<ProcessingResult> {
+    let lease: MessageLease | undefined;
+    if (lockKey !== undefined) {
+      const held = await this.hold(call.consumer, lockKey, undefined);
+      if (!(held instanceof MessageLease)) return held;
+      lease = held;
+    }
+    try {
+      return await this.invoke(call, lease);
+    } catch (error) {
+      throw lease?.lost ?? error;
+    } finally {
+      await lease?.release();
+    }
+  }
+
+  /** The lock held before the handler runs, or the result of not getting it. */
+  private async hold(
+    consumer: ConsumerHandle,
+    lockKey: string,
+    markerKey: string | undefined,
+  ): Promise<MessageLease | ProcessingResult> {
+    try {
+      const taken = await this.locks.holdForMessage(lockKey, markerKey, {
+        signal: consumer.stopSignal,
+      });
+      return taken === 'processed' ? { status: 'duplicate' } : taken;
+    } catch (error) {
+      return this.notTaken(consumer, error);
+    }
+  }
+
+  /** A lock wait that ended without the lock: stopping, busy, or (rethrown) a failure. */
+  private notTaken(consumer: ConsumerHandle, error: unknown): ProcessingResult {
+    if (consumer.stopSignal.aborted) return { status: 'stopping' };
+    if (error instanceof LockTimeoutError) return { status: 'busy', error };
+    throw error;
+  }
+
+  private async invoke(
+    { message, consumer, handler, log, payload, marker }: HandlerCall,
+    lease: MessageLease | undefined,
+  ): Promise<ProcessingResult> {
+    // the handler's signal: the consumer's (shutdown deadline) and, with a lock, the lock's;
     // linked on first use only (two listeners and an AbortController most handlers never read)
     let linked: LinkedSignal | undefined;
     const headers = message.properties.headers ?? {};
@@ -200,11 +267,12 @@ export class MessageProcessor {
       exchange: stringHeader(headers[HEADER.originalExchange]) ?? message.fields.exchange,
       headers,
       redelivered: message.fields.redelivered,
-      signal: lock
-        ? () => (linked ??= linkedSignal(consumer.signal, lock.signal)).signal
+      signal: lease
+        ? () => (linked ??= linkedSignal(consumer.signal, lease.signal)).signal
         : consumer.signal,
+      effect: handler.options.effect,
       processedMarker: marker,
-      lock,
+      lock: lease,
       message,
       baseLogger: this.handlerLogger,
     });
@@ -215,17 +283,27 @@ export class MessageProcessor {
       linked?.dispose();
     }
     // never an ack for work that finished without its lock (the marker makes the retry cheap)
-    if (lock?.lost) throw lock.lost;
-    if (returned === AlreadyProcessed) return { status: 'duplicate' };
-    if (marker && !handler.options.commitsMarker) await this.idempotency.markProcessed(marker);
-    return { status: 'succeeded' };
+    if (lease?.lost) throw lease.lost;
+    return returned === AlreadyProcessed ? { status: 'duplicate' } : { status: 'succeeded' };
   }
+}
+
+/** One delivery on its way to its handler. */
+interface HandlerCall {
+  readonly message: ConsumeMessage;
+  readonly consumer: ConsumerHandle;
+  readonly handler: RegisteredHandler;
+  readonly log: MessageLogFields;
+  readonly payload: unknown;
+  /** Undefined for an `idempotent` handler. */
+  readonly marker: ProcessedMarker | undefined;
 }
 
 /**
  * The key a message is locked on: the handler's `lockKey(payload)` (e.g. `account:<id>`, so work
  * on one account is serialized across all replicas) or, by default, its messageId within its
- * queue. Undefined (no lock) for a message without messageId on a non-idempotent handler.
+ * queue. Undefined (no lock) with `lockKey: false`, and for a message without messageId on an
+ * `idempotent` handler.
  */
 function lockKeyOf(
   handler: RegisteredHandler,
@@ -233,7 +311,10 @@ function lockKeyOf(
   log: MessageLogFields,
 ): string | InvalidLockKeyError | undefined {
   const custom = handler.options.lockKey;
-  if (!custom) return log.messageId === undefined ? undefined : `msg:${log.queue}:${log.messageId}`;
+  if (custom === false) return undefined;
+  if (custom === 'message-id') {
+    return log.messageId === undefined ? undefined : `msg:${log.queue}:${log.messageId}`;
+  }
   let key: unknown;
   try {
     key = (custom as (payload: unknown) => unknown)(payload);

@@ -1,15 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import Redis from 'ioredis';
-import {
-  type Lock,
-  LockLostError,
-  LockService,
-  LockTimeoutError,
-  LockUnavailableError,
-} from '../../src/lock';
+import { LockLostError, LockService, LockTimeoutError, LockUnavailableError } from '../../src/lock';
 import { RedlockBackend, SingleLockBackend } from '../../src/lock/lock.backend';
 import { LockServer } from '../../src/lock/lock.server';
+import type { MessageLease } from '../../src/lock/message-lease';
 import type { LockDefaults } from '../../src/lock/lock.service';
 import type { LockMetrics } from '../../src/metrics/lock.metrics';
 import { redisClientOptions } from '../../src/redis/redis.connection';
@@ -232,11 +227,12 @@ describe('LockService on one Redis (real Redis)', () => {
   it('checks the processed marker and takes the lock in one call', async () => {
     const { locks } = single(redis);
     const marker = `mp:processed:e2e-${run}-queue:m-1`;
-    const lock = await locks.acquireUnlessProcessed(key('marker'), marker);
+    const lock = await locks.holdForMessage(key('marker'), marker);
     expect(lock).not.toBe('processed');
-    await (lock as Lock).release();
+    await (lock as MessageLease).release();
+    expect(locks.heldCount()).toBe(0);
     await redis.set(marker, '1', 'EX', 60);
-    await expect(locks.acquireUnlessProcessed(key('marker'), marker)).resolves.toBe('processed');
+    await expect(locks.holdForMessage(key('marker'), marker)).resolves.toBe('processed');
     expect(await redis.exists(`mp:lock:${key('marker')}`)).toBe(0);
   });
 

@@ -1,15 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import Redis from 'ioredis';
 import pino from 'pino';
 import { LedgerService } from '../../src/ledger/ledger.service';
 import { LockLostError, LockService, LockTimeoutError } from '../../src/lock';
-import { SingleLockBackend } from '../../src/lock/lock.backend';
+import { type LockBackend, SingleLockBackend } from '../../src/lock/lock.backend';
 import { LockServer } from '../../src/lock/lock.server';
-import type { HeldLock } from '../../src/lock/held-lock';
-import type { ScriptLock } from '../../src/lock/script-lock';
-import { CommitScript, commitLua } from '../../src/messaging/commit-script';
+import type { MessageLease } from '../../src/lock/message-lease';
+import { RedisScript } from '../../src/lock/redis-script';
 import { MessageContext } from '../../src/messaging/message.context';
+import { RedisCommit } from '../../src/messaging/redis-commit';
 import { DependencyUnavailableError } from '../../src/messaging/messaging.errors';
 import type { LockMetrics } from '../../src/metrics/lock.metrics';
 import type { RedisConnection } from '../../src/redis/redis.connection';
@@ -47,10 +47,15 @@ async function connect(): Promise<Redis> {
 }
 
 /** A lock service on the shared Redis, standing for one service process. */
-function lockService(client: Redis, waitMs = 10_000, ttlMs = 5_000) {
+function lockService(
+  client: Redis,
+  waitMs = 10_000,
+  ttlMs = 5_000,
+  backend: LockBackend = new SingleLockBackend(new LockServer(client, 'test'), 1_000),
+) {
   const metrics = new CountingLockMetrics();
   const locks = new LockService({
-    backend: new SingleLockBackend(new LockServer(client, 'test'), 1_000),
+    backend,
     defaults: { ttlMs, waitMs, commandTimeoutMs: 1_000 },
     metrics: metrics as unknown as LockMetrics,
     markerExists: async (key) => (await client.exists(key)) === 1,
@@ -60,13 +65,41 @@ function lockService(client: Redis, waitMs = 10_000, ttlMs = 5_000) {
 }
 
 /** A lock held the usual way (before the handler), as the message path takes it. */
-async function held(locks: LockService, key: string, waitMs?: number): Promise<HeldLock> {
-  const lock = await locks.acquireUnlessProcessed(key, undefined, { waitMs });
+async function held(locks: LockService, key: string, waitMs?: number): Promise<MessageLease> {
+  const lock = await locks.holdForMessage(key, undefined, { waitMs });
   if (lock === 'processed') throw new Error('no marker was given');
   return lock;
 }
 
-describe('CommitScript (real Redis)', () => {
+/**
+ * Locks on other servers (Redlock), as the commit sees them: granted with the fencing token the
+ * test chooses, nothing of them on the service's Redis.
+ */
+class ElsewhereBackend implements LockBackend {
+  readonly mode = 'redlock';
+  readonly checksMarker = false;
+  readonly servers = [];
+  nextToken = 0;
+  tryAcquire() {
+    const validUntil = performance.now() + 60_000;
+    return Promise.resolve({
+      status: 'acquired' as const,
+      fencingToken: this.nextToken,
+      validUntil,
+    });
+  }
+  extend() {
+    return Promise.resolve({ status: 'extended' as const, validUntil: performance.now() + 60_000 });
+  }
+  release() {
+    return Promise.resolve('released' as const);
+  }
+  isAvailable() {
+    return true;
+  }
+}
+
+describe('RedisCommit (real Redis)', () => {
   const run = randomBytes(4).toString('hex');
   const account = (name: string): string => `cs-${run}-${name}`;
   const clients: Redis[] = [];
@@ -74,7 +107,7 @@ describe('CommitScript (real Redis)', () => {
   let ledger: LedgerService;
 
   /** A message's context as the processor builds it, with its marker and lock. */
-  function context(messageId: string, lock: ScriptLock | undefined): MessageContext {
+  function context(messageId: string, lock: MessageLease | undefined): MessageContext {
     return new MessageContext({
       messageId,
       correlationId: undefined,
@@ -86,6 +119,7 @@ describe('CommitScript (real Redis)', () => {
       headers: {},
       redelivered: false,
       signal: new AbortController().signal,
+      effect: 'redis-commit',
       processedMarker: { key: `mp:processed:cs-${run}:${messageId}`, ttlSeconds: 60 },
       lock,
       message: {} as MessageContext['message'],
@@ -126,7 +160,7 @@ describe('CommitScript (real Redis)', () => {
     const { locks, metrics } = lockService(redis);
     const earlier = await locks.acquire(`account:${account('free')}`);
     await earlier.release();
-    const lock = locks.lockAtCommit(`account:${account('free')}`);
+    const lock = await locks.leaveToCommit(`account:${account('free')}`);
     const ctx = context('free-1', lock);
     expect(ctx.fencingToken).toBeUndefined();
 
@@ -144,7 +178,7 @@ describe('CommitScript (real Redis)', () => {
 
   it('takes a key nobody held within the fence hour without minting a token or writing a fence', async () => {
     const { locks, metrics } = lockService(redis);
-    const lock = locks.lockAtCommit(`account:${account('never-held')}`);
+    const lock = await locks.leaveToCommit(`account:${account('never-held')}`);
     const ctx = context('never-1', lock);
 
     await expect(ledger.apply(ctx, account('never-held'), 30)).resolves.toBe('applied');
@@ -158,20 +192,20 @@ describe('CommitScript (real Redis)', () => {
     // a holder later on starts the fence; the next commit at commit then supersedes it
     const holder = await held(locks, `account:${account('never-held')}`);
     await holder.release();
-    const next = context('never-2', locks.lockAtCommit(`account:${account('never-held')}`));
+    const next = context('never-2', await locks.leaveToCommit(`account:${account('never-held')}`));
     await expect(ledger.apply(next, account('never-held'), 1)).resolves.toBe('applied');
-    expect(next.fencingToken).toBeGreaterThan(holder.fencingToken);
+    expect(next.fencingToken).toBeGreaterThan(holder.fencingToken ?? Infinity);
   });
 
   it('does not run the body of a message already committed, and takes nothing', async () => {
     const { locks } = lockService(redis);
     await ledger.apply(
-      context('dup-1', locks.lockAtCommit(`account:${account('dup')}`)),
+      context('dup-1', await locks.leaveToCommit(`account:${account('dup')}`)),
       account('dup'),
       100,
     );
     const fence = await fenceOf('dup');
-    const again = locks.lockAtCommit(`account:${account('dup')}`);
+    const again = await locks.leaveToCommit(`account:${account('dup')}`);
 
     await expect(ledger.apply(context('dup-1', again), account('dup'), 100)).resolves.toBe(
       'duplicate',
@@ -187,7 +221,7 @@ describe('CommitScript (real Redis)', () => {
     const mine = lockService(redis);
     const key = `account:${account('busy')}`;
     const held = await other.locks.acquire(key);
-    const lock = mine.locks.lockAtCommit(key);
+    const lock = await mine.locks.leaveToCommit(key);
     const ctx = context('busy-1', lock);
 
     const applying = ledger.apply(ctx, account('busy'), 40);
@@ -211,7 +245,7 @@ describe('CommitScript (real Redis)', () => {
   it('gives up with LockTimeoutError when the key stays busy past the wait, writing nothing', async () => {
     const mine = lockService(redis, 100);
     await redis.set(lockKeyOf('stuck'), 'another-process', 'PX', 30_000);
-    const lock = mine.locks.lockAtCommit(`account:${account('stuck')}`);
+    const lock = await mine.locks.leaveToCommit(`account:${account('stuck')}`);
 
     await expect(
       ledger.apply(context('stuck-1', lock), account('stuck'), 5),
@@ -231,7 +265,7 @@ describe('CommitScript (real Redis)', () => {
     await redis.del(lockKeyOf('stale'));
     const other = lockService(await another());
     await expect(
-      ledger.apply(context('stale-2', other.locks.lockAtCommit(key)), account('stale'), 10),
+      ledger.apply(context('stale-2', await other.locks.leaveToCommit(key)), account('stale'), 10),
     ).resolves.toBe('applied');
 
     await expect(ledger.apply(context('stale-1', paused), account('stale'), 99)).resolves.toBe(
@@ -252,7 +286,8 @@ describe('CommitScript (real Redis)', () => {
     );
     expect(await redis.exists(lockKeyOf('release'))).toBe(0);
     expect(metrics.held).toBe(0);
-    await expect(lock.release()).resolves.toBe('released');
+    await lock.release();
+    expect(locks.heldCount()).toBe(0);
     // another holder's lock (ours expired and was taken) is left alone, duplicate or not
     const next = await held(locks, key, 0);
     await redis.set(lockKeyOf('release'), 'someone-else', 'PX', 30_000);
@@ -264,23 +299,19 @@ describe('CommitScript (real Redis)', () => {
   });
 
   it('under Redlock (the lock elsewhere) records the highest token committed and refuses a lower one', async () => {
-    const fenced = (fencingToken: number): ScriptLock => ({
-      key: `account:${account('redlock')}`,
-      token: 'on-the-lock-servers',
-      fencingToken,
-      redisKey: undefined,
-      lost: undefined,
-      pending: false,
-      hold: () => Promise.resolve(),
-      releasedByScript: () => {
-        throw new Error('no lock on this Redis to release');
-      },
-      takenByScript: () => {
-        throw new Error('not pending');
-      },
-    });
-    const apply = (id: string, token: number) =>
-      ledger.apply(context(id, fenced(token)), account('redlock'), 100);
+    const backend = new ElsewhereBackend();
+    const { locks } = lockService(redis, 10_000, 5_000, backend);
+    const apply = async (id: string, token: number) => {
+      backend.nextToken = token;
+      // under Redlock the lock is held before the handler, whatever the effect
+      const lock = await locks.leaveToCommit(`account:${account('redlock')}`);
+      expect(lock.pending).toBe(false);
+      try {
+        return await ledger.apply(context(id, lock), account('redlock'), 100);
+      } finally {
+        await lock.release();
+      }
+    };
     await expect(apply('r1', 20)).resolves.toBe('applied');
     await expect(apply('r2', 10)).resolves.toBe('stale');
     await expect(apply('r3', 20)).resolves.toBe('applied');
@@ -288,6 +319,7 @@ describe('CommitScript (real Redis)', () => {
     expect(await balance('redlock')).toBe(200);
     expect(await fenceOf('redlock')).toBe(20);
     expect(await redis.exists(`mp:processed:cs-${run}:r2`)).toBe(0);
+    expect(locks.heldCount()).toBe(0);
   });
 
   it('commits without a lock: marker check, body and marker only', async () => {
@@ -302,7 +334,7 @@ describe('CommitScript (real Redis)', () => {
   });
 
   it("passes the body's reply back, and a body that raises writes no marker", async () => {
-    const script = new CommitScript<number>(redis, 'E2eCheckedAdd', {
+    const script = new RedisCommit<number>(redis, 'E2eCheckedAdd', {
       numberOfKeys: 1,
       lua: `
         if tonumber(args[1]) < 0 then error('negative amount') end
@@ -310,10 +342,10 @@ describe('CommitScript (real Redis)', () => {
     });
     const key = `ledger:balance:${account('script')}`;
     const { locks } = lockService(redis);
-    const ok = context('script-1', locks.lockAtCommit(`account:${account('script')}`));
+    const ok = context('script-1', await locks.leaveToCommit(`account:${account('script')}`));
     await expect(script.run(ok, [key], [5])).resolves.toEqual({ status: 'committed', reply: 5 });
 
-    const refused = context('script-2', locks.lockAtCommit(`account:${account('script')}`));
+    const refused = context('script-2', await locks.leaveToCommit(`account:${account('script')}`));
     await expect(script.run(refused, [key], [-1])).rejects.toThrow(/negative amount/);
     expect(await redis.exists(`mp:processed:cs-${run}:script-2`)).toBe(0);
     expect(await redis.exists(lockKeyOf('script'))).toBe(0);
@@ -323,8 +355,8 @@ describe('CommitScript (real Redis)', () => {
   it('loads a script Redis does not know yet (EVALSHA refused, then EVAL), and runs it by SHA after', async () => {
     // a body of this run only: its SHA is new to the shared Redis, no SCRIPT FLUSH needed
     const body = `-- ${run}\nreturn redis.call('INCRBY', keys[1], args[1])`;
-    const script = new CommitScript<number>(redis, 'E2eUnloaded', { numberOfKeys: 1, lua: body });
-    const sha = createHash('sha1').update(commitLua(body)).digest('hex');
+    const script = new RedisCommit<number>(redis, 'E2eUnloaded', { numberOfKeys: 1, lua: body });
+    const sha = RedisScript.load('commit-3.lua', { effect: body }).sha;
     const key = `ledger:balance:${account('unloaded')}`;
     expect(await redis.script('EXISTS', sha)).toEqual([0]);
 
@@ -349,16 +381,22 @@ describe('CommitScript (real Redis)', () => {
       retryStrategy: () => null,
     });
     down.on('error', () => undefined);
-    const script = new CommitScript(down, 'E2eDown', { numberOfKeys: 0, lua: 'return 1' });
+    const script = new RedisCommit(down, 'E2eDown', { numberOfKeys: 0, lua: 'return 1' });
     await expect(script.run(context('down-1', undefined), [], [])).rejects.toBeInstanceOf(
       DependencyUnavailableError,
     );
     down.disconnect();
   });
 
+  it('refuses to run for a handler whose effect is not redis-commit', async () => {
+    const commit = new RedisCommit(redis, 'E2eWrongKind', { numberOfKeys: 0, lua: 'return 1' });
+    const ctx = { ...context('wrong-1', undefined), effect: 'marker-after' as const };
+    await expect(commit.run(ctx, [], [])).rejects.toThrow(/effect: \{ kind: 'redis-commit' \}/);
+  });
+
   it('aborts the signal of a lock held for the commit when another token takes the key', async () => {
     const { locks } = lockService(redis, 10_000, 300);
-    const lock = locks.lockAtCommit(`account:${account('lost')}`);
+    const lock = await locks.leaveToCommit(`account:${account('lost')}`);
     await lock.hold();
     const { signal } = lock;
     expect(signal.aborted).toBe(false);

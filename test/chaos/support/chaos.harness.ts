@@ -11,7 +11,7 @@ import { TestVhost } from '../../e2e/support/rabbitmq.vhost';
 import { describeMessage, enc, sentinel, sweep } from '../../e2e/support/secret-sweep';
 import { TestRabbitCluster } from '../../cluster/support/rabbitmq.cluster';
 import { TestRabbitNode } from './rabbitmq.node';
-import { ServiceProcess } from '../../e2e/support/service.process';
+import { OBSERVED_SERVICE, ServiceProcess } from '../../e2e/support/service.process';
 import { waitFor } from '../../e2e/support/wait-for';
 
 const run = promisify(execFile);
@@ -135,8 +135,9 @@ export interface ChaosOptions {
 
 /**
  * One reliability run: a throw-away vhost, an oracle Redis of its own that no fault touches,
- * N service instances started like production (`node dist/main.js`, with the test-only
- * LEDGER_ORACLE_URL), a confirming publisher, and the classification of every messageId.
+ * N service instances started like production (the production bootstrap and Node options, with
+ * the ledger's observer seam filled by the oracle: test/e2e/support/observed-service.child.js),
+ * a confirming publisher, and the classification of every messageId.
  */
 export class ChaosRun {
   readonly id = randomBytes(3).toString('hex');
@@ -345,7 +346,7 @@ export class ChaosRun {
   }
 
   private spawn(extraEnv: Record<string, string> = {}): ServiceProcess {
-    const service = ServiceProcess.start({ ...this.env(), ...extraEnv });
+    const service = ServiceProcess.start({ ...this.env(), ...extraEnv }, OBSERVED_SERVICE);
     this.everyService.push(service);
     return service;
   }

@@ -5,6 +5,12 @@ import { join } from 'node:path';
 const MAIN = join(__dirname, '..', '..', '..', 'dist', 'main.js');
 
 /**
+ * The service with the ledger's observer filled by the reliability suite's oracle (the same
+ * bootstrap and modules as dist/main.js); see observed-service.child.js for its variables.
+ */
+export const OBSERVED_SERVICE = join(__dirname, 'observed-service.child.js');
+
+/**
  * Node's options of the production start (`npm start`, the Dockerfile's CMD): a young generation
  * of up to 64 MB per semi-space (see docs/benchmarks.md). A unit test keeps the three alike.
  */

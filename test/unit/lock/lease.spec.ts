@@ -1,4 +1,4 @@
-import { HeldLock } from '../../../src/lock/held-lock';
+import { Lease } from '../../../src/lock/lease';
 import type { LockBackend } from '../../../src/lock/lock.backend';
 import { LockLostError } from '../../../src/lock/lock.errors';
 import type { LockMetrics } from '../../../src/metrics/lock.metrics';
@@ -28,7 +28,7 @@ function fakeBackend(extendStatus: 'extended' | 'taken'): LockBackend & { releas
 }
 
 function heldLock(backend: LockBackend): {
-  lock: HeldLock;
+  lock: Lease;
   held: () => number;
   freed: () => number;
 } {
@@ -39,7 +39,7 @@ function heldLock(backend: LockBackend): {
     extension: () => undefined,
     lockLost: () => undefined,
   } as unknown as LockMetrics;
-  const lock = new HeldLock({
+  const lock = new Lease({
     key: 'account:1',
     token: 'token-1',
     fencingToken: 7,
@@ -53,13 +53,7 @@ function heldLock(backend: LockBackend): {
   return { lock, held: () => held, freed: () => freed };
 }
 
-describe('HeldLock', () => {
-  it('names its Redis key when the backend keeps locks on the service Redis', async () => {
-    const { lock } = heldLock(fakeBackend('extended'));
-    expect(lock.redisKey).toBe('mp:lock:account:1');
-    await lock.release();
-  });
-
+describe('Lease', () => {
   it('after releasedByScript, forgets the lock once and release() sends nothing', async () => {
     const backend = fakeBackend('extended');
     const { lock, held, freed } = heldLock(backend);

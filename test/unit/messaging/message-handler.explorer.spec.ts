@@ -23,6 +23,7 @@ import {
   groupByQueue,
 } from '../../../src/messaging/message-handler.explorer';
 import type {
+  HandlerEffect,
   QueueBinding,
   RegisteredHandler,
 } from '../../../src/messaging/message-handler.interfaces';
@@ -56,11 +57,8 @@ function handler(
       queue: options.queue,
       routingKeys: options.routingKeys,
       prefetch: options.prefetch,
-      idempotent: true,
-      commitsMarker: false,
-      lockAtCommit: false,
-      lock: false,
-      lockKey: undefined,
+      effect: 'marker-after',
+      lockKey: false,
       retry: { ...DEFAULT_RETRY, ...options.retry },
       nonRetryable: [],
     },
@@ -304,7 +302,9 @@ function messageContext(handlerId: string): MessageContext {
     attempt: 1,
     redelivered: false,
     signal: new AbortController().signal,
+    effect: 'marker-after',
     processedMarker: undefined,
+    lock: undefined,
     message,
     baseLogger: pino({ enabled: false }),
   });
@@ -409,11 +409,8 @@ describe('MessageHandlerExplorer', () => {
       queue: 'ledger.transfers',
       routingKeys: ['transfer.reversed', 'transfer.cancelled'],
       prefetch: 3,
-      idempotent: true,
-      commitsMarker: false,
-      lock: true,
-      lockAtCommit: false,
-      lockKey: undefined,
+      effect: 'marker-after',
+      lockKey: 'message-id',
       retry: { maxAttempts: 3, initialDelayMs: 500, maxDelayMs: 60_000, multiplier: 2, jitter: 0 },
       nonRetryable: [RangeError, TransferRefusedError],
     });
@@ -517,38 +514,36 @@ describe('MessageHandlerExplorer retry options', () => {
   }
 
   @Injectable()
-  class LockAtCommitWithoutMarkerHandler {
-    // the commit script takes the lock, so it must write the marker too
+  class UnknownEffectHandler {
     @MessageHandler({
       exchange: 'ledger',
       routingKey: 'transfer.created',
       queue: 'ledger.transfers',
-      lockAtCommit: true,
+      // what a JavaScript caller (or a cast) can still pass
+      effect: { kind: 'exactly-once' } as unknown as HandlerEffect,
     })
     apply(): void {}
   }
 
   @Injectable()
-  class LockAtCommitUnlockedHandler {
+  class BadLockKeyHandler {
     @MessageHandler({
       exchange: 'ledger',
       routingKey: 'transfer.created',
       queue: 'ledger.transfers',
-      lock: false,
-      commitsMarker: true,
-      lockAtCommit: true,
+      lockKey: 'account' as unknown as false,
     })
     apply(): void {}
   }
 
   @Injectable()
-  class LockAtCommitHandler {
+  class RedisCommitUnlockedHandler {
     @MessageHandler({
       exchange: 'ledger',
       routingKey: 'transfer.created',
       queue: 'ledger.transfers',
-      commitsMarker: true,
-      lockAtCommit: true,
+      effect: { kind: 'redis-commit' },
+      lockKey: false,
     })
     apply(): void {}
   }
@@ -589,20 +584,25 @@ describe('MessageHandlerExplorer retry options', () => {
     );
   });
 
-  it.each([
-    ['without commitsMarker', LockAtCommitWithoutMarkerHandler],
-    ['without a lock', LockAtCommitUnlockedHandler],
-  ])('refuses lockAtCommit %s', async (_label, provider) => {
-    const error = await exploreError(provider);
+  it('refuses an effect kind it does not know, naming the ones it does', async () => {
+    const error = await exploreError(UnknownEffectHandler);
     expect(error).toBeInstanceOf(HandlerConfigurationError);
     expect(error).toHaveProperty(
       'message',
-      `${provider.name}.apply: "lockAtCommit" needs a lock and, when idempotent, "commitsMarker: true" (its commit script takes the lock and writes the marker)`,
+      `UnknownEffectHandler.apply: "effect.kind" must be one of 'marker-after', 'redis-commit', 'idempotent'`,
     );
   });
 
-  it('accepts lockAtCommit with commitsMarker', async () => {
-    expect(await exploreError(LockAtCommitHandler)).toBeUndefined();
+  it('refuses a lockKey that is neither a function nor false', async () => {
+    const error = await exploreError(BadLockKeyHandler);
+    expect(error).toHaveProperty(
+      'message',
+      'BadLockKeyHandler.apply: "lockKey" must be a function of the payload, or false for no lock',
+    );
+  });
+
+  it('accepts every kind with or without a lock', async () => {
+    expect(await exploreError(RedisCommitUnlockedHandler)).toBeUndefined();
   });
 });
 

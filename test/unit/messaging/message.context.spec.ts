@@ -21,7 +21,9 @@ function contextAt(level: string, lines: string[]): MessageContext {
     attempt: 1,
     redelivered: false,
     signal: new AbortController().signal,
+    effect: 'marker-after',
     processedMarker: undefined,
+    lock: undefined,
     message: { content: Buffer.alloc(0) } as ConsumeMessage,
     baseLogger: pino({ level }, sink),
   });

@@ -5,6 +5,7 @@ import pino from 'pino';
 import type { IdempotencyStore } from '../../../src/messaging/idempotency.store';
 import type { MessageContext, ProcessedMarker } from '../../../src/messaging/message.context';
 import type {
+  EffectKind,
   QueueBinding,
   RegisteredHandler,
 } from '../../../src/messaging/message-handler.interfaces';
@@ -18,9 +19,9 @@ import type { MessagePublisher } from '../../../src/messaging/message.publisher'
 import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants';
 import { delayTiers } from '../../../src/messaging/retry.policy';
 import type { MessageMetrics } from '../../../src/metrics/message.metrics';
-import { type Lock, LockLostError, type LockService, LockTimeoutError } from '../../../src/lock';
-import { CommitLock } from '../../../src/lock/commit-lock';
-import type { ScriptLock } from '../../../src/lock/script-lock';
+import { LockLostError, type LockService, LockTimeoutError } from '../../../src/lock';
+import type { Lease } from '../../../src/lock/lease';
+import { MessageLease } from '../../../src/lock/message-lease';
 import { DEFAULT_POLICY, ledgerDelivery } from './fixtures';
 
 const QUEUE = 'ledger.transactions';
@@ -179,12 +180,10 @@ class FakeIdempotency {
   }
 }
 
-/** A lock as the processor sees it; `lose()` aborts its signal as the watchdog would. */
-class FakeLock {
+/** A lease as a message lock holds it; `lose()` aborts its signal as the watchdog would. */
+class FakeLease {
   readonly token = 'token-1';
   readonly fencingToken = 1_764_000_000_000_001;
-  /** Under Redlock: nothing for a handler's script to release. */
-  readonly redisKey = undefined;
   private readonly controller = new AbortController();
   released = false;
 
@@ -203,11 +202,7 @@ class FakeLock {
   }
 
   releasedByScript(): void {
-    throw new Error('not on the service Redis: nothing for a script to release');
-  }
-
-  extend(): Promise<boolean> {
-    return Promise.resolve(!this.signal.aborted);
+    throw new Error('not on the service Redis: nothing for a commit to release');
   }
 
   release(): Promise<'released'> {
@@ -222,29 +217,36 @@ type LockBehaviour = 'free' | 'busy' | 'processed' | 'wait-until-stopped';
 class FakeLocks {
   behaviour: LockBehaviour = 'free';
   readonly requests: { key: string; markerKey: string | undefined }[] = [];
-  readonly locks: FakeLock[] = [];
-  /** Locks taken by commit scripts (the fencing tokens they minted are the test's). */
-  readonly atCommit: CommitLock[] = [];
+  readonly leases: FakeLease[] = [];
 
-  constructor(readonly locksAtCommit: boolean) {}
+  /** @param atCommit whether locks live on the service Redis, where a commit can take them */
+  constructor(private readonly atCommit: boolean) {}
 
-  lockAtCommit(key: string, options: { signal?: AbortSignal }): CommitLock {
-    const lock = new CommitLock(key, `mp:lock:${key}`, {
-      take: async () => {
-        const taken = await this.acquireUnlessProcessed(key, undefined, options);
-        return taken as unknown as Lock & ScriptLock;
-      },
-      taken: () => undefined,
-    });
-    this.atCommit.push(lock);
-    return lock;
-  }
-
-  acquireUnlessProcessed(
+  async holdForMessage(
     key: string,
     markerKey: string | undefined,
     options: { signal?: AbortSignal },
-  ): Promise<FakeLock | 'processed'> {
+  ): Promise<MessageLease | 'processed'> {
+    const lease = await this.take(key, markerKey, options);
+    return lease === 'processed' ? lease : MessageLease.held(lease, undefined, 5_000);
+  }
+
+  async leaveToCommit(key: string, options: { signal?: AbortSignal }): Promise<MessageLease> {
+    if (!this.atCommit) return (await this.holdForMessage(key, undefined, options)) as MessageLease;
+    return MessageLease.atCommit(
+      key,
+      `mp:lock:${key}`,
+      5_000,
+      async () => (await this.take(key, undefined, options)) as Lease,
+      () => undefined,
+    );
+  }
+
+  private take(
+    key: string,
+    markerKey: string | undefined,
+    options: { signal?: AbortSignal },
+  ): Promise<Lease | 'processed'> {
     this.requests.push({ key, markerKey });
     switch (this.behaviour) {
       case 'busy':
@@ -252,13 +254,16 @@ class FakeLocks {
       case 'processed':
         return Promise.resolve('processed');
       case 'wait-until-stopped':
-        return new Promise((_, reject) =>
-          options.signal?.addEventListener('abort', () => reject(options.signal?.reason as Error)),
-        );
+        // as LockService's wait: refused at once when already aborted, else until it aborts
+        return new Promise((_, reject) => {
+          const abort = () => reject(options.signal?.reason as Error);
+          if (options.signal?.aborted) abort();
+          else options.signal?.addEventListener('abort', abort);
+        });
       case 'free': {
-        const lock = new FakeLock(key);
-        this.locks.push(lock);
-        return Promise.resolve(lock);
+        const lease = new FakeLease(key);
+        this.leases.push(lease);
+        return Promise.resolve(lease as unknown as Lease);
       }
     }
   }
@@ -283,12 +288,14 @@ class FakePinoLogger {
 }
 
 interface SetupOptions {
-  readonly lock?: boolean;
-  /** The handler's lock is taken by its commit (`lockAtCommit`, locks on the service Redis). */
-  readonly lockAtCommit?: boolean;
+  /** Default `marker-after`. */
+  readonly effect?: EffectKind;
+  /** Locks on the service Redis, where a `redis-commit` can take them (default true). */
+  readonly locksAtCommit?: boolean;
   /** Awaited inside the handler after `during`: what its commit does with the lock. */
   readonly commit?: (context: MessageContext) => Promise<void>;
-  readonly lockKey?: (payload: never) => string;
+  /** Default: no lock. */
+  readonly lockKey?: ((payload: never) => string) | 'message-id' | false;
   /** Runs inside the handler, with its context. */
   readonly during?: (context: MessageContext) => void;
 }
@@ -298,7 +305,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
   const attempts: number[] = [];
   const contexts: MessageContext[] = [];
   const idempotency = new FakeIdempotency();
-  const locks = new FakeLocks(opts.lockAtCommit ?? false);
+  const locks = new FakeLocks(opts.locksAtCommit ?? true);
   const stop = new AbortController();
   const metrics = new FakeMetrics();
   const handler: RegisteredHandler = {
@@ -308,11 +315,8 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       queue: QUEUE,
       routingKeys: ['transaction.*'],
       prefetch: undefined,
-      idempotent: true,
-      commitsMarker: opts.lockAtCommit ?? false,
-      lockAtCommit: opts.lockAtCommit ?? false,
-      lock: opts.lock ?? opts.lockAtCommit ?? false,
-      lockKey: opts.lockKey,
+      effect: opts.effect ?? 'marker-after',
+      lockKey: opts.lockKey ?? false,
       retry: DEFAULT_POLICY,
       nonRetryable: [],
     },
@@ -428,21 +432,22 @@ describe('MessageProcessor', () => {
 
 describe('MessageProcessor with a lock', () => {
   it('locks the messageId within its queue, checking the marker in the same call', async () => {
-    const { process, locks, contexts, idempotency, effects } = setup('succeed', { lock: true });
+    const { process, locks, contexts, idempotency, effects } = setup('succeed', {
+      lockKey: 'message-id',
+    });
     await process(ledgerDelivery({}));
     expect(locks.requests).toEqual([
       { key: `msg:${QUEUE}:tx-0001`, markerKey: `mp:processed:${QUEUE}:tx-0001` },
     ]);
     expect(contexts[0].lockKey).toBe(`msg:${QUEUE}:tx-0001`);
-    expect(contexts[0].fencingToken).toBe(locks.locks[0].fencingToken);
+    expect(contexts[0].fencingToken).toBe(locks.leases[0].fencingToken);
     expect(idempotency.marked).toEqual([`mp:processed:${QUEUE}:tx-0001`]);
-    expect(locks.locks[0].released).toBe(true);
+    expect(locks.leases[0].released).toBe(true);
     expect(effects.map((e) => e.kind)).toEqual(['ack']);
   });
 
   it("locks the handler's lockKey of the decoded payload", async () => {
     const { process, locks } = setup('succeed', {
-      lock: true,
       lockKey: (tx: { accountId: string }) => `account:${tx.accountId}`,
     });
     await process(ledgerDelivery({}));
@@ -459,7 +464,7 @@ describe('MessageProcessor with a lock', () => {
     ['returns an empty key', () => ''],
     ['returns a non-string', () => 42 as unknown as string],
   ])('dead-letters without running the handler when lockKey %s', async (_label, lockKey) => {
-    const { process, locks, attempts, effects } = setup('succeed', { lock: true, lockKey });
+    const { process, locks, attempts, effects } = setup('succeed', { lockKey });
     await process(ledgerDelivery({}));
     expect(locks.requests).toEqual([]);
     expect(attempts).toEqual([]);
@@ -469,7 +474,9 @@ describe('MessageProcessor with a lock', () => {
   });
 
   it('acks a processed message as duplicate without running the handler', async () => {
-    const { process, locks, attempts, effects, metrics } = setup('succeed', { lock: true });
+    const { process, locks, attempts, effects, metrics } = setup('succeed', {
+      lockKey: 'message-id',
+    });
     locks.behaviour = 'processed';
     await process(ledgerDelivery({}));
     expect(attempts).toEqual([]);
@@ -478,7 +485,9 @@ describe('MessageProcessor with a lock', () => {
   });
 
   it('parks a message whose lock stays busy, without spending an attempt', async () => {
-    const { process, locks, attempts, effects, metrics } = setup('succeed', { lock: true });
+    const { process, locks, attempts, effects, metrics } = setup('succeed', {
+      lockKey: 'message-id',
+    });
     locks.behaviour = 'busy';
     await process(ledgerDelivery({ 'x-attempts': 2 }));
     expect(attempts).toEqual([]);
@@ -493,8 +502,8 @@ describe('MessageProcessor with a lock', () => {
 
   it('retries (never acks) a message whose lock was lost while the handler ran', async () => {
     const { process, locks, idempotency, effects, metrics, contexts } = setup('succeed', {
-      lock: true,
-      during: () => locks.locks[0].lose(),
+      lockKey: 'message-id',
+      during: () => locks.leases[0].lose(),
     });
     await process(ledgerDelivery({}));
     expect(contexts[0].signal.aborted).toBe(true);
@@ -504,11 +513,11 @@ describe('MessageProcessor with a lock', () => {
     expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'LockLostError' });
     expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
     expect(metrics.outcomes).toEqual(['retry']);
-    expect(locks.locks[0].released).toBe(true);
+    expect(locks.leases[0].released).toBe(true);
   });
 
   it('hands a message back at once when the consumer stops while it waits for its lock', async () => {
-    const { process, locks, stop, attempts, effects } = setup('succeed', { lock: true });
+    const { process, locks, stop, attempts, effects } = setup('succeed', { lockKey: 'message-id' });
     locks.behaviour = 'wait-until-stopped';
     const done = process(ledgerDelivery({}));
     stop.abort(new Error('consumer stopping'));
@@ -518,15 +527,17 @@ describe('MessageProcessor with a lock', () => {
   });
 });
 
-describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => {
+describe('MessageProcessor with a redis-commit effect (the lock left to the commit)', () => {
   it('sends nothing before the handler; the fencing token is the one its commit minted', async () => {
     const { process, locks, contexts, idempotency, effects, metrics } = setup('succeed', {
-      lockAtCommit: true,
+      effect: 'redis-commit',
       lockKey: (tx: { accountId: string }) => `account:${tx.accountId}`,
       commit: (ctx) => {
         expect(ctx.lock?.pending).toBe(true);
         expect(ctx.fencingToken).toBeUndefined();
-        ctx.scriptLock?.takenByScript(1_764_000_000_000_042);
+        // what a RedisCommit does when its script took the lock and minted a token
+        const lease = ctx.lock as MessageLease;
+        lease.commitAnswered(lease.commitArgs(), '1764000000000042');
         return Promise.resolve();
       },
     });
@@ -543,19 +554,21 @@ describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => 
 
   it('waits for a key held elsewhere and commits as the holder, then releases', async () => {
     const { process, locks, contexts, effects } = setup('succeed', {
-      lockAtCommit: true,
+      effect: 'redis-commit',
+      lockKey: 'message-id',
       commit: (ctx) => ctx.lock?.hold() ?? Promise.resolve(),
     });
     await process(ledgerDelivery({}));
     expect(locks.requests).toEqual([{ key: `msg:${QUEUE}:tx-0001`, markerKey: undefined }]);
-    expect(contexts[0].fencingToken).toBe(locks.locks[0].fencingToken);
-    expect(locks.locks[0].released).toBe(true);
+    expect(contexts[0].fencingToken).toBe(locks.leases[0].fencingToken);
+    expect(locks.leases[0].released).toBe(true);
     expect(effects.map((e) => e.kind)).toEqual(['ack']);
   });
 
   it('parks the message when the key stays busy past the wait, without spending an attempt', async () => {
     const { process, locks, effects, metrics } = setup('succeed', {
-      lockAtCommit: true,
+      effect: 'redis-commit',
+      lockKey: 'message-id',
       commit: (ctx) => ctx.lock?.hold() ?? Promise.resolve(),
     });
     locks.behaviour = 'busy';
@@ -569,7 +582,8 @@ describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => 
 
   it('hands the message back when the consumer stops while its commit waits for the key', async () => {
     const { process, locks, stop, effects } = setup('succeed', {
-      lockAtCommit: true,
+      effect: 'redis-commit',
+      lockKey: 'message-id',
       commit: (ctx) => ctx.lock?.hold() ?? Promise.resolve(),
     });
     locks.behaviour = 'wait-until-stopped';
@@ -581,11 +595,12 @@ describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => 
 
   it('retries (never acks) when the lock it held for the commit was lost', async () => {
     const { process, locks, contexts, effects, metrics } = setup('succeed', {
-      lockAtCommit: true,
+      effect: 'redis-commit',
+      lockKey: 'message-id',
       commit: async (ctx) => {
         const signal = ctx.signal;
         await ctx.lock?.hold();
-        locks.locks[0].lose();
+        locks.leases[0].lose();
         expect(signal.aborted).toBe(true);
       },
     });
@@ -595,6 +610,6 @@ describe('MessageProcessor with the lock taken at commit (lockAtCommit)', () => 
     expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'LockLostError' });
     expect(effects.map((e) => e.kind)).toEqual(['publish', 'ack']);
     expect(metrics.outcomes).toEqual(['retry']);
-    expect(locks.locks[0].released).toBe(true);
+    expect(locks.leases[0].released).toBe(true);
   });
 });

@@ -1,0 +1,62 @@
+--[[
+  A handler's effect, committed in one atomic step with what makes it safe: the processed
+  marker, the lock and its fencing token. The effect's own keys and arguments follow the
+  protocol's; its Lua is the body of `effect` below (see RedisCommit).
+
+  Input:
+    KEYS[1] the processed marker ('' = none): when it exists the effect ran before
+    KEYS[2] the lock (mp:lock:<key>) on this Redis ('' = none here: no lock, or Redlock)
+    KEYS[3] the fence (mp:fence:<key>) ('' = no lock)
+    KEYS[4..] the effect's keys
+    ARGV[1] the lock holder's token ('' while the lock is left to this script)
+    ARGV[2] the holder's fencing token ('' = take the lock in this script)
+    ARGV[3] the marker's expiry (s)
+    ARGV[4] the fence's expiry (ms)
+    ARGV[5..] the effect's arguments
+
+  Output:
+    {1, fence, reply}  committed: the effect ran and the marker is written; fence: the fencing
+                       token it ran under ('' without one), reply: what the effect returned
+    {0}                duplicate: the marker existed, nothing ran
+    {-1}               stale: a newer holder's token was issued or applied for the key
+    {2}                busy: the lock was left to this script and another worker holds the key;
+                       nothing was written
+
+  A lock held by ARGV[1] is released on every answer but busy. A lock taken here is held for
+  this step only: nothing is stored under KEYS[2]. It mints a fencing token only when the key's
+  fence exists (a holder within the fence's lifetime, who may have outlived its lease: the new
+  token refuses that holder's late write); a key nobody held since has nobody to fence off.
+]]
+-- @include next-fence
+local effect = function(keys, args, fence)
+-- @effect
+end
+local function release()
+  if KEYS[2] ~= '' and ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('DEL', KEYS[2])
+  end
+end
+if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  release()
+  return {0}
+end
+local fence = ''
+if KEYS[3] ~= '' then
+  if ARGV[2] == '' then
+    if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+    if redis.call('EXISTS', KEYS[3]) == 1 then fence = nextFence(KEYS[3], ARGV[4]) end
+  else
+    local applied = tonumber(redis.call('GET', KEYS[3]) or '0')
+    local mine = tonumber(ARGV[2])
+    if mine < applied then
+      release()
+      return {-1}
+    end
+    if mine > applied then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[4]) end
+    fence = ARGV[2]
+  end
+end
+local reply = effect({unpack(KEYS, 4)}, {unpack(ARGV, 5)}, fence)
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
+release()
+return {1, fence, reply}

@@ -30,7 +30,7 @@ export class MessageConsumerService
   private consumers: QueueConsumer[] = [];
   private shuttingDown = false;
   private forcedAtShutdown = 0;
-  private readonly reconcile = (): void => this.consumers.forEach((c) => c.converge());
+  private readonly reconcile = (): void => this.consumers.forEach((c) => void c.converge());
 
   constructor(
     private readonly explorer: MessageHandlerExplorer,

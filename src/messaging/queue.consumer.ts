@@ -99,9 +99,12 @@ export class QueueConsumer implements ConsumerHandle {
     };
   }
 
-  /** Re-evaluates what the consumer should be doing; safe to call any time, from any event. */
-  converge(): void {
-    void this.runConverge();
+  /**
+   * Re-evaluates what the consumer should be doing; safe to call any time, from any event.
+   * Resolves when this pass is over (at once when another pass is running: it runs again).
+   */
+  converge(): Promise<void> {
+    return this.runConverge();
   }
 
   private async runConverge(): Promise<void> {
@@ -288,7 +291,7 @@ export class QueueConsumer implements ConsumerHandle {
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      this.converge();
+      void this.converge();
     }, delayMs);
     this.retryTimer.unref();
   }
@@ -320,7 +323,8 @@ export class QueueConsumer implements ConsumerHandle {
   }
 
   // basic.ack has no reply; a synchronous round trip on the same channel proves the broker has
-  // read every ack sent before it (DESIGN §9), so closing the channel next cannot lose them.
+  // read every ack sent before it (docs/architecture.md, Shutdown), so closing the channel next
+  // cannot lose them.
   private async flushAcks(): Promise<void> {
     if (!this.channel) return;
     this.acks?.flush();

@@ -1,62 +1,20 @@
 import type { Message } from 'amqplib';
-import { AckCoalescer, type Settlement } from '../../../src/messaging/ack.coalescer';
-
-type Frame =
-  | { readonly kind: 'ack'; readonly tag: number; readonly multiple: boolean }
-  | { readonly kind: 'nack'; readonly tag: number; readonly requeue: boolean };
-
-/**
- * A broker's view of one channel: the deliveries it considers unacknowledged, and what each
- * frame does to them (AMQP 0-9-1: `multiple` settles every outstanding tag up to the given one;
- * an unknown tag is a PRECONDITION_FAILED channel error).
- */
-class BrokerChannel implements Settlement {
-  readonly frames: Frame[] = [];
-  readonly outstanding = new Set<number>();
-  readonly acked = new Set<number>();
-  readonly returned = new Set<number>();
-  closed = false;
-
-  deliver(tag: number): Message {
-    this.outstanding.add(tag);
-    return { fields: { deliveryTag: tag } } as Message;
-  }
-
-  ack(message: Message, allUpTo = false): void {
-    this.settle(message.fields.deliveryTag, allUpTo, this.acked);
-    this.frames.push({ kind: 'ack', tag: message.fields.deliveryTag, multiple: allUpTo });
-  }
-
-  nack(message: Message, allUpTo = false, requeue = true): void {
-    this.settle(message.fields.deliveryTag, allUpTo, this.returned);
-    this.frames.push({ kind: 'nack', tag: message.fields.deliveryTag, requeue });
-  }
-
-  private settle(tag: number, multiple: boolean, into: Set<number>): void {
-    if (this.closed) throw new Error('Channel closed');
-    if (!this.outstanding.has(tag))
-      throw new Error(`PRECONDITION_FAILED - unknown delivery tag ${tag}`);
-    for (const t of [...this.outstanding]) {
-      if (t === tag || (multiple && t < tag)) {
-        this.outstanding.delete(t);
-        into.add(t);
-      }
-    }
-  }
-}
+import { AckCoalescer } from '../../../src/messaging/ack.coalescer';
+import { FakeChannel } from '../support/fake-channel';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('AckCoalescer', () => {
   function setup(): {
-    broker: BrokerChannel;
+    broker: FakeChannel;
     acks: AckCoalescer;
     deliver: (tag: number) => Message;
   } {
-    const broker = new BrokerChannel();
-    const acks = new AckCoalescer(broker);
+    const broker = new FakeChannel();
+    const acks = new AckCoalescer(broker.asChannel());
     const deliver = (tag: number): Message => {
-      const message = broker.deliver(tag);
+      const message = broker.deliver();
+      expect(message.fields.deliveryTag).toBe(tag);
       acks.track(message);
       return message;
     };
@@ -67,9 +25,9 @@ describe('AckCoalescer', () => {
     const { broker, acks, deliver } = setup();
     const messages = [1, 2, 3, 4, 5].map(deliver);
     for (const m of [messages[2], messages[0], messages[4], messages[1], messages[3]]) acks.ack(m);
-    expect(broker.frames).toEqual([]);
+    expect(broker.settlements).toEqual([]);
     await nextTurn();
-    expect(broker.frames).toEqual([{ kind: 'ack', tag: 5, multiple: true }]);
+    expect(broker.settlements).toEqual([{ op: 'ack', tag: 5, multiple: true }]);
     expect([...broker.acked].sort()).toEqual([1, 2, 3, 4, 5]);
     expect(acks.outstanding).toBe(0);
   });
@@ -82,15 +40,15 @@ describe('AckCoalescer', () => {
     acks.ack(m4);
     await nextTurn();
     // 2 is still being processed: a multiple ack up to 3 or 4 would settle it
-    expect(broker.frames).toEqual([
-      { kind: 'ack', tag: 1, multiple: false },
-      { kind: 'ack', tag: 3, multiple: false },
-      { kind: 'ack', tag: 4, multiple: false },
+    expect(broker.settlements).toEqual([
+      { op: 'ack', tag: 1, multiple: false },
+      { op: 'ack', tag: 3, multiple: false },
+      { op: 'ack', tag: 4, multiple: false },
     ]);
     expect(broker.outstanding).toEqual(new Set([2]));
     acks.ack(m2);
     await nextTurn();
-    expect(broker.frames.at(-1)).toEqual({ kind: 'ack', tag: 2, multiple: false });
+    expect(broker.settlements.at(-1)).toEqual({ op: 'ack', tag: 2, multiple: false });
     expect(broker.outstanding.size).toBe(0);
     expect(acks.outstanding).toBe(0);
   });
@@ -101,15 +59,15 @@ describe('AckCoalescer', () => {
     acks.ack(m1);
     acks.nack(m2, false, false);
     acks.nack(m3, false, true);
-    expect(broker.frames).toEqual([
-      { kind: 'nack', tag: 2, requeue: false },
-      { kind: 'nack', tag: 3, requeue: true },
+    expect(broker.settlements).toEqual([
+      { op: 'nack', tag: 2, multiple: false, requeue: false },
+      { op: 'nack', tag: 3, multiple: false, requeue: true },
     ]);
     acks.ack(m4);
     await nextTurn();
-    expect(broker.frames.slice(2)).toEqual([{ kind: 'ack', tag: 4, multiple: true }]);
+    expect(broker.settlements.slice(2)).toEqual([{ op: 'ack', tag: 4, multiple: true }]);
     expect(broker.acked).toEqual(new Set([1, 4]));
-    expect(broker.returned).toEqual(new Set([2, 3]));
+    expect(broker.nacked).toEqual(new Set([2, 3]));
   });
 
   it('flush() sends what is due at once (before a channel is drained or closed)', () => {
@@ -118,9 +76,9 @@ describe('AckCoalescer', () => {
     acks.ack(m1);
     acks.ack(m2);
     acks.flush();
-    expect(broker.frames).toEqual([{ kind: 'ack', tag: 2, multiple: true }]);
+    expect(broker.settlements).toEqual([{ op: 'ack', tag: 2, multiple: true }]);
     acks.flush();
-    expect(broker.frames).toHaveLength(1);
+    expect(broker.settlements).toHaveLength(1);
   });
 
   it('says the channel closed once the consumer reports it, so no copy is published for nothing', () => {
@@ -132,16 +90,16 @@ describe('AckCoalescer', () => {
 
   it('passes an ack of a delivery it does not track straight through', () => {
     const { broker, acks } = setup();
-    const stranger = broker.deliver(9);
+    const stranger = broker.deliver();
     acks.ack(stranger);
-    expect(broker.frames).toEqual([{ kind: 'ack', tag: 9, multiple: false }]);
+    expect(broker.settlements).toEqual([{ op: 'ack', tag: 1, multiple: false }]);
   });
 
   it('reports a closed channel instead of throwing from the event loop', async () => {
-    const broker = new BrokerChannel();
+    const broker = new FakeChannel();
     const errors: unknown[] = [];
-    const acks = new AckCoalescer(broker, (error) => errors.push(error));
-    const message = broker.deliver(1);
+    const acks = new AckCoalescer(broker.asChannel(), (error) => errors.push(error));
+    const message = broker.deliver();
     acks.track(message);
     acks.ack(message);
     broker.closed = true;
@@ -181,11 +139,11 @@ describe('AckCoalescer', () => {
         for (const m of pending) expect(broker.outstanding.has(m.fields.deliveryTag)).toBe(true);
       }
       for (const [t, how] of intended) {
-        expect(how === 'ack' ? broker.acked.has(t) : broker.returned.has(t)).toBe(true);
+        expect(how === 'ack' ? broker.acked.has(t) : broker.nacked.has(t)).toBe(true);
       }
       expect(broker.outstanding.size).toBe(pending.length);
       expect(acks.outstanding).toBe(pending.length);
-      const multiples = broker.frames.filter((f) => f.kind === 'ack' && f.multiple).length;
+      const multiples = broker.settlements.filter((f) => f.op === 'ack' && f.multiple).length;
       expect(multiples).toBeGreaterThan(0);
     }
   });

@@ -1,5 +1,5 @@
-import type { ConsumeMessage, Message, XDeath } from 'amqplib';
-import type { Settlement } from '../../../src/messaging/ack.coalescer';
+import type { ConsumeMessage, XDeath } from 'amqplib';
+import { FakeChannel } from '../support/fake-channel';
 import type { PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
 import type { IdempotencyStore } from '../../../src/messaging/idempotency.store';
@@ -129,25 +129,13 @@ describe('attemptOf', () => {
 /* ---------- MessageProcessor: the attempt, the policy and the poison guard reach settlement ---------- */
 
 type Effect =
-  | { readonly kind: 'ack' | 'nack'; readonly message: Message }
+  | { readonly kind: 'ack' | 'nack'; readonly tag: number }
   | {
       readonly kind: 'publish';
       readonly exchange: string;
       readonly routingKey: string;
       readonly options: PublishOptions;
     };
-
-class FakeChannel implements Settlement {
-  constructor(private readonly effects: Effect[]) {}
-
-  ack(message: Message): void {
-    this.effects.push({ kind: 'ack', message });
-  }
-
-  nack(message: Message): void {
-    this.effects.push({ kind: 'nack', message });
-  }
-}
 
 class FakePublisher {
   constructor(private readonly effects: Effect[]) {}
@@ -359,8 +347,13 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
     },
     new FakePinoLogger() as unknown as PinoLogger,
   );
-  const channel = new FakeChannel(effects);
-  const process = (message: ConsumeMessage) => processor.process(message, channel, consumer);
+  const channel = new FakeChannel({
+    onCall: (call) => {
+      if (call.op === 'ack' || call.op === 'nack') effects.push({ kind: call.op, tag: call.tag });
+    },
+  });
+  const process = (message: ConsumeMessage) =>
+    processor.process(channel.deliver(message), channel, consumer);
   return { effects, attempts, contexts, metrics, idempotency, locks, stop, process };
 }
 

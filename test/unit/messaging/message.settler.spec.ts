@@ -1,5 +1,5 @@
-import type { ConsumeMessage, Message } from 'amqplib';
-import type { Settlement } from '../../../src/messaging/ack.coalescer';
+import type { ConsumeMessage } from 'amqplib';
+import { FakeChannel } from '../support/fake-channel';
 import { IllegalOperationError } from 'amqplib';
 import type { ProcessingOutcome } from '../../../src/metrics/metrics.constants';
 import type { MessageLogFields } from '../../../src/messaging/message.context';
@@ -25,6 +25,7 @@ import {
 import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
 
 import { DEFAULT_POLICY, LEDGER_BODY, ledgerDelivery } from './fixtures';
+import { RecordingLogger } from '../support/recording-logger';
 
 const QUEUE = 'ledger.transactions';
 
@@ -34,12 +35,12 @@ const FAILED_AT_ISO = '2025-03-14T09:26:53.589Z';
 
 /** Every broker-facing and publisher-facing effect, in the order it happened. */
 type Effect =
-  | { readonly kind: 'ack'; readonly message: Message; readonly allUpTo: boolean | undefined }
+  | { readonly kind: 'ack'; readonly tag: number; readonly multiple: boolean }
   | {
       readonly kind: 'nack';
-      readonly message: Message;
-      readonly allUpTo: boolean | undefined;
-      readonly requeue: boolean | undefined;
+      readonly tag: number;
+      readonly multiple: boolean;
+      readonly requeue: boolean;
     }
   | {
       readonly kind: 'publish';
@@ -49,28 +50,6 @@ type Effect =
       readonly options: PublishOptions;
     }
   | { readonly kind: 'publish-confirmed' };
-
-/**
- * amqplib's channel, as far as the settler uses it. `closed`: the consumer saw it close before the
- * settlement (the broker took the delivery back); `dies`: it closes during the settlement, so what
- * is sent on it throws as on a closed amqplib channel.
- */
-class FakeChannel implements Settlement {
-  closed = false;
-  dies = false;
-
-  constructor(private readonly effects: Effect[]) {}
-
-  ack(message: Message, allUpTo?: boolean): void {
-    if (this.closed || this.dies) throw new IllegalOperationError('Channel closed');
-    this.effects.push({ kind: 'ack', message, allUpTo });
-  }
-
-  nack(message: Message, allUpTo?: boolean, requeue?: boolean): void {
-    if (this.closed || this.dies) throw new IllegalOperationError('Channel closed');
-    this.effects.push({ kind: 'nack', message, allUpTo, requeue });
-  }
-}
 
 /** The publisher's publishRaw; each publish confirms when the test says so (or at once). */
 class FakePublisher {
@@ -127,28 +106,6 @@ class FakeMetrics {
   }
 }
 
-interface LogLine {
-  readonly level: 'debug' | 'warn' | 'error';
-  readonly fields: Record<string, unknown>;
-  readonly msg: string;
-}
-
-class FakeLogger {
-  readonly lines: LogLine[] = [];
-
-  debug(fields: object, msg: string): void {
-    this.lines.push({ level: 'debug', fields: { ...fields }, msg });
-  }
-
-  warn(fields: object, msg: string): void {
-    this.lines.push({ level: 'warn', fields: { ...fields }, msg });
-  }
-
-  error(fields: object, msg: string): void {
-    this.lines.push({ level: 'error', fields: { ...fields }, msg });
-  }
-}
-
 /** A scheduler that keeps each delayed requeue until the test runs it. */
 class ManualScheduler {
   readonly delays: number[] = [];
@@ -178,7 +135,7 @@ class ManualScheduler {
 const effectLogs: Effect[][] = [];
 
 afterEach(() => {
-  const multiple = effectLogs.flat().filter((e) => 'allUpTo' in e && e.allUpTo === true);
+  const multiple = effectLogs.flat().filter((e) => 'multiple' in e && e.multiple);
   effectLogs.length = 0;
   expect(multiple).toEqual([]);
 });
@@ -200,10 +157,23 @@ interface SetupOptions {
 function setup(options: SetupOptions = {}) {
   const effects: Effect[] = [];
   effectLogs.push(effects);
-  const channel = new FakeChannel(effects);
+  // every ack and nack, in order with the publishes
+  const channel = new FakeChannel({
+    onCall: (call) => {
+      if (call.op === 'ack') effects.push({ kind: 'ack', tag: call.tag, multiple: call.multiple });
+      if (call.op === 'nack') {
+        effects.push({
+          kind: 'nack',
+          tag: call.tag,
+          multiple: call.multiple,
+          requeue: call.requeue,
+        });
+      }
+    },
+  });
   const publisher = new FakePublisher(effects);
   const metrics = new FakeMetrics();
-  const logger = new FakeLogger();
+  const logger = new RecordingLogger();
   const settler = new MessageSettler({
     publisher,
     metrics,
@@ -223,8 +193,9 @@ function setup(options: SetupOptions = {}) {
     handler: 'LedgerHandler.apply',
   };
   const retry = 'retry' in options ? options.retry : DEFAULT_POLICY;
+  // delivered on the channel, which gives it the next delivery tag (1, 2, …)
   const delivery = (message: ConsumeMessage = ledgerDelivery()): Delivery => ({
-    message,
+    message: channel.deliver(message),
     channel,
     exchange: 'ledger',
     queue: QUEUE,
@@ -261,7 +232,7 @@ describe('MessageSettler', () => {
       const message = ledgerDelivery();
       const fate = await settler.settle(delivery(message), { status: 'succeeded' });
       expect(fate).toEqual({ action: 'ack', outcome: 'ack' });
-      expect(effects).toEqual([{ kind: 'ack', message, allUpTo: undefined }]);
+      expect(effects).toEqual([{ kind: 'ack', tag: 1, multiple: false }]);
       expect(metrics.settled).toEqual([
         { queue: QUEUE, handler: 'LedgerHandler.apply', outcome: 'ack', seconds: 0.25 },
       ]);
@@ -421,7 +392,7 @@ describe('MessageSettler', () => {
       publisher.confirmNext();
       const fate = await settling;
       expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
-      expect(effects[2]).toEqual({ kind: 'ack', message, allUpTo: undefined });
+      expect(effects[2]).toEqual({ kind: 'ack', tag: 1, multiple: false });
       expect(fate.action).toBe('retry');
       expect(metrics.settled).toEqual([
         { queue: QUEUE, handler: 'LedgerHandler.apply', outcome: 'retry', seconds: 0.25 },
@@ -448,11 +419,14 @@ describe('MessageSettler', () => {
     });
 
     it('resolves an ack that cannot be sent after the copy, still records the retry, logs at debug', async () => {
-      const { settler, delivery, channel, effects, metrics, logger } = setup();
-      channel.dies = true;
-      await expect(
-        settler.settle(delivery(), { status: 'threw', error: failure() }),
-      ).resolves.toMatchObject({ action: 'retry' });
+      const { settler, delivery, channel, effects, metrics, logger, publisher } = setup();
+      publisher.autoConfirm = false;
+      const settling = settler.settle(delivery(), { status: 'threw', error: failure() });
+      await flushPromises();
+      // the channel closes while the copy awaits its confirm
+      channel.closeByBroker();
+      publisher.confirmNext();
+      await expect(settling).resolves.toMatchObject({ action: 'retry' });
       expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed']);
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['retry']);
       const debug = logger.lines.find((l) => l.msg === 'ack not sent: channel closed');
@@ -486,7 +460,7 @@ describe('MessageSettler', () => {
         const fate = await settling;
         expect(effects).toEqual([
           expect.objectContaining({ kind: 'publish', ...target }),
-          { kind: 'nack', message, allUpTo: false, requeue: true },
+          { kind: 'nack', tag: 1, multiple: false, requeue: true },
         ]);
         expect(fate).toMatchObject({
           action: 'requeue',
@@ -733,7 +707,7 @@ describe('MessageSettler', () => {
       publisher.confirmNext();
       const fate = await settling;
       expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
-      expect(effects[2]).toEqual({ kind: 'ack', message, allUpTo: undefined });
+      expect(effects[2]).toEqual({ kind: 'ack', tag: 1, multiple: false });
       expect(fate).toMatchObject({ action: 'dead-letter', outcome: 'dead_letter' });
       expect(metrics.settled.map((m) => m.outcome)).toEqual(['dead_letter']);
     });

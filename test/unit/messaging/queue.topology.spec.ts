@@ -1,4 +1,5 @@
 import type { Channel, Options } from 'amqplib';
+import { type ChannelCall, FakeConnection } from '../support/fake-channel';
 import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces';
 import { TopologyConflictError } from '../../../src/messaging/messaging.errors';
 import {
@@ -25,79 +26,15 @@ const EXCHANGE_TYPE_CONFLICT =
   `Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
   `inequivalent arg 'type' for exchange 'ledger' in vhost '/': received 'topic' but current is 'direct'"`;
 
-type Call =
-  | {
-      op: 'assertExchange';
-      exchange: string;
-      type: string;
-      options: Options.AssertExchange | undefined;
-    }
-  | { op: 'assertQueue'; queue: string; options: Options.AssertQueue | undefined }
-  | { op: 'bindQueue'; queue: string; source: string; pattern: string };
-
-/**
- * The declaring part of the broker, seen through the channels `declareTopology` opens: records
- * each call (and on which channel), fails one like the broker, and closes the channel it failed
- * on, as a 406 does.
- */
-class FakeBroker {
-  readonly calls: Call[] = [];
-  readonly channels: FakeChannel[] = [];
-  /** Reject the call whose index is this (0-based) with `failure`. */
-  failAt: number | undefined;
-  failure: Error = new Error(QUEUE_TYPE_CONFLICT);
-  /** More refusals: call index → error. */
-  readonly refusals = new Map<number, Error>();
-
-  readonly openChannel = (): Promise<Channel> => {
-    const channel = new FakeChannel(this);
-    this.channels.push(channel);
-    return Promise.resolve(channel as unknown as Channel);
-  };
-
-  record<T>(channel: FakeChannel, call: Call, reply: T): Promise<T> {
-    if (channel.closed) return Promise.reject(new Error('Channel closed'));
-    const index = this.calls.length;
-    this.calls.push(call);
-    const refusal = index === this.failAt ? this.failure : this.refusals.get(index);
-    if (refusal === undefined) return Promise.resolve(reply);
-    channel.closed = true;
-    return Promise.reject(refusal);
-  }
+/** The declarations the broker received, on every channel, in order (closes left out). */
+function declarations(connection: FakeConnection): ChannelCall[] {
+  return connection.calls.filter((c) => c.op !== 'close');
 }
 
-class FakeChannel {
-  closed = false;
-  closedByUs = false;
-
-  constructor(private readonly broker: FakeBroker) {}
-
-  assertExchange(exchange: string, type: string, options?: Options.AssertExchange) {
-    return this.broker.record(
-      this,
-      { op: 'assertExchange', exchange, type, options },
-      { exchange },
-    );
-  }
-
-  assertQueue(queue: string, options?: Options.AssertQueue) {
-    return this.broker.record(
-      this,
-      { op: 'assertQueue', queue, options },
-      { queue, messageCount: 0, consumerCount: 0 },
-    );
-  }
-
-  bindQueue(queue: string, source: string, pattern: string) {
-    return this.broker.record(this, { op: 'bindQueue', queue, source, pattern }, {});
-  }
-
-  close(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('Channel closed'));
-    this.closed = true;
-    this.closedByUs = true;
-    return Promise.resolve();
-  }
+/** A connection whose channels `declareTopology` opens; `refuseCall` fails one like the broker. */
+function broker(): { connection: FakeConnection; openChannel: () => Promise<Channel> } {
+  const connection = new FakeConnection();
+  return { connection, openChannel: () => connection.createChannel() };
 }
 
 /** The broker's refusal of a queue that exists without `argument`, which this version adds. */
@@ -134,7 +71,7 @@ const QUORUM_TIER: Options.AssertQueue = {
 };
 
 describe('topologyNames', () => {
-  it('derives the dead-letter exchange and queue names of DESIGN §4', () => {
+  it('derives the dead-letter exchange and queue names', () => {
     expect(topologyNames(binding)).toEqual({
       exchange: 'ledger',
       deadLetterExchange: 'ledger.dlx',
@@ -254,9 +191,9 @@ describe('delayTierArguments', () => {
 
 describe('declareTopology', () => {
   it('declares exchanges, dead-letter queue, queue, bindings and the delay tiers in order', async () => {
-    const broker = new FakeBroker();
-    const report = await declareTopology(broker.openChannel, binding, 'quorum');
-    expect(broker.calls).toEqual([
+    const { connection, openChannel } = broker();
+    const report = await declareTopology(openChannel, binding, 'quorum');
+    expect(declarations(connection)).toEqual([
       { op: 'assertExchange', exchange: 'ledger', type: 'topic', options: { durable: true } },
       { op: 'assertExchange', exchange: 'ledger.dlx', type: 'direct', options: { durable: true } },
       {
@@ -286,17 +223,17 @@ describe('declareTopology', () => {
   });
 
   it("declares on a channel of its own and closes it (a refusal must not close the consumer's)", async () => {
-    const broker = new FakeBroker();
-    await declareTopology(broker.openChannel, binding, 'quorum');
-    expect(broker.channels).toHaveLength(1);
-    expect(broker.channels[0].closedByUs).toBe(true);
+    const { connection, openChannel } = broker();
+    await declareTopology(openChannel, binding, 'quorum');
+    expect(connection.channels).toHaveLength(1);
+    expect(connection.channels[0].calls.at(-1)?.op).toBe('close');
   });
 
   it('declares one delay tier per retry tier of the binding and none without retries', async () => {
     const tierQueues = async (b: QueueBinding): Promise<string[]> => {
-      const broker = new FakeBroker();
-      await declareTopology(broker.openChannel, b, 'quorum');
-      return broker.calls.flatMap((c) =>
+      const { connection, openChannel } = broker();
+      await declareTopology(openChannel, b, 'quorum');
+      return declarations(connection).flatMap((c) =>
         c.op === 'assertQueue' && c.queue.includes('.retry.') ? [c.queue] : [],
       );
     };
@@ -307,9 +244,9 @@ describe('declareTopology', () => {
   });
 
   it('declares every queue with the configured queue type', async () => {
-    const broker = new FakeBroker();
-    await declareTopology(broker.openChannel, binding, 'classic');
-    const queueTypes = broker.calls.flatMap((c) =>
+    const { connection, openChannel } = broker();
+    await declareTopology(openChannel, binding, 'classic');
+    const queueTypes = declarations(connection).flatMap((c) =>
       c.op === 'assertQueue'
         ? [(c.options?.arguments as Record<string, unknown>)['x-queue-type']]
         : [],
@@ -318,10 +255,10 @@ describe('declareTopology', () => {
   });
 
   it('declares classic work and tier queues without quorum-only arguments', async () => {
-    const broker = new FakeBroker();
-    await declareTopology(broker.openChannel, binding, 'classic');
+    const { connection, openChannel } = broker();
+    await declareTopology(openChannel, binding, 'classic');
     const quorumOnly = ['x-delivery-limit', 'x-dead-letter-strategy', 'x-overflow'];
-    for (const call of broker.calls) {
+    for (const call of declarations(connection)) {
       if (call.op !== 'assertQueue') continue;
       const args = call.options?.arguments as Record<string, unknown>;
       for (const name of quorumOnly) expect(args).not.toHaveProperty(name);
@@ -329,61 +266,56 @@ describe('declareTopology', () => {
   });
 
   it('declares the same calls again when run again (idempotent setup after a reconnect)', async () => {
-    const first = new FakeBroker();
-    const second = new FakeBroker();
+    const first = broker();
+    const second = broker();
     await declareTopology(first.openChannel, binding, 'quorum');
     await declareTopology(second.openChannel, binding, 'quorum');
-    expect(second.calls).toEqual(first.calls);
+    expect(declarations(second.connection)).toEqual(declarations(first.connection));
   });
 
   it('rejects with TopologyConflictError when the broker refuses a declaration with a 406', async () => {
-    const broker = new FakeBroker();
-    broker.failAt = 4; // the work queue
-    const declaring = declareTopology(broker.openChannel, binding, 'quorum');
+    const { connection, openChannel } = broker();
+    connection.refuseCall(4, new Error(QUEUE_TYPE_CONFLICT));
+    const declaring = declareTopology(openChannel, binding, 'quorum');
     await expect(declaring).rejects.toBeInstanceOf(TopologyConflictError);
     await expect(declaring).rejects.toMatchObject({
       resource: 'ledger.transactions',
       argument: 'x-queue-type',
     });
-    expect(broker.calls).toHaveLength(5);
+    expect(declarations(connection)).toHaveLength(5);
   });
 
   it('names the delay tier when the broker refuses a tier declaration', async () => {
-    const broker = new FakeBroker();
-    broker.failure = missingArgument(
-      'ledger.transactions.retry.2',
-      'x-dead-letter-strategy',
-      'at-least-once',
+    const { connection, openChannel } = broker();
+    connection.refuseCall(
+      8,
+      missingArgument('ledger.transactions.retry.2', 'x-dead-letter-strategy', 'at-least-once'),
     );
-    broker.failAt = 8; // the second tier
-    const declaring = declareTopology(broker.openChannel, binding, 'quorum');
+    const declaring = declareTopology(openChannel, binding, 'quorum');
     await expect(declaring).rejects.toMatchObject({
       resource: 'ledger.transactions.retry.2',
       argument: 'x-dead-letter-strategy',
     });
-    expect(broker.calls).toHaveLength(9);
+    expect(declarations(connection)).toHaveLength(9);
   });
 
   it('rethrows any other failure unchanged', async () => {
-    const broker = new FakeBroker();
+    const { connection, openChannel } = broker();
     const lost = new Error('Channel ended, no reply will be forthcoming');
-    broker.failure = lost;
-    broker.failAt = 0;
-    await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toBe(lost);
+    connection.refuseCall(0, lost);
+    await expect(declareTopology(openChannel, binding, 'quorum')).rejects.toBe(lost);
   });
 
   describe('on queues an earlier version declared without the dead-letter arguments', () => {
     it('uses a work queue that lacks its dead-letter exchange as it is, and reports the policy it needs', async () => {
-      const broker = new FakeBroker();
-      broker.failAt = 4;
-      broker.failure = missingArgument(
-        'ledger.transactions',
-        'x-dead-letter-exchange',
-        'ledger.dlx',
+      const { connection, openChannel } = broker();
+      connection.refuseCall(
+        4,
+        missingArgument('ledger.transactions', 'x-dead-letter-exchange', 'ledger.dlx'),
       );
-      const report = await declareTopology(broker.openChannel, binding, 'quorum');
+      const report = await declareTopology(openChannel, binding, 'quorum');
       // declared as the earlier version did, on a new channel, then the rest as usual
-      expect(broker.calls.slice(4, 7)).toEqual([
+      expect(declarations(connection).slice(4, 7)).toEqual([
         {
           op: 'assertQueue',
           queue: 'ledger.transactions',
@@ -404,8 +336,8 @@ describe('declareTopology', () => {
           pattern: 'transaction.*',
         },
       ]);
-      expect(broker.calls).toHaveLength(12);
-      expect(broker.channels).toHaveLength(2);
+      expect(declarations(connection)).toHaveLength(12);
+      expect(connection.channels).toHaveLength(2);
       expect(report.legacyQueues).toEqual([
         {
           queue: 'ledger.transactions',
@@ -421,10 +353,12 @@ describe('declareTopology', () => {
     });
 
     it('uses a DLQ that lacks its delivery limit as it is, and reports the policy it needs', async () => {
-      const broker = new FakeBroker();
-      broker.failAt = 2;
-      broker.failure = missingArgument('ledger.transactions.dlq', 'x-delivery-limit', '1000000000');
-      const report = await declareTopology(broker.openChannel, binding, 'quorum');
+      const { connection, openChannel } = broker();
+      connection.refuseCall(
+        2,
+        missingArgument('ledger.transactions.dlq', 'x-delivery-limit', '1000000000'),
+      );
+      const report = await declareTopology(openChannel, binding, 'quorum');
       expect(report.legacyQueues).toEqual([
         {
           queue: 'ledger.transactions.dlq',
@@ -432,7 +366,7 @@ describe('declareTopology', () => {
           policy: JSON.stringify({ 'delivery-limit': DEAD_LETTER_QUEUE_DELIVERY_LIMIT }),
         },
       ]);
-      expect(broker.calls[3]).toEqual({
+      expect(declarations(connection)[3]).toEqual({
         op: 'assertQueue',
         queue: 'ledger.transactions.dlq',
         options: { durable: true, arguments: { 'x-queue-type': 'quorum' } },
@@ -440,14 +374,12 @@ describe('declareTopology', () => {
     });
 
     it('gives a classic legacy work queue a policy without quorum-only keys', async () => {
-      const broker = new FakeBroker();
-      broker.failAt = 4;
-      broker.failure = missingArgument(
-        'ledger.transactions',
-        'x-dead-letter-exchange',
-        'ledger.dlx',
+      const { connection, openChannel } = broker();
+      connection.refuseCall(
+        4,
+        missingArgument('ledger.transactions', 'x-dead-letter-exchange', 'ledger.dlx'),
       );
-      const report = await declareTopology(broker.openChannel, binding, 'classic');
+      const report = await declareTopology(openChannel, binding, 'classic');
       expect(JSON.parse(report.legacyQueues[0].policy)).toEqual({
         'dead-letter-exchange': 'ledger.dlx',
         'dead-letter-routing-key': 'ledger.transactions',
@@ -455,14 +387,16 @@ describe('declareTopology', () => {
     });
 
     it('still refuses a different value (only an absent argument is an earlier version)', async () => {
-      const broker = new FakeBroker();
-      broker.failAt = 4;
-      broker.failure = new Error(
-        `Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
-          `inequivalent arg 'x-delivery-limit' for queue 'ledger.transactions' in vhost '/': ` +
-          `received '20' but current is '5'"`,
+      const { connection, openChannel } = broker();
+      connection.refuseCall(
+        4,
+        new Error(
+          `Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +
+            `inequivalent arg 'x-delivery-limit' for queue 'ledger.transactions' in vhost '/': ` +
+            `received '20' but current is '5'"`,
+        ),
       );
-      await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toMatchObject({
+      await expect(declareTopology(openChannel, binding, 'quorum')).rejects.toMatchObject({
         resource: 'ledger.transactions',
         argument: 'x-delivery-limit',
       });
@@ -470,24 +404,22 @@ describe('declareTopology', () => {
 
     it('reports the real conflict when the queue is not what the earlier version declared either', async () => {
       // a classic queue where quorum is configured: the broker names a missing argument first
-      const broker = new FakeBroker();
-      broker.failAt = 4;
-      broker.failure = missingArgument(
-        'ledger.transactions',
-        'x-dead-letter-exchange',
-        'ledger.dlx',
+      const { connection, openChannel } = broker();
+      connection.refuseCall(
+        4,
+        missingArgument('ledger.transactions', 'x-dead-letter-exchange', 'ledger.dlx'),
       );
-      broker.refusals.set(5, new Error(QUEUE_TYPE_CONFLICT));
-      await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toMatchObject({
+      connection.refuseCall(5, new Error(QUEUE_TYPE_CONFLICT));
+      await expect(declareTopology(openChannel, binding, 'quorum')).rejects.toMatchObject({
         resource: 'ledger.transactions',
         argument: 'x-queue-type',
       });
     });
 
     it('still refuses a missing argument it never added (x-queue-type)', async () => {
-      const broker = new FakeBroker();
-      broker.failAt = 4;
-      await expect(declareTopology(broker.openChannel, binding, 'quorum')).rejects.toBeInstanceOf(
+      const { connection, openChannel } = broker();
+      connection.refuseCall(4, new Error(QUEUE_TYPE_CONFLICT));
+      await expect(declareTopology(openChannel, binding, 'quorum')).rejects.toBeInstanceOf(
         TopologyConflictError,
       );
     });

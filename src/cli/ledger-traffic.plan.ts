@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 
-/** The kinds of invalid message the service must dead-letter (DESIGN §3 step 2-3). */
+/** The kinds of invalid message the service must dead-letter (docs/architecture.md, The life of a message). */
 export const MALFORMED_KINDS = [
   'not-json',
   'wrong-content-type',
@@ -19,7 +19,7 @@ export const MIN_AMOUNT_CENTS = -5000;
 export const MAX_AMOUNT_CENTS = 10_000;
 export const JSON_CONTENT_TYPE = 'application/json';
 
-/** The body the ledger handler accepts (DESIGN §11). */
+/** The body the ledger handler accepts (`TransactionDto`). */
 export interface LedgerTransaction {
   readonly accountId: string;
   readonly amountCents: number;

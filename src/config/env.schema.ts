@@ -124,7 +124,7 @@ class EnvReader {
   }
 }
 
-/** Defaults of DESIGN §5, named so the README and tests refer to one place. */
+/** The defaults of every variable (the README's configuration table), named in one place. */
 export const ENV_DEFAULTS = {
   AMQP_URL: 'amqp://guest:guest@localhost:5672',
   AMQP_PREFETCH: 50,

@@ -48,6 +48,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
   private failures = 0;
   private connects = 0;
   private closed = false;
+  private coalescing = false;
 
   constructor(
     private readonly options: AmqpConnectionOptions,
@@ -79,6 +80,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
       const connection = this.manager.connection;
       // amqplib's socket (`connection.stream`, not in its types): frames of one pass in one writev
       const stream = (connection?.connection as { stream?: unknown } | undefined)?.stream;
+      this.coalescing = stream instanceof Duplex;
       if (stream instanceof Duplex) coalesceWrites(stream);
       if (connection) this.emit('connected', connection);
     });
@@ -114,6 +116,14 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
 
   isConnected(): boolean {
     return this.manager.isConnected();
+  }
+
+  /**
+   * Whether the writes of the current connection are coalesced (docs/architecture.md, Internals
+   * inventory): false if amqplib no longer keeps its socket where this looks for it.
+   */
+  get writesCoalesced(): boolean {
+    return this.coalescing;
   }
 
   /** The vhost every URL names (they share it: one broker, or the nodes of one cluster). */

@@ -163,16 +163,7 @@ export class MessageProcessor {
     } else if (await this.idempotency.isProcessed(marker)) {
       return { status: 'duplicate' };
     }
-    try {
-      const result = await this.invoke(call, lease);
-      if (result.status === 'succeeded') await this.idempotency.markProcessed(marker);
-      return result;
-    } catch (error) {
-      // whatever the handler did after losing its lock was not protected: retry it
-      throw lease?.lost ?? error;
-    } finally {
-      await lease?.release();
-    }
+    return this.runLeased(call, lease, () => this.idempotency.markProcessed(marker));
   }
 
   /**
@@ -217,9 +208,21 @@ export class MessageProcessor {
       if (!(held instanceof MessageLease)) return held;
       lease = held;
     }
+    return this.runLeased(call, lease);
+  }
+
+  /** Runs the handler holding `lease` (if any), then `afterSuccess`, and releases the lease. */
+  private async runLeased(
+    call: HandlerCall,
+    lease: MessageLease | undefined,
+    afterSuccess?: () => Promise<void>,
+  ): Promise<ProcessingResult> {
     try {
-      return await this.invoke(call, lease);
+      const result = await this.invoke(call, lease);
+      if (result.status === 'succeeded' && afterSuccess) await afterSuccess();
+      return result;
     } catch (error) {
+      // whatever the handler did after losing its lock was not protected: retry it
       throw lease?.lost ?? error;
     } finally {
       await lease?.release();

@@ -7,14 +7,14 @@ export const MESSAGE_HANDLER_METADATA = 'message-processor:message-handler';
  */
 export const DEFAULT_PARAMETERS_METADATA = 'message-processor:default-parameters';
 
-/** Suffixes of DESIGN §4: `E.dlx` for exchange `E`, `Q.dlq` for queue `Q`. */
+/** Suffixes of the topology (docs/architecture.md, Topology): `E.dlx` for exchange `E`, `Q.dlq` for queue `Q`. */
 export const DEAD_LETTER_EXCHANGE_SUFFIX = '.dlx';
 export const DEAD_LETTER_QUEUE_SUFFIX = '.dlq';
 
 /** Prefix of the Redis key that marks a message as processed: `<prefix><queue>:<messageId>`. */
 export const PROCESSED_MARKER_PREFIX = 'mp:processed:';
 
-/** Headers this service writes on dead-lettered messages (DESIGN §3.7). */
+/** Headers this service writes on its copies (retries, dead letters, hand-backs), and reads. */
 export const HEADER = {
   exceptionMessage: 'x-exception-message',
   exceptionType: 'x-exception-type',

@@ -9,7 +9,7 @@ import {
   type LockExtensionOutcome,
 } from './metrics.constants';
 
-/** The lock metrics (DESIGN §7). No per-key labels: lock keys are unbounded (one per account). */
+/** The lock metrics. No per-key labels: lock keys are unbounded (one per account). */
 @Injectable()
 export class LockMetrics {
   /** Acquisition times by outcome, counted here and handed to prom-client at each scrape. */

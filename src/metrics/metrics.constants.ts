@@ -1,4 +1,4 @@
-/** Metric names of DESIGN §7. They are a public contract: dashboards and alerts use them. */
+/** Metric names. They are a public contract: dashboards and alerts use them (README, Metrics). */
 export const METRIC = {
   messagesReceived: 'messages_received_total',
   messagesProcessed: 'messages_processed_total',
@@ -7,9 +7,9 @@ export const METRIC = {
   messagesPublished: 'messages_published_total',
   amqpConnected: 'amqp_connected',
   redisConnected: 'redis_connected',
-  /** Beyond DESIGN §7: time from publish to broker confirm (or failure), by exchange and outcome. */
+  /** Time from publish to broker confirm (or failure), by exchange and outcome. */
   publishConfirmDuration: 'message_publish_confirm_duration_seconds',
-  /** Beyond DESIGN §7: connections re-established after a loss (not the first connect). */
+  /** Connections re-established after a loss (not the first connect). */
   amqpReconnects: 'amqp_reconnects_total',
   redisReconnects: 'redis_reconnects_total',
 } as const;
@@ -25,7 +25,7 @@ export const DURATION_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
 
-/** Lock metrics of DESIGN §7. */
+/** Lock metrics. */
 export const LOCK_METRIC = {
   acquireDuration: 'lock_acquire_duration_seconds',
   contention: 'lock_contention_total',

@@ -28,3 +28,8 @@ export function coalesceWrites(socket: Duplex): void {
     return write(...args);
   }) as Duplex['write'];
 }
+
+/** Whether {@link coalesceWrites} patched this socket. */
+export function isCoalescing(socket: Duplex | undefined): boolean {
+  return socket !== undefined && coalescing.has(socket);
+}

@@ -25,7 +25,7 @@ function issueFor(issues: readonly EnvIssue[], variable: string): EnvIssue {
 }
 
 describe('validateEnv', () => {
-  it('applies the defaults of DESIGN §5 to an empty environment', () => {
+  it('applies the documented defaults to an empty environment', () => {
     const { env, issues } = withStdoutTty(false, () => validateEnv({}));
     expect(issues).toEqual([]);
     expect(env).toEqual({

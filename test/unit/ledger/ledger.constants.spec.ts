@@ -1,7 +1,7 @@
 import { balanceKey } from '../../../src/ledger/ledger.constants';
 
 describe('balanceKey', () => {
-  it('is the key the ledger handler writes and the publish CLI verifies (DESIGN §11)', () => {
+  it('is the key the ledger handler writes and the publish CLI verifies', () => {
     expect(balanceKey('acc-42')).toBe('ledger:balance:acc-42');
   });
 });

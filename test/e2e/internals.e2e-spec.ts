@@ -1,0 +1,69 @@
+import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
+import pino from 'pino';
+import { AmqpConnection } from '../../src/messaging/amqp.connection';
+import { isCoalescing } from '../../src/net/write-coalescing';
+import { createRedisClient } from '../../src/redis/redis.connection';
+import { waitFor } from './support/wait-for';
+
+/**
+ * The reaches into library internals that docs/architecture.md's inventory keeps, checked on the
+ * real libraries: if an upgrade moves what they rely on, these fail instead of the service
+ * silently losing what the reach bought.
+ */
+describe('library internals the service relies on (real ioredis and amqplib)', () => {
+  it("coalesces the writes of the real ioredis socket: one pass's commands, one writev", async () => {
+    const client = createRedisClient('redis://127.0.0.1:6379', 'internals-e2e');
+    try {
+      if (client.status !== 'ready') await once(client, 'ready');
+      const socket = client.stream as Duplex & {
+        _writev?: (chunks: { chunk: unknown }[], callback: (error?: Error | null) => void) => void;
+      };
+      expect(isCoalescing(socket)).toBe(true);
+      // Node's stream hands corked writes to _writev in one call when the socket is uncorked
+      let writevs = 0;
+      let buffered = 0;
+      const writev = socket._writev?.bind(socket);
+      socket._writev = (chunks, callback) => {
+        writevs++;
+        buffered += chunks.length;
+        writev?.(chunks, callback);
+      };
+      const replies = await Promise.all(Array.from({ length: 20 }, () => client.ping()));
+      expect(replies.every((r) => r === 'PONG')).toBe(true);
+      expect(writevs).toBe(1);
+      expect(buffered).toBe(20);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it("finds amqplib's socket where it looks for it, and coalesces its writes", async () => {
+    const logger = pino({ enabled: false });
+    const connection = new AmqpConnection(
+      { urls: ['amqp://guest:guest@127.0.0.1:5672'], heartbeatSeconds: 10 },
+      { setAmqpConnected: () => undefined, amqpReconnected: () => undefined },
+      { info: (o, m) => logger.info(o, m), warn: (o, m) => logger.warn(o, m) },
+    );
+    try {
+      await waitFor('the AMQP connection', () => connection.isConnected());
+      expect(connection.writesCoalesced).toBe(true);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('keeps the coalescing per socket: a reconnected ioredis client coalesces its new socket', async () => {
+    const client = createRedisClient('redis://127.0.0.1:6379', 'internals-e2e-reconnect');
+    try {
+      if (client.status !== 'ready') await once(client, 'ready');
+      const first = client.stream;
+      client.disconnect(true);
+      await once(client, 'ready');
+      expect(client.stream).not.toBe(first);
+      expect(isCoalescing(client.stream)).toBe(true);
+    } finally {
+      client.disconnect();
+    }
+  });
+});

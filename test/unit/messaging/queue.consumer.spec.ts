@@ -191,7 +191,8 @@ describe('QueueConsumer', () => {
     connection.refuseWhen = (call) =>
       call.op === 'assertQueue' &&
       call.queue === `${QUEUE}.dlq` &&
-      call.options?.arguments?.['x-delivery-limit'] !== undefined
+      (call.options?.arguments as Record<string, unknown> | undefined)?.['x-delivery-limit'] !==
+        undefined
         ? conflict(`${QUEUE}.dlq`, 'x-delivery-limit', 'none')
         : undefined;
     await consumer.converge();

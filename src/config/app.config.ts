@@ -14,7 +14,10 @@ export const amqpConfig = registerAs('amqp', () => {
   };
 });
 
-/** How each message is processed: size limit, deduplication window, retries, shutdown budget. */
+/**
+ * How each message is processed: size limit, deduplication window, retries, shutdown budget, the
+ * effect journal.
+ */
 export const processingConfig = registerAs('processing', () => {
   const env = loadEnv();
   return {
@@ -26,6 +29,10 @@ export const processingConfig = registerAs('processing', () => {
       maxDelayMs: env.retryMaxDelayMs,
     },
     shutdownTimeoutMs: env.shutdownTimeoutMs,
+    effectJournal: {
+      maxLen: env.effectJournalMaxLen,
+      ttlSeconds: env.effectJournalTtlSeconds,
+    },
   };
 });
 

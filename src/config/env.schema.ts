@@ -31,6 +31,10 @@ export interface AppEnv {
   readonly shutdownTimeoutMs: number;
   readonly publishTimeoutMs: number;
   readonly publishBufferLimit: number;
+  /** Entries kept per key in the effect journal; 0: no journal. */
+  readonly effectJournalMaxLen: number;
+  /** How long a key's journal outlives its last entry. */
+  readonly effectJournalTtlSeconds: number;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -143,6 +147,8 @@ export const ENV_DEFAULTS = {
   SHUTDOWN_TIMEOUT_MS: 25_000,
   PUBLISH_TIMEOUT_MS: 10_000,
   PUBLISH_BUFFER_LIMIT: 1_000,
+  EFFECT_JOURNAL_MAXLEN: 0,
+  EFFECT_JOURNAL_TTL_S: 86_400,
 } as const;
 
 /**
@@ -195,6 +201,8 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', d.SHUTDOWN_TIMEOUT_MS, 0, 3_600_000),
     publishTimeoutMs: r.int('PUBLISH_TIMEOUT_MS', d.PUBLISH_TIMEOUT_MS, 100, 600_000),
     publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
+    effectJournalMaxLen: r.int('EFFECT_JOURNAL_MAXLEN', d.EFFECT_JOURNAL_MAXLEN, 0, 10_000_000),
+    effectJournalTtlSeconds: r.int('EFFECT_JOURNAL_TTL_S', d.EFFECT_JOURNAL_TTL_S, 1, 31_536_000),
   };
   return { env: result, issues: r.issues };
 }

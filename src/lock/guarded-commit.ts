@@ -1,6 +1,16 @@
+import { hostname } from 'node:os';
 import type Redis from 'ioredis';
+import { JOURNAL_KEY_PREFIX } from './lock.constants';
 import { MessageLease, type MessageLock } from './message-lease';
 import { RedisScript } from './redis-script';
+
+/** The effect journal's settings (`EFFECT_JOURNAL_*`). */
+export interface EffectJournal {
+  /** Entries kept per key (at least: the stream is trimmed approximately). */
+  readonly maxLen: number;
+  /** How long a key's journal outlives its last entry. */
+  readonly ttlSeconds: number;
+}
 
 /** What guards a commit: a marker that says it ran before, and the lock of its key. */
 export interface CommitGuard {
@@ -8,7 +18,17 @@ export interface CommitGuard {
   readonly marker: { readonly key: string; readonly ttlSeconds: number } | undefined;
   /** The lock of the work, if any: checked by fencing token, or taken by the commit itself. */
   readonly lock: MessageLock | undefined;
+  /**
+   * Journal the effect in the same step, under `mp:journal:<lock key>` (or `<scope>` without a
+   * lock); none: no journal.
+   */
+  readonly journal: (EffectJournal & { readonly scope: string }) | undefined;
+  /** The messageId the journal entry names. */
+  readonly messageId: string | undefined;
 }
+
+/** Who commits, as the journal names it: this process, on this host. */
+const WORKER = `${hostname()}:${process.pid}`;
 
 /** What the commit did. */
 export type GuardedCommitReply =
@@ -17,24 +37,24 @@ export type GuardedCommitReply =
   | { readonly status: 'stale' };
 
 /**
- * An effect committed in one atomic Redis step with its guards (`scripts/commit-3.lua`): the
+ * An effect committed in one atomic Redis step with its guards (`scripts/commit-4.lua`): the
  * marker check, the lock (taken right there when it was left to the commit, checked by fencing
- * token otherwise), the effect, the marker and the lock's release. A lock left to the commit that
- * another worker holds is taken the usual way (`MessageLock.hold`) and the commit runs again as
- * its holder.
+ * token otherwise), the effect, the marker, the journal entry and the lock's release. A lock left
+ * to the commit that another worker holds is taken the usual way (`MessageLock.hold`) and the
+ * commit runs again as its holder.
  */
 export class GuardedCommit {
   readonly script: RedisScript;
 
   /**
-   * @param effect the body of a Lua `function(keys, args, fence)` (see commit-3.lua)
+   * @param effect the body of a Lua `function(keys, args, fence)` (see commit-4.lua)
    * @param unavailable the error to reject with when Redis could not be asked or did not answer
    */
   constructor(
     effect: string,
     private readonly unavailable: (cause: Error) => Error,
   ) {
-    this.script = RedisScript.load('commit-3.lua', { effect });
+    this.script = RedisScript.load('commit-4.lua', { effect });
   }
 
   /**
@@ -51,18 +71,24 @@ export class GuardedCommit {
   ): Promise<GuardedCommitReply> {
     const lease = guard.lock instanceof MessageLease ? guard.lock : undefined;
     if (guard.lock && !lease) throw new TypeError('the lock of a commit must be the message lock');
+    const { journal } = guard;
+    const journalKey = journal ? JOURNAL_KEY_PREFIX + (lease?.key ?? journal.scope) : '';
     for (;;) {
       const lock = lease?.commitArgs();
       let reply: [number, string?, unknown?];
       try {
         reply = (await this.script.run(
           client,
-          [guard.marker?.key ?? '', lock?.lockKey ?? '', lock?.fenceKey ?? '', ...keys],
+          [guard.marker?.key ?? '', lock?.lockKey ?? '', lock?.fenceKey ?? '', journalKey, ...keys],
           [
             lock?.token ?? '',
             lock?.fencingToken ?? '',
             String(guard.marker?.ttlSeconds ?? 0),
             lock?.fenceTtlMs ?? '0',
+            String(journal?.maxLen ?? 0),
+            String((journal?.ttlSeconds ?? 0) * 1000),
+            guard.messageId ?? '',
+            WORKER,
             ...args,
           ],
         )) as [number, string?, unknown?];

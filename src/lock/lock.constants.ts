@@ -5,6 +5,12 @@ export const LOCK_KEY_PREFIX = 'mp:lock:';
 export const FENCE_KEY_PREFIX = 'mp:fence:';
 
 /**
+ * Prefix of a key's effect journal: `mp:journal:<key>`, a stream of the effects committed under
+ * the key (the lock key, or a queue's when its handler runs without a lock).
+ */
+export const JOURNAL_KEY_PREFIX = 'mp:journal:';
+
+/**
  * A fence outlives its last lock by an hour (at least twice the lease). Its clock floor makes the
  * expiry safe: a token issued later starts from the server's clock, already past every token
  * issued before (unless the server's clock steps back by more than that hour). One fence per

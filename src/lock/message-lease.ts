@@ -27,7 +27,7 @@ export interface MessageLock {
   hold(): Promise<void>;
 }
 
-/** What a commit sends about the lock (see `scripts/commit-3.lua`). */
+/** What a commit sends about the lock (see `scripts/commit-4.lua`). */
 export interface CommitLockArgs {
   /** The lock's Redis key on the service's Redis ('' under Redlock: the lock lives elsewhere). */
   readonly lockKey: string;

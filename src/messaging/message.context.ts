@@ -1,5 +1,6 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Level, Logger } from 'pino';
+import type { EffectJournal } from '../lock/guarded-commit';
 import type { MessageLock } from '../lock/message-lease';
 import type { EffectKind } from './message-handler.interfaces';
 
@@ -33,6 +34,7 @@ export interface MessageContextInit extends MessageLogFields {
   readonly effect: EffectKind;
   readonly processedMarker: ProcessedMarker | undefined;
   readonly lock: MessageLock | undefined;
+  readonly effectJournal?: EffectJournal;
   readonly message: ConsumeMessage;
   readonly baseLogger: Logger;
 }
@@ -73,6 +75,11 @@ export class MessageContext {
    * `redis-commit` handler until its commit takes it (or `ctx.lock.hold()` does).
    */
   readonly lock: MessageLock | undefined;
+  /**
+   * The effect journal a `RedisCommit` appends to (`EFFECT_JOURNAL_MAXLEN`, `EFFECT_JOURNAL_TTL_S`);
+   * undefined when it is off.
+   */
+  readonly effectJournal: EffectJournal | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
   readonly message: ConsumeMessage;
 
@@ -93,6 +100,7 @@ export class MessageContext {
     this.effect = init.effect;
     this.processedMarker = init.processedMarker;
     this.lock = init.lock;
+    this.effectJournal = init.effectJournal;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
   }

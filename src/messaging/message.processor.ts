@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config';
 import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal';
 import { LockService, LockTimeoutError } from '../lock';
+import type { EffectJournal } from '../lock/guarded-commit';
 import { MessageLease } from '../lock/message-lease';
 import { MessageMetrics } from '../metrics/message.metrics';
 import type { Settlement } from './ack.coalescer';
@@ -51,6 +52,8 @@ export const MAX_LOCK_KEY_LENGTH = 512;
 export class MessageProcessor {
   private readonly settler: MessageSettler;
   private readonly handlerLogger: Logger;
+  /** What every `redis-commit` journals with, or undefined when the journal is off. */
+  private readonly effectJournal: EffectJournal | undefined;
 
   constructor(
     private readonly idempotency: IdempotencyStore,
@@ -67,6 +70,7 @@ export class MessageProcessor {
       logsDebug: () => logger.logger.isLevelEnabled('debug'),
     });
     this.handlerLogger = logger.logger.child({ context: 'MessageHandler' });
+    this.effectJournal = config.effectJournal.maxLen > 0 ? config.effectJournal : undefined;
   }
 
   async process(
@@ -276,6 +280,7 @@ export class MessageProcessor {
       effect: handler.options.effect,
       processedMarker: marker,
       lock: lease,
+      effectJournal: this.effectJournal,
       message,
       baseLogger: this.handlerLogger,
     });

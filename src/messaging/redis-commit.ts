@@ -30,7 +30,10 @@ export type CommitOutcome<T> =
   | { readonly status: 'stale' };
 
 /** What a commit reads from the message's context. */
-export type CommitContext = Pick<MessageContext, 'effect' | 'lock' | 'processedMarker'>;
+export type CommitContext = Pick<
+  MessageContext,
+  'effect' | 'lock' | 'processedMarker' | 'effectJournal' | 'messageId' | 'queue'
+>;
 
 const NAME = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
 
@@ -40,7 +43,8 @@ const NAME = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
  * the processed-marker check, the message's lock (taken right there when no other worker holds
  * the key, checked by fencing token when it was held before), the effect, the marker and the
  * lock's release. One round trip per message. The effect's keys must live on the service's
- * Redis (`REDIS_URL`), as the marker does.
+ * Redis (`REDIS_URL`), as the marker does. With `EFFECT_JOURNAL_MAXLEN` set, the same step
+ * appends the effect to the journal of its key (`mp:journal:<lock key>`, a stream).
  *
  * Fencing: the commit refuses (`stale`) a token lower than the last one issued for the key, so a
  * worker that paused past its lease cannot write once another took the lock. A lock the commit
@@ -86,9 +90,15 @@ export class RedisCommit<T = unknown> {
     if (keys.length !== this.definition.numberOfKeys) {
       throw new TypeError(`expected ${this.definition.numberOfKeys} keys, got ${keys.length}`);
     }
+    const journal = ctx.effectJournal;
     const reply = await this.commit.run(
       this.client,
-      { marker: ctx.processedMarker, lock: ctx.lock },
+      {
+        marker: ctx.processedMarker,
+        lock: ctx.lock,
+        journal: journal && { ...journal, scope: `queue:${ctx.queue}` },
+        messageId: ctx.messageId,
+      },
       keys,
       args.map(String),
     );

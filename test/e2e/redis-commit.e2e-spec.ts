@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { once } from 'node:events';
 import Redis from 'ioredis';
 import pino from 'pino';
@@ -107,7 +108,11 @@ describe('RedisCommit (real Redis)', () => {
   let ledger: LedgerService;
 
   /** A message's context as the processor builds it, with its marker and lock. */
-  function context(messageId: string, lock: MessageLease | undefined): MessageContext {
+  function context(
+    messageId: string,
+    lock: MessageLease | undefined,
+    effectJournal?: { maxLen: number; ttlSeconds: number },
+  ): MessageContext {
     return new MessageContext({
       messageId,
       correlationId: undefined,
@@ -122,6 +127,7 @@ describe('RedisCommit (real Redis)', () => {
       effect: 'redis-commit',
       processedMarker: { key: `mp:processed:cs-${run}:${messageId}`, ttlSeconds: 60 },
       lock,
+      effectJournal,
       message: {} as MessageContext['message'],
       baseLogger: pino({ enabled: false }),
     });
@@ -152,8 +158,83 @@ describe('RedisCommit (real Redis)', () => {
       `mp:lock:account:cs-${run}-*`,
       `mp:fence:account:cs-${run}-*`,
       `mp:processed:cs-${run}:*`,
+      `mp:journal:account:cs-${run}-*`,
+      `mp:journal:queue:ledger.transactions`,
     ]);
     clients.forEach((c) => c.disconnect());
+  });
+
+  describe('the effect journal', () => {
+    const JOURNAL = { maxLen: 1_000, ttlSeconds: 60 };
+    const journalOf = async (name: string) =>
+      (await redis.xrange(`mp:journal:account:${account(name)}`, '-', '+')).map(([, fields]) => {
+        const entry: Record<string, string> = {};
+        for (let i = 0; i < fields.length; i += 2) entry[fields[i]] = fields[i + 1];
+        return entry;
+      });
+
+    it('appends each committed effect in the same step: messageId, token, worker, server time', async () => {
+      const { locks } = lockService(redis);
+      const key = `account:${account('journal')}`;
+      const earlier = await locks.acquire(key); // someone held the key: the commit mints a token
+      await earlier.release();
+      const before = Date.now() * 1000;
+      const first = context('j-1', await locks.leaveToCommit(key), JOURNAL);
+      await expect(ledger.apply(first, account('journal'), 5)).resolves.toBe('applied');
+      const second = context('j-2', await held(locks, key), JOURNAL);
+      await expect(ledger.apply(second, account('journal'), 7)).resolves.toBe('applied');
+      const entries = await journalOf('journal');
+      expect(entries).toEqual([
+        {
+          messageId: 'j-1',
+          fencingToken: String(first.fencingToken),
+          otherHolder: '0',
+          worker: `${hostname()}:${process.pid}`,
+          timeUs: expect.stringMatching(/^\d{16}$/) as unknown as string,
+        },
+        expect.objectContaining({ messageId: 'j-2', fencingToken: String(second.fencingToken) }),
+      ]);
+      expect(Number(entries[0].timeUs)).toBeGreaterThanOrEqual(before - 1_000_000);
+      expect(Number(entries[1].fencingToken)).toBeGreaterThan(Number(entries[0].fencingToken));
+      expect(await redis.pttl(`mp:journal:account:${account('journal')}`)).toBeGreaterThan(0);
+    });
+
+    it('journals nothing for a duplicate, a stale or a refused commit, or when it is off', async () => {
+      const { locks } = lockService(redis);
+      const key = `account:${account('nothing')}`;
+      await ledger.apply(
+        context('n-1', await locks.leaveToCommit(key), JOURNAL),
+        account('nothing'),
+        1,
+      );
+      // a duplicate
+      await expect(
+        ledger.apply(
+          context('n-1', await locks.leaveToCommit(key), JOURNAL),
+          account('nothing'),
+          1,
+        ),
+      ).resolves.toBe('duplicate');
+      // a stale holder: its lease ran out and another worker took the key
+      const paused = await held(locks, key);
+      await redis.del(lockKeyOf('nothing'));
+      const newer = await held(lockService(await another()).locks, key);
+      await newer.release();
+      await expect(
+        ledger.apply(context('n-2', paused, JOURNAL), account('nothing'), 1),
+      ).resolves.toBe('stale');
+      // journal off
+      await ledger.apply(context('n-3', await locks.leaveToCommit(key)), account('nothing'), 1);
+      expect((await journalOf('nothing')).map((e) => e.messageId)).toEqual(['n-1']);
+    });
+
+    it('journals a commit without a lock under its queue', async () => {
+      await ledger.apply(context(`q-${run}`, undefined, JOURNAL), account('unlocked'), 2);
+      const entries = await redis.xrange('mp:journal:queue:ledger.transactions', '-', '+');
+      const mine = entries.filter(([, fields]) => fields.includes(`q-${run}`));
+      expect(mine).toHaveLength(1);
+      expect(mine[0][1]).toEqual(expect.arrayContaining(['otherHolder', '', 'fencingToken', '']));
+    });
   });
 
   it('takes a free key, mints a fencing token above the last one, commits and holds nothing after', async () => {
@@ -356,7 +437,7 @@ describe('RedisCommit (real Redis)', () => {
     // a body of this run only: its SHA is new to the shared Redis, no SCRIPT FLUSH needed
     const body = `-- ${run}\nreturn redis.call('INCRBY', keys[1], args[1])`;
     const script = new RedisCommit<number>(redis, 'E2eUnloaded', { numberOfKeys: 1, lua: body });
-    const sha = RedisScript.load('commit-3.lua', { effect: body }).sha;
+    const sha = RedisScript.load('commit-4.lua', { effect: body }).sha;
     const key = `ledger:balance:${account('unloaded')}`;
     expect(await redis.script('EXISTS', sha)).toEqual([0]);
 

@@ -48,6 +48,8 @@ describe('validateEnv', () => {
       shutdownTimeoutMs: 25_000,
       publishTimeoutMs: 10_000,
       publishBufferLimit: 1_000,
+      effectJournalMaxLen: 0,
+      effectJournalTtlSeconds: 86_400,
     });
     expect(env.amqpUrls).toEqual([ENV_DEFAULTS.AMQP_URL]);
   });

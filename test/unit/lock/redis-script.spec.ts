@@ -19,7 +19,7 @@ describe('RedisScript.load', () => {
   });
 
   it("puts a commit's effect where its placeholder stands, and refuses a missing placeholder", () => {
-    const { lua } = RedisScript.load('commit-3.lua', {
+    const { lua } = RedisScript.load('commit-4.lua', {
       effect: "return redis.call('INCR', keys[1])",
     });
     expect(lua).not.toContain('-- @effect');
@@ -32,7 +32,7 @@ describe('RedisScript.load', () => {
   });
 
   it('keeps an effect text with $ patterns as it is (no replacement patterns)', () => {
-    const { lua } = RedisScript.load('commit-3.lua', { effect: "return '$&$1'" });
+    const { lua } = RedisScript.load('commit-4.lua', { effect: "return '$&$1'" });
     expect(lua).toContain("return '$&$1'");
   });
 

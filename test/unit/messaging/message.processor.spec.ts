@@ -344,6 +344,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       idempotencyTtlSeconds: 60,
       retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 60_000 },
       shutdownTimeoutMs: 1_000,
+      effectJournal: { maxLen: 0, ttlSeconds: 86_400 },
     },
     new FakePinoLogger() as unknown as PinoLogger,
   );

@@ -14,13 +14,19 @@ describe('reliability: broker restart', () => {
     // a broker node of the run's own: the shared one is never stopped
     chaos = await ChaosRun.start({
       ownBroker: true,
-      env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000', LEDGER_ORACLE_DELAY_MS: '50' },
+      env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000', LEDGER_ORACLE_HOLD_MS: '50' },
     });
     const run = chaos;
     const broker = run.broker;
     if (!broker) throw new Error('no broker of its own');
     await run.publish(3_000);
     await waitFor('work under way', async () => (await run.effects()) >= 300, 30_000);
+    await waitFor(
+      'effects applied and not acked',
+      async () => (await run.appliedNotAcked(run.services[0])) > 0,
+      30_000,
+      5,
+    );
     const stoppedAt = performance.now();
     await broker.stopApp();
     await scenarioPause(5_000);
@@ -36,5 +42,6 @@ describe('reliability: broker restart', () => {
     recordVerdict('broker stop_app 5 s, start_app (own node)', verdict, { recoverMs });
     expect(hardCriteria(verdict)).toEqual(PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
+    expect(verdict.rerunsAbsorbed).toBeGreaterThan(0);
   }, 180_000);
 });

@@ -11,8 +11,10 @@ describe('reliability: random kills', () => {
     chaos = undefined;
   });
 
-  it('kill -9 a random worker every 8 s for 60 s (each restarted at once): once in effect', async () => {
-    chaos = await ChaosRun.start({ env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' } });
+  it('kill -9 a random worker every 8 s for 60 s, each with applied, unacked effects (restarted at once): once in effect', async () => {
+    chaos = await ChaosRun.start({
+      env: { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000', LEDGER_ORACLE_HOLD_MS: '50' },
+    });
     const run = chaos;
     const load = run.publishWhile(250);
     await waitFor('work under way', async () => (await run.effects()) >= 200, 30_000);
@@ -21,8 +23,7 @@ describe('reliability: random kills', () => {
     while (performance.now() - started < 60_000) {
       await scenarioPause(8_000);
       const index = randomInt(run.services.length);
-      run.services[index].kill('SIGKILL');
-      await run.services[index].exitCode(10_000);
+      await run.killWithEffectsInFlight(run.services[index]);
       kills++;
       await run.restart(index);
     }
@@ -32,5 +33,7 @@ describe('reliability: random kills', () => {
     recordVerdict(`kill -9 a random worker every 8 s for 60 s (${kills} kills)`, verdict);
     expect(hardCriteria(verdict)).toEqual(PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
+    expect(verdict.deliveredAgain).toBeGreaterThan(0);
+    expect(verdict.rerunsAbsorbed).toBeGreaterThan(0);
   }, 200_000);
 });

@@ -13,6 +13,7 @@ import { TestRabbitCluster } from '../../cluster/support/rabbitmq.cluster';
 import { TestRabbitNode } from './rabbitmq.node';
 import { OBSERVED_SERVICE, ServiceProcess } from '../../e2e/support/service.process';
 import { waitFor } from '../../e2e/support/wait-for';
+import { scenarioPause } from './verdicts';
 
 const run = promisify(execFile);
 const MAIN_REDIS = 'redis://127.0.0.1:6379';
@@ -71,44 +72,68 @@ interface Published {
   readonly amountCents: number;
 }
 
-/** One effect the ledger attempted, as recorded in the oracle (see src/ledger/ledger.oracle.ts). */
-interface EffectRecord {
+/**
+ * A commit the ledger's observer saw answer (test/e2e/support/observed-service.child.js): what it
+ * answered, not what it applied (the journal says that, atomically with the effect).
+ */
+interface CommitRecord {
   messageId: string;
-  accountId: string;
-  fencingToken: number | undefined;
   result: 'applied' | 'duplicate' | 'stale';
+  pid: number;
+  /** Wall-clock ms around the commit (for the scale-out benchmark's throughput curve). */
   start: number;
   end: number;
-  /** Committed with the lock taken by its commit script ([start, end] is the round trip). */
-  atCommit: boolean;
-  pid: number;
+}
+
+/** One entry of an account's effect journal (`mp:journal:account:<id>`), in the server's order. */
+interface JournalEntry {
+  readonly messageId: string;
+  /** '' when the commit took a key nobody had held within the fence's hour. */
+  readonly fencingToken: string;
+  /** '1': another worker's token held the key's lock when the effect was applied. */
+  readonly otherHolder: string;
+  readonly worker: string;
 }
 
 /** The verdict of a run: every published messageId in exactly one class. */
 export interface Verdict {
   readonly published: number;
+  /** A marker, exactly one journal entry, not in the DLQ. */
   readonly exactlyOnce: number;
+  /** No marker, no journal entry, not dead-lettered, and nothing left in the queues. */
   readonly lost: number;
+  /** Messages still in the queues (but the DLQ) when the run settled. */
   readonly stuck: number;
+  /** Messages with more than one entry in the journal: applied more than once. */
   readonly duplicateEffects: number;
+  /**
+   * Accounts whose balance differs from the sum of the amounts the journal says were applied
+   * (amounts are never 0, so a doubled or missed effect shows).
+   */
+  readonly balanceErrors: number;
+  /** Valid messages with a marker and no journal entry, or a journal entry and no marker. */
+  readonly markerJournalMismatches: number;
   readonly deadLettered: Record<string, number>;
   readonly unexpected: number;
+  /**
+   * Journal entries applied while another worker's token held the key's lock (the server's view,
+   * at the moment of the effect): what the lock and fencing checks exist to prevent.
+   */
   readonly lockOverlaps: number;
-  /** Handler runs beyond the first for a message (redeliveries that reached the ledger). */
-  readonly redelivered: number;
-  /** Of those, runs the ledger absorbed as duplicates or refused as stale. */
-  readonly absorbed: number;
-  readonly accountsOff: number;
-  /** Writes the ledger refused because a newer lock holder had written (fencing at work). */
+  /** Places where an account's fencing tokens, in journal order, did not increase. */
+  readonly tokenOrderViolations: number;
+  /** Commits that answered `duplicate`: a redelivery of an applied message, absorbed. */
+  readonly rerunsAbsorbed: number;
+  /** Commits refused because a newer lock holder's token had been issued (fencing at work). */
   readonly staleRefused: number;
   /** Deliveries of the work queue, as the broker's firehose reported them. */
   readonly brokerDeliveries: number;
   /** Messages the broker delivered more than once, and the most deliveries of one message. */
   readonly deliveredAgain: number;
   readonly maxDeliveries: number;
-  /** Live instances whose /metrics `ack` count was compared with the oracle's applied effects. */
+  /** Live instances whose /metrics `ack` count was compared with their journal entries. */
   readonly metricsCompared: number;
-  /** Of those, instances whose count differed from the oracle's. */
+  /** Of those, instances whose count differed from the journal's. */
   readonly metricsMismatches: number;
   /** Sentinel passwords (or an encoding of one) found in any output of the run. */
   readonly secretsFound: number;
@@ -175,6 +200,8 @@ export class ChaosRun {
   /** Deliveries of the work queue per tracking id, from the broker's firehose (`trace_on`). */
   private readonly deliveries = new Map<string, number>();
   private tracer: Channel | undefined;
+  /** Queues besides the work queue whose deliveries the firehose counts. */
+  private readonly tracedQueues: string[] = [];
   private stopLoad: () => Promise<void> = () => Promise.resolve();
 
   private constructor(private readonly options: ChaosOptions) {
@@ -286,7 +313,9 @@ export class ChaosRun {
       // on a cluster, replicated: it outlives the node it was declared on
       this.cluster ? { durable: true, arguments: { 'x-queue-type': 'quorum' } } : { durable: true },
     );
-    await tracer.bindQueue(queue, 'amq.rabbitmq.trace', `deliver.${QUEUE}`);
+    for (const traced of [QUEUE, ...this.tracedQueues]) {
+      await tracer.bindQueue(queue, 'amq.rabbitmq.trace', `deliver.${traced}`);
+    }
     await tracer.consume(
       queue,
       (message) => {
@@ -334,6 +363,9 @@ export class ChaosRun {
       LOG_LEVEL: 'info',
       AMQP_PREFETCH: '20',
       SHUTDOWN_TIMEOUT_MS: '5000',
+      // the effect journal, from which every effect of the run is classified: nothing trimmed
+      EFFECT_JOURNAL_MAXLEN: '1000000',
+      EFFECT_JOURNAL_TTL_S: '3600',
       ...(this.lockServers.length > 0
         ? {
             REDIS_LOCK_URLS: this.lockServers
@@ -398,8 +430,21 @@ export class ChaosRun {
     };
   }
 
-  /** Publishes one message with the given body (bad input). */
-  async publishRaw(body: string): Promise<void> {
+  /**
+   * Counts the deliveries of another queue of the vhost too (a negative control's own queue),
+   * from now on.
+   */
+  async traceQueue(queue: string): Promise<void> {
+    this.tracedQueues.push(queue);
+    await this.tracer?.bindQueue(
+      `chaos.trace.${this.id}`,
+      'amq.rabbitmq.trace',
+      `deliver.${queue}`,
+    );
+  }
+
+  /** Publishes one message with the given body (bad input); resolves with its messageId. */
+  async publishRaw(body: string): Promise<string> {
     const messageId = `c${this.id}-raw${this.seq++}`;
     this.channel.publish('ledger', 'transaction.created', Buffer.from(body), {
       persistent: true,
@@ -407,6 +452,7 @@ export class ChaosRun {
       messageId,
     });
     await this.channel.waitForConfirms();
+    return messageId;
   }
 
   /** Publishes one bad input of `kind` (see {@link BAD_INPUTS}), tracked by its correlationId. */
@@ -441,7 +487,8 @@ export class ChaosRun {
         const messageId = `c${this.id}-m${this.seq++}`;
         const tx = {
           accountId: this.accounts[randomInt(this.accounts.length)],
-          amountCents: randomInt(-1_000, 10_001),
+          // never 0: a doubled or missing effect always moves a balance
+          amountCents: randomInt(1, 10_001) * (randomInt(10) === 0 ? -1 : 1),
         };
         this.published.set(messageId, tx);
         return { messageId, tx };
@@ -515,13 +562,73 @@ export class ChaosRun {
     return this.oracle.llen('oracle:effects');
   }
 
-  /** Start and end (wall-clock ms) of the effects recorded from index `from` on. */
+  /** Start and end (wall-clock ms) of the commits recorded from index `from` on. */
   async effectTimes(from: number): Promise<{ start: number; end: number }[]> {
     const lines = await this.oracle.lrange('oracle:effects', from, -1);
     return lines.map((line) => {
-      const { start, end } = JSON.parse(line) as EffectRecord;
+      const { start, end } = JSON.parse(line) as CommitRecord;
       return { start, end };
     });
+  }
+
+  /**
+   * How many commits of `service` are applied and not yet acked right now (it runs with
+   * `LEDGER_ORACLE_HOLD_MS`): a kill now redelivers effects already applied.
+   */
+  async appliedNotAcked(service: ServiceProcess): Promise<number> {
+    return Number((await this.oracle.get(`oracle:unacked:${service.child.pid}`)) ?? 0);
+  }
+
+  /** Kills `service` (SIGKILL) once it has applied effects it has not acked yet. */
+  async killWithEffectsInFlight(service: ServiceProcess): Promise<void> {
+    await waitFor(
+      'effects applied and not yet acked',
+      async () => (await this.appliedNotAcked(service)) > 0,
+      30_000,
+      5,
+    );
+    service.kill('SIGKILL');
+    await service.exitCode(10_000);
+  }
+
+  /**
+   * Stops `service` (SIGSTOP) for `ms` while it holds a lock inside a run's simulated work
+   * (`LEDGER_ORACLE_DELAY_MS`), then resumes it: a holder that outlives its lease mid-work, whose
+   * commit comes after another worker's.
+   */
+  async stopWhileHoldingLock(service: ServiceProcess, ms: number): Promise<void> {
+    const working = `oracle:working:${service.child.pid}`;
+    await waitFor(
+      'a lock held by the victim, mid-work',
+      async () => Number((await this.oracle.get(working)) ?? 0) > 0,
+      30_000,
+      2,
+    );
+    service.kill('SIGSTOP');
+    await scenarioPause(ms);
+    service.kill('SIGCONT');
+  }
+
+  /** `messages_in_flight` of `service` (received, not settled), from its /metrics. */
+  async inFlight(service: ServiceProcess): Promise<number> {
+    if (service.httpPort === undefined) return 0;
+    const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+    let total = 0;
+    for (const match of text.matchAll(/^messages_in_flight\{[^}]*\} (\d+)/gm)) {
+      total += Number(match[1]);
+    }
+    return total;
+  }
+
+  /** A counter of `service`'s /metrics summed over its labels (0 when absent). */
+  async counterOf(service: ServiceProcess, name: string): Promise<number> {
+    if (!service.alive || service.httpPort === undefined) return 0;
+    const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+    let total = 0;
+    for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))) {
+      total += Number(match[1]);
+    }
+    return total;
   }
 
   /** SIGTERM to every instance; resolves once all have drained and exited. */
@@ -597,7 +704,31 @@ export class ChaosRun {
     );
   }
 
-  /** Classifies every published messageId and checks balances, overlaps and duplicates. */
+  /** Every committed effect of the run's accounts, per account, in the server's order. */
+  async journals(): Promise<Map<string, JournalEntry[]>> {
+    const journals = new Map<string, JournalEntry[]>();
+    for (let i = 0; i < this.accounts.length; i += 500) {
+      const accounts = this.accounts.slice(i, i + 500);
+      const pipeline = this.main.pipeline();
+      for (const a of accounts) pipeline.xrange(`mp:journal:account:${a}`, '-', '+');
+      const replies = (await pipeline.exec()) ?? [];
+      replies.forEach(([error, value], j) => {
+        if (error) throw error;
+        const entries = (value as [string, string[]][]).map(([, fields]) => {
+          const entry: Record<string, string> = {};
+          for (let k = 0; k < fields.length; k += 2) entry[fields[k]] = fields[k + 1];
+          return entry as unknown as JournalEntry;
+        });
+        journals.set(accounts[j], entries);
+      });
+    }
+    return journals;
+  }
+
+  /**
+   * Classifies every published messageId from the effect journal (written atomically with each
+   * effect), the markers, the balances and the DLQ, and checks each hard criterion separately.
+   */
   async classify(): Promise<Verdict> {
     const ids = [...this.published.keys()];
     const markers = await this.pipelineExists(ids.map((id) => `mp:processed:${QUEUE}:${id}`));
@@ -606,36 +737,45 @@ export class ChaosRun {
     const waiting = Object.entries(depths)
       .filter(([q]) => q !== DLQ && !q.startsWith('chaos.trace.'))
       .reduce((sum, [, n]) => sum + n, 0);
-    const effects = (await this.oracle.lrange('oracle:effects', 0, -1)).map(
-      (line) => JSON.parse(line) as EffectRecord,
-    );
+    const journals = await this.journals();
     const applied = new Map<string, number>();
-    const runs = new Map<string, number>();
-    for (const e of effects) {
-      runs.set(e.messageId, (runs.get(e.messageId) ?? 0) + 1);
-      if (e.result === 'applied') applied.set(e.messageId, (applied.get(e.messageId) ?? 0) + 1);
+    let lockOverlaps = 0;
+    let tokenOrderViolations = 0;
+    for (const entries of journals.values()) {
+      let last = 0;
+      for (const entry of entries) {
+        applied.set(entry.messageId, (applied.get(entry.messageId) ?? 0) + 1);
+        if (entry.otherHolder === '1') lockOverlaps++;
+        if (entry.fencingToken === '') continue;
+        const token = Number(entry.fencingToken);
+        if (token <= last) tokenOrderViolations++;
+        last = Math.max(last, token);
+      }
     }
-    let exactlyOnce = 0;
-    let lost = 0;
-    let duplicateEffects = 0;
-    let unexpected = 0;
-    const deadLettered: Record<string, number> = {};
     const deadById = new Map<string, string[]>();
     for (const { id, reason } of dead) deadById.set(id, [...(deadById.get(id) ?? []), reason]);
+    let exactlyOnce = 0;
+    let lost = 0;
+    let unexpected = 0;
+    let duplicateEffects = 0;
+    let markerJournalMismatches = 0;
     ids.forEach((id, i) => {
-      if ((applied.get(id) ?? 0) > 1) duplicateEffects++;
+      const effects = applied.get(id) ?? 0;
+      if (effects > 1) duplicateEffects++;
+      if (markers[i] !== effects > 0) markerJournalMismatches++;
       // a valid transaction has no business in the DLQ
       if (deadById.has(id)) unexpected++;
-      else if (markers[i]) exactlyOnce++;
-      else lost++;
+      else if (markers[i] && effects === 1) exactlyOnce++;
+      else if (!markers[i] && effects === 0) lost++;
     });
     // each bad input: dead-lettered exactly once, with its reason, and never applied
+    const deadLettered: Record<string, number> = {};
     const badMarkers = await this.pipelineExists(
       [...this.bad.keys()].map((id) => `mp:processed:${QUEUE}:${id}`),
     );
     [...this.bad.entries()].forEach(([id, { reason }], i) => {
       const reasons = deadById.get(id) ?? [];
-      if (reasons.length === 1 && reasons[0] === reason && !badMarkers[i]) {
+      if (reasons.length === 1 && reasons[0] === reason && !badMarkers[i] && !applied.has(id)) {
         deadLettered[reason] = (deadLettered[reason] ?? 0) + 1;
       } else if (reasons.length === 0) lost++;
       else unexpected++;
@@ -643,37 +783,39 @@ export class ChaosRun {
     for (const id of deadById.keys()) {
       if (!this.published.has(id) && !this.bad.has(id)) unexpected++;
     }
-    // balances: the sum of each account's processed transactions, nothing more or less
+    // balances: the sum of the amounts the journal says were applied, each message once
     const expected = new Map<string, number>();
-    ids.forEach((id, i) => {
-      if (!markers[i]) return;
-      const tx = this.published.get(id) as Published;
-      expected.set(tx.accountId, (expected.get(tx.accountId) ?? 0) + tx.amountCents);
-    });
+    for (const [id, count] of applied) {
+      const tx = this.published.get(id);
+      if (tx && count > 0) {
+        expected.set(tx.accountId, (expected.get(tx.accountId) ?? 0) + tx.amountCents);
+      }
+    }
     const balances = await this.main.mget(this.accounts.map((a) => `ledger:balance:${a}`));
-    const accountsOff = this.accounts.filter(
+    const balanceErrors = this.accounts.filter(
       (a, i) => Number(balances[i] ?? 0) !== (expected.get(a) ?? 0),
     ).length;
-    let redelivered = 0;
-    for (const n of runs.values()) redelivered += n - 1;
-    const absorbed = effects.filter((e) => e.result !== 'applied').length;
+    const commits = (await this.oracle.lrange('oracle:effects', 0, -1)).map(
+      (line) => JSON.parse(line) as CommitRecord,
+    );
     const delivered = [...this.published.keys(), ...this.bad.keys()].map(
       (id) => this.deliveries.get(id) ?? 0,
     );
-    const metrics = await this.metricsAgainstOracle(effects);
+    const metrics = await this.metricsAgainstJournal(journals);
     return {
       published: ids.length + this.bad.size,
       exactlyOnce,
       lost: Math.max(0, lost - waiting),
       stuck: waiting,
-      duplicateEffects: duplicateEffects + accountsOff,
+      duplicateEffects,
+      balanceErrors,
+      markerJournalMismatches,
       deadLettered,
       unexpected,
-      lockOverlaps: countOverlaps(effects.filter((e) => e.result === 'applied')),
-      staleRefused: effects.filter((e) => e.result === 'stale').length,
-      redelivered,
-      absorbed,
-      accountsOff,
+      lockOverlaps,
+      tokenOrderViolations,
+      rerunsAbsorbed: commits.filter((c) => c.result === 'duplicate').length,
+      staleRefused: commits.filter((c) => c.result === 'stale').length,
       brokerDeliveries: delivered.reduce((sum, n) => sum + n, 0),
       deliveredAgain: delivered.filter((n) => n > 1).length,
       maxDeliveries: Math.max(0, ...delivered),
@@ -683,26 +825,38 @@ export class ChaosRun {
     };
   }
 
+  /** Deliveries of one published message, as the broker's firehose counted them. */
+  deliveriesOf(id: string): number {
+    return this.deliveries.get(id) ?? 0;
+  }
+
   /**
-   * Each live instance's `messages_processed_total{outcome="ack"}` against the effects the oracle
-   * saw it apply (by pid). An instance killed with -9 takes its counts with it; its replacement
-   * starts from 0 under a new pid, so the comparison holds in every run.
+   * Each live instance's `messages_processed_total{outcome="ack"}` against the journal entries it
+   * wrote (by worker: host and pid). An instance killed with -9 takes its counts with it; its
+   * replacement starts from 0 under a new pid, so the comparison holds in every run.
    */
-  private async metricsAgainstOracle(
-    effects: readonly EffectRecord[],
+  private async metricsAgainstJournal(
+    journals: ReadonlyMap<string, readonly JournalEntry[]>,
   ): Promise<{ compared: number; mismatches: { pid: number; ack: number; applied: number }[] }> {
+    const byPid = new Map<number, number>();
+    for (const entries of journals.values()) {
+      for (const { worker } of entries) {
+        const pid = Number(worker.slice(worker.lastIndexOf(':') + 1));
+        byPid.set(pid, (byPid.get(pid) ?? 0) + 1);
+      }
+    }
     const mismatches: { pid: number; ack: number; applied: number }[] = [];
     let compared = 0;
     for (const service of this.services) {
       const pid = service.child.pid;
       if (!service.alive || service.httpPort === undefined || !pid) continue;
       const ack = (await this.countersOf(service)).ack ?? 0;
-      const applied = effects.filter((e) => e.pid === pid && e.result === 'applied').length;
+      const applied = byPid.get(pid) ?? 0;
       compared++;
       if (ack !== applied) mismatches.push({ pid, ack, applied });
     }
     if (mismatches.length > 0)
-      process.stderr.write(`metrics ≠ oracle: ${JSON.stringify(mismatches)}\n`);
+      process.stderr.write(`metrics ≠ journal: ${JSON.stringify(mismatches)}\n`);
     return { compared, mismatches };
   }
 
@@ -809,6 +963,7 @@ export class ChaosRun {
       `mp:processed:${QUEUE}:${prefix}*`,
       `mp:lock:account:${prefix}*`,
       `mp:fence:account:${prefix}*`,
+      `mp:journal:account:${prefix}*`,
     ]) {
       const stream = main.scanStream({ match: pattern, count: 1_000 });
       for await (const keys of stream as AsyncIterable<string[]>) {
@@ -818,28 +973,4 @@ export class ChaosRun {
     // the schema-invalid bad input is locked on its (invalid) account before validation
     await main.del('mp:lock:account:bad id!', 'mp:fence:account:bad id!');
   }
-}
-
-/**
- * Effects on one account that ran under the lock at the same time: two whose held intervals
- * [start, end] overlap, or an effect committed with the lock taken at commit whose whole round
- * trip lies inside a held interval (its atomic step, somewhere in that window, then ran while
- * another worker held the key). Two commits at commit never overlap: each is one atomic step.
- */
-function countOverlaps(effects: readonly EffectRecord[]): number {
-  const byAccount = new Map<string, EffectRecord[]>();
-  for (const e of effects) byAccount.set(e.accountId, [...(byAccount.get(e.accountId) ?? []), e]);
-  let overlaps = 0;
-  for (const list of byAccount.values()) {
-    const held = list.filter((e) => !e.atCommit).sort((a, b) => a.start - b.start);
-    let latestEnd = -Infinity;
-    for (const e of held) {
-      if (e.start < latestEnd) overlaps++;
-      latestEnd = Math.max(latestEnd, e.end);
-    }
-    for (const e of list) {
-      if (e.atCommit && held.some((h) => h.start < e.start && e.end < h.end)) overlaps++;
-    }
-  }
-  return overlaps;
 }

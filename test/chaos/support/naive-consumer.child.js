@@ -5,18 +5,58 @@
 //                         a kill -9 loses every message the broker had already pushed
 //   MODE=lease-no-watchdog a 300 ms SET NX PX lease around 700 ms of work, never extended:
 //                         two workers end up inside one account's critical section (needs
-//                         ORACLE_URL, where it records its effects as the ledger does)
+//                         ORACLE_URL, where it counts its effects for the test's progress)
 //   MODE=requeue-on-error nack(requeue) whatever fails to parse, on a classic queue of its own
 //                         bound to the ledger exchange: a poison message loops forever
+//
+// Each applies its effect as the service's journal records one (balance, marker and journal
+// entry in one script), so the suite classifies it exactly as it classifies the service: what
+// goes wrong is its design, not its bookkeeping.
 //
 // Env: AMQP_URL, REDIS_URL, QUEUE (default ledger.transactions). Prints `CONSUMING` once
 // attached, then `DELIVERIES <n> APPLIED <n>` every 100 ms.
 'use strict';
+const { hostname } = require('node:os');
 const amqplib = require('amqplib');
 const Redis = require('ioredis');
 
 const mode = process.env.MODE;
 const queue = process.env.QUEUE ?? 'ledger.transactions';
+const worker = `${hostname()}:${process.pid}`;
+
+/**
+ * KEYS: balance, marker, journal, lock ('' = none). ARGV: amount, messageId, worker, the lock
+ * token. The journal entry says whether another worker's token held the lock at that moment.
+ */
+const APPLY = `
+local other = ''
+if KEYS[4] ~= '' then
+  local holder = redis.call('GET', KEYS[4])
+  other = (holder and holder ~= ARGV[4]) and '1' or '0'
+end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1')
+local t = redis.call('TIME')
+redis.call('XADD', KEYS[3], '*', 'messageId', ARGV[2], 'fencingToken', '', 'otherHolder', other,
+  'worker', ARGV[3], 'timeUs', t[1] .. string.format('%06d', tonumber(t[2])))
+return 1
+`;
+
+/** Applies a transaction (see APPLY), under `lock` when there is one. */
+function apply(redis, message, tx, lock = '', token = '') {
+  return redis.eval(
+    APPLY,
+    4,
+    `ledger:balance:${tx.accountId}`,
+    `mp:processed:${queue}:${message.properties.messageId}`,
+    `mp:journal:account:${tx.accountId}`,
+    lock,
+    tx.amountCents,
+    message.properties.messageId,
+    worker,
+    token,
+  );
+}
 
 async function main() {
   const connection = await amqplib.connect(process.env.AMQP_URL);
@@ -36,11 +76,7 @@ async function main() {
         chain = chain.then(async () => {
           const tx = JSON.parse(message.content.toString());
           await new Promise((resolve) => setTimeout(resolve, 5));
-          await redis
-            .multi()
-            .incrby(`ledger:balance:${tx.accountId}`, tx.amountCents)
-            .set(`mp:processed:${queue}:${message.properties.messageId}`, '1')
-            .exec();
+          await apply(redis, message, tx);
           applied++;
         });
       },
@@ -65,32 +101,25 @@ async function main() {
   } else if (mode === 'lease-no-watchdog') {
     // the seed design without its watchdog: SET NX PX lease shorter than the work, no extension
     const oracle = new Redis(process.env.ORACLE_URL);
-    const clock = () => performance.timeOrigin + performance.now();
     await channel.prefetch(20);
+    let tokens = 0;
     await channel.consume(queue, async (message) => {
       deliveries++;
       const tx = JSON.parse(message.content.toString());
       const lock = `naive:lock:${tx.accountId}`;
-      while (!(await redis.set(lock, String(process.pid), 'PX', 300, 'NX'))) {
+      const token = `${worker}:${tokens++}`;
+      while (!(await redis.set(lock, token, 'PX', 300, 'NX'))) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      const start = clock();
       await new Promise((resolve) => setTimeout(resolve, 700));
-      await redis.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
-      await redis.set(`mp:processed:${queue}:${message.properties.messageId}`, '1');
+      await apply(redis, message, tx, lock, token);
+      applied++;
       await oracle.rpush(
         'oracle:effects',
-        JSON.stringify({
-          messageId: message.properties.messageId,
-          accountId: tx.accountId,
-          fencingToken: undefined,
-          result: 'applied',
-          start,
-          end: clock(),
-          pid: process.pid,
-        }),
+        JSON.stringify({ messageId: message.properties.messageId, result: 'applied' }),
       );
-      await redis.del(lock);
+      // its own lock only, if it still is
+      if ((await redis.get(lock)) === token) await redis.del(lock);
       channel.ack(message);
     });
   } else throw new Error(`unknown MODE ${mode}`);

@@ -6,8 +6,17 @@
 //
 // Env: the service's own variables, plus
 //   LEDGER_ORACLE_URL       the oracle's Redis (required)
-//   LEDGER_ORACLE_DELAY_MS  each run works this long under the account's lock before committing
+//   LEDGER_ORACLE_DELAY_MS  each run works this long under the account's lock before committing;
+//                           `oracle:working:<pid>` counts the runs inside that work
 //   LEDGER_ORACLE_BLOCK_MS  the first run of the process blocks the event loop this long first
+//   LEDGER_ORACLE_HOLD_MS   each run waits this long after its commit, before it returns (and is
+//                           acked): the window a kill must hit to make a redelivery of an effect
+//                           already applied. `oracle:unacked:<pid>` counts the runs inside it.
+//   LEDGER_ORACLE_CONTROL   a negative control: the ledger without one of its protections
+//                           no-dedup       the commit neither checks nor writes the marker
+//                           no-lock-check  the commit does not check that another worker holds
+//                                          the key it takes
+//                           no-fencing     the commit does not refuse an older fencing token
 'use strict';
 require('reflect-metadata');
 const { Global, Module } = require('@nestjs/common');
@@ -17,6 +26,8 @@ const { AppModule } = dist('app.module');
 const { LEDGER_OBSERVER } = dist('ledger/ledger.observer');
 const { createRedisClient } = dist('redis/redis.connection');
 const { abortableDelay } = dist('lifecycle/abortable-delay');
+const { LedgerService } = dist('ledger/ledger.service');
+const { RedisScript } = dist('lock/redis-script');
 
 /** The Redis list of effect records (one JSON object each). */
 const EFFECTS_KEY = 'oracle:effects';
@@ -25,6 +36,38 @@ const url = process.env.LEDGER_ORACLE_URL;
 if (!url) throw new Error('LEDGER_ORACLE_URL is required');
 const delayMs = Number(process.env.LEDGER_ORACLE_DELAY_MS ?? 0);
 let blockMs = Number(process.env.LEDGER_ORACLE_BLOCK_MS ?? 0);
+const holdMs = Number(process.env.LEDGER_ORACLE_HOLD_MS ?? 0);
+const control = process.env.LEDGER_ORACLE_CONTROL;
+const UNACKED_KEY = `oracle:unacked:${process.pid}`;
+const WORKING_KEY = `oracle:working:${process.pid}`;
+
+/**
+ * The negative controls take one protection out of the commit, and check that they did: a
+ * control that changed nothing would pass for the wrong reason.
+ */
+const COMMIT_CHECKS = {
+  'no-lock-check':
+    "    if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end\n",
+  'no-fencing': '    if mine < applied then\n      release()\n      return {-1}\n    end\n',
+};
+if (control === 'no-lock-check' || control === 'no-fencing') {
+  const load = RedisScript.load;
+  RedisScript.load = (file, placeholders) => {
+    const script = load.call(RedisScript, file, placeholders);
+    if (!file.startsWith('commit-')) return script;
+    const check = COMMIT_CHECKS[control];
+    if (!script.lua.includes(check)) throw new Error(`control ${control}: check not found`);
+    return new RedisScript(script.name, script.lua.replace(check, ''), script.numberOfKeys);
+  };
+} else if (control === 'no-dedup') {
+  const apply = LedgerService.prototype.apply;
+  LedgerService.prototype.apply = function (ctx, accountId, amountCents) {
+    // the context's own fields (its lock, journal, messageId…), without the marker
+    return apply.call(this, { ...ctx, processedMarker: undefined }, accountId, amountCents);
+  };
+} else if (control !== undefined) {
+  throw new Error(`unknown LEDGER_ORACLE_CONTROL ${control}`);
+}
 
 /** Wall-clock ms (performance.timeOrigin + now), comparable across processes on one host. */
 const clock = () => performance.timeOrigin + performance.now();
@@ -57,13 +100,30 @@ class OracleObserver {
       blockMs = 0;
       while (performance.now() < until);
     }
-    if (delayMs > 0) await abortableDelay(delayMs, ctx.signal);
+    if (delayMs > 0) {
+      // the window a stop must hit to leave a holder that outlives its lease mid-work
+      // (not awaited: on resuming from a stop, the commit must leave in the pass the work ends in,
+      // as a process paused right before its commit would send it)
+      const held = ctx.lock !== undefined && ctx.lock.pending !== true;
+      if (held) this.client.incr(WORKING_KEY).catch(() => undefined);
+      try {
+        await abortableDelay(delayMs, ctx.signal);
+      } finally {
+        if (held) this.client.decr(WORKING_KEY).catch(() => undefined);
+      }
+    }
     this.runs.set(ctx, { atCommit, start, end: clock() });
   }
 
   async afterCommit(ctx, commit) {
     const run = this.runs.get(ctx);
     if (!run) return;
+    const end = run.atCommit ? clock() : run.end;
+    if (holdMs > 0 && commit.result === 'applied') {
+      await this.client.incr(UNACKED_KEY).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, holdMs));
+      await this.client.decr(UNACKED_KEY).catch(() => undefined);
+    }
     const record = {
       atCommit: run.atCommit,
       messageId: ctx.messageId ?? '',
@@ -72,7 +132,7 @@ class OracleObserver {
       fencingToken: ctx.fencingToken,
       result: commit.result,
       start: run.start,
-      end: run.atCommit ? clock() : run.end,
+      end,
       pid: process.pid,
     };
     await this.client.rpush(EFFECTS_KEY, JSON.stringify(record)).catch(() => undefined);

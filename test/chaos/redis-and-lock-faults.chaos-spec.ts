@@ -3,8 +3,8 @@ import { waitFor } from '../e2e/support/wait-for';
 import { ChaosRun } from './support/chaos.harness';
 import {
   hardCriteria,
-  LEASE_BROKEN_PASSING,
-  leaseBrokenCriteria,
+  RECONCILED_PASSING,
+  reconciledCriteria,
   PASSING,
   recordVerdict,
   scenarioPause,
@@ -52,7 +52,9 @@ describe('reliability: Redis and lock faults', () => {
     const verdict = await run.classify();
     const handedBack = (await run.processedByOutcome()).requeue ?? 0;
     recordVerdict('Redis stalled 8 s (CLIENT PAUSE)', verdict, { recoverMs, handedBack });
-    expect(hardCriteria(verdict)).toEqual(PASSING);
+    // commits sent into the pause time out and run when it ends: applied, handed back, and
+    // acked as `duplicate` when redelivered, which the metrics reconcile
+    expect(reconciledCriteria(verdict)).toEqual(RECONCILED_PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
     // what the fault must have caused: work in flight handed back, not failed
     expect(handedBack).toBeGreaterThan(0);
@@ -75,10 +77,15 @@ describe('reliability: Redis and lock faults', () => {
     );
     const verdict = await run.classify();
     const handedBack = (await run.processedByOutcome()).requeue ?? 0;
+    const reconnects = await Promise.all(
+      run.services.map((s) => run.counterOf(s, 'redis_reconnects_total')),
+    );
     recordVerdict('Redis killed and restarted after 3 s (AOF)', verdict, { recoverMs, handedBack });
-    expect(hardCriteria(verdict)).toEqual(PASSING);
+    expect(reconciledCriteria(verdict)).toEqual(RECONCILED_PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
-    expect(handedBack).toBeGreaterThan(0);
+    // what the fault must have caused: every instance lost Redis under load and came back (work
+    // in flight then is retried by the client or handed back, as the timing falls)
+    expect(reconnects.every((n) => n > 0)).toBe(true);
   }, 150_000);
 
   it('lock TTL shorter than the handler, watchdog on: no overlap, nothing doubled', async () => {
@@ -107,7 +114,7 @@ describe('reliability: Redis and lock faults', () => {
     );
     const verdict = await run.classify();
     recordVerdict('SIGSTOP one worker 4 s (> 1 s lease), then SIGCONT', verdict);
-    expect(leaseBrokenCriteria(verdict)).toEqual(LEASE_BROKEN_PASSING);
+    expect(reconciledCriteria(verdict)).toEqual(RECONCILED_PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
     expect(verdict.staleRefused).toBeGreaterThan(0);
   }, 150_000);

@@ -32,7 +32,8 @@ const deliveries = (r) =>
 const metrics = (r) =>
   !r.metricsCompared
     ? '–'
-    : `${r.metricsCompared - r.metricsMismatches} of ${r.metricsCompared} instances`;
+    : `${r.metricsCompared - r.metricsMismatches} of ${r.metricsCompared} instances` +
+      (r.metricsMismatches > 0 ? `, ${r.metricsUnreconciled ?? '–'} unreconciled` : '');
 const evidence = (r) =>
   [
     r.handedBack === undefined ? undefined : `${r.handedBack} handed back`,
@@ -103,9 +104,13 @@ const lines = [
   '- **other evidence**: what a fault must have caused besides (hand-backs, lock extensions, locks',
   "  lost), from the live instances' /metrics.",
   '- **/metrics = journal**: for every instance alive at the end, `messages_processed_total{outcome="ack"}`',
-  '  equals its journal entries (by worker: host and pid). Where a lease is broken on purpose an',
-  '  instance may apply an effect and then learn it lost its lock (a retry, not an ack), so there',
-  '  it is reported, not required.',
+  '  equals its journal entries (by worker: host and pid). Where an instance can apply an effect',
+  '  without learning it did (the reply of its commit timed out in a Redis stall or restart) or',
+  '  learn afterwards that its lease was lost (a lease broken on purpose), it hands the message',
+  '  back and its redelivery is acked as `duplicate`; there the metrics must be **reconciled**',
+  '  instead: no instance counts more acks than its journal entries, and the entries the acks',
+  '  miss are at most the redeliveries acked as `duplicate` ("unreconciled": what is left; 0).',
+  '  An instance killed with -9 takes its counts with it and is not compared.',
   "- **secrets found**: each run's instances log in to RabbitMQ as a user of their own with a sentinel",
   '  password (and to a password-protected Redis in the Redis tests); the stdout and stderr of every',
   '  instance ever started, /metrics, health bodies and headers of the live ones and every',

@@ -135,6 +135,14 @@ export interface Verdict {
   readonly metricsCompared: number;
   /** Of those, instances whose count differed from the journal's. */
   readonly metricsMismatches: number;
+  /**
+   * What the live instances' /metrics cannot account for: `ack`s beyond their journal entries,
+   * plus their journal entries without an `ack` beyond the redeliveries they acked as
+   * `duplicate`. An instance that applied an effect without learning it did (the reply of its
+   * commit timed out) or learnt afterwards its lease was lost hands the message back; its
+   * redelivery is then acked as `duplicate`. 0 whenever the metrics tell the truth.
+   */
+  readonly metricsUnreconciled: number;
   /** Sentinel passwords (or an encoding of one) found in any output of the run. */
   readonly secretsFound: number;
 }
@@ -821,6 +829,7 @@ export class ChaosRun {
       maxDeliveries: Math.max(0, ...delivered),
       metricsCompared: metrics.compared,
       metricsMismatches: metrics.mismatches.length,
+      metricsUnreconciled: metrics.unreconciled,
       secretsFound: (await this.secretSweep(described)).length,
     };
   }
@@ -837,7 +846,11 @@ export class ChaosRun {
    */
   private async metricsAgainstJournal(
     journals: ReadonlyMap<string, readonly JournalEntry[]>,
-  ): Promise<{ compared: number; mismatches: { pid: number; ack: number; applied: number }[] }> {
+  ): Promise<{
+    compared: number;
+    mismatches: { pid: number; ack: number; applied: number }[];
+    unreconciled: number;
+  }> {
     const byPid = new Map<number, number>();
     for (const entries of journals.values()) {
       for (const { worker } of entries) {
@@ -847,17 +860,24 @@ export class ChaosRun {
     }
     const mismatches: { pid: number; ack: number; applied: number }[] = [];
     let compared = 0;
+    let overReported = 0;
+    let unacked = 0;
+    let duplicates = 0;
     for (const service of this.services) {
       const pid = service.child.pid;
       if (!service.alive || service.httpPort === undefined || !pid) continue;
-      const ack = (await this.countersOf(service)).ack ?? 0;
+      const counts = await this.countersOf(service);
+      const ack = counts.ack ?? 0;
       const applied = byPid.get(pid) ?? 0;
       compared++;
       if (ack !== applied) mismatches.push({ pid, ack, applied });
+      overReported += Math.max(0, ack - applied);
+      unacked += Math.max(0, applied - ack);
+      duplicates += counts.duplicate ?? 0;
     }
     if (mismatches.length > 0)
       process.stderr.write(`metrics ≠ journal: ${JSON.stringify(mismatches)}\n`);
-    return { compared, mismatches };
+    return { compared, mismatches, unreconciled: overReported + Math.max(0, unacked - duplicates) };
   }
 
   /**

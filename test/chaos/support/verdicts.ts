@@ -70,19 +70,25 @@ export const PASSING = {
 };
 
 /**
- * The criteria of a test that breaks leases on purpose (a worker stopped or blocked past its
- * TTL, locks deleted): all of them, but the per-instance metrics. An instance there may apply an
- * effect and then learn its lock was lost, which makes a retry, not an ack.
+ * The criteria of a test where an instance can apply an effect without learning it did (the
+ * reply of its commit timed out: Redis stalled) or learn afterwards that its lease was lost (a
+ * worker stopped or blocked past its TTL, locks deleted): all of them, with the per-instance
+ * metrics reconciled with the journal (`metricsUnreconciled`) instead of equal to it. Such an
+ * instance hands the message back, and the redelivery is acked as `duplicate`.
  */
-export function leaseBrokenCriteria(verdict: Verdict): Record<string, number> {
-  const criteria = hardCriteria(verdict);
+export function reconciledCriteria(verdict: Verdict): Record<string, number> {
+  const criteria: Record<string, number> = hardCriteria(verdict);
   delete criteria.metricsMismatches;
+  criteria.metricsUnreconciled = verdict.metricsUnreconciled;
   return criteria;
 }
 
-export const LEASE_BROKEN_PASSING: Record<string, number> = Object.fromEntries(
-  Object.entries(PASSING).filter(([criterion]) => criterion !== 'metricsMismatches'),
-);
+export const RECONCILED_PASSING: Record<string, number> = {
+  ...Object.fromEntries(
+    Object.entries(PASSING).filter(([criterion]) => criterion !== 'metricsMismatches'),
+  ),
+  metricsUnreconciled: 0,
+};
 
 /** A pause that is part of a fault scenario (how long a fault lasts, a kill schedule), not a wait. */
 export const scenarioPause = (ms: number): Promise<void> =>

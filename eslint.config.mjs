@@ -11,7 +11,6 @@ export default tseslint.config(
       'reports/',
       'node_modules/',
       'eslint.config.mjs',
-      'jest.config.js',
       'test/**/*.js',
       'bench/**/*.js',
     ],
@@ -20,7 +19,10 @@ export default tseslint.config(
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+      parserOptions: {
+        projectService: { allowDefaultProject: ['vitest.config.ts'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
     },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',

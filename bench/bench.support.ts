@@ -5,7 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { format } from 'prettier';
 
-export const ROOT = join(__dirname, '..');
+export const ROOT = join(import.meta.dirname, '..');
 
 /** The machine a run was measured on, for the docs and the JSON results. */
 export function machineDescription(): string {

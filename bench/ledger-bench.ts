@@ -21,15 +21,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
-import Redis from 'ioredis';
-import { TestVhost } from '../test/e2e/support/rabbitmq.vhost';
+import { Redis } from 'ioredis';
+import { TestVhost } from '../test/e2e/support/rabbitmq.vhost.js';
 import {
   OBSERVED_SERVICE,
   PRODUCTION_NODE_ARGS,
   ServiceProcess,
-} from '../test/e2e/support/service.process';
-import { waitFor } from '../test/e2e/support/wait-for';
-import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support';
+} from '../test/e2e/support/service.process.js';
+import { waitFor } from '../test/e2e/support/wait-for.js';
+import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const QUEUE = 'ledger.transactions';
@@ -102,7 +102,7 @@ function naive(key: string, label: string, mode: string): Variant {
           ...profileArgs(),
           '--import',
           'tsx',
-          join(__dirname, 'naive-consumer.ts'),
+          join(import.meta.dirname, 'naive-consumer.ts'),
         ],
         {
           env: {
@@ -132,7 +132,7 @@ function naive(key: string, label: string, mode: string): Variant {
  * ledger pipeline off (bench/service-variant.child.js).
  */
 function service(key: string, label: string, env: Record<string, string>): Variant {
-  const script = env.VARIANT ? join(__dirname, 'service-variant.child.js') : undefined;
+  const script = env.VARIANT ? join(import.meta.dirname, 'service-variant.child.js') : undefined;
   return { key, label, run: (amqpUrl, total) => runServices(amqpUrl, total, env, script, 1) };
 }
 
@@ -373,7 +373,7 @@ async function publishers(amqpUrl: string, connection: ChannelModel): Promise<Pu
       const total = mode === 'raw-each' ? Math.min(messages, 2_000) : messages;
       const child = spawn(
         process.execPath,
-        [...PRODUCTION_NODE_ARGS, join(__dirname, 'publisher.child.js')],
+        [...PRODUCTION_NODE_ARGS, join(import.meta.dirname, 'publisher.child.js')],
         {
           env: {
             PATH: process.env.PATH ?? '',

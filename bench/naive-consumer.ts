@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import amqplib, { type ConsumeMessage } from 'amqplib';
-import Redis from 'ioredis';
+import { Redis } from 'ioredis';
 
 const MODE = process.env.MODE ?? 'raw';
 const TOTAL = Number(process.env.TOTAL);

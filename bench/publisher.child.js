@@ -4,9 +4,8 @@
 //   service     — the service's MessagePublisher (AppModule from dist/), WINDOW publishes in flight.
 // Publishes TOTAL 300-byte messages to EXCHANGE (a queue is bound to it), then prints one JSON
 // line: { published, ms, cpuUs } measured from the first publish to the last confirm.
-'use strict';
-require('reflect-metadata');
-const amqplib = require('amqplib');
+import 'reflect-metadata';
+import amqplib from 'amqplib';
 
 const MODE = process.env.MODE;
 const TOTAL = Number(process.env.TOTAL);
@@ -44,9 +43,9 @@ async function raw(each) {
 }
 
 async function service() {
-  const { NestFactory } = require('@nestjs/core');
-  const { AppModule } = require('../dist/app.module');
-  const { MessagePublisher } = require('../dist/messaging/message.publisher');
+  const { NestFactory } = await import('@nestjs/core');
+  const { AppModule } = await import('../dist/app.module.js');
+  const { MessagePublisher } = await import('../dist/messaging/message.publisher.js');
   const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
   const publisher = app.get(MessagePublisher);
   // the first publish waits for the connection; not part of the measurement

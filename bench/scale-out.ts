@@ -14,10 +14,10 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ChaosRun } from '../test/chaos/support/chaos.harness';
-import { hardCriteria, PASSING } from '../test/chaos/support/verdicts';
-import { waitFor } from '../test/e2e/support/wait-for';
-import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support';
+import { ChaosRun } from '../test/chaos/support/chaos.harness.js';
+import { hardCriteria, PASSING } from '../test/chaos/support/verdicts.js';
+import { waitFor } from '../test/e2e/support/wait-for.js';
+import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support.js';
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

@@ -6,17 +6,15 @@
 //              lock taken in it, the same round trips as (d)), given no marker to check or write.
 // Plain JavaScript: Nest needs decorator metadata, which tsx does not emit, so the decorators
 // are applied by hand as in test/e2e/support/*.child.js.
-'use strict';
-require('reflect-metadata');
-const { Injectable, Module } = require('@nestjs/common');
-const dist = (path) => require(`../dist/${path}`);
-const { bootstrap } = dist('bootstrap');
-const { AppModule } = dist('app.module');
-const { LedgerModule } = dist('ledger/ledger.module');
-const { RedisCommit, MessageHandler } = dist('messaging');
-const { LedgerService } = dist('ledger/ledger.service');
-const { TransactionDto } = dist('ledger/transaction.dto');
-const constants = dist('ledger/ledger.constants');
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { bootstrap } from '../dist/bootstrap.js';
+import { AppModule } from '../dist/app.module.js';
+import { LedgerModule } from '../dist/ledger/ledger.module.js';
+import { RedisCommit, MessageHandler } from '../dist/messaging/index.js';
+import { LedgerService } from '../dist/ledger/ledger.service.js';
+import { TransactionDto } from '../dist/ledger/transaction.dto.js';
+import * as constants from '../dist/ledger/ledger.constants.js';
 
 const VARIANT = process.env.VARIANT;
 if (VARIANT !== 'no-lock' && VARIANT !== 'no-dedup') {

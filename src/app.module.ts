@@ -1,11 +1,11 @@
 import { Module } from '@nestjs/common';
-import { AppConfigModule } from './config/config.module';
-import { HealthModule } from './health/health.module';
-import { LedgerModule } from './ledger/ledger.module';
-import { LoggingModule } from './logging/logging.module';
-import { MessagingModule } from './messaging/messaging.module';
-import { MetricsModule } from './metrics/metrics.module';
-import { RedisModule } from './redis/redis.module';
+import { AppConfigModule } from './config/config.module.js';
+import { HealthModule } from './health/health.module.js';
+import { LedgerModule } from './ledger/ledger.module.js';
+import { LoggingModule } from './logging/logging.module.js';
+import { MessagingModule } from './messaging/messaging.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
+import { RedisModule } from './redis/redis.module.js';
 
 @Module({
   imports: [

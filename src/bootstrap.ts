@@ -2,10 +2,10 @@ import type { Server } from 'node:http';
 import type { Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
-import { SHUTDOWN_BACKSTOP_MS } from './lifecycle/shutdown-step';
-import { MessageConsumerService } from './messaging/message-consumer.service';
-import { processingConfig, serverConfig } from './config/app.config';
-import { ConfigValidationError, validateEnv } from './config/env.schema';
+import { SHUTDOWN_BACKSTOP_MS } from './lifecycle/shutdown-step.js';
+import { MessageConsumerService } from './messaging/message-consumer.service.js';
+import { processingConfig, serverConfig } from './config/app.config.js';
+import { ConfigValidationError, validateEnv } from './config/env.schema.js';
 import { type ConfigType } from '@nestjs/config';
 
 const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;

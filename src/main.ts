@@ -1,6 +1,6 @@
 import 'reflect-metadata';
-import { AppModule } from './app.module';
-import { bootstrap } from './bootstrap';
+import { AppModule } from './app.module.js';
+import { bootstrap } from './bootstrap.js';
 
 bootstrap(AppModule).catch((error: unknown) => {
   process.stderr.write(

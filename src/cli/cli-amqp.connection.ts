@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import type { Channel, ChannelModel } from 'amqplib';
-import { AmqpConnection, vhostOf } from '../messaging/amqp.connection';
-import { MessagePublisher } from '../messaging/message.publisher';
-import { CONNECTION_NAME_PREFIX } from './cli.constants';
-import { ExchangeNotFoundError } from './cli.errors';
+import { AmqpConnection, vhostOf } from '../messaging/amqp.connection.js';
+import { MessagePublisher } from '../messaging/message.publisher.js';
+import { CONNECTION_NAME_PREFIX } from './cli.constants.js';
+import { ExchangeNotFoundError } from './cli.errors.js';
 
 /** A broker that does not accept the connection within this time is reported, not waited for. */
 const CONNECT_TIMEOUT_MS = 10_000;

@@ -1,6 +1,6 @@
-import { redactUrl } from '../config/secret-redaction';
-import { ENV_DEFAULTS } from '../config/env.schema';
-import { CliUsageError } from './cli.errors';
+import { redactUrl } from '../config/secret-redaction.js';
+import { ENV_DEFAULTS } from '../config/env.schema.js';
+import { CliUsageError } from './cli.errors.js';
 
 /** The environment as the CLIs read it (`process.env`, or a plain object in tests). */
 export type CliEnv = Readonly<Record<string, string | undefined>>;
@@ -23,7 +23,7 @@ export function withUsageErrors<T>(parse: () => T): T {
   }
 }
 
-/** By shape, not `instanceof`: Node's own errors come from another realm under Jest's VM. */
+/** By shape, not `instanceof`: Node's own errors may come from another realm when a test runner loads modules in a VM context. */
 function isParseArgsError(err: unknown): err is { code: string; message: string } {
   return (
     typeof err === 'object' &&

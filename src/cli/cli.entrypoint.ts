@@ -1,7 +1,7 @@
-import type { CliEnv } from './cli-args';
-import { describeCliError } from './cli-error.formatter';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './cli.constants';
-import { CliUsageError } from './cli.errors';
+import type { CliEnv } from './cli-args.js';
+import { describeCliError } from './cli-error.formatter.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './cli.constants.js';
+import { CliUsageError } from './cli.errors.js';
 
 /** A parsed command line: print the usage, or run with these options. */
 export type CliCommand<O> =

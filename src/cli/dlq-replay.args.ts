@@ -5,11 +5,11 @@ import {
   shortString,
   withUsageErrors,
   type CliEnv,
-} from './cli-args';
-import { LEDGER_QUEUE } from '../ledger/ledger.constants';
-import { DEAD_LETTER_QUEUE_SUFFIX } from '../messaging/messaging.constants';
-import { deadLetterQueueName } from '../messaging/queue.topology';
-import { CliUsageError } from './cli.errors';
+} from './cli-args.js';
+import { LEDGER_QUEUE } from '../ledger/ledger.constants.js';
+import { DEAD_LETTER_QUEUE_SUFFIX } from '../messaging/messaging.constants.js';
+import { deadLetterQueueName } from '../messaging/queue.topology.js';
+import { CliUsageError } from './cli.errors.js';
 
 /** What `npm run dlq:replay` was asked to do. */
 export interface DlqReplayOptions {

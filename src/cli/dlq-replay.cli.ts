@@ -1,11 +1,11 @@
-import { redactUrl } from '../config/secret-redaction';
-import { openCliMessaging } from './cli-amqp.connection';
-import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, LIST_LIMIT } from './cli.constants';
-import { runCli } from './cli.entrypoint';
-import { DLQ_REPLAY_USAGE, parseDlqReplayArgs, type DlqReplayOptions } from './dlq-replay.args';
-import { formatDlqReplayReport } from './dlq-replay.formatter';
-import { replayDeadLetters } from './dlq-replay.runner';
-import { createProgressReporter, type ProgressReporter } from './progress.reporter';
+import { redactUrl } from '../config/secret-redaction.js';
+import { openCliMessaging } from './cli-amqp.connection.js';
+import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, LIST_LIMIT } from './cli.constants.js';
+import { runCli } from './cli.entrypoint.js';
+import { DLQ_REPLAY_USAGE, parseDlqReplayArgs, type DlqReplayOptions } from './dlq-replay.args.js';
+import { formatDlqReplayReport } from './dlq-replay.formatter.js';
+import { replayDeadLetters } from './dlq-replay.runner.js';
+import { createProgressReporter, type ProgressReporter } from './progress.reporter.js';
 
 /** amqplib's default user when the URL names none. */
 const DEFAULT_AMQP_USER = 'guest';

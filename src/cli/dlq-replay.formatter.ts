@@ -1,6 +1,6 @@
-import { LIST_LIMIT } from './cli.constants';
-import type { DeadLetterSummary } from './dlq-replay.message';
-import type { DlqReplayResult } from './dlq-replay.runner';
+import { LIST_LIMIT } from './cli.constants.js';
+import type { DeadLetterSummary } from './dlq-replay.message.js';
+import type { DlqReplayResult } from './dlq-replay.runner.js';
 
 /** What the report needs to know about the run besides its result. */
 export interface DlqReplayReportContext {

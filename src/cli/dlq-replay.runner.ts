@@ -1,11 +1,11 @@
 import type { Channel, GetMessage, Options } from 'amqplib';
-import { vhostOf } from '../messaging/amqp.connection';
-import type { PublishOptions } from '../messaging/message.publisher';
-import { UnroutableMessageError } from '../messaging/messaging.errors';
-import { messageOf } from './cli-error.formatter';
-import { assertExchangeExists, type CliMessaging, queueDepth } from './cli-amqp.connection';
-import { ExchangeNotFoundError, QueueNotFoundError } from './cli.errors';
-import type { DlqReplayOptions } from './dlq-replay.args';
+import { vhostOf } from '../messaging/amqp.connection.js';
+import type { PublishOptions } from '../messaging/message.publisher.js';
+import { UnroutableMessageError } from '../messaging/messaging.errors.js';
+import { messageOf } from './cli-error.formatter.js';
+import { assertExchangeExists, type CliMessaging, queueDepth } from './cli-amqp.connection.js';
+import { ExchangeNotFoundError, QueueNotFoundError } from './cli.errors.js';
+import type { DlqReplayOptions } from './dlq-replay.args.js';
 import {
   keptPublishOptions,
   matchesExceptionType,
@@ -14,7 +14,7 @@ import {
   summarizeDeadLetter,
   type DeadLetterSummary,
   type ReplayTarget,
-} from './dlq-replay.message';
+} from './dlq-replay.message.js';
 
 export interface DlqReplayHooks {
   /** Stops after the message in hand (Ctrl-C). */

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { messageOf } from './cli-error.formatter';
-import { compareBalances, type BalanceMismatch } from './ledger-balance.comparison';
-import { balanceKey } from '../ledger/ledger.constants';
+import { messageOf } from './cli-error.formatter.js';
+import { compareBalances, type BalanceMismatch } from './ledger-balance.comparison.js';
+import { balanceKey } from '../ledger/ledger.constants.js';
 
 /** Keys per MGET, so thousands of accounts do not make one huge command. */
 const MGET_BATCH = 500;
@@ -40,6 +40,7 @@ export async function verifyLedgerBalances(
 ): Promise<VerifyResult> {
   let connectionError: string | undefined;
   const redis = new Redis(redisUrl, {
+    protocol: 2, // as the service's clients (redisClientOptions)
     connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
     // Fail a read fast while Redis is away; the poll loop retries it.
     maxRetriesPerRequest: 1,

@@ -1,4 +1,4 @@
-import { MALFORMED_KINDS, type MalformedKind } from './ledger-traffic.plan';
+import { MALFORMED_KINDS, type MalformedKind } from './ledger-traffic.plan.js';
 
 /** What a publish run did and the balances a correct service must reach. */
 export interface PublishReport {

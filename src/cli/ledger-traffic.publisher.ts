@@ -1,7 +1,7 @@
-import type { MessagePublisher, PublishOptions } from '../messaging/message.publisher';
-import { UnroutableMessageError } from '../messaging/messaging.errors';
-import type { LedgerTrafficPlan, PlannedMessage } from './ledger-traffic.plan';
-import { TokenBucketLimiter } from './token-bucket.limiter';
+import type { MessagePublisher, PublishOptions } from '../messaging/message.publisher.js';
+import { UnroutableMessageError } from '../messaging/messaging.errors.js';
+import type { LedgerTrafficPlan, PlannedMessage } from './ledger-traffic.plan.js';
+import { TokenBucketLimiter } from './token-bucket.limiter.js';
 
 /** Shown as `appId` on every message, so a dead letter says where it came from. */
 const PUBLISHER_APP_ID = 'message-processor-publish-cli';

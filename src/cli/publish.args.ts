@@ -9,7 +9,7 @@ import {
   shortString,
   withUsageErrors,
   type CliEnv,
-} from './cli-args';
+} from './cli-args.js';
 import {
   DEFAULT_MAX_IN_FLIGHT,
   DEFAULT_ROUTING_KEY,
@@ -17,10 +17,10 @@ import {
   MAX_ACCOUNTS,
   MAX_COUNT,
   MAX_MALFORMED,
-} from './cli.constants';
-import { CliUsageError } from './cli.errors';
-import { LEDGER_EXCHANGE, LEDGER_QUEUE } from '../ledger/ledger.constants';
-import { deadLetterQueueName } from '../messaging/queue.topology';
+} from './cli.constants.js';
+import { CliUsageError } from './cli.errors.js';
+import { LEDGER_EXCHANGE, LEDGER_QUEUE } from '../ledger/ledger.constants.js';
+import { deadLetterQueueName } from '../messaging/queue.topology.js';
 
 /** What `npm run publish` was asked to do. */
 export interface PublishOptions {

@@ -1,21 +1,21 @@
 import { writeFile } from 'node:fs/promises';
 import type { ChannelModel } from 'amqplib';
-import { redactUrl } from '../config/secret-redaction';
-import { assertExchangeExists, openCliMessaging, queueDepth } from './cli-amqp.connection';
-import { EXIT_FAILURE, EXIT_OK, LIST_LIMIT, VERIFY_POLL_INTERVAL_MS } from './cli.constants';
-import { describeCliError } from './cli-error.formatter';
-import { runCli } from './cli.entrypoint';
-import { verifyLedgerBalances, type VerifyResult } from './ledger-balance.verifier';
+import { redactUrl } from '../config/secret-redaction.js';
+import { assertExchangeExists, openCliMessaging, queueDepth } from './cli-amqp.connection.js';
+import { EXIT_FAILURE, EXIT_OK, LIST_LIMIT, VERIFY_POLL_INTERVAL_MS } from './cli.constants.js';
+import { describeCliError } from './cli-error.formatter.js';
+import { runCli } from './cli.entrypoint.js';
+import { verifyLedgerBalances, type VerifyResult } from './ledger-balance.verifier.js';
 import {
   formatPublishReport,
   messagesPerSecond,
   publishReportJson,
   type PublishReport,
-} from './ledger-report.formatter';
-import { balancesOf, planLedgerTraffic, type LedgerTrafficPlan } from './ledger-traffic.plan';
-import { publishLedgerTraffic, type LedgerTrafficResult } from './ledger-traffic.publisher';
-import { PUBLISH_USAGE, parsePublishArgs, type PublishOptions } from './publish.args';
-import { NO_PROGRESS, createProgressReporter } from './progress.reporter';
+} from './ledger-report.formatter.js';
+import { balancesOf, planLedgerTraffic, type LedgerTrafficPlan } from './ledger-traffic.plan.js';
+import { publishLedgerTraffic, type LedgerTrafficResult } from './ledger-traffic.publisher.js';
+import { PUBLISH_USAGE, parsePublishArgs, type PublishOptions } from './publish.args.js';
+import { NO_PROGRESS, createProgressReporter } from './progress.reporter.js';
 
 /** How many unroutable / unconfirmed messages are listed before the rest are only counted. */
 const FAILURES_LISTED = 10;

@@ -1,5 +1,5 @@
 import { registerAs } from '@nestjs/config';
-import { loadEnv } from './env.schema';
+import { loadEnv } from './env.schema.js';
 
 /** AMQP connection and topology settings (`AMQP_*`, `MESSAGE_MAX_BYTES`, publisher limits). */
 export const amqpConfig = registerAs('amqp', () => {

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
-import { ALL_CONFIG } from './app.config';
+import { ALL_CONFIG } from './app.config.js';
 
 /**
  * Typed configuration namespaces for the whole app. The environment is validated once in

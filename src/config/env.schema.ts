@@ -1,4 +1,4 @@
-import { redactUrl } from './secret-redaction';
+import { redactUrl } from './secret-redaction.js';
 
 /** Log levels accepted by `LOG_LEVEL`, most verbose first. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;

@@ -1,6 +1,6 @@
 import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 
 /**
  * Event-loop delay since the previous liveness probe, for the liveness body. It never reports
@@ -9,7 +9,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
  */
 @Injectable()
 export class EventLoopHealthIndicator implements OnModuleDestroy {
-  private readonly delay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
+  private readonly delay: ELDHistogram = monitorEventLoopDelay({ resolution: 20 });
 
   constructor(private readonly health: HealthIndicatorService) {
     this.delay.enable();

@@ -1,9 +1,9 @@
 import { Controller, Get } from '@nestjs/common';
 import { HealthCheck, type HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
-import { EventLoopHealthIndicator } from './event-loop.health';
-import { LockHealthIndicator } from './lock.health';
-import { MessagingHealthIndicator } from './messaging.health';
-import { RedisHealthIndicator } from './redis.health';
+import { EventLoopHealthIndicator } from './event-loop.health.js';
+import { LockHealthIndicator } from './lock.health.js';
+import { MessagingHealthIndicator } from './messaging.health.js';
+import { RedisHealthIndicator } from './redis.health.js';
 
 /**
  * Kubernetes probes. Liveness stays 200 through dependency outages (restarting the pod would not

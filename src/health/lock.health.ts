@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { LockService } from '../lock/lock.service';
+import { LockService } from '../lock/lock.service.js';
 
 /**
  * Whether locks can be taken. On a single Redis that is the Redis check; in Redlock mode, a

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { AmqpConnection } from '../messaging/amqp.connection';
-import { MessageConsumerService } from '../messaging/message-consumer.service';
+import { AmqpConnection } from '../messaging/amqp.connection.js';
+import { MessageConsumerService } from '../messaging/message-consumer.service.js';
 
 /**
  * Up when the AMQP connection is open, every registered consumer is attached and no shutdown has

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { RedisConnection } from '../redis/redis.connection';
+import { RedisConnection } from '../redis/redis.connection.js';
 
 /** Redis must answer a PING on the service's own connection within this many milliseconds. */
 export const REDIS_PING_TIMEOUT_MS = 1_000;

@@ -1,15 +1,15 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { AlreadyProcessed, MessageContext, MessageHandler } from '../messaging';
-import { StaleFencingTokenError } from './ledger.errors';
+import { AlreadyProcessed, MessageContext, MessageHandler } from '../messaging/index.js';
+import { StaleFencingTokenError } from './ledger.errors.js';
 import {
   accountLockKey,
   LEDGER_EXCHANGE,
   LEDGER_QUEUE,
   LEDGER_ROUTING_KEY,
-} from './ledger.constants';
-import { LEDGER_OBSERVER, type LedgerObserver } from './ledger.observer';
-import { LedgerService } from './ledger.service';
-import { TransactionDto } from './transaction.dto';
+} from './ledger.constants.js';
+import { LEDGER_OBSERVER, type LedgerObserver } from './ledger.observer.js';
+import { LedgerService } from './ledger.service.js';
+import { TransactionDto } from './transaction.dto.js';
 
 /** Applies each transaction to its account balance exactly once, one writer per account at a time. */
 @Injectable()

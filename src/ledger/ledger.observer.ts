@@ -1,5 +1,5 @@
-import type { MessageContext } from '../messaging';
-import type { ApplyResult } from './ledger.service';
+import type { MessageContext } from '../messaging/index.js';
+import type { ApplyResult } from './ledger.service.js';
 
 /** One transaction the ledger committed (or found committed before, or was refused). */
 export interface LedgerCommit {

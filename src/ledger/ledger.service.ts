@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { type CommitContext, RedisCommit } from '../messaging';
-import { RedisConnection } from '../redis/redis.connection';
-import { balanceKey } from './ledger.constants';
+import { type CommitContext, RedisCommit } from '../messaging/index.js';
+import { RedisConnection } from '../redis/redis.connection.js';
+import { balanceKey } from './ledger.constants.js';
 
 /**
  * The ledger's effect: add the amount to the balance. The commit around it makes it safe: it

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
-import type Redis from 'ioredis';
-import { JOURNAL_KEY_PREFIX } from './lock.constants';
-import { MessageLease, type MessageLock } from './message-lease';
-import { RedisScript } from './redis-script';
+import type { Redis } from 'ioredis';
+import { JOURNAL_KEY_PREFIX } from './lock.constants.js';
+import { MessageLease, type MessageLock } from './message-lease.js';
+import { RedisScript } from './redis-script.js';
 
 /** The effect journal's settings (`EFFECT_JOURNAL_*`). */
 export interface EffectJournal {

@@ -1,6 +1,6 @@
-import type { LockMetrics } from '../metrics/lock.metrics';
-import type { LockBackend, ReleaseOutcome } from './lock.backend';
-import { LockLostError, type LockLossReason } from './lock.errors';
+import type { LockMetrics } from '../metrics/lock.metrics.js';
+import type { LockBackend, ReleaseOutcome } from './lock.backend.js';
+import { LockLostError, type LockLossReason } from './lock.errors.js';
 
 /** A lease on a key, as `LockService.acquire` and `withLock` hand it to the code it protects. */
 export interface Lock {

@@ -1,4 +1,4 @@
-import { abortReason } from '../lifecycle/abortable-delay';
+import { abortReason } from '../lifecycle/abortable-delay.js';
 
 /** The answer of {@link LocalTurns.enter}. */
 export interface Turn {

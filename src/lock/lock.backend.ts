@@ -1,7 +1,7 @@
-import { clockDriftMs } from './lock.backoff';
-import { LOCK_KEY_PREFIX } from './lock.constants';
-import { LockUnavailableError } from './lock.errors';
-import type { LockServer, TokenReply } from './lock.server';
+import { clockDriftMs } from './lock.backoff.js';
+import { LOCK_KEY_PREFIX } from './lock.constants.js';
+import { LockUnavailableError } from './lock.errors.js';
+import type { LockServer, TokenReply } from './lock.server.js';
 
 /** Result of one try to take a lock. `validUntil` is on the `performance.now()` clock. */
 export type TryAcquireResult =

@@ -1,4 +1,4 @@
-import { LOCK_BACKOFF } from './lock.constants';
+import { LOCK_BACKOFF } from './lock.constants.js';
 
 /**
  * Delay before try `attempt + 1` (attempt 0 = after the first refusal): uniform in

@@ -1,19 +1,19 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import Redis from 'ioredis';
+import { Redis } from 'ioredis';
 import { PinoLogger } from 'nestjs-pino';
-import { lockConfig, redisConfig } from '../config/app.config';
-import { redactUrl } from '../config/secret-redaction';
-import { isFailureWorthLogging } from '../logging/failure-log.throttle';
-import { LockMetrics } from '../metrics/lock.metrics';
+import { lockConfig, redisConfig } from '../config/app.config.js';
+import { redactUrl } from '../config/secret-redaction.js';
+import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
+import { LockMetrics } from '../metrics/lock.metrics.js';
 import {
   REDIS_COMMAND_TIMEOUT_MS,
   RedisConnection,
   createRedisClient,
-} from '../redis/redis.connection';
-import { type LockBackend, RedlockBackend, SingleLockBackend } from './lock.backend';
-import { LockServer } from './lock.server';
-import { LockService } from './lock.service';
+} from '../redis/redis.connection.js';
+import { type LockBackend, RedlockBackend, SingleLockBackend } from './lock.backend.js';
+import { LockServer } from './lock.server.js';
+import { LockService } from './lock.service.js';
 
 /**
  * Provides {@link LockService}: on the main Redis (`REDIS_URL`), or on a Redlock quorum when

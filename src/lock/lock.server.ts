@@ -1,7 +1,7 @@
-import type Redis from 'ioredis';
-import { FENCE_KEY_PREFIX, FENCE_TTL_MS, LOCK_KEY_PREFIX } from './lock.constants';
-import { LockUnavailableError } from './lock.errors';
-import { RedisScript } from './redis-script';
+import type { Redis } from 'ioredis';
+import { FENCE_KEY_PREFIX, FENCE_TTL_MS, LOCK_KEY_PREFIX } from './lock.constants.js';
+import { LockUnavailableError } from './lock.errors.js';
+import { RedisScript } from './redis-script.js';
 
 /** The fence of a lock whose lease is `ttlMs` outlives it: at least twice the lease. */
 export const fenceTtl = (ttlMs: number): number => Math.max(FENCE_TTL_MS, 2 * ttlMs);

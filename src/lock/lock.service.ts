@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type OnApplicationShutdown } from '@nestjs/common';
-import { abortableDelay } from '../lifecycle/abortable-delay';
-import { shutdownStep } from '../lifecycle/shutdown-step';
-import type { LockMetrics } from '../metrics/lock.metrics';
-import { Lease, type Lock } from './lease';
-import type { LockBackend } from './lock.backend';
-import { fullJitterDelay } from './lock.backoff';
-import { MAX_KEY_LENGTH } from './lock.constants';
-import { LockTimeoutError, LockUnavailableError } from './lock.errors';
-import { LocalTurns } from './local-turns';
-import { MessageLease } from './message-lease';
+import { abortableDelay } from '../lifecycle/abortable-delay.js';
+import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import type { LockMetrics } from '../metrics/lock.metrics.js';
+import { Lease, type Lock } from './lease.js';
+import type { LockBackend } from './lock.backend.js';
+import { fullJitterDelay } from './lock.backoff.js';
+import { MAX_KEY_LENGTH } from './lock.constants.js';
+import { LockTimeoutError, LockUnavailableError } from './lock.errors.js';
+import { LocalTurns } from './local-turns.js';
+import { MessageLease } from './message-lease.js';
 
 export interface AcquireOptions {
   /** Lease length; default `LOCK_TTL_MS`. */

@@ -1,7 +1,7 @@
-import type { Lease } from './lease';
-import { FENCE_KEY_PREFIX } from './lock.constants';
-import type { LockLostError } from './lock.errors';
-import { fenceTtl } from './lock.server';
+import type { Lease } from './lease.js';
+import { FENCE_KEY_PREFIX } from './lock.constants.js';
+import type { LockLostError } from './lock.errors.js';
+import { fenceTtl } from './lock.server.js';
 
 /**
  * The message's lock, as its handler sees it (`ctx.lock`): held while the handler runs, or, for

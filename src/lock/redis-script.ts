@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type Redis from 'ioredis';
+import type { Redis } from 'ioredis';
 
 /** Where the `.lua` files live (next to this module, in src/ and in dist/ alike). */
-const SCRIPTS_DIR = join(__dirname, 'scripts');
+const SCRIPTS_DIR = join(import.meta.dirname, 'scripts');
 
 /** `-- @include <name>`: the whole line is replaced by `scripts/includes/<name>.lua`. */
 const INCLUDE = /^-- @include ([a-z0-9-]+)$/gm;

@@ -2,8 +2,8 @@ import { Module, RequestMethod } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { LoggerModule } from 'nestjs-pino';
 import { stdSerializers } from 'pino';
-import { amqpConfig, lockConfig, redisConfig, serverConfig } from '../config/app.config';
-import { scrubError, secretsOf } from '../config/secret-redaction';
+import { amqpConfig, lockConfig, redisConfig, serverConfig } from '../config/app.config.js';
+import { scrubError, secretsOf } from '../config/secret-redaction.js';
 
 /** The service's HTTP routes: health probes and the Prometheus scrape. */
 const PROBE_ROUTES = ['health/live', 'health/ready', 'metrics'];

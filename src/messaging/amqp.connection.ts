@@ -4,9 +4,9 @@ import { hostname } from 'node:os';
 import { Duplex } from 'node:stream';
 import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
 import type { ChannelModel } from 'amqplib';
-import { redactUrl } from '../config/secret-redaction';
-import { isFailureWorthLogging } from '../logging/failure-log.throttle';
-import { coalesceWrites } from '../net/write-coalescing';
+import { redactUrl } from '../config/secret-redaction.js';
+import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
+import { coalesceWrites } from '../net/write-coalescing.js';
 
 export interface AmqpConnectionOptions {
   readonly urls: readonly string[];

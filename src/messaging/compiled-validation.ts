@@ -1,7 +1,7 @@
 import { getMetadataStorage, type MetadataStorage, ValidationTypes } from 'class-validator';
 import type { ValidationArguments } from 'class-validator';
 import { TransformationType } from 'class-transformer';
-import { defaultMetadataStorage } from 'class-transformer/cjs/storage';
+import { defaultMetadataStorage } from 'class-transformer/cjs/storage.js';
 
 type ValidationMetadata = ReturnType<MetadataStorage['getTargetValidationMetadatas']>[number];
 type Constructor = new () => object;

@@ -8,10 +8,10 @@ import {
 import type { ApplicationConfig } from '@nestjs/core';
 import type { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
 import { isObservable, lastValueFrom } from 'rxjs';
-import type { MessageContext } from './message.context';
-import { MessageExceptionsFilter } from './message-exceptions.filter';
-import type { MessageValidationPipe } from './message-validation.pipe';
-import { DEFAULT_PARAMETERS_METADATA } from './messaging.constants';
+import type { MessageContext } from './message.context.js';
+import { MessageExceptionsFilter } from './message-exceptions.filter.js';
+import type { MessageValidationPipe } from './message-validation.pipe.js';
+import { DEFAULT_PARAMETERS_METADATA } from './messaging.constants.js';
 
 /** A handler as the processor calls it. */
 export type HandlerInvoke = (payload: unknown, context: MessageContext) => Promise<unknown>;

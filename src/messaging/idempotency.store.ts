@@ -1,10 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { processingConfig } from '../config/app.config';
-import { RedisConnection } from '../redis/redis.connection';
-import type { ProcessedMarker } from './message.context';
-import { PROCESSED_MARKER_PREFIX } from './messaging.constants';
-import { DependencyUnavailableError } from './messaging.errors';
+import { processingConfig } from '../config/app.config.js';
+import { RedisConnection } from '../redis/redis.connection.js';
+import type { ProcessedMarker } from './message.context.js';
+import { PROCESSED_MARKER_PREFIX } from './messaging.constants.js';
+import { DependencyUnavailableError } from './messaging.errors.js';
 
 /**
  * Processed markers in Redis: `mp:processed:<queue>:<messageId>`, expiring after

@@ -1,20 +1,20 @@
 // The public API for handler authors.
-export { MessageHandler } from './message-handler.decorator';
+export { MessageHandler } from './message-handler.decorator.js';
 export {
   RedisCommit,
   type CommitContext,
   type CommitOutcome,
   type RedisCommitDefinition,
-} from './redis-commit';
+} from './redis-commit.js';
 export {
   AlreadyProcessed,
   type EffectKind,
   type HandlerEffect,
   type MessageHandlerOptions,
-} from './message-handler.interfaces';
-export { MessageContext, type MessageLock, type ProcessedMarker } from './message.context';
-export { MessagePublisher, type PublishOptions, type PublishReceipt } from './message.publisher';
-export { MessageValidationPipe } from './message-validation.pipe';
+} from './message-handler.interfaces.js';
+export { MessageContext, type MessageLock, type ProcessedMarker } from './message.context.js';
+export { MessagePublisher, type PublishOptions, type PublishReceipt } from './message.publisher.js';
+export { MessageValidationPipe } from './message-validation.pipe.js';
 export {
   DependencyUnavailableError,
   InvalidLockKeyError,
@@ -30,6 +30,6 @@ export {
   RetryAfterError,
   DeliveryLimitError,
   UnroutableMessageError,
-} from './messaging.errors';
-export { MessagingModule } from './messaging.module';
-export type { RetryOptions } from './retry.policy';
+} from './messaging.errors.js';
+export { MessagingModule } from './messaging.module.js';
+export type { RetryOptions } from './retry.policy.js';

@@ -7,15 +7,15 @@ import {
 } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
-import { amqpConfig, processingConfig } from '../config/app.config';
-import { shutdownStep } from '../lifecycle/shutdown-step';
-import { LockService } from '../lock/lock.service';
-import { RedisConnection } from '../redis/redis.connection';
-import { AmqpConnection } from './amqp.connection';
-import { MessageHandlerExplorer } from './message-handler.explorer';
-import { MessageProcessor } from './message.processor';
-import { MessagePublisher } from './message.publisher';
-import { type ConsumerStatus, QueueConsumer } from './queue.consumer';
+import { amqpConfig, processingConfig } from '../config/app.config.js';
+import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import { LockService } from '../lock/lock.service.js';
+import { RedisConnection } from '../redis/redis.connection.js';
+import { AmqpConnection } from './amqp.connection.js';
+import { MessageHandlerExplorer } from './message-handler.explorer.js';
+import { MessageProcessor } from './message.processor.js';
+import { MessagePublisher } from './message.publisher.js';
+import { type ConsumerStatus, QueueConsumer } from './queue.consumer.js';
 
 /**
  * Starts one consumer per queue once the application has bootstrapped, keeps them attached

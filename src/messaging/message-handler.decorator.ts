@@ -1,9 +1,9 @@
 import { SetMetadata, applyDecorators } from '@nestjs/common';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { RpcParamtype } from '@nestjs/microservices/enums/rpc-paramtype.enum';
-import { DEFAULT_PARAMETERS_METADATA, MESSAGE_HANDLER_METADATA } from './messaging.constants';
-import type { MessageHandlerOptions } from './message-handler.interfaces';
-import { MessageValidationPipe } from './message-validation.pipe';
+import { DEFAULT_PARAMETERS_METADATA, MESSAGE_HANDLER_METADATA } from './messaging.constants.js';
+import type { MessageHandlerOptions } from './message-handler.interfaces.js';
+import { MessageValidationPipe } from './message-validation.pipe.js';
 
 /**
  * Marks a provider method as the handler of a queue. The provider is found at bootstrap through

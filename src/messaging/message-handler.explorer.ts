@@ -3,20 +3,20 @@ import { type ConfigType } from '@nestjs/config';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
-import { amqpConfig, processingConfig } from '../config/app.config';
-import { MESSAGE_HANDLER_METADATA } from './messaging.constants';
-import { HandlerConfigurationError } from './messaging.errors';
+import { amqpConfig, processingConfig } from '../config/app.config.js';
+import { MESSAGE_HANDLER_METADATA } from './messaging.constants.js';
+import { HandlerConfigurationError } from './messaging.errors.js';
 import type {
   EffectKind,
   MessageHandlerOptions,
   QueueBinding,
   RegisteredHandler,
-} from './message-handler.interfaces';
-import { MessageParamsFactory } from './message-params.factory';
-import { MessageValidationPipe } from './message-validation.pipe';
-import { directInvoke, type HandlerInvoke } from './direct-invoke';
-import { compileTopicPattern } from './routing-key.matcher';
-import { delayTiers, resolveRetryPolicy } from './retry.policy';
+} from './message-handler.interfaces.js';
+import { MessageParamsFactory } from './message-params.factory.js';
+import { MessageValidationPipe } from './message-validation.pipe.js';
+import { directInvoke, type HandlerInvoke } from './direct-invoke.js';
+import { compileTopicPattern } from './routing-key.matcher.js';
+import { delayTiers, resolveRetryPolicy } from './retry.policy.js';
 
 /**
  * Finds every `@MessageHandler()` method on the application's providers (the pattern of

@@ -1,6 +1,6 @@
-import type { MessageContext } from './message.context';
-import type { ErrorClass } from './message.fate';
-import type { RetryOptions, RetryPolicy } from './retry.policy';
+import type { MessageContext } from './message.context.js';
+import type { ErrorClass } from './message.fate.js';
+import type { RetryOptions, RetryPolicy } from './retry.policy.js';
 
 /** Options of `@MessageHandler()`: everything about the queue a handler consumes. */
 export interface MessageHandlerOptions {

@@ -4,8 +4,8 @@ import {
   ValidationPipe,
   type ValidationError,
 } from '@nestjs/common';
-import { CompiledValidation } from './compiled-validation';
-import { MessageValidationError } from './messaging.errors';
+import { CompiledValidation } from './compiled-validation.js';
+import { MessageValidationError } from './messaging.errors.js';
 
 /** Per DTO class, shared by every pipe instance: its compiled rules, or null (pipe's path). */
 const compiled = new WeakMap<object, CompiledValidation | null>();

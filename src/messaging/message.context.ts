@@ -1,10 +1,10 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Level, Logger } from 'pino';
-import type { EffectJournal } from '../lock/guarded-commit';
-import type { MessageLock } from '../lock/message-lease';
-import type { EffectKind } from './message-handler.interfaces';
+import type { EffectJournal } from '../lock/guarded-commit.js';
+import type { MessageLock } from '../lock/message-lease.js';
+import type { EffectKind } from './message-handler.interfaces.js';
 
-export type { MessageLock } from '../lock/message-lease';
+export type { MessageLock } from '../lock/message-lease.js';
 
 /** Where a handler that commits its effect atomically with the processed marker must write it. */
 export interface ProcessedMarker {

@@ -1,6 +1,6 @@
 import type { MessageProperties } from 'amqplib';
-import { MAX_JSON_DEPTH } from './messaging.constants';
-import { MessageDecodeError } from './messaging.errors';
+import { MAX_JSON_DEPTH } from './messaging.constants.js';
+import { MessageDecodeError } from './messaging.errors.js';
 
 export type DecodeResult =
   | { readonly ok: true; readonly payload: unknown }

@@ -1,8 +1,12 @@
 import { HttpException } from '@nestjs/common';
-import { LockUnavailableError } from '../lock/lock.errors';
-import { HAND_BACK_DELAY_MS } from './messaging.constants';
-import { DependencyUnavailableError, NonRetryableError, RetryAfterError } from './messaging.errors';
-import { baseDelay, jitteredDelay, type RetryPolicy, tierFor } from './retry.policy';
+import { LockUnavailableError } from '../lock/lock.errors.js';
+import { HAND_BACK_DELAY_MS } from './messaging.constants.js';
+import {
+  DependencyUnavailableError,
+  NonRetryableError,
+  RetryAfterError,
+} from './messaging.errors.js';
+import { baseDelay, jitteredDelay, type RetryPolicy, tierFor } from './retry.policy.js';
 
 /** What happened to a delivery before it is settled. */
 export type ProcessingResult =

@@ -3,31 +3,31 @@ import { type ConfigType } from '@nestjs/config';
 import type { ConsumeMessage } from 'amqplib';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
-import { processingConfig } from '../config/app.config';
-import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal';
-import { LockService, LockTimeoutError } from '../lock';
-import type { EffectJournal } from '../lock/guarded-commit';
-import { MessageLease } from '../lock/message-lease';
-import { MessageMetrics } from '../metrics/message.metrics';
-import type { Settlement } from './ack.coalescer';
-import { IdempotencyStore } from './idempotency.store';
-import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context';
-import { decodeMessage } from './message.decoder';
-import type { ProcessingResult } from './message.fate';
+import { processingConfig } from '../config/app.config.js';
+import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal.js';
+import { LockService, LockTimeoutError } from '../lock/index.js';
+import type { EffectJournal } from '../lock/guarded-commit.js';
+import { MessageLease } from '../lock/message-lease.js';
+import { MessageMetrics } from '../metrics/message.metrics.js';
+import type { Settlement } from './ack.coalescer.js';
+import { IdempotencyStore } from './idempotency.store.js';
+import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context.js';
+import { decodeMessage } from './message.decoder.js';
+import type { ProcessingResult } from './message.fate.js';
 import {
   AlreadyProcessed,
   type QueueBinding,
   type RegisteredHandler,
-} from './message-handler.interfaces';
-import { MessagePublisher } from './message.publisher';
-import { MessageSettler } from './message.settler';
-import { HEADER, MAX_UNSETTLED_DELIVERIES, NO_HANDLER } from './messaging.constants';
+} from './message-handler.interfaces.js';
+import { MessagePublisher } from './message.publisher.js';
+import { MessageSettler } from './message.settler.js';
+import { HEADER, MAX_UNSETTLED_DELIVERIES, NO_HANDLER } from './messaging.constants.js';
 import {
   DeliveryLimitError,
   InvalidLockKeyError,
   MissingMessageIdError,
   NoHandlerError,
-} from './messaging.errors';
+} from './messaging.errors.js';
 
 /** What the processor needs from the consumer a delivery came from. */
 export interface ConsumerHandle {

@@ -4,16 +4,16 @@ import { type ConfigType } from '@nestjs/config';
 import type { ChannelWrapper } from 'amqp-connection-manager';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { InjectPinoLogger } from 'nestjs-pino';
-import { amqpConfig } from '../config/app.config';
-import { MessageMetrics } from '../metrics/message.metrics';
-import { AmqpConnection } from './amqp.connection';
+import { amqpConfig } from '../config/app.config.js';
+import { MessageMetrics } from '../metrics/message.metrics.js';
+import { AmqpConnection } from './amqp.connection.js';
 import {
   PublishError,
   PublishNackedError,
   PublisherBufferFullError,
   PublishTimeoutError,
   UnroutableMessageError,
-} from './messaging.errors';
+} from './messaging.errors.js';
 
 /** Options of {@link MessagePublisher.publish}: amqplib's publish options plus a timeout. */
 export interface PublishOptions extends Omit<Options.Publish, 'mandatory'> {

@@ -1,18 +1,18 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
-import type { Settlement } from './ack.coalescer';
-import type { ProcessingOutcome } from '../metrics/metrics.constants';
-import type { MessageLogFields } from './message.context';
-import { decideFate, type ErrorClass, type Fate, type ProcessingResult } from './message.fate';
+import type { Settlement } from './ack.coalescer.js';
+import type { ProcessingOutcome } from '../metrics/metrics.constants.js';
+import type { MessageLogFields } from './message.context.js';
+import { decideFate, type ErrorClass, type Fate, type ProcessingResult } from './message.fate.js';
 import {
   HEADER,
   MAX_EXCEPTION_MESSAGE_CHARS,
   MAX_STACKTRACE_CHARS,
   PUBLISH_FAILED_REQUEUE_DELAY_MS,
-} from './messaging.constants';
-import { type RetryPolicy, tierQueueName } from './retry.policy';
-import type { PublishOptions } from './message.publisher';
-import { NonRetryableError } from './messaging.errors';
-import { topologyNames } from './queue.topology';
+} from './messaging.constants.js';
+import { type RetryPolicy, tierQueueName } from './retry.policy.js';
+import type { PublishOptions } from './message.publisher.js';
+import { NonRetryableError } from './messaging.errors.js';
+import { topologyNames } from './queue.topology.js';
 
 /** A delivery being settled, with what is needed to act on it and to report it. */
 export interface Delivery {

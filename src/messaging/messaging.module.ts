@@ -2,16 +2,16 @@ import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
 import { PinoLogger } from 'nestjs-pino';
-import { amqpConfig } from '../config/app.config';
-import { LockModule } from '../lock/lock.module';
-import { MessageMetrics } from '../metrics/message.metrics';
-import { AmqpConnection } from './amqp.connection';
-import { IdempotencyStore } from './idempotency.store';
-import { MessageConsumerService } from './message-consumer.service';
-import { MessageExceptionsFilter } from './message-exceptions.filter';
-import { MessageHandlerExplorer } from './message-handler.explorer';
-import { MessageProcessor } from './message.processor';
-import { MessagePublisher } from './message.publisher';
+import { amqpConfig } from '../config/app.config.js';
+import { LockModule } from '../lock/lock.module.js';
+import { MessageMetrics } from '../metrics/message.metrics.js';
+import { AmqpConnection } from './amqp.connection.js';
+import { IdempotencyStore } from './idempotency.store.js';
+import { MessageConsumerService } from './message-consumer.service.js';
+import { MessageExceptionsFilter } from './message-exceptions.filter.js';
+import { MessageHandlerExplorer } from './message-handler.explorer.js';
+import { MessageProcessor } from './message.processor.js';
+import { MessagePublisher } from './message.publisher.js';
 
 /**
  * RabbitMQ for the application: the connection, handler discovery, topology, consumers and the

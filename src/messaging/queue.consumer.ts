@@ -1,14 +1,14 @@
 import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
-import type { QueueType } from '../config/env.schema';
-import { AckCoalescer, type Settlement } from './ack.coalescer';
-import { shutdownStep } from '../lifecycle/shutdown-step';
-import type { QueueBinding } from './message-handler.interfaces';
-import type { ConsumerHandle } from './message.processor';
-import { REATTACH_BACKOFF, TOPOLOGY_CONFLICT_RETRY_MS } from './messaging.constants';
-import { TopologyConflictError } from './messaging.errors';
-import { declareTopology, type LegacyQueue, migrationCommand } from './queue.topology';
+import type { QueueType } from '../config/env.schema.js';
+import { AckCoalescer, type Settlement } from './ack.coalescer.js';
+import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import type { QueueBinding } from './message-handler.interfaces.js';
+import type { ConsumerHandle } from './message.processor.js';
+import { REATTACH_BACKOFF, TOPOLOGY_CONFLICT_RETRY_MS } from './messaging.constants.js';
+import { TopologyConflictError } from './messaging.errors.js';
+import { declareTopology, type LegacyQueue, migrationCommand } from './queue.topology.js';
 
 /** What a consumer needs from the rest of the service. */
 export interface QueueConsumerDeps {

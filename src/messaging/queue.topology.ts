@@ -1,14 +1,14 @@
 import type { Channel, Options } from 'amqplib';
-import type { QueueType } from '../config/env.schema';
+import type { QueueType } from '../config/env.schema.js';
 import {
   DEAD_LETTER_EXCHANGE_SUFFIX,
   DEAD_LETTER_QUEUE_DELIVERY_LIMIT,
   DEAD_LETTER_QUEUE_SUFFIX,
   QUORUM_DELIVERY_LIMIT,
-} from './messaging.constants';
-import { tierQueueName } from './retry.policy';
-import { TopologyConflictError } from './messaging.errors';
-import type { QueueBinding } from './message-handler.interfaces';
+} from './messaging.constants.js';
+import { tierQueueName } from './retry.policy.js';
+import { TopologyConflictError } from './messaging.errors.js';
+import type { QueueBinding } from './message-handler.interfaces.js';
 
 /** `Q.dlq`: the queue holding the dead letters of queue `Q`. */
 export function deadLetterQueueName(queue: string): string {

@@ -1,7 +1,7 @@
-import type Redis from 'ioredis';
-import { GuardedCommit } from '../lock/guarded-commit';
-import type { MessageContext } from './message.context';
-import { DependencyUnavailableError, HandlerConfigurationError } from './messaging.errors';
+import type { Redis } from 'ioredis';
+import { GuardedCommit } from '../lock/guarded-commit.js';
+import type { MessageContext } from './message.context.js';
+import { DependencyUnavailableError, HandlerConfigurationError } from './messaging.errors.js';
 
 /** A handler's effect as Lua on the service's Redis. */
 export interface RedisCommitDefinition {

@@ -1,4 +1,4 @@
-import { HandlerConfigurationError } from './messaging.errors';
+import { HandlerConfigurationError } from './messaging.errors.js';
 
 /** Retry options of `@MessageHandler({ retry })`; unset fields come from `RETRY_*` env vars. */
 export interface RetryOptions {

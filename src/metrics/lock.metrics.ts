@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram';
+import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram.js';
 import {
   LOCK_METRIC,
   LOCK_WAIT_BUCKETS,
   type LockAcquireOutcome,
   type LockExtensionOutcome,
-} from './metrics.constants';
+} from './metrics.constants.js';
 
 /** The lock metrics. No per-key labels: lock keys are unbounded (one per account). */
 @Injectable()

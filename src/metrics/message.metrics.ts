@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram';
+import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram.js';
 import {
   DURATION_BUCKETS,
   METRIC,
   type ProcessingOutcome,
   type PublishOutcome,
-} from './metrics.constants';
+} from './metrics.constants.js';
 
 /**
  * The message and connection metrics, behind methods so callers cannot invent label names.

@@ -6,9 +6,9 @@ import {
   PrometheusModule,
 } from '@willsoto/nestjs-prometheus';
 import { collectDefaultMetrics, register } from 'prom-client';
-import { DURATION_BUCKETS, LOCK_METRIC, LOCK_WAIT_BUCKETS, METRIC } from './metrics.constants';
-import { LockMetrics } from './lock.metrics';
-import { MessageMetrics } from './message.metrics';
+import { DURATION_BUCKETS, LOCK_METRIC, LOCK_WAIT_BUCKETS, METRIC } from './metrics.constants.js';
+import { LockMetrics } from './lock.metrics.js';
+import { MessageMetrics } from './message.metrics.js';
 
 // prom-client keeps one global registry per process; registering the default collectors twice
 // (several apps in one test process) throws, so register them once.

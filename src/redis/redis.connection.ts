@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
-import Redis, { type RedisOptions } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { PinoLogger } from 'nestjs-pino';
-import { redactUrl } from '../config/secret-redaction';
-import { shutdownStep } from '../lifecycle/shutdown-step';
-import { isFailureWorthLogging } from '../logging/failure-log.throttle';
-import type { MessageMetrics } from '../metrics/message.metrics';
-import { coalesceWrites } from '../net/write-coalescing';
+import { redactUrl } from '../config/secret-redaction.js';
+import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
+import type { MessageMetrics } from '../metrics/message.metrics.js';
+import { coalesceWrites } from '../net/write-coalescing.js';
 
 /** Commands fail after this long instead of hanging on a stalled server. */
 export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
@@ -21,6 +21,10 @@ export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
 export function redisClientOptions(connectionName: string): RedisOptions {
   return {
     connectionName,
+    // RESP2, as before ioredis 6 made RESP3 its default: the replies the scripts, the journal and
+    // the CLI read keep one shape, no HELLO is sent (Redis before 6 and some proxies refuse it),
+    // and an unauthenticated link is not closed by HELLO's NOAUTH before AUTH can be reported
+    protocol: 2,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,

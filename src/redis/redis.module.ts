@@ -1,9 +1,9 @@
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { PinoLogger } from 'nestjs-pino';
-import { redisConfig } from '../config/app.config';
-import { MessageMetrics } from '../metrics/message.metrics';
-import { RedisConnection } from './redis.connection';
+import { redisConfig } from '../config/app.config.js';
+import { MessageMetrics } from '../metrics/message.metrics.js';
+import { RedisConnection } from './redis.connection.js';
 
 /** Provides the shared {@link RedisConnection} and closes it last, after consumers have drained. */
 @Global()

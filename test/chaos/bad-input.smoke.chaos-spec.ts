@@ -1,5 +1,6 @@
-import { BAD_INPUTS, ChaosRun } from './support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict } from './support/verdicts';
+import { describe, it, expect, afterEach } from 'vitest';
+import { BAD_INPUTS, ChaosRun } from './support/chaos.harness.js';
+import { hardCriteria, PASSING, recordVerdict } from './support/verdicts.js';
 
 describe('reliability: bad input (smoke)', () => {
   let chaos: ChaosRun | undefined;

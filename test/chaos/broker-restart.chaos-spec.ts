@@ -1,6 +1,7 @@
-import { waitFor } from '../e2e/support/wait-for';
-import { ChaosRun } from './support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts';
+import { describe, it, expect, afterEach } from 'vitest';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { ChaosRun } from './support/chaos.harness.js';
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts.js';
 
 describe('reliability: broker restart', () => {
   let chaos: ChaosRun | undefined;

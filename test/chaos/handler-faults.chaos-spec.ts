@@ -1,5 +1,6 @@
-import { waitFor } from '../e2e/support/wait-for';
-import { ChaosRun } from './support/chaos.harness';
+import { describe, it, expect, afterEach } from 'vitest';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { ChaosRun } from './support/chaos.harness.js';
 import {
   hardCriteria,
   RECONCILED_PASSING,
@@ -7,7 +8,7 @@ import {
   PASSING,
   recordVerdict,
   scenarioPause,
-} from './support/verdicts';
+} from './support/verdicts.js';
 
 const ENV = { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' };
 

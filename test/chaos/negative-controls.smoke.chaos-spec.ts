@@ -1,10 +1,11 @@
+import { describe, it, expect, afterEach } from 'vitest';
 import { join } from 'node:path';
-import { waitFor } from '../e2e/support/wait-for';
-import { ServiceProcess } from '../e2e/support/service.process';
-import { ChaosRun } from './support/chaos.harness';
-import { recordVerdict, scenarioPause } from './support/verdicts';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { ServiceProcess } from '../e2e/support/service.process.js';
+import { ChaosRun } from './support/chaos.harness.js';
+import { recordVerdict, scenarioPause } from './support/verdicts.js';
 
-const NAIVE = join(__dirname, 'support', 'naive-consumer.child.js');
+const NAIVE = join(import.meta.dirname, 'support', 'naive-consumer.child.js');
 
 const appliedOf = (child: ServiceProcess): number =>
   Number([...child.stdout.matchAll(/APPLIED (\d+)/g)].at(-1)?.[1] ?? 0);

@@ -1,7 +1,8 @@
+import { describe, it, expect, afterEach } from 'vitest';
 import { randomInt } from 'node:crypto';
-import { waitFor } from '../e2e/support/wait-for';
-import { ChaosRun } from './support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { ChaosRun } from './support/chaos.harness.js';
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts.js';
 
 describe('reliability: random kills', () => {
   let chaos: ChaosRun | undefined;

@@ -1,6 +1,7 @@
-import Redis from 'ioredis';
-import { waitFor } from '../e2e/support/wait-for';
-import { ChaosRun } from './support/chaos.harness';
+import { describe, it, expect, afterEach } from 'vitest';
+import { Redis } from 'ioredis';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { ChaosRun } from './support/chaos.harness.js';
 import {
   hardCriteria,
   RECONCILED_PASSING,
@@ -8,7 +9,7 @@ import {
   PASSING,
   recordVerdict,
   scenarioPause,
-} from './support/verdicts';
+} from './support/verdicts.js';
 
 const RATE = 200;
 

@@ -1,6 +1,7 @@
-import { waitFor } from '../e2e/support/wait-for';
-import { ChaosRun } from './support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts';
+import { describe, it, expect, afterEach } from 'vitest';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { ChaosRun } from './support/chaos.harness.js';
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from './support/verdicts.js';
 
 // Locks of a killed worker expire after LOCK_TTL_MS: short, so the run settles in seconds.
 const ENV = { LOCK_TTL_MS: '3000', LOCK_WAIT_MS: '2000' };

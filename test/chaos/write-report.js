@@ -1,12 +1,11 @@
 // Renders reports/chaos-results.jsonl (written by the reliability suite) as the table of
 // docs/reliability.md, with the machine and the command. Run by `npm run test:chaos`.
-'use strict';
-const { readFileSync, writeFileSync } = require('node:fs');
-const { cpus, totalmem, release } = require('node:os');
-const { execFileSync } = require('node:child_process');
-const { join } = require('node:path');
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 
-const root = join(__dirname, '..', '..');
+const root = join(import.meta.dirname, '..', '..');
 const rows = readFileSync(join(root, 'reports', 'chaos-results.jsonl'), 'utf8')
   .split('\n')
   .filter(Boolean)
@@ -126,9 +125,8 @@ const lines = [
   '',
 ];
 // formatted as the repository's Prettier check expects
-require('prettier')
-  .format(lines.join('\n'), { parser: 'markdown', proseWrap: 'preserve' })
-  .then((text) => {
-    writeFileSync(join(root, 'docs', 'reliability.md'), text);
-    process.stdout.write(`docs/reliability.md: ${rows.length} rows\n`);
-  });
+const { format } = await import('prettier');
+await format(lines.join('\n'), { parser: 'markdown', proseWrap: 'preserve' }).then((text) => {
+  writeFileSync(join(root, 'docs', 'reliability.md'), text);
+  process.stdout.write(`docs/reliability.md: ${rows.length} rows\n`);
+});

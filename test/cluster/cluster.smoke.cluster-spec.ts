@@ -1,7 +1,8 @@
-import { ChaosRun } from '../chaos/support/chaos.harness';
-import { hardCriteria, PASSING, recordVerdict, scenarioPause } from '../chaos/support/verdicts';
-import { waitFor } from '../e2e/support/wait-for';
-import { killNodeOf, lockQuorumOutage } from './support/scenarios';
+import { describe, it, expect, afterEach } from 'vitest';
+import { ChaosRun } from '../chaos/support/chaos.harness.js';
+import { hardCriteria, PASSING, recordVerdict, scenarioPause } from '../chaos/support/verdicts.js';
+import { waitFor } from '../e2e/support/wait-for.js';
+import { killNodeOf, lockQuorumOutage } from './support/scenarios.js';
 
 /**
  * Issue 7 (smoke, in `npm test`): 2 instances on a 3-node RabbitMQ cluster of the test's own

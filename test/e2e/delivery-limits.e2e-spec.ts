@@ -1,19 +1,20 @@
+import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { GetMessage, XDeath } from 'amqplib';
-import Redis from 'ioredis';
-import { type CliMessaging, openCliMessaging } from '../../src/cli/cli-amqp.connection';
-import { replayDeadLetters, type DlqReplayResult } from '../../src/cli/dlq-replay.runner';
-import type { DlqReplayOptions } from '../../src/cli/dlq-replay.args';
+import { Redis } from 'ioredis';
+import { type CliMessaging, openCliMessaging } from '../../src/cli/cli-amqp.connection.js';
+import { replayDeadLetters, type DlqReplayResult } from '../../src/cli/dlq-replay.runner.js';
+import type { DlqReplayOptions } from '../../src/cli/dlq-replay.args.js';
 import {
   DeliveryLimitProbe,
   DeliveryLimitProbeModule,
   LIMITS_EXCHANGE,
   TIERED_QUEUE,
   UNTIERED_QUEUE,
-} from './support/delivery-limit-probe.handler';
+} from './support/delivery-limit-probe.handler.js';
 import {
   deleteKeys,
   metricValue,
@@ -21,9 +22,9 @@ import {
   startApp,
   TestBroker,
   waitUntilReady,
-} from './support/test-app';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { waitFor } from './support/wait-for';
+} from './support/test-app.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { waitFor } from './support/wait-for.js';
 
 const run = promisify(execFile);
 const rabbitmqctl = (...args: string[]): Promise<{ stdout: string }> =>
@@ -33,7 +34,7 @@ const DLQ = `${TIERED_QUEUE}.dlq`;
 const DLX = `${LIMITS_EXCHANGE}.dlx`;
 /** RabbitMQ 4.0–4.2's default delivery limit of quorum queues that declare none. */
 const RABBITMQ_4_DEFAULT_LIMIT = 20;
-const REPLAY_CLI = join(__dirname, '..', '..', 'dist', 'cli', 'dlq-replay.cli.js');
+const REPLAY_CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'dlq-replay.cli.js');
 
 /**
  * RabbitMQ 4.0–4.2 give every quorum queue a delivery limit of 20 and count every return toward

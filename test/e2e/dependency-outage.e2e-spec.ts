@@ -1,10 +1,17 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
-import Redis from 'ioredis';
-import { metricValue, readiness, startApp, TestBroker, waitUntilReady } from './support/test-app';
-import { TestRedisServer } from './support/redis.server';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { waitFor } from './support/wait-for';
+import { Redis } from 'ioredis';
+import {
+  metricValue,
+  readiness,
+  startApp,
+  TestBroker,
+  waitUntilReady,
+} from './support/test-app.js';
+import { TestRedisServer } from './support/redis.server.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { waitFor } from './support/wait-for.js';
 
 const QUEUE = 'ledger.transactions';
 

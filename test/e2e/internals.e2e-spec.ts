@@ -1,10 +1,11 @@
+import { describe, it, expect } from 'vitest';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
-import { AmqpConnection } from '../../src/messaging/amqp.connection';
-import { isCoalescing } from '../../src/net/write-coalescing';
-import { createRedisClient } from '../../src/redis/redis.connection';
-import { waitFor } from './support/wait-for';
+import { AmqpConnection } from '../../src/messaging/amqp.connection.js';
+import { isCoalescing } from '../../src/net/write-coalescing.js';
+import { createRedisClient } from '../../src/redis/redis.connection.js';
+import { waitFor } from './support/wait-for.js';
 
 /**
  * The reaches into library internals that docs/architecture.md's inventory keeps, checked on the

@@ -1,7 +1,8 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
-import Redis from 'ioredis';
-import { MessagePublisher, UnroutableMessageError } from '../../src/messaging';
+import { Redis } from 'ioredis';
+import { MessagePublisher, UnroutableMessageError } from '../../src/messaging/index.js';
 import {
   deleteKeys,
   type HealthBody,
@@ -11,9 +12,9 @@ import {
   startApp,
   TestBroker,
   waitUntilReady,
-} from './support/test-app';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { waitFor } from './support/wait-for';
+} from './support/test-app.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { waitFor } from './support/wait-for.js';
 
 const QUEUE = 'ledger.transactions';
 const DLQ = 'ledger.transactions.dlq';

@@ -1,18 +1,19 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import Redis from 'ioredis';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { ServiceProcess } from './support/service.process';
-import { TestBroker } from './support/test-app';
-import { waitFor } from './support/wait-for';
+import { Redis } from 'ioredis';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { ServiceProcess } from './support/service.process.js';
+import { TestBroker } from './support/test-app.js';
+import { waitFor } from './support/wait-for.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const INSTANCES = 3;
 const PREFETCH = '20';
-const PROBE_CHILD = join(__dirname, 'support', 'lock-probe.child.js');
+const PROBE_CHILD = join(import.meta.dirname, 'support', 'lock-probe.child.js');
 
 /** Environment shared by every instance: quiet JSON logs, a short drain on SIGTERM. */
 function serviceEnv(vhost: TestVhost): Record<string, string> {

@@ -1,13 +1,19 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import Redis from 'ioredis';
-import { LockLostError, LockService, LockTimeoutError, LockUnavailableError } from '../../src/lock';
-import { RedlockBackend, SingleLockBackend } from '../../src/lock/lock.backend';
-import { LockServer } from '../../src/lock/lock.server';
-import type { MessageLease } from '../../src/lock/message-lease';
-import type { LockDefaults } from '../../src/lock/lock.service';
-import type { LockMetrics } from '../../src/metrics/lock.metrics';
-import { redisClientOptions } from '../../src/redis/redis.connection';
+import { Redis } from 'ioredis';
+import {
+  LockLostError,
+  LockService,
+  LockTimeoutError,
+  LockUnavailableError,
+} from '../../src/lock/index.js';
+import { RedlockBackend, SingleLockBackend } from '../../src/lock/lock.backend.js';
+import { LockServer } from '../../src/lock/lock.server.js';
+import type { MessageLease } from '../../src/lock/message-lease.js';
+import type { LockDefaults } from '../../src/lock/lock.service.js';
+import type { LockMetrics } from '../../src/metrics/lock.metrics.js';
+import { redisClientOptions } from '../../src/redis/redis.connection.js';
 import type { INestApplication } from '@nestjs/common';
 import {
   deleteKeys,
@@ -17,10 +23,10 @@ import {
   startApp,
   TestBroker,
   waitUntilReady,
-} from './support/test-app';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { TestRedisServer } from './support/redis.server';
-import { waitFor } from './support/wait-for';
+} from './support/test-app.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { TestRedisServer } from './support/redis.server.js';
+import { waitFor } from './support/wait-for.js';
 
 const SHARED_REDIS = 'redis://127.0.0.1:6379';
 

@@ -1,3 +1,4 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import type { INestApplication } from '@nestjs/common';
 import amqplib from 'amqplib';
 import {
@@ -5,11 +6,11 @@ import {
   PublishError,
   PublisherBufferFullError,
   PublishTimeoutError,
-} from '../../src/messaging';
-import { freePort } from './support/redis.server';
-import { metricValue, readiness, startApp, waitUntilReady } from './support/test-app';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { waitFor } from './support/wait-for';
+} from '../../src/messaging/index.js';
+import { freePort } from './support/redis.server.js';
+import { metricValue, readiness, startApp, waitUntilReady } from './support/test-app.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { waitFor } from './support/wait-for.js';
 
 describe('publisher while the broker is unreachable', () => {
   let app: INestApplication;

@@ -1,22 +1,23 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { once } from 'node:events';
-import Redis from 'ioredis';
+import { Redis } from 'ioredis';
 import pino from 'pino';
-import { LedgerService } from '../../src/ledger/ledger.service';
-import { LockLostError, LockService, LockTimeoutError } from '../../src/lock';
-import { type LockBackend, SingleLockBackend } from '../../src/lock/lock.backend';
-import { LockServer } from '../../src/lock/lock.server';
-import type { MessageLease } from '../../src/lock/message-lease';
-import { RedisScript } from '../../src/lock/redis-script';
-import { MessageContext } from '../../src/messaging/message.context';
-import { RedisCommit } from '../../src/messaging/redis-commit';
-import { DependencyUnavailableError } from '../../src/messaging/messaging.errors';
-import type { LockMetrics } from '../../src/metrics/lock.metrics';
-import type { RedisConnection } from '../../src/redis/redis.connection';
-import { redisClientOptions } from '../../src/redis/redis.connection';
-import { deleteKeys } from './support/test-app';
-import { waitFor } from './support/wait-for';
+import { LedgerService } from '../../src/ledger/ledger.service.js';
+import { LockLostError, LockService, LockTimeoutError } from '../../src/lock/index.js';
+import { type LockBackend, SingleLockBackend } from '../../src/lock/lock.backend.js';
+import { LockServer } from '../../src/lock/lock.server.js';
+import type { MessageLease } from '../../src/lock/message-lease.js';
+import { RedisScript } from '../../src/lock/redis-script.js';
+import { MessageContext } from '../../src/messaging/message.context.js';
+import { RedisCommit } from '../../src/messaging/redis-commit.js';
+import { DependencyUnavailableError } from '../../src/messaging/messaging.errors.js';
+import type { LockMetrics } from '../../src/metrics/lock.metrics.js';
+import type { RedisConnection } from '../../src/redis/redis.connection.js';
+import { redisClientOptions } from '../../src/redis/redis.connection.js';
+import { deleteKeys } from './support/test-app.js';
+import { waitFor } from './support/wait-for.js';
 
 const SHARED_REDIS = 'redis://127.0.0.1:6379';
 

@@ -1,4 +1,5 @@
-import Redis from 'ioredis';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { Redis } from 'ioredis';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -12,11 +13,17 @@ import {
   type ProbeJob,
   RetryProbe,
   RetryProbeModule,
-} from './support/retry-probe.handler';
-import { HAND_BACK_DELAY_MS } from '../../src/messaging/messaging.constants';
-import { metricValue, startApp, TestBroker, waitUntilReady, deleteKeys } from './support/test-app';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { waitFor } from './support/wait-for';
+} from './support/retry-probe.handler.js';
+import { HAND_BACK_DELAY_MS } from '../../src/messaging/messaging.constants.js';
+import {
+  metricValue,
+  startApp,
+  TestBroker,
+  waitUntilReady,
+  deleteKeys,
+} from './support/test-app.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { waitFor } from './support/wait-for.js';
 
 const run = promisify(execFile);
 const DLQ = `${PROBE_QUEUE}.dlq`;
@@ -152,7 +159,7 @@ describe('delayed retries (real broker delay tiers)', () => {
     const id = await publish({ mode: 'until-fixed' });
     await waitFor('dead-lettered', async () => (await broker.depth(DLQ)) === 1, 15_000);
     probe.fixed = true;
-    const cli = join(__dirname, '..', '..', 'dist', 'cli', 'dlq-replay.cli.js');
+    const cli = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'dlq-replay.cli.js');
     const { stdout } = await run(process.execPath, [
       cli,
       '--queue',

@@ -1,13 +1,20 @@
-import Redis from 'ioredis';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { Redis } from 'ioredis';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
-import { CrashSurvivor, CrashSurvivorModule } from './support/crash-probe.handler';
-import { metricValue, startApp, TestBroker, waitUntilReady, deleteKeys } from './support/test-app';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { waitFor } from './support/wait-for';
+import { CrashSurvivor, CrashSurvivorModule } from './support/crash-probe.handler.js';
+import {
+  metricValue,
+  startApp,
+  TestBroker,
+  waitUntilReady,
+  deleteKeys,
+} from './support/test-app.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { waitFor } from './support/wait-for.js';
 
 const QUEUE = 'crash-test.jobs';
 
@@ -39,16 +46,20 @@ describe('a crash between the retry publish and the settle', () => {
 
   it('loses nothing: the message is processed once by the next instance', async () => {
     let output = '';
-    child = spawn(process.execPath, [join(__dirname, 'support', 'retry-crash.child.js')], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        AMQP_URL: vhost.url(),
-        REDIS_URL: 'redis://127.0.0.1:6379',
-        HTTP_PORT: '0',
-        LOG_LEVEL: 'silent',
+    child = spawn(
+      process.execPath,
+      [join(import.meta.dirname, 'support', 'retry-crash.child.js')],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          AMQP_URL: vhost.url(),
+          REDIS_URL: 'redis://127.0.0.1:6379',
+          HTTP_PORT: '0',
+          LOG_LEVEL: 'silent',
+        },
+        stdio: ['ignore', 'pipe', 'inherit'],
       },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    );
     child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     await waitFor(
       'the child to consume',

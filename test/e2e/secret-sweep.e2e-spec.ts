@@ -1,12 +1,13 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { describeMessage, enc, sentinel, sweep } from './support/secret-sweep';
-import { freePort, TestRedisServer } from './support/redis.server';
-import { ServiceProcess } from './support/service.process';
-import { TestBroker } from './support/test-app';
-import { waitFor } from './support/wait-for';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { describeMessage, enc, sentinel, sweep } from './support/secret-sweep.js';
+import { freePort, TestRedisServer } from './support/redis.server.js';
+import { ServiceProcess } from './support/service.process.js';
+import { TestBroker } from './support/test-app.js';
+import { waitFor } from './support/wait-for.js';
 
 /**
  * Issue 5: no secret ever reaches a log, a metric, a health body or a header. The real service

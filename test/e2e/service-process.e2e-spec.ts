@@ -1,6 +1,7 @@
-import { freePort } from './support/redis.server';
-import { ServiceProcess } from './support/service.process';
-import { waitFor } from './support/wait-for';
+import { describe, it, expect, afterAll } from 'vitest';
+import { freePort } from './support/redis.server.js';
+import { ServiceProcess } from './support/service.process.js';
+import { waitFor } from './support/wait-for.js';
 
 const SECRET = 'sentinel-pw-7f3a';
 

@@ -1,14 +1,15 @@
+import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import Redis from 'ioredis';
-import { deleteKeys, TestBroker } from './support/test-app';
-import { TestRedisServer } from './support/redis.server';
-import { TestVhost } from './support/rabbitmq.vhost';
-import { ServiceProcess } from './support/service.process';
-import { TcpProxy } from './support/tcp.proxy';
-import { waitFor } from './support/wait-for';
+import { Redis } from 'ioredis';
+import { deleteKeys, TestBroker } from './support/test-app.js';
+import { TestRedisServer } from './support/redis.server.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import { ServiceProcess } from './support/service.process.js';
+import { TcpProxy } from './support/tcp.proxy.js';
+import { waitFor } from './support/wait-for.js';
 
-const CHILD = join(__dirname, 'support', 'shutdown-probe.child.js');
+const CHILD = join(import.meta.dirname, 'support', 'shutdown-probe.child.js');
 const QUEUE = 'shutdown-probe.jobs';
 const SHARED_REDIS = 'redis://127.0.0.1:6379';
 

@@ -15,10 +15,9 @@
 //
 // Env: AMQP_URL, REDIS_URL, QUEUE (default ledger.transactions). Prints `CONSUMING` once
 // attached, then `DELIVERIES <n> APPLIED <n>` every 100 ms.
-'use strict';
-const { hostname } = require('node:os');
-const amqplib = require('amqplib');
-const Redis = require('ioredis');
+import { hostname } from 'node:os';
+import amqplib from 'amqplib';
+import { Redis } from 'ioredis';
 
 const mode = process.env.MODE;
 const queue = process.env.QUEUE ?? 'ledger.transactions';

@@ -4,8 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../../e2e/support/redis.server';
-import { waitFor } from '../../e2e/support/wait-for';
+import { freePort } from '../../e2e/support/redis.server.js';
+import { waitFor } from '../../e2e/support/wait-for.js';
 
 const run = promisify(execFile);
 const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';

@@ -1,8 +1,8 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Verdict } from './chaos.harness';
+import type { Verdict } from './chaos.harness.js';
 
-const REPORTS = join(__dirname, '..', '..', '..', 'reports');
+const REPORTS = join(import.meta.dirname, '..', '..', '..', 'reports');
 
 /** Timings of a fault, in ms, for the report. */
 export interface FaultTimings {

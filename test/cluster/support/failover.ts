@@ -1,4 +1,4 @@
-import type { ServiceProcess } from '../../e2e/support/service.process';
+import type { ServiceProcess } from '../../e2e/support/service.process.js';
 
 /**
  * The broker ports an instance connected to, in order, from its `AMQP connected` log lines (the

@@ -1,5 +1,5 @@
-import { TestRabbitNode } from '../../chaos/support/rabbitmq.node';
-import { waitFor } from '../../e2e/support/wait-for';
+import { TestRabbitNode } from '../../chaos/support/rabbitmq.node.js';
+import { waitFor } from '../../e2e/support/wait-for.js';
 
 /**
  * A RabbitMQ cluster of the suite's own on this machine: N nodes (own names, ports, data and log

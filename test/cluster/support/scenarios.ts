@@ -1,7 +1,7 @@
-import type { ChaosRun } from '../../chaos/support/chaos.harness';
-import { scenarioPause } from '../../chaos/support/verdicts';
-import { waitFor } from '../../e2e/support/wait-for';
-import { connectedPorts, readiness } from './failover';
+import type { ChaosRun } from '../../chaos/support/chaos.harness.js';
+import { scenarioPause } from '../../chaos/support/verdicts.js';
+import { waitFor } from '../../e2e/support/wait-for.js';
+import { connectedPorts, readiness } from './failover.js';
 
 /** The deadline the issue sets for an instance to be connected to another node after a kill. */
 export const RECONNECT_DEADLINE_MS = 5_000;

@@ -4,8 +4,8 @@ import {
   type MessageContext,
   MessageHandler,
   RedisCommit,
-} from '../../../src/messaging';
-import { RedisConnection } from '../../../src/redis/redis.connection';
+} from '../../../src/messaging/index.js';
+import { RedisConnection } from '../../../src/redis/redis.connection.js';
 
 /**
  * The same queue as retry-crash.child.js, with a handler that succeeds. Its effect (recording the

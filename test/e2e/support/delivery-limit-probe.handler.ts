@@ -1,5 +1,5 @@
 import { Injectable, Module } from '@nestjs/common';
-import { type MessageContext, MessageHandler } from '../../../src/messaging';
+import { type MessageContext, MessageHandler } from '../../../src/messaging/index.js';
 
 export const LIMITS_EXCHANGE = 'limits';
 /** A queue with delay tiers (a hand-back waits in one). */

@@ -1,18 +1,17 @@
 // A service instance (AppModule from dist/) plus a probe handler locked on `probe:<key>`: each
 // run records when it started and ended, on which process and with which fencing token, so the
 // test can check that no two runs on one key overlapped across processes. Plain JavaScript: it
-// runs as a child process, outside Jest's transform.
+// runs as a child process, outside the test runner's transform.
 //
 // Env: the service's own variables, plus PROBE_LIST (the Redis list the records are pushed to).
 // Prints `STARTED <httpPort>` once listening.
-'use strict';
-require('reflect-metadata');
-const { Injectable, Module } = require('@nestjs/common');
-const { NestFactory } = require('@nestjs/core');
-const Redis = require('ioredis');
-const { AppModule } = require('../../../dist/app.module');
-const { MessageHandler } = require('../../../dist/messaging');
-const { abortableDelay } = require('../../../dist/lifecycle/abortable-delay');
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Redis } from 'ioredis';
+import { AppModule } from '../../../dist/app.module.js';
+import { MessageHandler } from '../../../dist/messaging/index.js';
+import { abortableDelay } from '../../../dist/lifecycle/abortable-delay.js';
 
 const LIST = process.env.PROBE_LIST;
 if (!LIST) throw new Error('PROBE_LIST is required');

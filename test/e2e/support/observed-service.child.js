@@ -2,7 +2,7 @@
 // observer seam (LEDGER_OBSERVER) filled by the reliability suite's oracle: each transaction the
 // ledger commits is recorded, with its fencing token and timings, in a Redis the suite never
 // faults. Used by the reliability and scale-out suites and by the benchmark's latency runs.
-// Plain JavaScript: it runs as a child process, outside Jest's transform.
+// Plain JavaScript: it runs as a child process, outside the test runner's transform.
 //
 // Env: the service's own variables, plus
 //   LEDGER_ORACLE_URL       the oracle's Redis (required)
@@ -17,17 +17,15 @@
 //                           no-lock-check  the commit does not check that another worker holds
 //                                          the key it takes
 //                           no-fencing     the commit does not refuse an older fencing token
-'use strict';
-require('reflect-metadata');
-const { Global, Module } = require('@nestjs/common');
-const dist = (path) => require(`../../../dist/${path}`);
-const { bootstrap } = dist('bootstrap');
-const { AppModule } = dist('app.module');
-const { LEDGER_OBSERVER } = dist('ledger/ledger.observer');
-const { createRedisClient } = dist('redis/redis.connection');
-const { abortableDelay } = dist('lifecycle/abortable-delay');
-const { LedgerService } = dist('ledger/ledger.service');
-const { RedisScript } = dist('lock/redis-script');
+import 'reflect-metadata';
+import { Global, Module } from '@nestjs/common';
+import { bootstrap } from '../../../dist/bootstrap.js';
+import { AppModule } from '../../../dist/app.module.js';
+import { LEDGER_OBSERVER } from '../../../dist/ledger/ledger.observer.js';
+import { createRedisClient } from '../../../dist/redis/redis.connection.js';
+import { abortableDelay } from '../../../dist/lifecycle/abortable-delay.js';
+import { LedgerService } from '../../../dist/ledger/ledger.service.js';
+import { RedisScript } from '../../../dist/lock/redis-script.js';
 
 /** The Redis list of effect records (one JSON object each). */
 const EFFECTS_KEY = 'oracle:effects';

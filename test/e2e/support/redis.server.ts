@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import Redis from 'ioredis';
-import { waitFor } from './wait-for';
+import { Redis } from 'ioredis';
+import { waitFor } from './wait-for.js';
 
 /** A free TCP port on loopback, chosen by the kernel. */
 export async function freePort(): Promise<number> {
@@ -56,6 +56,8 @@ export class TestRedisServer {
       await waitFor(`redis-server on ${this.port}`, async () => {
         const client = new Redis(this.url, {
           lazyConnect: true,
+          // no HELLO: its NOAUTH would close the link before the probe can see the answer
+          protocol: 2,
           maxRetriesPerRequest: 0,
           retryStrategy: () => null,
           // the ready check (INFO) of an unauthenticated client closes the link on a --requirepass server

@@ -1,13 +1,12 @@
 // A service instance (from dist/) whose one handler always fails, frozen right after a retry
 // copy is confirmed and before the original delivery is settled, so the test can SIGKILL it in
-// exactly that window. Plain JavaScript: it runs as a child process, outside Jest's transform.
-'use strict';
-require('reflect-metadata');
-const { Injectable, Module } = require('@nestjs/common');
-const { NestFactory } = require('@nestjs/core');
-const { AppModule } = require('../../../dist/app.module');
-const { MessageHandler } = require('../../../dist/messaging');
-const { MessagePublisher } = require('../../../dist/messaging/message.publisher');
+// exactly that window. Plain JavaScript: it runs as a child process, outside the test runner's transform.
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { AppModule } from '../../../dist/app.module.js';
+import { MessageHandler } from '../../../dist/messaging/index.js';
+import { MessagePublisher } from '../../../dist/messaging/message.publisher.js';
 
 const publishRaw = MessagePublisher.prototype.publishRaw;
 MessagePublisher.prototype.publishRaw = async function (exchange, routingKey, ...rest) {

@@ -5,7 +5,7 @@ import {
   MessageHandler,
   NonRetryableError,
   RetryAfterError,
-} from '../../../src/messaging';
+} from '../../../src/messaging/index.js';
 
 /** What a test message asks the probe handler to do. */
 export interface ProbeJob {

@@ -2,13 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 
-const MAIN = join(__dirname, '..', '..', '..', 'dist', 'main.js');
+const MAIN = join(import.meta.dirname, '..', '..', '..', 'dist', 'main.js');
 
 /**
  * The service with the ledger's observer filled by the reliability suite's oracle (the same
  * bootstrap and modules as dist/main.js); see observed-service.child.js for its variables.
  */
-export const OBSERVED_SERVICE = join(__dirname, 'observed-service.child.js');
+export const OBSERVED_SERVICE = join(import.meta.dirname, 'observed-service.child.js');
 
 /**
  * Node's options of the production start (`npm start`, the Dockerfile's CMD): a young generation

@@ -7,14 +7,13 @@
 //   PROBE_LIST      Redis list for the records (required)
 //   PROBE_DELAY_MS  how long each run works, honouring ctx.signal (default 200)
 //   PROBE_HANG      '1': every run hangs forever and ignores its signal (a stuck handler)
-'use strict';
-require('reflect-metadata');
-const { Injectable, Module } = require('@nestjs/common');
-const Redis = require('ioredis');
-const { AppModule } = require('../../../dist/app.module');
-const { bootstrap } = require('../../../dist/bootstrap');
-const { MessageHandler } = require('../../../dist/messaging');
-const { abortableDelay } = require('../../../dist/lifecycle/abortable-delay');
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { Redis } from 'ioredis';
+import { AppModule } from '../../../dist/app.module.js';
+import { bootstrap } from '../../../dist/bootstrap.js';
+import { MessageHandler } from '../../../dist/messaging/index.js';
+import { abortableDelay } from '../../../dist/lifecycle/abortable-delay.js';
 
 const LIST = process.env.PROBE_LIST;
 if (!LIST) throw new Error('PROBE_LIST is required');

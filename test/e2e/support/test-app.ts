@@ -7,12 +7,12 @@ import amqplib, {
   type GetMessage,
   type Options,
 } from 'amqplib';
-import Redis from 'ioredis';
+import { Redis } from 'ioredis';
 import { Logger } from 'nestjs-pino';
 import { register } from 'prom-client';
 import request from 'supertest';
-import { AppModule } from '../../../src/app.module';
-import { waitFor } from './wait-for';
+import { AppModule } from '../../../src/app.module.js';
+import { waitFor } from './wait-for.js';
 
 /** Environment of a test app: quiet JSON logs, an ephemeral HTTP port, the given overrides. */
 export function applyEnv(overrides: Record<string, string>): () => void {

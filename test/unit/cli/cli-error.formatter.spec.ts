@@ -1,4 +1,5 @@
-import { describeCliError, messageOf } from '../../../src/cli/cli-error.formatter';
+import { describe, it, expect } from 'vitest';
+import { describeCliError, messageOf } from '../../../src/cli/cli-error.formatter.js';
 
 describe('describeCliError', () => {
   it('masks the passwords of the given URLs, raw and decoded', () => {

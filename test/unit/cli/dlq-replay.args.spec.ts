@@ -1,5 +1,6 @@
-import { CliUsageError } from '../../../src/cli/cli.errors';
-import { parseDlqReplayArgs, type DlqReplayOptions } from '../../../src/cli/dlq-replay.args';
+import { describe, it, expect } from 'vitest';
+import { CliUsageError } from '../../../src/cli/cli.errors.js';
+import { parseDlqReplayArgs, type DlqReplayOptions } from '../../../src/cli/dlq-replay.args.js';
 
 function options(argv: string[], env: Record<string, string> = {}): DlqReplayOptions {
   const command = parseDlqReplayArgs(argv, env);

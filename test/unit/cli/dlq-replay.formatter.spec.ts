@@ -1,6 +1,7 @@
-import { formatDlqReplayReport } from '../../../src/cli/dlq-replay.formatter';
-import type { DeadLetterSummary } from '../../../src/cli/dlq-replay.message';
-import type { DlqReplayResult } from '../../../src/cli/dlq-replay.runner';
+import { describe, it, expect } from 'vitest';
+import { formatDlqReplayReport } from '../../../src/cli/dlq-replay.formatter.js';
+import type { DeadLetterSummary } from '../../../src/cli/dlq-replay.message.js';
+import type { DlqReplayResult } from '../../../src/cli/dlq-replay.runner.js';
 
 function summary(i: number, exceptionType = 'MessageValidationError'): DeadLetterSummary {
   return {

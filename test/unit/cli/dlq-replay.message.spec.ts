@@ -1,3 +1,4 @@
+import { describe, it, expect } from 'vitest';
 import type { Message, MessageProperties } from 'amqplib';
 import {
   keptHeaders,
@@ -7,7 +8,7 @@ import {
   replayPublishOptions,
   replayTargetOf,
   summarizeDeadLetter,
-} from '../../../src/cli/dlq-replay.message';
+} from '../../../src/cli/dlq-replay.message.js';
 
 const NOW = new Date('2026-01-02T03:04:05.678Z');
 const Q = 'ledger.transactions';

@@ -1,4 +1,5 @@
-import { compareBalances } from '../../../src/cli/ledger-balance.comparison';
+import { describe, it, expect } from 'vitest';
+import { compareBalances } from '../../../src/cli/ledger-balance.comparison.js';
 
 describe('compareBalances', () => {
   const expected = new Map([

@@ -1,11 +1,12 @@
+import { describe, it, expect } from 'vitest';
 import {
   formatPublishReport,
   messagesPerSecond,
   publishReportJson,
   sortAccountIds,
   type PublishReport,
-} from '../../../src/cli/ledger-report.formatter';
-import { distributeMalformed } from '../../../src/cli/ledger-traffic.plan';
+} from '../../../src/cli/ledger-report.formatter.js';
+import { distributeMalformed } from '../../../src/cli/ledger-traffic.plan.js';
 
 const REPORT: PublishReport = {
   runId: '7f3a9c',

@@ -1,3 +1,4 @@
+import { describe, it, expect } from 'vitest';
 import {
   MALFORMED_KINDS,
   MAX_AMOUNT_CENTS,
@@ -9,8 +10,8 @@ import {
   randomAmountCents,
   type LedgerTrafficSpec,
   type PlannedMessage,
-} from '../../../src/cli/ledger-traffic.plan';
-import { seededRandom, sequentialIds } from './seeded-random.fixture';
+} from '../../../src/cli/ledger-traffic.plan.js';
+import { seededRandom, sequentialIds } from './seeded-random.fixture.js';
 
 const MAX_BYTES = 4096;
 

@@ -1,4 +1,5 @@
-import { LineProgressReporter } from '../../../src/cli/progress.reporter';
+import { describe, it, expect } from 'vitest';
+import { LineProgressReporter } from '../../../src/cli/progress.reporter.js';
 
 function recorder(): { write: (chunk: string) => boolean; lines: string[] } {
   const lines: string[] = [];

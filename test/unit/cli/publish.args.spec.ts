@@ -1,5 +1,6 @@
-import { CliUsageError } from '../../../src/cli/cli.errors';
-import { parsePublishArgs, type PublishOptions } from '../../../src/cli/publish.args';
+import { describe, it, expect } from 'vitest';
+import { CliUsageError } from '../../../src/cli/cli.errors.js';
+import { parsePublishArgs, type PublishOptions } from '../../../src/cli/publish.args.js';
 
 function options(argv: string[], env: Record<string, string> = {}): PublishOptions {
   const command = parsePublishArgs(argv, env);

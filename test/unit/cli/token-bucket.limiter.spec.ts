@@ -1,4 +1,5 @@
-import { TokenBucketLimiter, type LimiterTimers } from '../../../src/cli/token-bucket.limiter';
+import { describe, it, expect } from 'vitest';
+import { TokenBucketLimiter, type LimiterTimers } from '../../../src/cli/token-bucket.limiter.js';
 
 /** A clock that only moves when the limiter sleeps. */
 function fakeTimers(): LimiterTimers & { elapsed: () => number; sleeps: number[] } {

@@ -1,10 +1,11 @@
+import { describe, it, expect } from 'vitest';
 import {
   ConfigValidationError,
   ENV_DEFAULTS,
   loadEnv,
   validateEnv,
   type EnvIssue,
-} from '../../../src/config/env.schema';
+} from '../../../src/config/env.schema.js';
 
 /** Runs `fn` with `process.stdout.isTTY` forced, restoring the original descriptor after. */
 function withStdoutTty<T>(isTTY: boolean, fn: () => T): T {

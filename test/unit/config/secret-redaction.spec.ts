@@ -1,9 +1,10 @@
+import { describe, it, expect } from 'vitest';
 import {
   redactUrl,
   scrubError,
   scrubSecrets,
   secretsOf,
-} from '../../../src/config/secret-redaction';
+} from '../../../src/config/secret-redaction.js';
 
 describe('redactUrl', () => {
   it.each([

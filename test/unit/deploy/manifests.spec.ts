@@ -3,15 +3,16 @@
  * Kubernetes. Nothing is started; every file is parsed and cross-checked against the app's own
  * contract (env variables, ports, probe paths, shutdown timing, metric names).
  */
+import { describe, it, expect } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, posix, relative, resolve } from 'node:path';
 import { loadAll } from 'js-yaml';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { ENV_DEFAULTS, validateEnv } from '../../../src/config/env.schema';
-import { SHUTDOWN_BACKSTOP_MS } from '../../../src/lifecycle/shutdown-step';
-import { LOCK_METRIC, METRIC } from '../../../src/metrics/metrics.constants';
+import { ENV_DEFAULTS, validateEnv } from '../../../src/config/env.schema.js';
+import { SHUTDOWN_BACKSTOP_MS } from '../../../src/lifecycle/shutdown-step.js';
+import { LOCK_METRIC, METRIC } from '../../../src/metrics/metrics.constants.js';
 
-const REPO = resolve(__dirname, '../../..');
+const REPO = resolve(import.meta.dirname, '../../..');
 const DOCKER = join(REPO, 'docker');
 const K8S = join(DOCKER, 'k8s');
 const DASHBOARD = join(DOCKER, 'grafana/dashboards/message-processor.json');

@@ -1,4 +1,5 @@
-import { linkedSignal } from '../../../src/lifecycle/linked-signal';
+import { describe, it, expect } from 'vitest';
+import { linkedSignal } from '../../../src/lifecycle/linked-signal.js';
 
 describe('linkedSignal', () => {
   it('aborts with the reason of whichever source aborts first', () => {

@@ -1,4 +1,5 @@
-import { shutdownStep } from '../../../src/lifecycle/shutdown-step';
+import { describe, it, expect } from 'vitest';
+import { shutdownStep } from '../../../src/lifecycle/shutdown-step.js';
 
 describe('shutdownStep', () => {
   it('is true for a step that finishes in time', async () => {

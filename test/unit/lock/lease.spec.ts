@@ -1,7 +1,8 @@
-import { Lease } from '../../../src/lock/lease';
-import type { LockBackend } from '../../../src/lock/lock.backend';
-import { LockLostError } from '../../../src/lock/lock.errors';
-import type { LockMetrics } from '../../../src/metrics/lock.metrics';
+import { describe, it, expect } from 'vitest';
+import { Lease } from '../../../src/lock/lease.js';
+import type { LockBackend } from '../../../src/lock/lock.backend.js';
+import { LockLostError } from '../../../src/lock/lock.errors.js';
+import type { LockMetrics } from '../../../src/metrics/lock.metrics.js';
 
 /** A single-Redis backend whose extensions answer as the test says; counts releases. */
 function fakeBackend(extendStatus: 'extended' | 'taken'): LockBackend & { releases: number } {

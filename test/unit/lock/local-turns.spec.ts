@@ -1,4 +1,5 @@
-import { LocalTurns } from '../../../src/lock/local-turns';
+import { describe, it, expect } from 'vitest';
+import { LocalTurns } from '../../../src/lock/local-turns.js';
 
 describe('LocalTurns', () => {
   it('grants a free key at once and queues the next callers first in, first out', async () => {

@@ -1,4 +1,5 @@
-import { clockDriftMs, fullJitterDelay } from '../../../src/lock/lock.backoff';
+import { describe, it, expect } from 'vitest';
+import { clockDriftMs, fullJitterDelay } from '../../../src/lock/lock.backoff.js';
 
 describe('fullJitterDelay', () => {
   it('draws uniformly below base·2^attempt', () => {

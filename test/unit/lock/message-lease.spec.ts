@@ -1,6 +1,7 @@
-import type { Lease } from '../../../src/lock/lease';
-import { LockLostError } from '../../../src/lock/lock.errors';
-import { MessageLease } from '../../../src/lock/message-lease';
+import { describe, it, expect } from 'vitest';
+import type { Lease } from '../../../src/lock/lease.js';
+import { LockLostError } from '../../../src/lock/lock.errors.js';
+import { MessageLease } from '../../../src/lock/message-lease.js';
 
 /** A lease as the lock service hands it over; `lose()` aborts it as its watchdog would. */
 class FakeLease {

@@ -1,8 +1,9 @@
+import { describe, it, expect } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RedisScript } from '../../../src/lock/redis-script';
+import { RedisScript } from '../../../src/lock/redis-script.js';
 
-const SCRIPTS = join(__dirname, '..', '..', '..', 'src', 'lock', 'scripts');
+const SCRIPTS = join(import.meta.dirname, '..', '..', '..', 'src', 'lock', 'scripts');
 
 describe('RedisScript.load', () => {
   it('names the script and its keys from the file name, as <command>-<keys>.lua', () => {

@@ -1,6 +1,7 @@
-import { RedlockBackend } from '../../../src/lock/lock.backend';
-import { LockUnavailableError } from '../../../src/lock/lock.errors';
-import type { AcquireReply, LockServer, TokenReply } from '../../../src/lock/lock.server';
+import { describe, it, expect } from 'vitest';
+import { RedlockBackend } from '../../../src/lock/lock.backend.js';
+import { LockUnavailableError } from '../../../src/lock/lock.errors.js';
+import type { AcquireReply, LockServer, TokenReply } from '../../../src/lock/lock.server.js';
 
 type Answer<T> = T | 'down';
 

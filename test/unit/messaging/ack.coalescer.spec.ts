@@ -1,6 +1,7 @@
+import { describe, it, expect } from 'vitest';
 import type { Message } from 'amqplib';
-import { AckCoalescer } from '../../../src/messaging/ack.coalescer';
-import { FakeChannel } from '../support/fake-channel';
+import { AckCoalescer } from '../../../src/messaging/ack.coalescer.js';
+import { FakeChannel } from '../support/fake-channel.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 

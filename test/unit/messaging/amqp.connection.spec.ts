@@ -1,4 +1,5 @@
-import { rotate } from '../../../src/messaging/amqp.connection';
+import { describe, it, expect } from 'vitest';
+import { rotate } from '../../../src/messaging/amqp.connection.js';
 
 describe('rotate (where a replica starts in a cluster URL list)', () => {
   const urls = ['amqp://a', 'amqp://b', 'amqp://c'];

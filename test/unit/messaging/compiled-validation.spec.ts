@@ -1,3 +1,4 @@
+import { describe, it, expect } from 'vitest';
 import { type ArgumentMetadata, ValidationPipe } from '@nestjs/common';
 import { Transform, Type } from 'class-transformer';
 import {
@@ -13,10 +14,10 @@ import {
   type ValidatorConstraintInterface,
   Validate,
 } from 'class-validator';
-import { TransactionDto } from '../../../src/ledger/transaction.dto';
-import { CompiledValidation } from '../../../src/messaging/compiled-validation';
-import { MessageValidationPipe } from '../../../src/messaging/message-validation.pipe';
-import { MessageValidationError } from '../../../src/messaging/messaging.errors';
+import { TransactionDto } from '../../../src/ledger/transaction.dto.js';
+import { CompiledValidation } from '../../../src/messaging/compiled-validation.js';
+import { MessageValidationPipe } from '../../../src/messaging/message-validation.pipe.js';
+import { MessageValidationError } from '../../../src/messaging/messaging.errors.js';
 
 /** An order with optional, conditional and custom rules, and a default no rule covers. */
 class OrderDto {

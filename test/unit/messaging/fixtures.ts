@@ -1,5 +1,5 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
-import type { RetryPolicy } from '../../../src/messaging/retry.policy';
+import type { RetryPolicy } from '../../../src/messaging/retry.policy.js';
 
 /** The RETRY_* defaults: 5 attempts, 1000 ms doubling up to 60 s, 20 % proportional jitter (tiers 1000, 2000, 4000, 8000 ms). */
 export const DEFAULT_POLICY: RetryPolicy = {

@@ -1,3 +1,4 @@
+import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import 'reflect-metadata';
 import {
   Injectable,
@@ -16,20 +17,24 @@ import type { ConsumeMessage } from 'amqplib';
 import { IsInt, IsString, Matches } from 'class-validator';
 import pino from 'pino';
 import { map, of, type Observable } from 'rxjs';
-import { amqpConfig, processingConfig } from '../../../src/config/app.config';
-import { MessageContext, MessageHandler, MessageValidationError } from '../../../src/messaging';
+import { amqpConfig, processingConfig } from '../../../src/config/app.config.js';
+import {
+  MessageContext,
+  MessageHandler,
+  MessageValidationError,
+} from '../../../src/messaging/index.js';
 import {
   MessageHandlerExplorer,
   groupByQueue,
-} from '../../../src/messaging/message-handler.explorer';
+} from '../../../src/messaging/message-handler.explorer.js';
 import type {
   HandlerEffect,
   QueueBinding,
   RegisteredHandler,
-} from '../../../src/messaging/message-handler.interfaces';
-import { MessageExceptionsFilter } from '../../../src/messaging/message-exceptions.filter';
-import { HandlerConfigurationError } from '../../../src/messaging/messaging.errors';
-import type { RetryPolicy } from '../../../src/messaging/retry.policy';
+} from '../../../src/messaging/message-handler.interfaces.js';
+import { MessageExceptionsFilter } from '../../../src/messaging/message-exceptions.filter.js';
+import { HandlerConfigurationError } from '../../../src/messaging/messaging.errors.js';
+import type { RetryPolicy } from '../../../src/messaging/retry.policy.js';
 
 /** The RETRY_* defaults. */
 const DEFAULT_RETRY: RetryPolicy = {

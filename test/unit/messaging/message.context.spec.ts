@@ -1,7 +1,8 @@
+import { describe, it, expect } from 'vitest';
 import { Writable } from 'node:stream';
 import type { ConsumeMessage } from 'amqplib';
 import pino from 'pino';
-import { MessageContext } from '../../../src/messaging/message.context';
+import { MessageContext } from '../../../src/messaging/message.context.js';
 
 function contextAt(level: string, lines: string[]): MessageContext {
   const sink = new Writable({

@@ -1,7 +1,8 @@
+import { describe, it, expect } from 'vitest';
 import type { MessageProperties } from 'amqplib';
-import { decodeMessage, type DecodeResult } from '../../../src/messaging/message.decoder';
-import { MAX_JSON_DEPTH } from '../../../src/messaging/messaging.constants';
-import { MessageDecodeError } from '../../../src/messaging/messaging.errors';
+import { decodeMessage, type DecodeResult } from '../../../src/messaging/message.decoder.js';
+import { MAX_JSON_DEPTH } from '../../../src/messaging/messaging.constants.js';
+import { MessageDecodeError } from '../../../src/messaging/messaging.errors.js';
 
 type Props = Pick<MessageProperties, 'contentType' | 'contentEncoding'>;
 

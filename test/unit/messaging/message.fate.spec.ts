@@ -1,3 +1,4 @@
+import { describe, it, expect } from 'vitest';
 import {
   BadRequestException,
   ForbiddenException,
@@ -5,14 +6,14 @@ import {
   InternalServerErrorException,
   ServiceUnavailableException,
 } from '@nestjs/common';
-import MaxRetriesPerRequestError from 'ioredis/built/errors/MaxRetriesPerRequestError';
+import { MaxRetriesPerRequestError } from 'ioredis';
 import {
   decideFate,
   isDependencyOutage,
   isNonRetryable,
   type FateInputs,
-} from '../../../src/messaging/message.fate';
-import { HAND_BACK_DELAY_MS } from '../../../src/messaging/messaging.constants';
+} from '../../../src/messaging/message.fate.js';
+import { HAND_BACK_DELAY_MS } from '../../../src/messaging/messaging.constants.js';
 import {
   DeliveryLimitError,
   DependencyUnavailableError,
@@ -20,10 +21,10 @@ import {
   MessageValidationError,
   NonRetryableError,
   RetryAfterError,
-} from '../../../src/messaging/messaging.errors';
-import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
-import { LockLostError, LockTimeoutError, LockUnavailableError } from '../../../src/lock';
-import { DEFAULT_POLICY } from './fixtures';
+} from '../../../src/messaging/messaging.errors.js';
+import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy.js';
+import { LockLostError, LockTimeoutError, LockUnavailableError } from '../../../src/lock/index.js';
+import { DEFAULT_POLICY } from './fixtures.js';
 
 /** ioredis's own MaxRetriesPerRequestError (its typings lose the Error base class). */
 function maxRetriesPerRequestError(): Error {

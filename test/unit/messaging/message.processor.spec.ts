@@ -1,28 +1,29 @@
+import { describe, it, expect } from 'vitest';
 import type { ConsumeMessage, XDeath } from 'amqplib';
-import { FakeChannel } from '../support/fake-channel';
+import { FakeChannel } from '../support/fake-channel.js';
 import type { PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
-import type { IdempotencyStore } from '../../../src/messaging/idempotency.store';
-import type { MessageContext, ProcessedMarker } from '../../../src/messaging/message.context';
+import type { IdempotencyStore } from '../../../src/messaging/idempotency.store.js';
+import type { MessageContext, ProcessedMarker } from '../../../src/messaging/message.context.js';
 import type {
   EffectKind,
   QueueBinding,
   RegisteredHandler,
-} from '../../../src/messaging/message-handler.interfaces';
+} from '../../../src/messaging/message-handler.interfaces.js';
 import {
   MessageProcessor,
   attemptOf,
   type ConsumerHandle,
-} from '../../../src/messaging/message.processor';
-import type { PublishOptions } from '../../../src/messaging/message.publisher';
-import type { MessagePublisher } from '../../../src/messaging/message.publisher';
-import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants';
-import { delayTiers } from '../../../src/messaging/retry.policy';
-import type { MessageMetrics } from '../../../src/metrics/message.metrics';
-import { LockLostError, type LockService, LockTimeoutError } from '../../../src/lock';
-import type { Lease } from '../../../src/lock/lease';
-import { MessageLease } from '../../../src/lock/message-lease';
-import { DEFAULT_POLICY, ledgerDelivery } from './fixtures';
+} from '../../../src/messaging/message.processor.js';
+import type { PublishOptions } from '../../../src/messaging/message.publisher.js';
+import type { MessagePublisher } from '../../../src/messaging/message.publisher.js';
+import { MAX_UNSETTLED_DELIVERIES } from '../../../src/messaging/messaging.constants.js';
+import { delayTiers } from '../../../src/messaging/retry.policy.js';
+import type { MessageMetrics } from '../../../src/metrics/message.metrics.js';
+import { LockLostError, type LockService, LockTimeoutError } from '../../../src/lock/index.js';
+import type { Lease } from '../../../src/lock/lease.js';
+import { MessageLease } from '../../../src/lock/message-lease.js';
+import { DEFAULT_POLICY, ledgerDelivery } from './fixtures.js';
 
 const QUEUE = 'ledger.transactions';
 

@@ -1,31 +1,32 @@
+import { describe, it, expect, afterEach, vi } from 'vitest';
 import type { ConsumeMessage } from 'amqplib';
-import { FakeChannel } from '../support/fake-channel';
+import { FakeChannel } from '../support/fake-channel.js';
 import { IllegalOperationError } from 'amqplib';
-import type { ProcessingOutcome } from '../../../src/metrics/metrics.constants';
-import type { MessageLogFields } from '../../../src/messaging/message.context';
-import type { ErrorClass } from '../../../src/messaging/message.fate';
-import type { PublishOptions } from '../../../src/messaging/message.publisher';
+import type { ProcessingOutcome } from '../../../src/metrics/metrics.constants.js';
+import type { MessageLogFields } from '../../../src/messaging/message.context.js';
+import type { ErrorClass } from '../../../src/messaging/message.fate.js';
+import type { PublishOptions } from '../../../src/messaging/message.publisher.js';
 import {
   MessageSettler,
   type Delivery,
   type SettlerDeps,
-} from '../../../src/messaging/message.settler';
+} from '../../../src/messaging/message.settler.js';
 import {
   MAX_EXCEPTION_MESSAGE_CHARS,
   MAX_STACKTRACE_CHARS,
   PUBLISH_FAILED_REQUEUE_DELAY_MS,
   HAND_BACK_DELAY_MS,
-} from '../../../src/messaging/messaging.constants';
+} from '../../../src/messaging/messaging.constants.js';
 import {
   DependencyUnavailableError,
   MessageDecodeError,
   NonRetryableError,
   RetryAfterError,
-} from '../../../src/messaging/messaging.errors';
-import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy';
+} from '../../../src/messaging/messaging.errors.js';
+import { delayTiers, type RetryPolicy } from '../../../src/messaging/retry.policy.js';
 
-import { DEFAULT_POLICY, LEDGER_BODY, ledgerDelivery } from './fixtures';
-import { RecordingLogger } from '../support/recording-logger';
+import { DEFAULT_POLICY, LEDGER_BODY, ledgerDelivery } from './fixtures.js';
+import { RecordingLogger } from '../support/recording-logger.js';
 
 const QUEUE = 'ledger.transactions';
 
@@ -484,18 +485,18 @@ describe('MessageSettler', () => {
     );
 
     it('waits PUBLISH_FAILED_REQUEUE_DELAY_MS on the real timer by default', async () => {
-      jest.useFakeTimers();
+      vi.useFakeTimers();
       try {
         const { settler, delivery, effects, publisher } = setup();
         publisher.failWith = new Error('channel closed');
         const settling = settler.settle(delivery(), { status: 'threw', error: new Error('x') });
-        await jest.advanceTimersByTimeAsync(PUBLISH_FAILED_REQUEUE_DELAY_MS - 1);
+        await vi.advanceTimersByTimeAsync(PUBLISH_FAILED_REQUEUE_DELAY_MS - 1);
         expect(effects.map((e) => e.kind)).toEqual(['publish']);
-        await jest.advanceTimersByTimeAsync(1);
+        await vi.advanceTimersByTimeAsync(1);
         await settling;
         expect(effects.map((e) => e.kind)).toEqual(['publish', 'nack']);
       } finally {
-        jest.useRealTimers();
+        vi.useRealTimers();
       }
     });
   });
@@ -781,7 +782,7 @@ describe('MessageSettler', () => {
     });
 
     it('waits HAND_BACK_DELAY_MS in the process when the queue has no tiers, then copies it to the queue', async () => {
-      jest.useFakeTimers();
+      vi.useFakeTimers();
       try {
         const { settler, delivery, effects, metrics } = setup({ retry: undefined, tiers: [] });
         const message = ledgerDelivery();
@@ -789,15 +790,15 @@ describe('MessageSettler', () => {
           status: 'threw',
           error: new DependencyUnavailableError('redis', 'Connection is closed.'),
         });
-        await jest.advanceTimersByTimeAsync(HAND_BACK_DELAY_MS - 1);
+        await vi.advanceTimersByTimeAsync(HAND_BACK_DELAY_MS - 1);
         expect(effects).toEqual([]);
-        await jest.advanceTimersByTimeAsync(1);
+        await vi.advanceTimersByTimeAsync(1);
         await settling;
         expect(effects.map((e) => e.kind)).toEqual(['publish', 'publish-confirmed', 'ack']);
         expect([published(effects).exchange, published(effects).routingKey]).toEqual(['', QUEUE]);
         expect(metrics.settled.map((m) => m.outcome)).toEqual(['requeue']);
       } finally {
-        jest.useRealTimers();
+        vi.useRealTimers();
       }
     });
 

@@ -1,11 +1,12 @@
+import { describe, it, expect, afterEach, vi } from 'vitest';
 import type { ConsumeMessage } from 'amqplib';
 import type { PinoLogger } from 'nestjs-pino';
-import type { AckCoalescer } from '../../../src/messaging/ack.coalescer';
-import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces';
-import type { ConsumerHandle } from '../../../src/messaging/message.processor';
-import { QueueConsumer } from '../../../src/messaging/queue.consumer';
-import { type FakeChannel, FakeConnection } from '../support/fake-channel';
-import { RecordingLogger } from '../support/recording-logger';
+import type { AckCoalescer } from '../../../src/messaging/ack.coalescer.js';
+import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces.js';
+import type { ConsumerHandle } from '../../../src/messaging/message.processor.js';
+import { QueueConsumer } from '../../../src/messaging/queue.consumer.js';
+import { type FakeChannel, FakeConnection } from '../support/fake-channel.js';
+import { RecordingLogger } from '../support/recording-logger.js';
 
 const QUEUE = 'ledger.transactions';
 
@@ -66,7 +67,7 @@ function conflict(queue: string, argument: string, current: string): Error {
 }
 
 afterEach(() => {
-  jest.useRealTimers();
+  vi.useRealTimers();
 });
 
 describe('QueueConsumer', () => {
@@ -134,7 +135,7 @@ describe('QueueConsumer', () => {
   });
 
   it('re-attaches on a new channel after the broker closed its channel', async () => {
-    jest.useFakeTimers();
+    vi.useFakeTimers();
     const { connection, consumer, consuming, logger, settlements } = setup((m, acks) => {
       void m;
       void acks;
@@ -148,27 +149,27 @@ describe('QueueConsumer', () => {
     expect(logger.codes()).toContain('CONSUMER_CHANNEL_CLOSED');
     // the delivery in flight settles nothing on the dead channel: the broker has it back
     expect(settlements[0].closed).toBe(true);
-    await jest.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
+    await vi.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
     expect(consumer.status().attached).toBe(true);
     expect(consuming()).not.toBe(first);
     expect(connection.consuming).toHaveLength(2);
   });
 
   it('re-declares and re-attaches after the broker cancelled the consumer (queue deleted, consumer timeout)', async () => {
-    jest.useFakeTimers();
+    vi.useFakeTimers();
     const { consumer, consuming, logger } = setup();
     await consumer.converge();
     consuming().cancelConsumer();
     expect(consumer.status()).toMatchObject({ attached: false });
     expect(consumer.status().error).toMatch(/deleted, or a delivery unacknowledged past/);
     expect(logger.codes()).toContain('CONSUMER_CANCELLED');
-    await jest.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
+    await vi.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
     expect(consumer.status().attached).toBe(true);
     expect(consuming().calls.filter((c) => c.op === 'consume')).toHaveLength(2);
   });
 
   it('stays up and detached on a conflicting declaration, naming it, and tries again a minute later', async () => {
-    jest.useFakeTimers();
+    vi.useFakeTimers();
     const { connection, consumer, logger } = setup();
     connection.onChannel = (channel, index) => {
       if (index === 1)
@@ -179,9 +180,9 @@ describe('QueueConsumer', () => {
     expect(status.attached).toBe(false);
     expect(status.error).toContain(`"${QUEUE}.dlq" already exists with a different "x-queue-type"`);
     expect(logger.lines.filter((l) => l.fields.code === 'TOPOLOGY_CONFLICT')).toHaveLength(1);
-    await jest.advanceTimersByTimeAsync(59_000);
+    await vi.advanceTimersByTimeAsync(59_000);
     expect(connection.channels).toHaveLength(2);
-    await jest.advanceTimersByTimeAsync(1_000);
+    await vi.advanceTimersByTimeAsync(1_000);
     expect(consumer.status().attached).toBe(true);
   });
 
@@ -206,10 +207,10 @@ describe('QueueConsumer', () => {
       "rabbitmqctl set_policy --vhost 'prod' --apply-to queues --priority 10 'mp-migrate-ledger.transactions.dlq'",
     );
     // after the channel is lost and the consumer re-attached, the same finding is not logged again
-    jest.useFakeTimers();
+    vi.useFakeTimers();
     const first = consuming();
     first.closeByBroker();
-    await jest.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
+    await vi.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
     expect(consuming()).not.toBe(first);
     expect(consumer.status()).toMatchObject({
       attached: true,

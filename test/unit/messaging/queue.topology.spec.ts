@@ -1,12 +1,13 @@
+import { describe, it, expect } from 'vitest';
 import type { Channel, Options } from 'amqplib';
-import { type ChannelCall, FakeConnection } from '../support/fake-channel';
-import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces';
-import { TopologyConflictError } from '../../../src/messaging/messaging.errors';
+import { type ChannelCall, FakeConnection } from '../support/fake-channel.js';
+import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces.js';
+import { TopologyConflictError } from '../../../src/messaging/messaging.errors.js';
 import {
   DEAD_LETTER_QUEUE_DELIVERY_LIMIT,
   QUORUM_DELIVERY_LIMIT,
   MAX_UNSETTLED_DELIVERIES,
-} from '../../../src/messaging/messaging.constants';
+} from '../../../src/messaging/messaging.constants.js';
 import {
   asTopologyConflict,
   deadLetterQueueArguments,
@@ -15,7 +16,7 @@ import {
   migrationCommand,
   queueArguments,
   topologyNames,
-} from '../../../src/messaging/queue.topology';
+} from '../../../src/messaging/queue.topology.js';
 
 const QUEUE_TYPE_CONFLICT =
   `Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - ` +

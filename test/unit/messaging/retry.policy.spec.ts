@@ -1,4 +1,5 @@
-import { HandlerConfigurationError } from '../../../src/messaging/messaging.errors';
+import { describe, it, expect } from 'vitest';
+import { HandlerConfigurationError } from '../../../src/messaging/messaging.errors.js';
 import {
   DEFAULT_JITTER,
   DEFAULT_MULTIPLIER,
@@ -10,7 +11,7 @@ import {
   tierQueueName,
   type RetryOptions,
   type RetryPolicy,
-} from '../../../src/messaging/retry.policy';
+} from '../../../src/messaging/retry.policy.js';
 
 /** The RETRY_* env defaults of env.schema.ts. */
 const ENV_DEFAULTS = { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 60_000 } as const;

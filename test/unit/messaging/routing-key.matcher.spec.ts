@@ -1,4 +1,5 @@
-import { compileTopicPattern } from '../../../src/messaging/routing-key.matcher';
+import { describe, it, expect } from 'vitest';
+import { compileTopicPattern } from '../../../src/messaging/routing-key.matcher.js';
 
 function matches(pattern: string, routingKey: string): boolean {
   return compileTopicPattern(pattern)(routingKey);

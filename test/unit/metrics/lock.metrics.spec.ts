@@ -1,6 +1,7 @@
+import { describe, it, expect } from 'vitest';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { LockMetrics } from '../../../src/metrics/lock.metrics';
-import { LOCK_METRIC, LOCK_WAIT_BUCKETS } from '../../../src/metrics/metrics.constants';
+import { LockMetrics } from '../../../src/metrics/lock.metrics.js';
+import { LOCK_METRIC, LOCK_WAIT_BUCKETS } from '../../../src/metrics/metrics.constants.js';
 
 /** The value of one series in the registry's exposition, as a scrape sees it. */
 async function scraped(registry: Registry, series: string): Promise<number | undefined> {

@@ -1,6 +1,7 @@
+import { describe, it, expect } from 'vitest';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { MessageMetrics } from '../../../src/metrics/message.metrics';
-import { DURATION_BUCKETS, METRIC } from '../../../src/metrics/metrics.constants';
+import { MessageMetrics } from '../../../src/metrics/message.metrics.js';
+import { DURATION_BUCKETS, METRIC } from '../../../src/metrics/metrics.constants.js';
 
 /** The service's message metrics on a registry of the test's own. */
 function metricsOn(registry: Registry): MessageMetrics {

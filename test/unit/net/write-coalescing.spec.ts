@@ -1,6 +1,7 @@
+import { describe, it, expect } from 'vitest';
 import { Duplex } from 'node:stream';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
-import { coalesceWrites } from '../../../src/net/write-coalescing';
+import { coalesceWrites } from '../../../src/net/write-coalescing.js';
 
 /** A socket stand-in that records how its writes reach the "wire": one entry per system call. */
 class RecordingSocket extends Duplex {

@@ -1,8 +1,9 @@
+import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PRODUCTION_NODE_ARGS } from '../../e2e/support/service.process';
+import { PRODUCTION_NODE_ARGS } from '../../e2e/support/service.process.js';
 
-const ROOT = join(__dirname, '..', '..', '..');
+const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 /** The tests and the benchmark start the service as production does: with the same Node options. */
 describe('production Node options', () => {

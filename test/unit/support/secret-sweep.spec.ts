@@ -1,4 +1,5 @@
-import { enc, sentinel, sweep } from '../../e2e/support/secret-sweep';
+import { describe, it, expect } from 'vitest';
+import { enc, sentinel, sweep } from '../../e2e/support/secret-sweep.js';
 
 /** The sweep the e2e and reliability suites rely on must see a password in each form it claims to. */
 describe('secret sweep', () => {

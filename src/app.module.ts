@@ -5,6 +5,7 @@ import { LedgerModule } from './ledger/ledger.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { MessagingModule } from './messaging/messaging.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
+import { PostgresModule } from './postgres/postgres.module.js';
 import { RedisModule } from './redis/redis.module.js';
 
 @Module({
@@ -14,6 +15,7 @@ import { RedisModule } from './redis/redis.module.js';
     MetricsModule,
     RedisModule,
     MessagingModule,
+    PostgresModule,
     HealthModule,
     LedgerModule,
   ],

@@ -48,10 +48,33 @@ export const lockConfig = registerAs('lock', () => {
   return { ttlMs: env.lockTtlMs, waitMs: env.lockWaitMs, redlockUrls: env.redisLockUrls };
 });
 
+/**
+ * PostgreSQL (`DATABASE_URL`, unset = none), its pool, the outbox relay's polling and retention,
+ * and the ledger's store.
+ */
+export const postgresConfig = registerAs('postgres', () => {
+  const env = loadEnv();
+  return {
+    url: env.databaseUrl,
+    poolMax: env.databasePoolMax,
+    outboxPollMs: env.outboxPollMs,
+    outboxRetentionSeconds: env.outboxRetentionSeconds,
+    inboxRetentionSeconds: env.idempotencyTtlSeconds,
+    ledgerStore: env.ledgerStore,
+  };
+});
+
 /** HTTP port and logging. */
 export const serverConfig = registerAs('server', () => {
   const env = loadEnv();
   return { httpPort: env.httpPort, logLevel: env.logLevel, logFormat: env.logFormat };
 });
 
-export const ALL_CONFIG = [amqpConfig, processingConfig, redisConfig, lockConfig, serverConfig];
+export const ALL_CONFIG = [
+  amqpConfig,
+  processingConfig,
+  redisConfig,
+  lockConfig,
+  postgresConfig,
+  serverConfig,
+];

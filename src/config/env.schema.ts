@@ -8,6 +8,9 @@ export const QUEUE_TYPES = ['quorum', 'classic'] as const;
 export type QueueType = (typeof QUEUE_TYPES)[number];
 
 export const LOG_FORMATS = ['json', 'pretty'] as const;
+
+export const LEDGER_STORES = ['redis', 'postgres'] as const;
+export type LedgerStore = (typeof LEDGER_STORES)[number];
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The validated configuration of the whole service, one field per environment variable. */
@@ -35,6 +38,15 @@ export interface AppEnv {
   readonly effectJournalMaxLen: number;
   /** How long a key's journal outlives its last entry. */
   readonly effectJournalTtlSeconds: number;
+  /** PostgreSQL for `postgres-transaction` effects and the outbox; undefined: none. */
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolMax: number;
+  /** How often the outbox relay looks for unsent rows besides LISTEN/NOTIFY. */
+  readonly outboxPollMs: number;
+  /** How long sent outbox rows are kept. */
+  readonly outboxRetentionSeconds: number;
+  /** Where the ledger example keeps its balances. */
+  readonly ledgerStore: LedgerStore;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -149,6 +161,10 @@ export const ENV_DEFAULTS = {
   PUBLISH_BUFFER_LIMIT: 1_000,
   EFFECT_JOURNAL_MAXLEN: 0,
   EFFECT_JOURNAL_TTL_S: 86_400,
+  DATABASE_POOL_MAX: 10,
+  OUTBOX_POLL_MS: 1_000,
+  OUTBOX_RETENTION_S: 86_400,
+  LEDGER_STORE: 'redis',
 } as const;
 
 /**
@@ -179,6 +195,14 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     redisLockUrls.map(redactUrl).join(','),
   );
   const lockTtlMs = r.int('LOCK_TTL_MS', d.LOCK_TTL_MS, 100, 3_600_000);
+  const databaseUrl = r.urls('DATABASE_URL', undefined, ['postgres:', 'postgresql:'])[0];
+  const ledgerStore = r.oneOf('LEDGER_STORE', LEDGER_STORES, d.LEDGER_STORE);
+  r.check(
+    ledgerStore !== 'postgres' || databaseUrl !== undefined,
+    'LEDGER_STORE',
+    'redis, or postgres with DATABASE_URL set',
+    ledgerStore,
+  );
   const logFormatDefault: LogFormat =
     env.NODE_ENV === 'development' || process.stdout.isTTY ? 'pretty' : 'json';
   const result: AppEnv = {
@@ -203,6 +227,11 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     publishBufferLimit: r.int('PUBLISH_BUFFER_LIMIT', d.PUBLISH_BUFFER_LIMIT, 0, 1_000_000),
     effectJournalMaxLen: r.int('EFFECT_JOURNAL_MAXLEN', d.EFFECT_JOURNAL_MAXLEN, 0, 10_000_000),
     effectJournalTtlSeconds: r.int('EFFECT_JOURNAL_TTL_S', d.EFFECT_JOURNAL_TTL_S, 1, 31_536_000),
+    databaseUrl,
+    databasePoolMax: r.int('DATABASE_POOL_MAX', d.DATABASE_POOL_MAX, 1, 1_000),
+    outboxPollMs: r.int('OUTBOX_POLL_MS', d.OUTBOX_POLL_MS, 10, 3_600_000),
+    outboxRetentionSeconds: r.int('OUTBOX_RETENTION_S', d.OUTBOX_RETENTION_S, 1, 31_536_000),
+    ledgerStore,
   };
   return { env: result, issues: r.issues };
 }

@@ -6,6 +6,7 @@ import { EventLoopHealthIndicator } from './event-loop.health.js';
 import { HealthController } from './health.controller.js';
 import { LockHealthIndicator } from './lock.health.js';
 import { MessagingHealthIndicator } from './messaging.health.js';
+import { PostgresHealthIndicator } from './postgres.health.js';
 import { RedisHealthIndicator } from './redis.health.js';
 
 @Module({
@@ -17,6 +18,7 @@ import { RedisHealthIndicator } from './redis.health.js';
     RedisHealthIndicator,
     LockHealthIndicator,
     EventLoopHealthIndicator,
+    PostgresHealthIndicator,
   ],
 })
 export class HealthModule {}

@@ -8,3 +8,10 @@ export const balanceKey = (accountId: string): string => `ledger:balance:${accou
 
 /** Lock key of an account: every write to one account is serialized across replicas. */
 export const accountLockKey = (accountId: string): string => `account:${accountId}`;
+
+/** With `LEDGER_STORE=postgres`: the topic exchange every applied transaction is announced on. */
+export const LEDGER_EVENTS_EXCHANGE = 'ledger.events';
+/** Routing key of the event of an applied transaction. */
+export const LEDGER_APPLIED_ROUTING_KEY = 'transaction.applied';
+/** With `LEDGER_STORE=postgres`: the table of balances. */
+export const LEDGER_BALANCES_TABLE = 'ledger_balances';

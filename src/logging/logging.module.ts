@@ -2,7 +2,13 @@ import { Module, RequestMethod } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { LoggerModule } from 'nestjs-pino';
 import { stdSerializers } from 'pino';
-import { amqpConfig, lockConfig, redisConfig, serverConfig } from '../config/app.config.js';
+import {
+  amqpConfig,
+  lockConfig,
+  postgresConfig,
+  redisConfig,
+  serverConfig,
+} from '../config/app.config.js';
 import { scrubError, secretsOf } from '../config/secret-redaction.js';
 
 /** The service's HTTP routes: health probes and the Prometheus scrape. */
@@ -16,14 +22,26 @@ const PROBE_ROUTES = ['health/live', 'health/ready', 'metrics'];
 @Module({
   imports: [
     LoggerModule.forRootAsync({
-      inject: [serverConfig.KEY, amqpConfig.KEY, redisConfig.KEY, lockConfig.KEY],
+      inject: [
+        serverConfig.KEY,
+        amqpConfig.KEY,
+        redisConfig.KEY,
+        lockConfig.KEY,
+        postgresConfig.KEY,
+      ],
       useFactory: (
         server: ConfigType<typeof serverConfig>,
         amqp: ConfigType<typeof amqpConfig>,
         redis: ConfigType<typeof redisConfig>,
         lock: ConfigType<typeof lockConfig>,
+        postgres: ConfigType<typeof postgresConfig>,
       ) => {
-        const secrets = secretsOf([...amqp.urls, redis.url, ...lock.redlockUrls]);
+        const secrets = secretsOf([
+          ...amqp.urls,
+          redis.url,
+          ...lock.redlockUrls,
+          ...(postgres.url === undefined ? [] : [postgres.url]),
+        ]);
         return {
           // No request-scoped logger for the probes and the scrape: binding one runs each request
           // in an AsyncLocalStorage, and the first such run turns on promise hooks for the whole

@@ -4,18 +4,26 @@ import {
   Injectable,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  Optional,
 } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import { amqpConfig, processingConfig } from '../config/app.config.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import { LockService } from '../lock/lock.service.js';
+import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import { RedisConnection } from '../redis/redis.connection.js';
 import { AmqpConnection } from './amqp.connection.js';
 import { MessageHandlerExplorer } from './message-handler.explorer.js';
 import { MessageProcessor } from './message.processor.js';
 import { MessagePublisher } from './message.publisher.js';
+import type { QueueBinding } from './message-handler.interfaces.js';
 import { type ConsumerStatus, QueueConsumer } from './queue.consumer.js';
+
+/** Whether a queue's handlers need PostgreSQL (its consumer pauses while PostgreSQL is down). */
+function usesPostgres(binding: QueueBinding): boolean {
+  return binding.handlers.some((h) => h.options.effect === 'postgres-transaction');
+}
 
 /**
  * Starts one consumer per queue once the application has bootstrapped, keeps them attached
@@ -42,6 +50,7 @@ export class MessageConsumerService
     @Inject(amqpConfig.KEY) private readonly amqp: ConfigType<typeof amqpConfig>,
     @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
     @InjectPinoLogger(MessageConsumerService.name) private readonly logger: PinoLogger,
+    @Optional() private readonly postgres?: PostgresTransactions,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -54,6 +63,9 @@ export class MessageConsumerService
           unavailableDependency: () => {
             if (!this.redis.isReady()) return 'Redis is not ready';
             if (!this.locks.isAvailable()) return 'the lock servers are unavailable';
+            if (usesPostgres(binding) && !this.postgres?.isReady()) {
+              return 'PostgreSQL is not ready';
+            }
             return undefined;
           },
           process: (message, channel, consumer) =>
@@ -68,6 +80,8 @@ export class MessageConsumerService
     this.redis.on('ready', this.reconcile);
     this.redis.on('down', this.reconcile);
     this.locks.on('availability', this.reconcile);
+    this.postgres?.connection?.on('ready', this.reconcile);
+    this.postgres?.connection?.on('down', this.reconcile);
     this.logger.info(
       { queues: bindings.map((b) => b.queue), amqp: this.connection.describeUrls() },
       `Starting ${this.consumers.length} consumer(s)`,
@@ -114,6 +128,8 @@ export class MessageConsumerService
     this.redis.off('ready', this.reconcile);
     this.redis.off('down', this.reconcile);
     this.locks.off('availability', this.reconcile);
+    this.postgres?.connection?.off('ready', this.reconcile);
+    this.postgres?.connection?.off('down', this.reconcile);
     await Promise.all(this.consumers.map((c) => c.close()));
     await shutdownStep(this.publisher.close());
     await shutdownStep(this.connection.close());

@@ -3,7 +3,7 @@ import { type ConfigType } from '@nestjs/config';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
-import { amqpConfig, processingConfig } from '../config/app.config.js';
+import { amqpConfig, postgresConfig, processingConfig } from '../config/app.config.js';
 import { MESSAGE_HANDLER_METADATA } from './messaging.constants.js';
 import { HandlerConfigurationError } from './messaging.errors.js';
 import type {
@@ -38,6 +38,7 @@ export class MessageHandlerExplorer {
     private readonly contextCreator: ExternalContextCreator,
     @Inject(amqpConfig.KEY) private readonly config: ConfigType<typeof amqpConfig>,
     @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
+    @Inject(postgresConfig.KEY) private readonly postgres: ConfigType<typeof postgresConfig>,
   ) {}
 
   explore(): QueueBinding[] {
@@ -103,6 +104,11 @@ export class MessageHandlerExplorer {
         `${id}: "effect.kind" must be one of ${EFFECT_KINDS.map((k) => `'${k}'`).join(', ')}`,
       );
     }
+    if (effect === 'postgres-transaction' && this.postgres.url === undefined) {
+      throw new HandlerConfigurationError(
+        `${id}: effect 'postgres-transaction' needs PostgreSQL: set DATABASE_URL`,
+      );
+    }
     if (
       options.prefetch !== undefined &&
       (!Number.isInteger(options.prefetch) || options.prefetch < 1)
@@ -150,7 +156,12 @@ export class MessageHandlerExplorer {
 
 type HandlerMethod = (...args: unknown[]) => unknown;
 
-const EFFECT_KINDS: readonly EffectKind[] = ['marker-after', 'redis-commit', 'idempotent'];
+const EFFECT_KINDS: readonly EffectKind[] = [
+  'marker-after',
+  'redis-commit',
+  'postgres-transaction',
+  'idempotent',
+];
 
 function normalizeRoutingKeys(id: string, routingKey: string | readonly string[]): string[] {
   const keys = typeof routingKey === 'string' ? [routingKey] : [...routingKey];

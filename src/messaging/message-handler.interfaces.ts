@@ -45,6 +45,12 @@ export interface MessageHandlerOptions {
  *   worker holds the key), the fencing token and the marker: no crash can apply it twice, and a
  *   worker whose lease ran out cannot write. Code before the commit runs without the lock (call
  *   `ctx.lock.hold()` for work that needs it) and runs again on a redelivery.
+ * - `postgres-transaction`: the handler's effect is writes to PostgreSQL (`DATABASE_URL`) in the
+ *   transaction it gets as `ctx.transaction`; the service writes the processed marker (a row of
+ *   `mp_inbox`) in that same transaction, checks the lock's fencing token there, and commits when
+ *   the handler returns. A redelivery whose marker row exists is acked as `duplicate` without
+ *   running the handler; a failure rolls back effect and marker together. What the handler
+ *   publishes with `ctx.transaction.publish()` goes out through the outbox after the commit.
  * - `idempotent`: the handler tolerates redeliveries itself: every delivery runs it, no marker is
  *   read or written, and no messageId is required. It still runs holding its lock (the `lockKey`,
  *   or the messageId when there is one).
@@ -52,6 +58,7 @@ export interface MessageHandlerOptions {
 export type HandlerEffect =
   | { readonly kind: 'marker-after' }
   | { readonly kind: 'redis-commit' }
+  | { readonly kind: 'postgres-transaction' }
   | { readonly kind: 'idempotent' };
 
 /** The kinds of {@link HandlerEffect}. */

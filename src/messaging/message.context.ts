@@ -2,6 +2,7 @@ import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Level, Logger } from 'pino';
 import type { EffectJournal } from '../lock/guarded-commit.js';
 import type { MessageLock } from '../lock/message-lease.js';
+import type { PostgresTransaction } from '../postgres/postgres-transaction.js';
 import type { EffectKind } from './message-handler.interfaces.js';
 
 export type { MessageLock } from '../lock/message-lease.js';
@@ -35,6 +36,7 @@ export interface MessageContextInit extends MessageLogFields {
   readonly processedMarker: ProcessedMarker | undefined;
   readonly lock: MessageLock | undefined;
   readonly effectJournal?: EffectJournal;
+  readonly transaction?: PostgresTransaction;
   readonly message: ConsumeMessage;
   readonly baseLogger: Logger;
 }
@@ -80,6 +82,13 @@ export class MessageContext {
    * undefined when it is off.
    */
   readonly effectJournal: EffectJournal | undefined;
+  /**
+   * The PostgreSQL transaction of a `postgres-transaction` handler: write the effect through it
+   * (`query`, or its `client` handed to a query builder), publish through its outbox
+   * (`publish`). Committed with the processed marker when the handler returns. Undefined for the
+   * other effect kinds.
+   */
+  readonly transaction: PostgresTransaction | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */
   readonly message: ConsumeMessage;
 
@@ -101,6 +110,7 @@ export class MessageContext {
     this.processedMarker = init.processedMarker;
     this.lock = init.lock;
     this.effectJournal = init.effectJournal;
+    this.transaction = init.transaction;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
   }

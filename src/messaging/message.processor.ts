@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import type { ConsumeMessage } from 'amqplib';
 import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
@@ -9,6 +9,8 @@ import { LockService, LockTimeoutError } from '../lock/index.js';
 import type { EffectJournal } from '../lock/guarded-commit.js';
 import { MessageLease } from '../lock/message-lease.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
+import type { PostgresTransaction } from '../postgres/postgres-transaction.js';
+import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import type { Settlement } from './ack.coalescer.js';
 import { IdempotencyStore } from './idempotency.store.js';
 import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context.js';
@@ -62,6 +64,7 @@ export class MessageProcessor {
     publisher: MessagePublisher,
     @Inject(processingConfig.KEY) private readonly config: ConfigType<typeof processingConfig>,
     @InjectPinoLogger(MessageProcessor.name) logger: PinoLogger,
+    @Optional() private readonly postgres?: PostgresTransactions,
   ) {
     this.settler = new MessageSettler({
       publisher,
@@ -148,6 +151,8 @@ export class MessageProcessor {
         return this.markerAfter(call, lockKey);
       case 'redis-commit':
         return this.redisCommit(call, lockKey);
+      case 'postgres-transaction':
+        return this.postgresTransaction(call, lockKey);
       case 'idempotent':
         return this.idempotent(call, lockKey);
     }
@@ -196,6 +201,44 @@ export class MessageProcessor {
         return this.notTaken(consumer, error);
       }
       throw error;
+    } finally {
+      await lease?.release();
+    }
+  }
+
+  /**
+   * Lock, then one PostgreSQL transaction: the inbox row (its existence: `duplicate`), the fence,
+   * the handler's writes and outbox rows, COMMIT; then release. The fence is skipped when the lock
+   * is the messageId itself: the inbox row's key already orders those transactions.
+   */
+  private async postgresTransaction(
+    call: HandlerCall,
+    lockKey: string | undefined,
+  ): Promise<ProcessingResult> {
+    if (!this.postgres) throw new Error('PostgresModule is not imported');
+    let lease: MessageLease | undefined;
+    if (lockKey !== undefined) {
+      const held = await this.hold(call.consumer, lockKey, undefined);
+      if (!(held instanceof MessageLease)) return held;
+      lease = held;
+    }
+    const token = lease?.fencingToken;
+    const fence =
+      lockKey !== undefined && token !== undefined && call.handler.options.lockKey !== 'message-id'
+        ? { lockKey, token }
+        : undefined;
+    try {
+      const outcome = await this.postgres.runInbox(
+        { queue: call.log.queue, messageId: call.log.messageId as string, fence },
+        {
+          correlationId: call.log.correlationId,
+          headers: call.message.properties.headers ?? {},
+        },
+        (tx) => this.invoke(call, lease, tx),
+      );
+      return outcome.status === 'duplicate' ? { status: 'duplicate' } : outcome.value;
+    } catch (error) {
+      throw lease?.lost ?? error;
     } finally {
       await lease?.release();
     }
@@ -259,6 +302,7 @@ export class MessageProcessor {
   private async invoke(
     { message, consumer, handler, log, payload, marker }: HandlerCall,
     lease: MessageLease | undefined,
+    transaction?: PostgresTransaction,
   ): Promise<ProcessingResult> {
     // the handler's signal: the consumer's (shutdown deadline) and, with a lock, the lock's;
     // linked on first use only (two listeners and an AbortController most handlers never read)
@@ -281,6 +325,7 @@ export class MessageProcessor {
       processedMarker: marker,
       lock: lease,
       effectJournal: this.effectJournal,
+      transaction,
       message,
       baseLogger: this.handlerLogger,
     });

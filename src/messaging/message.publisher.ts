@@ -51,6 +51,8 @@ export class MessagePublisher {
   private closing = false;
   // publishes awaiting their confirm, and how many of them came back unroutable, by identity key
   private readonly pending = new Map<string, { count: number; returned: number }>();
+  /** Exchanges this publisher declares on every channel it opens ({@link declareExchange}). */
+  private readonly exchanges = new Set<string>();
 
   /** Outside Nest (the CLI), with metrics and a logger of the caller's own. */
   constructor(
@@ -79,10 +81,10 @@ export class MessagePublisher {
       name: 'publisher',
       confirm: true,
       publishTimeout: this.config.publishTimeoutMs,
-      setup: (channel: ConfirmChannel) => {
+      setup: async (channel: ConfirmChannel) => {
         channel.on('return', (message: Message) => this.onReturn(message));
         channel.on('error', (err: Error) => this.onChannelRefused(wrapper, err));
-        return Promise.resolve();
+        for (const exchange of this.exchanges) await assertTopic(channel, exchange);
       },
     });
     wrapper.on('error', (err: Error) =>
@@ -198,11 +200,25 @@ export class MessagePublisher {
     if (entry) entry.returned++;
   }
 
+  /**
+   * Declares a durable topic exchange this service publishes to (an event exchange nobody else
+   * declares), now and again on every channel after a reconnect. Idempotent.
+   */
+  async declareExchange(exchange: string): Promise<void> {
+    if (this.exchanges.has(exchange)) return;
+    this.exchanges.add(exchange);
+    await this.channel.addSetup((channel: ConfirmChannel) => assertTopic(channel, exchange));
+  }
+
   /** Closes the channel; unconfirmed publishes reject. Called by the messaging lifecycle. */
   async close(): Promise<void> {
     this.closing = true;
     await this.channel.close();
   }
+}
+
+async function assertTopic(channel: ConfirmChannel, exchange: string): Promise<void> {
+  await channel.assertExchange(exchange, 'topic', { durable: true });
 }
 
 // Returns are matched to publishes by exchange, routing key and messageId; publishes without a

@@ -14,6 +14,19 @@ export const METRIC = {
   redisReconnects: 'redis_reconnects_total',
 } as const;
 
+/** PostgreSQL and outbox metrics (only moving when `DATABASE_URL` is set). */
+export const OUTBOX_METRIC = {
+  pending: 'outbox_messages_pending',
+  published: 'outbox_published_total',
+  relayLag: 'outbox_relay_lag_seconds',
+  postgresConnected: 'postgres_connected',
+} as const;
+
+/** Commit → confirm of an outbox row: milliseconds with LISTEN/NOTIFY, a poll interval without. */
+export const RELAY_LAG_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+];
+
 /** Outcomes of `messages_processed_total`; a bounded set so label cardinality stays fixed. */
 export const PROCESSING_OUTCOMES = ['ack', 'retry', 'dead_letter', 'duplicate', 'requeue'] as const;
 export type ProcessingOutcome = (typeof PROCESSING_OUTCOMES)[number];

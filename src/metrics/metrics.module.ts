@@ -6,9 +6,17 @@ import {
   PrometheusModule,
 } from '@willsoto/nestjs-prometheus';
 import { collectDefaultMetrics, register } from 'prom-client';
-import { DURATION_BUCKETS, LOCK_METRIC, LOCK_WAIT_BUCKETS, METRIC } from './metrics.constants.js';
+import {
+  DURATION_BUCKETS,
+  LOCK_METRIC,
+  LOCK_WAIT_BUCKETS,
+  METRIC,
+  OUTBOX_METRIC,
+  RELAY_LAG_BUCKETS,
+} from './metrics.constants.js';
 import { LockMetrics } from './lock.metrics.js';
 import { MessageMetrics } from './message.metrics.js';
+import { OutboxMetrics } from './outbox.metrics.js';
 
 // prom-client keeps one global registry per process; registering the default collectors twice
 // (several apps in one test process) throws, so register them once.
@@ -94,9 +102,28 @@ const labels = ['queue', 'handler', 'outcome'];
       name: LOCK_METRIC.held,
       help: 'Locks this instance holds now.',
     }),
+    makeGaugeProvider({
+      name: OUTBOX_METRIC.pending,
+      help: 'Outbox rows committed and not yet confirmed by the broker (all replicas).',
+    }),
+    makeCounterProvider({
+      name: OUTBOX_METRIC.published,
+      help: 'Outbox rows this instance relayed, by exchange and outcome (confirmed|failed).',
+      labelNames: ['exchange', 'outcome'],
+    }),
+    makeHistogramProvider({
+      name: OUTBOX_METRIC.relayLag,
+      help: 'Time from an outbox row written (its transaction committing) to the broker confirm.',
+      buckets: RELAY_LAG_BUCKETS,
+    }),
+    makeGaugeProvider({
+      name: OUTBOX_METRIC.postgresConnected,
+      help: '1 while PostgreSQL is reachable and migrated, else 0 (absent without DATABASE_URL).',
+    }),
     MessageMetrics,
     LockMetrics,
+    OutboxMetrics,
   ],
-  exports: [MessageMetrics, LockMetrics],
+  exports: [MessageMetrics, LockMetrics, OutboxMetrics],
 })
 export class MetricsModule {}

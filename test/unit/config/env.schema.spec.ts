@@ -51,8 +51,36 @@ describe('validateEnv', () => {
       publishBufferLimit: 1_000,
       effectJournalMaxLen: 0,
       effectJournalTtlSeconds: 86_400,
+      databaseUrl: undefined,
+      databasePoolMax: 10,
+      outboxPollMs: 1_000,
+      outboxRetentionSeconds: 86_400,
+      ledgerStore: 'redis',
     });
     expect(env.amqpUrls).toEqual([ENV_DEFAULTS.AMQP_URL]);
+  });
+
+  it('takes a PostgreSQL URL and refuses another scheme, without echoing its password', () => {
+    const ok = validateEnv({ DATABASE_URL: 'postgresql://app:pw@db:5432/app?sslmode=require' });
+    expect(ok.issues).toEqual([]);
+    expect(ok.env.databaseUrl).toBe('postgresql://app:pw@db:5432/app?sslmode=require');
+    const bad = validateEnv({ DATABASE_URL: 'mysql://app:hunter2@db/app' });
+    expect(bad.issues.map((i) => i.variable)).toEqual(['DATABASE_URL']);
+    expect(JSON.stringify(bad.issues)).not.toContain('hunter2');
+  });
+
+  it('refuses LEDGER_STORE=postgres without DATABASE_URL', () => {
+    const { issues } = validateEnv({ LEDGER_STORE: 'postgres' });
+    expect(issues).toEqual([
+      {
+        variable: 'LEDGER_STORE',
+        accepts: 'redis, or postgres with DATABASE_URL set',
+        received: '"postgres"',
+      },
+    ]);
+    expect(
+      validateEnv({ LEDGER_STORE: 'postgres', DATABASE_URL: 'postgres://h/db' }).issues,
+    ).toEqual([]);
   });
 
   it('has no test-only variable: the oracle is a seam the tests fill, not configuration', () => {

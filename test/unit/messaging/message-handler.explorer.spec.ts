@@ -17,7 +17,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { IsInt, IsString, Matches } from 'class-validator';
 import pino from 'pino';
 import { map, of, type Observable } from 'rxjs';
-import { amqpConfig, processingConfig } from '../../../src/config/app.config.js';
+import { amqpConfig, postgresConfig, processingConfig } from '../../../src/config/app.config.js';
 import {
   MessageContext,
   MessageHandler,
@@ -349,6 +349,9 @@ const PROCESSING_CONFIG = {
   },
 };
 
+/** postgresConfig without DATABASE_URL (the default). */
+const POSTGRES_CONFIG = { provide: postgresConfig.KEY, useValue: { url: undefined } };
+
 describe('MessageHandlerExplorer', () => {
   let moduleRef: TestingModule;
   let bindings: QueueBinding[];
@@ -362,6 +365,8 @@ describe('MessageHandlerExplorer', () => {
         AuditHandler,
         AMQP_CONFIG,
         PROCESSING_CONFIG,
+        POSTGRES_CONFIG,
+        POSTGRES_CONFIG,
       ],
     })
       .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
@@ -553,11 +558,28 @@ describe('MessageHandlerExplorer retry options', () => {
     apply(): void {}
   }
 
+  @Injectable()
+  class PostgresWithoutDatabaseHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      effect: { kind: 'postgres-transaction' },
+    })
+    apply(): void {}
+  }
+
   /** What exploring a module with just this handler provider throws (undefined if nothing). */
   async function exploreError(provider: new () => object): Promise<unknown> {
     const moduleRef = await Test.createTestingModule({
       imports: [DiscoveryModule],
-      providers: [MessageHandlerExplorer, provider, AMQP_CONFIG, PROCESSING_CONFIG],
+      providers: [
+        MessageHandlerExplorer,
+        provider,
+        AMQP_CONFIG,
+        PROCESSING_CONFIG,
+        POSTGRES_CONFIG,
+      ],
     })
       .setLogger({ log: () => undefined, error: () => undefined, warn: () => undefined })
       .compile();
@@ -594,7 +616,7 @@ describe('MessageHandlerExplorer retry options', () => {
     expect(error).toBeInstanceOf(HandlerConfigurationError);
     expect(error).toHaveProperty(
       'message',
-      `UnknownEffectHandler.apply: "effect.kind" must be one of 'marker-after', 'redis-commit', 'idempotent'`,
+      `UnknownEffectHandler.apply: "effect.kind" must be one of 'marker-after', 'redis-commit', 'postgres-transaction', 'idempotent'`,
     );
   });
 
@@ -603,6 +625,15 @@ describe('MessageHandlerExplorer retry options', () => {
     expect(error).toHaveProperty(
       'message',
       'BadLockKeyHandler.apply: "lockKey" must be a function of the payload, or false for no lock',
+    );
+  });
+
+  it('refuses a postgres-transaction handler when DATABASE_URL is not set, saying so', async () => {
+    const error = await exploreError(PostgresWithoutDatabaseHandler);
+    expect(error).toBeInstanceOf(HandlerConfigurationError);
+    expect(error).toHaveProperty(
+      'message',
+      "PostgresWithoutDatabaseHandler.apply: effect 'postgres-transaction' needs PostgreSQL: set DATABASE_URL",
     );
   });
 
@@ -672,6 +703,7 @@ async function exploreWith(providers: Provider[]) {
       DenyAll,
       AMQP_CONFIG,
       PROCESSING_CONFIG,
+      POSTGRES_CONFIG,
       ...providers,
     ],
   })

@@ -1,0 +1,46 @@
+import { DependencyUnavailableError } from '../messaging/messaging.errors.js';
+
+/**
+ * SQLSTATEs that say the server or the link is gone, not that the statement was wrong: class 08
+ * (connection exception), 57P01–57P03 (administrator shutdown, crash shutdown, cannot connect
+ * now: starting up or shutting down) and 53300 (too many connections).
+ */
+const OUTAGE_CODES = /^(08...|57P0[123]|53300)$/;
+
+/** What node-postgres and Node say when the socket is gone or never opened. */
+const OUTAGE_MESSAGE =
+  /^(Connection terminated|Client has encountered a connection error|Client was closed|timeout expired|Query read timeout|Cannot use a pool after calling end)|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)\b/;
+
+/** Whether a PostgreSQL error means "the database is unreachable" rather than "this failed". */
+export function isPostgresOutage(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && OUTAGE_CODES.test(code)) return true;
+  return OUTAGE_MESSAGE.test(error.message);
+}
+
+/**
+ * The error to report for a PostgreSQL failure: an outage becomes "not now"
+ * ({@link DependencyUnavailableError}, the message is handed back, no attempt spent), anything
+ * else stays what it was (a failed attempt, retried with backoff).
+ */
+export function asPostgresFailure(error: unknown): unknown {
+  if (error instanceof DependencyUnavailableError || !isPostgresOutage(error)) return error;
+  return new DependencyUnavailableError('postgres', (error as Error).message, { cause: error });
+}
+
+/**
+ * A newer fencing token than this message's lock was already applied to its key in PostgreSQL:
+ * the lease ran out while the handler worked and another worker took the lock. The transaction
+ * is rolled back and the attempt retried (with a new lock).
+ */
+export class StaleFencingTokenError extends Error {
+  override readonly name = 'StaleFencingTokenError';
+
+  constructor(
+    readonly lockKey: string,
+    readonly fencingToken: number,
+  ) {
+    super(`stale fencing token ${fencingToken} for lock "${lockKey}": transaction rolled back`);
+  }
+}

@@ -1,0 +1,93 @@
+import {
+  type BeforeApplicationShutdown,
+  Global,
+  Inject,
+  Module,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+  Optional,
+} from '@nestjs/common';
+import { type ConfigType } from '@nestjs/config';
+import { PinoLogger } from 'nestjs-pino';
+import { postgresConfig } from '../config/app.config.js';
+import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import { AmqpConnection } from '../messaging/amqp.connection.js';
+import { MessagePublisher } from '../messaging/message.publisher.js';
+import { MessagingModule } from '../messaging/messaging.module.js';
+import { OutboxMetrics } from '../metrics/outbox.metrics.js';
+import { OutboxRelay } from './outbox.relay.js';
+import { PostgresConnection } from './postgres.connection.js';
+import { PostgresTransactions } from './postgres-transactions.js';
+
+/**
+ * PostgreSQL for the application when `DATABASE_URL` is set: the pool, the schema (migrated at
+ * start), {@link PostgresTransactions} (the inbox of `postgres-transaction` handlers, and
+ * transactions outside handlers) and the {@link OutboxRelay}. Without `DATABASE_URL`,
+ * `PostgresTransactions.configured` is false and the relay is `null`.
+ */
+@Global()
+@Module({
+  imports: [MessagingModule],
+  providers: [
+    {
+      provide: PostgresTransactions,
+      inject: [postgresConfig.KEY, OutboxMetrics, PinoLogger],
+      useFactory: (
+        config: ConfigType<typeof postgresConfig>,
+        metrics: OutboxMetrics,
+        logger: PinoLogger,
+      ) => {
+        if (config.url === undefined) return new PostgresTransactions(undefined);
+        logger.setContext(PostgresConnection.name);
+        return new PostgresTransactions(
+          new PostgresConnection({ url: config.url, poolMax: config.poolMax }, metrics, logger),
+        );
+      },
+    },
+    {
+      provide: OutboxRelay,
+      inject: [
+        PostgresTransactions,
+        MessagePublisher,
+        AmqpConnection,
+        OutboxMetrics,
+        postgresConfig.KEY,
+        PinoLogger,
+      ],
+      useFactory: (
+        transactions: PostgresTransactions,
+        publisher: MessagePublisher,
+        amqp: AmqpConnection,
+        metrics: OutboxMetrics,
+        config: ConfigType<typeof postgresConfig>,
+        logger: PinoLogger,
+      ): OutboxRelay | null => {
+        if (!transactions.connection) return null;
+        logger.setContext(OutboxRelay.name);
+        return new OutboxRelay(transactions.connection, publisher, amqp, metrics, config, logger);
+      },
+    },
+  ],
+  exports: [PostgresTransactions, OutboxRelay],
+})
+export class PostgresModule
+  implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown
+{
+  constructor(
+    @Inject(PostgresTransactions) private readonly transactions: PostgresTransactions,
+    @Optional() @Inject(OutboxRelay) private readonly relay: OutboxRelay | null,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.transactions.connection?.start();
+    this.relay?.start();
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await shutdownStep(this.relay?.stop() ?? Promise.resolve());
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await shutdownStep(this.transactions.connection?.close() ?? Promise.resolve());
+  }
+}

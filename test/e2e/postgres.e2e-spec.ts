@@ -1,0 +1,359 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { INestApplication } from '@nestjs/common';
+import type { GetMessage } from 'amqplib';
+import { AmqpConnection } from '../../src/messaging/amqp.connection.js';
+import { MessagePublisher } from '../../src/messaging/index.js';
+import { OutboxMetrics } from '../../src/metrics/outbox.metrics.js';
+import { OutboxRelay, RELAY_BATCH } from '../../src/postgres/outbox.relay.js';
+import { PostgresConnection } from '../../src/postgres/postgres.connection.js';
+import { StaleFencingTokenError } from '../../src/postgres/postgres.errors.js';
+import { migrate, SERVICE_MIGRATIONS } from '../../src/postgres/postgres.schema.js';
+import { PostgresTransactions } from '../../src/postgres/postgres-transactions.js';
+import {
+  PG_PROBE_EVENTS,
+  PG_PROBE_EXCHANGE,
+  PG_PROBE_QUEUE,
+  PG_PROBE_TABLE_SQL,
+  PgProbe,
+  PgProbeModule,
+} from './support/postgres-probe.handler.js';
+import { TestDatabase } from './support/postgres.database.js';
+import { TestVhost } from './support/rabbitmq.vhost.js';
+import {
+  http,
+  metricValue,
+  readiness,
+  startApp,
+  TestBroker,
+  waitUntilReady,
+} from './support/test-app.js';
+import { waitFor } from './support/wait-for.js';
+
+const QUEUE = 'ledger.transactions';
+const PASSWORD = 'pg-secret-e2e-31415';
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real RabbitMQ, Redis, PostgreSQL)', () => {
+  let vhost: TestVhost;
+  let db: TestDatabase;
+  let app: INestApplication;
+  let broker: TestBroker;
+  const run = randomBytes(4).toString('hex');
+  const account = (n: number | string): string => `pg-${run}-${n}`;
+  const ledgerEvents = `ledger-events-${run}`;
+  const probeEvents = `probe-events-${run}`;
+  const balances = async (): Promise<Map<string, number>> =>
+    new Map(
+      (
+        await db.query<{ account_id: string; balance_cents: string }>(
+          'SELECT account_id, balance_cents FROM ledger_balances',
+        )
+      ).map((r) => [r.account_id, Number(r.balance_cents)]),
+    );
+  /** Every message in `queue` now and until `count` have arrived, by messageId. */
+  const collect = async (queue: string, count: number, into: GetMessage[]): Promise<void> => {
+    const got = await broker.drain(queue, Math.max(0, count - into.length), 30_000);
+    into.push(...got);
+  };
+
+  beforeAll(async () => {
+    vhost = await TestVhost.create('postgres');
+    db = await TestDatabase.create('e2e');
+    await db.query(PG_PROBE_TABLE_SQL);
+    broker = await TestBroker.connect(vhost.url());
+    // subscribers of the events, bound before anything is published
+    await broker.channel.assertExchange('ledger.events', 'topic', { durable: true });
+    await broker.channel.assertQueue(ledgerEvents, { durable: true });
+    await broker.channel.bindQueue(ledgerEvents, 'ledger.events', 'transaction.applied');
+    await broker.channel.assertExchange(PG_PROBE_EVENTS, 'topic', { durable: true });
+    await broker.channel.assertQueue(probeEvents, { durable: true });
+    await broker.channel.bindQueue(probeEvents, PG_PROBE_EVENTS, '#');
+    app = await startApp(
+      {
+        AMQP_URL: vhost.url(),
+        DATABASE_URL: db.url(PASSWORD),
+        LEDGER_STORE: 'postgres',
+        // an hour: every event that arrives was woken by NOTIFY, not found by the poll
+        OUTBOX_POLL_MS: '3600000',
+      },
+      [PgProbeModule],
+    );
+    await waitUntilReady(app);
+  });
+
+  afterAll(async () => {
+    await broker?.close();
+    await app?.close();
+    await db?.drop();
+    await vhost?.delete();
+  });
+
+  it('reports PostgreSQL in readiness, without its password', async () => {
+    const { status, body } = await readiness(app);
+    expect(status).toBe(200);
+    expect(body.details.postgres).toEqual({ status: 'up' });
+    const scrape = await http(app).get('/metrics');
+    expect(scrape.text).toMatch(/^postgres_connected 1$/m);
+    expect(JSON.stringify(body) + scrape.text).not.toContain(PASSWORD);
+  });
+
+  it('applies each distinct transaction once and announces it once through the outbox', async () => {
+    const ids = Array.from({ length: 60 }, () => randomUUID());
+    const expected = new Map<string, number>();
+    const duplicatesBefore = await metricValue('messages_processed_total', {
+      queue: QUEUE,
+      outcome: 'duplicate',
+    });
+    for (const [i, messageId] of ids.entries()) {
+      const accountId = account(i % 6);
+      const amountCents = (i + 1) * (i % 2 === 0 ? 10 : -3);
+      expected.set(accountId, (expected.get(accountId) ?? 0) + amountCents);
+      await broker.publishJson('transaction.created', { accountId, amountCents }, { messageId });
+      // every fifth one published twice: the second is a duplicate
+      if (i % 5 === 0) {
+        await broker.publishJson('transaction.created', { accountId, amountCents }, { messageId });
+      }
+    }
+    const events: GetMessage[] = [];
+    await collect(ledgerEvents, ids.length, events);
+    await waitFor('12 duplicates counted', async () => {
+      const now = await metricValue('messages_processed_total', {
+        queue: QUEUE,
+        outcome: 'duplicate',
+      });
+      return now - duplicatesBefore === 12;
+    });
+    const actual = await balances();
+    for (const [accountId, balance] of expected) expect(actual.get(accountId)).toBe(balance);
+    const byId = new Map(events.map((m) => [m.properties.messageId as string, m]));
+    expect(byId.size).toBe(ids.length);
+    expect([...byId.keys()].sort()).toEqual([...ids].sort());
+    const first = JSON.parse(byId.get(ids[0])?.content.toString() ?? '{}') as Record<
+      string,
+      unknown
+    >;
+    expect(first).toEqual({ accountId: account(0), amountCents: 10, balanceCents: 10 });
+    const inbox = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM mp_inbox WHERE queue = $1',
+      [QUEUE],
+    );
+    expect(inbox[0].n).toBe(ids.length);
+    expect(
+      await metricValue('outbox_published_total', {
+        exchange: 'ledger.events',
+        outcome: 'confirmed',
+      }),
+    ).toBeGreaterThanOrEqual(ids.length);
+    const pending = await db.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM mp_outbox WHERE sent_at IS NULL',
+    );
+    expect(pending[0].n).toBe(0);
+  });
+
+  it('rolls back the rows written through an ORM and the outbox rows of a failed attempt', async () => {
+    const probe = app.get(PgProbe);
+    const messageId = randomUUID();
+    await broker.publish(
+      PG_PROBE_EXCHANGE,
+      'job.run',
+      JSON.stringify({ note: 'twice failed', failTimes: 2 }),
+      {
+        messageId,
+        contentType: 'application/json',
+      },
+    );
+    const events: GetMessage[] = [];
+    await collect(probeEvents, 1, events);
+    expect(probe.attempts.get(messageId)).toBe(3);
+    expect(events.map((m) => m.properties.messageId as string)).toEqual([messageId]);
+    const rows = await db.query('SELECT * FROM pg_probe_rows WHERE message_id = $1', [messageId]);
+    expect(rows).toEqual([{ message_id: messageId, note: 'twice failed' }]);
+    const outbox = await db.query('SELECT id FROM mp_outbox WHERE message_id = $1', [messageId]);
+    expect(outbox).toHaveLength(1);
+    const inbox = await db.query('SELECT 1 FROM mp_inbox WHERE queue = $1 AND message_id = $2', [
+      PG_PROBE_QUEUE,
+      messageId,
+    ]);
+    expect(inbox).toHaveLength(1);
+    // and a redelivery of it is a duplicate: the handler does not run again
+    await broker.publish(PG_PROBE_EXCHANGE, 'job.run', JSON.stringify({ note: 'again' }), {
+      messageId,
+      contentType: 'application/json',
+    });
+    await waitFor(
+      'the redelivery counted as a duplicate',
+      async () =>
+        (await metricValue('messages_processed_total', {
+          queue: PG_PROBE_QUEUE,
+          outcome: 'duplicate',
+        })) === 1,
+    );
+    expect(probe.attempts.get(messageId)).toBe(3);
+  });
+
+  it('refuses a transaction whose fencing token is older than one already applied to its key', async () => {
+    const transactions = app.get(PostgresTransactions);
+    const key = `fence-${run}`;
+    const write = (messageId: string, token: number) =>
+      transactions.runInbox(
+        { queue: 'fence-test', messageId, fence: { lockKey: key, token } },
+        { correlationId: undefined, headers: {} },
+        async (tx) => {
+          await tx.query('INSERT INTO pg_probe_rows (message_id, note) VALUES ($1, $2)', [
+            messageId,
+            `token ${token}`,
+          ]);
+          return token;
+        },
+      );
+    const newer = `fence-new-${run}`;
+    const stale = `fence-old-${run}`;
+    await expect(write(newer, 2_000)).resolves.toEqual({ status: 'done', value: 2_000 });
+    await expect(write(stale, 1_000)).rejects.toBeInstanceOf(StaleFencingTokenError);
+    // neither the stale writer's effect nor its marker committed: its retry may run again
+    expect(await db.query('SELECT note FROM pg_probe_rows WHERE message_id = $1', [stale])).toEqual(
+      [],
+    );
+    expect(await db.query('SELECT 1 FROM mp_inbox WHERE message_id = $1', [stale])).toEqual([]);
+    await expect(write(`fence-same-${run}`, 2_000)).resolves.toMatchObject({ status: 'done' });
+  });
+
+  it('publishes from outside a handler only what commits', async () => {
+    const transactions = app.get(PostgresTransactions);
+    const kept = randomUUID();
+    const dropped = randomUUID();
+    await transactions.run((tx) =>
+      tx.publish(PG_PROBE_EVENTS, 'http.created', { kept: true }, { messageId: kept }),
+    );
+    await expect(
+      transactions.run(async (tx) => {
+        await tx.publish(PG_PROBE_EVENTS, 'http.created', { kept: false }, { messageId: dropped });
+        throw new Error('the request failed after publishing');
+      }),
+    ).rejects.toThrow('the request failed');
+    const events: GetMessage[] = [];
+    await collect(probeEvents, 1, events);
+    await app.get(OutboxRelay).flush();
+    events.push(...(await broker.drain(probeEvents, 0)));
+    expect(events.map((m) => m.properties.messageId as string)).toEqual([kept]);
+    expect(await db.query('SELECT 1 FROM mp_outbox WHERE message_id = $1', [dropped])).toEqual([]);
+  });
+
+  it('sends each row once with two relays draining the same outbox', async () => {
+    const transactions = app.get(PostgresTransactions);
+    // a second relay, on a pool of its own, as another replica would run
+    const second = new PostgresConnection(
+      { url: db.url(), poolMax: 4 },
+      { setPostgresConnected: () => undefined },
+      quiet,
+    );
+    second.start();
+    await waitFor('the second pool ready', () => second.isReady());
+    const other = new OutboxRelay(
+      second,
+      app.get(MessagePublisher),
+      app.get(AmqpConnection),
+      app.get(OutboxMetrics),
+      { outboxPollMs: 3_600_000, outboxRetentionSeconds: 86_400, inboxRetentionSeconds: 86_400 },
+      quiet,
+    );
+    const ids = Array.from({ length: RELAY_BATCH * 3 }, () => randomUUID());
+    try {
+      other.start();
+      await transactions.run(async (tx) => {
+        for (const id of ids)
+          await tx.publish(PG_PROBE_EVENTS, 'bulk.created', { id }, { messageId: id });
+      });
+      await Promise.all([other.flush(), app.get(OutboxRelay).flush()]);
+      const events: GetMessage[] = [];
+      await collect(probeEvents, ids.length, events);
+      const seen = events.map((m) => m.properties.messageId as string);
+      expect(new Set(seen).size).toBe(ids.length);
+      expect(seen).toHaveLength(ids.length);
+    } finally {
+      await other.stop();
+      await second.close();
+    }
+  });
+
+  it('keeps every transaction and event when the service loses its PostgreSQL connections', async () => {
+    const ids = Array.from({ length: 300 }, () => randomUUID());
+    const expected = new Map<string, number>(
+      [...(await balances())].filter(([id]) => id.startsWith(account('kill'))),
+    );
+    const events: GetMessage[] = [];
+    let terminated = 0;
+    for (const [i, messageId] of ids.entries()) {
+      const accountId = account(`kill-${i % 10}`);
+      expected.set(accountId, (expected.get(accountId) ?? 0) + i + 1);
+      await broker.publishJson(
+        'transaction.created',
+        { accountId, amountCents: i + 1 },
+        { messageId },
+      );
+      if (i % 60 === 30) terminated += await db.terminateOthers();
+    }
+    expect(terminated).toBeGreaterThan(0);
+    await collect(ledgerEvents, ids.length, events);
+    const received = new Set(events.map((m) => m.properties.messageId as string));
+    for (const id of ids) expect(received.has(id)).toBe(true);
+    const actual = await balances();
+    for (const [accountId, balance] of expected) expect(actual.get(accountId)).toBe(balance);
+    expect(await broker.depth(`${QUEUE}.dlq`)).toBe(0);
+    await waitUntilReady(app);
+  });
+
+  it('migrates the schema once when three replicas start at the same moment', async () => {
+    const fresh = await TestDatabase.create('migrate');
+    try {
+      const clients = await Promise.all([1, 2, 3].map(() => fresh.pool.connect()));
+      try {
+        const applied = await Promise.all(
+          clients.map((c) => migrate(c, 'message-processor', SERVICE_MIGRATIONS)),
+        );
+        expect(applied.flat()).toEqual([1]);
+      } finally {
+        clients.forEach((c) => c.release());
+      }
+      const tables = await fresh.query<{ table_name: string }>(
+        `SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'mp\\_%' ORDER BY 1`,
+      );
+      expect(tables.map((t) => t.table_name)).toEqual([
+        'mp_fences',
+        'mp_inbox',
+        'mp_outbox',
+        'mp_schema_migrations',
+      ]);
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('deletes sent outbox rows, inbox rows and fences past their retention, never unsent rows', async () => {
+    const old = `old-${run}`;
+    await db.query(
+      `INSERT INTO mp_outbox (exchange, routing_key, message_id, content_type, body, created_at, sent_at)
+       VALUES ('x', 'y', $1, 'application/json', '\\x7b7d', now() - interval '3 days', now() - interval '3 days'),
+              ('x', 'y', $1 || '-unsent', 'application/json', '\\x7b7d', now() - interval '3 days', NULL)`,
+      [old],
+    );
+    await db.query(
+      `INSERT INTO mp_inbox (queue, message_id, processed_at) VALUES ('q', $1, now() - interval '3 days')`,
+      [old],
+    );
+    // the unsent row would be relayed at once: keep it from the relay while this test looks
+    await db.query(
+      `UPDATE mp_outbox SET available_at = 'infinity' WHERE message_id = $1 || '-unsent'`,
+      [old],
+    );
+    const deleted = await app.get(OutboxRelay).cleanup();
+    expect(deleted.outbox).toBeGreaterThanOrEqual(1);
+    expect(deleted.inbox).toBeGreaterThanOrEqual(1);
+    expect(
+      await db.query('SELECT message_id FROM mp_outbox WHERE message_id LIKE $1', [`${old}%`]),
+    ).toEqual([{ message_id: `${old}-unsent` }]);
+    expect(await db.query('SELECT 1 FROM mp_inbox WHERE message_id = $1', [old])).toEqual([]);
+    await db.query('DELETE FROM mp_outbox WHERE message_id = $1', [`${old}-unsent`]);
+  });
+});

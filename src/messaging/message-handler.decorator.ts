@@ -26,6 +26,14 @@ export function MessageHandler(options: MessageHandlerOptions): MethodDecorator 
   return applyDecorators(SetMetadata(MESSAGE_HANDLER_METADATA, options), defaultParameters());
 }
 
+/**
+ * The payload pipe of every handler with default parameters, as an instance: Nest uses a pipe
+ * instance as it is, where a pipe class is looked up among the injectables of the module whose
+ * provider has the handler's class as its type, and silently dropped when there is none (a
+ * handler provided by `useFactory` or `useValue`, whose provider's type is not the class).
+ */
+const PAYLOAD_PIPE = new MessageValidationPipe();
+
 // Parameter decorators run before method decorators, so "no metadata yet" means the method
 // declared none and gets the documented (payload, context) signature.
 function defaultParameters(): MethodDecorator {
@@ -40,7 +48,7 @@ function defaultParameters(): MethodDecorator {
       [`${RpcParamtype.PAYLOAD}:0`]: {
         index: 0,
         data: undefined,
-        pipes: [MessageValidationPipe],
+        pipes: [PAYLOAD_PIPE],
       },
       [`${RpcParamtype.CONTEXT}:1`]: { index: 1, data: undefined, pipes: [] },
     };

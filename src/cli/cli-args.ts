@@ -7,6 +7,7 @@ export type CliEnv = Readonly<Record<string, string | undefined>>;
 
 const AMQP_PROTOCOLS = ['amqp:', 'amqps:'];
 const REDIS_PROTOCOLS = ['redis:', 'rediss:'];
+const POSTGRES_PROTOCOLS = ['postgres:', 'postgresql:'];
 /** AMQP 0-9-1 short strings (exchange, queue, routing key) are at most 255 bytes. */
 const MAX_SHORT_STRING_BYTES = 255;
 
@@ -117,6 +118,37 @@ export function resolveRedisUrl(flag: string | undefined, env: CliEnv): string {
       ? ['--redis-url', flag]
       : ['REDIS_URL', nonEmpty(env.REDIS_URL) ?? ENV_DEFAULTS.REDIS_URL];
   return checkedUrl(source, raw.trim(), REDIS_PROTOCOLS);
+}
+
+/** Where the ledger keeps its balances, as `--verify` reads them. */
+export type BalanceStore =
+  | { readonly kind: 'redis'; readonly url: string }
+  | { readonly kind: 'postgres'; readonly url: string };
+
+/**
+ * The store `--verify` reads: `--store`, else `LEDGER_STORE`, else Redis; PostgreSQL at
+ * `--database-url`, else `DATABASE_URL` (required then).
+ */
+export function resolveBalanceStore(
+  flags: { store?: string; databaseUrl?: string; redisUrl?: string },
+  env: CliEnv,
+): BalanceStore {
+  const [source, kind] =
+    flags.store !== undefined
+      ? ['--store', flags.store]
+      : ['LEDGER_STORE', nonEmpty(env.LEDGER_STORE) ?? 'redis'];
+  if (kind === 'redis') return { kind, url: resolveRedisUrl(flags.redisUrl, env) };
+  if (kind !== 'postgres') {
+    throw new CliUsageError(`${source} must be redis or postgres, got ${JSON.stringify(kind)}`);
+  }
+  const [urlSource, raw] =
+    flags.databaseUrl !== undefined
+      ? ['--database-url', flags.databaseUrl]
+      : ['DATABASE_URL', nonEmpty(env.DATABASE_URL)];
+  if (raw === undefined) {
+    throw new CliUsageError(`${source}=postgres needs --database-url or DATABASE_URL`);
+  }
+  return { kind, url: checkedUrl(urlSource, raw.trim(), POSTGRES_PROTOCOLS) };
 }
 
 /** `MESSAGE_MAX_BYTES`, the service's body limit, which oversize test messages must exceed. */

@@ -1,8 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { BalanceStore } from './cli-args.js';
 import { messageOf } from './cli-error.formatter.js';
 import { compareBalances, type BalanceMismatch } from './ledger-balance.comparison.js';
-import { balanceKey } from '../ledger/ledger.constants.js';
+import { balanceKey, LEDGER_BALANCES_TABLE } from '../ledger/ledger.constants.js';
 
 /** Keys per MGET, so thousands of accounts do not make one huge command. */
 const MGET_BATCH = 500;
@@ -28,18 +30,36 @@ export interface VerifyResult {
   readonly lastError: string | undefined;
 }
 
+/** Where balances are read from, and the last connection error it saw. */
+interface BalanceSource {
+  read(accountIds: readonly string[]): Promise<Map<string, string | null>>;
+  connectionError(): string | undefined;
+  close(): Promise<void>;
+}
+
 /**
- * Reads every `ledger:balance:<accountId>` from the Redis at `redisUrl` until all equal their
- * expected value (missing = 0) or the timeout passes. Redis being unreachable or restarting is
- * waited out like a lagging service, up to the same timeout.
+ * Reads every balance of `expected` from the ledger's store (Redis `ledger:balance:<accountId>`,
+ * or PostgreSQL's `ledger_balances`) until all equal their expected value (missing = 0) or the
+ * timeout passes. The store being unreachable or restarting is waited out like a lagging
+ * service, up to the same timeout.
  */
 export async function verifyLedgerBalances(
-  redisUrl: string,
+  store: BalanceStore,
   expected: ReadonlyMap<string, number>,
   options: VerifyOptions,
 ): Promise<VerifyResult> {
+  const source =
+    store.kind === 'redis' ? redisSource(store.url, options) : postgresSource(store.url);
+  try {
+    return await poll(source, expected, options);
+  } finally {
+    await source.close();
+  }
+}
+
+function redisSource(url: string, options: VerifyOptions): BalanceSource {
   let connectionError: string | undefined;
-  const redis = new Redis(redisUrl, {
+  const redis = new Redis(url, {
     protocol: 2, // as the service's clients (redisClientOptions)
     connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
     // Fail a read fast while Redis is away; the poll loop retries it.
@@ -52,18 +72,36 @@ export async function verifyLedgerBalances(
   redis.on('ready', () => {
     connectionError = undefined;
   });
-  try {
-    return await poll(redis, expected, options, () => connectionError);
-  } finally {
-    redis.disconnect();
-  }
+  return {
+    read: (ids) => readRedisBalances(redis, ids),
+    connectionError: () => connectionError,
+    close: () => Promise.resolve(redis.disconnect()),
+  };
+}
+
+function postgresSource(url: string): BalanceSource {
+  const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 5_000 });
+  // an idle client dropped by a restarting server: the next read reports it
+  pool.on('error', () => undefined);
+  return {
+    read: async (ids) => {
+      const { rows } = await pool.query<{ account_id: string; balance_cents: string }>(
+        `SELECT account_id, balance_cents::text FROM ${LEDGER_BALANCES_TABLE} WHERE account_id = ANY($1)`,
+        [ids],
+      );
+      const values = new Map<string, string | null>(ids.map((id) => [id, null]));
+      for (const row of rows) values.set(row.account_id, row.balance_cents);
+      return values;
+    },
+    connectionError: () => undefined,
+    close: () => pool.end(),
+  };
 }
 
 async function poll(
-  redis: Redis,
+  source: BalanceSource,
   expected: ReadonlyMap<string, number>,
   options: VerifyOptions,
-  connectionError: () => string | undefined,
 ): Promise<VerifyResult> {
   const started = performance.now();
   const deadline = started + options.timeoutMs;
@@ -72,7 +110,7 @@ async function poll(
   let balancesRead = false;
   for (;;) {
     try {
-      mismatches = compareBalances(expected, await readBalances(redis, [...expected.keys()]));
+      mismatches = compareBalances(expected, await source.read([...expected.keys()]));
       balancesRead = true;
       lastError = undefined;
       options.onPoll?.(expected.size - mismatches.length);
@@ -87,7 +125,7 @@ async function poll(
       }
     } catch (err) {
       // The connection's own error says more than "max retries per request reached".
-      lastError = connectionError() ?? messageOf(err);
+      lastError = source.connectionError() ?? messageOf(err);
     }
     const remaining = deadline - performance.now();
     if (remaining <= 0) break;
@@ -102,7 +140,7 @@ async function poll(
   };
 }
 
-async function readBalances(
+async function readRedisBalances(
   redis: Redis,
   accountIds: readonly string[],
 ): Promise<Map<string, string | null>> {

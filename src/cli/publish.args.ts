@@ -4,10 +4,12 @@ import {
   optionalPositiveNumber,
   requireInteger,
   resolveAmqpUrl,
+  resolveBalanceStore,
   resolveMessageMaxBytes,
   resolveRedisUrl,
   shortString,
   withUsageErrors,
+  type BalanceStore,
   type CliEnv,
 } from './cli-args.js';
 import {
@@ -42,6 +44,11 @@ export interface PublishOptions {
   readonly url: string;
   /** Where the expected balances live (`--redis-url`, `REDIS_URL`); only read with `--verify`. */
   readonly redisUrl: string;
+  /**
+   * The store `--verify` reads (`--store`, `LEDGER_STORE`): Redis at `redisUrl`, or PostgreSQL
+   * (`--database-url`, `DATABASE_URL`); holds a password, print it only through `redactUrl`.
+   */
+  readonly store: BalanceStore;
   /** Also write the final report as JSON to this path (`--expect-file`). */
   readonly expectFile: string | undefined;
   /** After publishing, wait for the service to reach the expected balances (`--verify`). */
@@ -76,11 +83,13 @@ on a confirm channel, then prints the balance each account must reach.
   --verify             then poll Redis until every balance matches (exit 1 if not)
   --timeout S          how long --verify waits, in seconds (default ${DEFAULT_VERIFY_TIMEOUT_S})
   --redis-url URL      Redis for --verify (default: $REDIS_URL or redis://localhost:6379)
+  --store S            where --verify reads balances: redis or postgres (default: $LEDGER_STORE or redis)
+  --database-url URL   PostgreSQL for --verify with --store postgres (default: $DATABASE_URL)
   --dlq Q              dead-letter queue --verify reports (default "${deadLetterQueueName(LEDGER_QUEUE)}")
   --max-in-flight W    publishes awaiting a confirm at once (default ${DEFAULT_MAX_IN_FLIGHT})
   -h, --help           show this help
 
-Environment: AMQP_URL, REDIS_URL, MESSAGE_MAX_BYTES (oversize messages are 1.1x this).`;
+Environment: AMQP_URL, REDIS_URL, LEDGER_STORE, DATABASE_URL, MESSAGE_MAX_BYTES (oversize messages are 1.1x this).`;
 
 /** Parses and validates `npm run publish` arguments; throws `CliUsageError` with a clear message. */
 export function parsePublishArgs(argv: readonly string[], env: CliEnv): PublishCommand {
@@ -99,6 +108,8 @@ export function parsePublishArgs(argv: readonly string[], env: CliEnv): PublishC
         'routing-key': { type: 'string' },
         url: { type: 'string' },
         'redis-url': { type: 'string' },
+        store: { type: 'string' },
+        'database-url': { type: 'string' },
         'expect-file': { type: 'string' },
         verify: { type: 'boolean' },
         timeout: { type: 'string' },
@@ -143,6 +154,10 @@ export function parsePublishArgs(argv: readonly string[], env: CliEnv): PublishC
       routingKey: shortString('--routing-key', values['routing-key'] ?? DEFAULT_ROUTING_KEY, true),
       url: resolveAmqpUrl(values.url, env),
       redisUrl: resolveRedisUrl(values['redis-url'], env),
+      store: resolveBalanceStore(
+        { store: values.store, databaseUrl: values['database-url'], redisUrl: values['redis-url'] },
+        env,
+      ),
       expectFile: values['expect-file'],
       verify,
       timeoutSeconds: optionalInteger(

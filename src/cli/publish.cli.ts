@@ -128,13 +128,13 @@ async function verify(
   expected: ReadonlyMap<string, number>,
 ): Promise<boolean> {
   process.stderr.write(
-    `verifying ${expected.size} balances in ${redactUrl(options.redisUrl)} ` +
+    `verifying ${expected.size} balances in ${redactUrl(options.store.url)} ` +
       `(timeout ${options.timeoutSeconds} s)\n`,
   );
   const progress = createProgressReporter('accounts matching', expected.size);
   let result: VerifyResult;
   try {
-    result = await verifyLedgerBalances(options.redisUrl, expected, {
+    result = await verifyLedgerBalances(options.store, expected, {
       timeoutMs: options.timeoutSeconds * 1000,
       pollIntervalMs: VERIFY_POLL_INTERVAL_MS,
       onPoll: (matching) => progress.update(matching),
@@ -151,7 +151,7 @@ async function verify(
   process.stdout.write(
     result.balancesRead
       ? `verify: ${result.mismatches.length} of ${expected.size} balances still differ after ${seconds} s\n`
-      : `verify: could not read the balances from Redis within ${seconds} s\n`,
+      : `verify: could not read the balances from ${storeName(options)} within ${seconds} s\n`,
   );
   for (const mismatch of result.mismatches.slice(0, LIST_LIMIT)) {
     process.stdout.write(
@@ -160,10 +160,14 @@ async function verify(
   }
   if (result.lastError !== undefined) {
     process.stdout.write(
-      `  last Redis error: ${describeCliError(new Error(result.lastError), [options.redisUrl])}\n`,
+      `  last ${storeName(options)} error: ${describeCliError(new Error(result.lastError), [options.store.url])}\n`,
     );
   }
   return false;
+}
+
+function storeName(options: PublishOptions): string {
+  return options.store.kind === 'redis' ? 'Redis' : 'PostgreSQL';
 }
 
 async function reportDlqDepth(
@@ -191,7 +195,7 @@ runCli(
     usage: PUBLISH_USAGE,
     parse: parsePublishArgs,
     run,
-    secretUrls: (options) => [options.url, options.redisUrl],
+    secretUrls: (options) => [options.url, options.redisUrl, options.store.url],
   },
   process.argv.slice(2),
   process.env,

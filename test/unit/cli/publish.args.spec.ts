@@ -30,6 +30,7 @@ describe('parsePublishArgs', () => {
       routingKey: 'transaction.created',
       url: 'amqp://guest:guest@localhost:5672',
       redisUrl: 'redis://localhost:6379',
+      store: { kind: 'redis', url: 'redis://localhost:6379' },
       expectFile: undefined,
       verify: false,
       timeoutSeconds: 120,
@@ -97,6 +98,28 @@ describe('parsePublishArgs', () => {
     expect(options(['--count', '1', '--accounts', '1', '--url', 'amqp://x@h'], env).url).toBe(
       'amqp://x@h',
     );
+  });
+
+  it('verifies against PostgreSQL with LEDGER_STORE or --store, and needs its URL then', () => {
+    const base = ['--count', '1', '--accounts', '1'];
+    const env = { LEDGER_STORE: 'postgres', DATABASE_URL: 'postgres://app:pw@db:5432/ledger' };
+    expect(options(base, env).store).toEqual({
+      kind: 'postgres',
+      url: 'postgres://app:pw@db:5432/ledger',
+    });
+    expect(
+      options([...base, '--store', 'postgres', '--database-url', 'postgresql://h/x'], {}).store,
+    ).toEqual({ kind: 'postgres', url: 'postgresql://h/x' });
+    expect(options([...base, '--store', 'redis'], env).store.kind).toBe('redis');
+    expect(() => options([...base, '--store', 'postgres'], {})).toThrow(
+      '--store=postgres needs --database-url or DATABASE_URL',
+    );
+    expect(() => options([...base, '--store', 'mongo'], {})).toThrow(
+      '--store must be redis or postgres, got "mongo"',
+    );
+    expect(() =>
+      options(base, { LEDGER_STORE: 'postgres', DATABASE_URL: 'mysql://a:pw@h/x' }),
+    ).toThrow(/DATABASE_URL/);
   });
 
   it('reads REDIS_URL and MESSAGE_MAX_BYTES from the environment', () => {

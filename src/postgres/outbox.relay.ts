@@ -4,6 +4,7 @@ import type { AmqpConnection } from '../messaging/amqp.connection.js';
 import type { MessagePublisher } from '../messaging/message.publisher.js';
 import type { OutboxMetrics } from '../metrics/outbox.metrics.js';
 import type { PostgresConnection, PostgresLogger } from './postgres.connection.js';
+import { loggablePostgresError } from './postgres.errors.js';
 import { OUTBOX_CHANNEL } from './postgres-transaction.js';
 
 export interface OutboxRelayOptions {
@@ -162,7 +163,7 @@ export class OutboxRelay {
       this.postgres.failed(error);
       if (isFailureWorthLogging(++this.failures)) {
         this.logger.warn(
-          { err: error, code: 'OUTBOX_RELAY_FAILED' },
+          { err: loggablePostgresError(error), code: 'OUTBOX_RELAY_FAILED' },
           'Outbox relay could not send; the rows stay and are sent later',
         );
       }

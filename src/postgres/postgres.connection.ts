@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { PoolClient } from 'pg';
 import { redactUrl } from '../config/secret-redaction.js';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
-import { asPostgresFailure, isPostgresOutage } from './postgres.errors.js';
+import { asPostgresFailure, isPostgresOutage, loggablePostgresError } from './postgres.errors.js';
 import { type Migration, migrate, SERVICE_MIGRATIONS } from './postgres.schema.js';
 
 /** Where the connection logs (the service's `PinoLogger`). */
@@ -114,6 +114,14 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
       throw asPostgresFailure(error);
     }
     let broken: unknown;
+    // the pool listens for errors of idle clients only: one checked out (a handler awaiting
+    // something else, the relay awaiting confirms) whose session is terminated must not crash
+    // the process; the next query on it fails and says so
+    const onError = (error: Error): void => {
+      broken ??= error;
+      this.failed(error);
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await work(client);
@@ -125,6 +133,7 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
       if (broken !== undefined) this.failed(broken);
       throw asPostgresFailure(error);
     } finally {
+      client.off('error', onError);
       // a client whose link failed is destroyed, not returned to the pool
       client.release(broken instanceof Error ? broken : undefined);
     }
@@ -135,7 +144,11 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     if (this.closing || !isPostgresOutage(error)) return;
     if (isFailureWorthLogging(++this.failures)) {
       this.logger.warn(
-        { url: this.describeUrl(), err: error, code: 'POSTGRES_UNAVAILABLE' },
+        {
+          url: this.describeUrl(),
+          err: loggablePostgresError(error),
+          code: 'POSTGRES_UNAVAILABLE',
+        },
         'PostgreSQL unavailable; consumers of postgres-transaction handlers pause until it is back',
       );
     }
@@ -158,6 +171,8 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     while (!this.closing) {
       try {
         const client = await this.pool.connect();
+        const onError = (): void => undefined; // the query in progress fails and says so
+        client.on('error', onError);
         try {
           if (!migrated) {
             for (const [owner, list] of this.migrations) {
@@ -170,6 +185,7 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
           }
           await client.query('SELECT 1');
         } finally {
+          client.off('error', onError);
           client.release();
         }
         this.ready = true;
@@ -182,7 +198,11 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
         if (!isPostgresOutage(error)) {
           // not an outage (a permission, a migration that cannot apply): say so, keep trying
           this.logger.error(
-            { url: this.describeUrl(), err: error, code: 'POSTGRES_START_FAILED' },
+            {
+              url: this.describeUrl(),
+              err: loggablePostgresError(error),
+              code: 'POSTGRES_START_FAILED',
+            },
             'PostgreSQL connection or schema migration failed; retrying',
           );
         }

@@ -20,13 +20,30 @@ export function isPostgresOutage(error: unknown): boolean {
 }
 
 /**
+ * A PostgreSQL error as it may be logged or kept as a cause: name, message, stack and SQLSTATE
+ * only. node-postgres' pool attaches the failed client to the errors it emits (`err.client`),
+ * and a client holds its connection parameters, the password among them.
+ */
+export function loggablePostgresError(error: unknown): Error {
+  if (!(error instanceof Error)) return new Error(String(error));
+  const copy = new Error(error.message);
+  copy.name = error.name;
+  copy.stack = error.stack;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') Object.assign(copy, { code });
+  return copy;
+}
+
+/**
  * The error to report for a PostgreSQL failure: an outage becomes "not now"
  * ({@link DependencyUnavailableError}, the message is handed back, no attempt spent), anything
  * else stays what it was (a failed attempt, retried with backoff).
  */
 export function asPostgresFailure(error: unknown): unknown {
   if (error instanceof DependencyUnavailableError || !isPostgresOutage(error)) return error;
-  return new DependencyUnavailableError('postgres', (error as Error).message, { cause: error });
+  return new DependencyUnavailableError('postgres', (error as Error).message, {
+    cause: loggablePostgresError(error),
+  });
 }
 
 /**

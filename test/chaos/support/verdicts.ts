@@ -1,6 +1,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Verdict } from './chaos.harness.js';
+import type { PgVerdict } from './postgres-chaos.harness.js';
 
 const REPORTS = join(import.meta.dirname, '..', '..', '..', 'reports');
 
@@ -33,6 +34,22 @@ export function recordVerdict(
   mkdirSync(REPORTS, { recursive: true });
   appendFileSync(
     join(REPORTS, file),
+    `${JSON.stringify({ test, at: new Date().toISOString(), ...timings, ...verdict })}\n`,
+  );
+}
+
+/**
+ * Appends a verdict of the ledger on PostgreSQL to `reports/chaos-postgres-results.jsonl`
+ * (its own table in docs/reliability.md: its columns differ).
+ */
+export function recordPgVerdict(
+  test: string,
+  verdict: PgVerdict,
+  timings: FaultTimings = {},
+): void {
+  mkdirSync(REPORTS, { recursive: true });
+  appendFileSync(
+    join(REPORTS, 'chaos-postgres-results.jsonl'),
     `${JSON.stringify({ test, at: new Date().toISOString(), ...timings, ...verdict })}\n`,
   );
 }

@@ -5,12 +5,16 @@
  *   naive — parse + INCRBY of the balance + ack: what users write today (no deduplication, no
  *           lock; unsafe under redelivery);
  *   seed  — the design of the notes the project started from, with the same guarantees as the
- *           service: SET NX PX lock, processed-marker check, INCRBY, marker, Lua release, ack.
+ *           service: SET NX PX lock, processed-marker check, INCRBY, marker, Lua release, ack;
+ *   pg    — parse + the balance's `UPDATE … +=` in PostgreSQL in autocommit (DATABASE_URL, a pool
+ *           of DATABASE_POOL_MAX) + ack: the hand-written PostgreSQL consumer (unsafe under
+ *           redelivery, no event published).
  * Prints one JSON line of progress (acked, ms, cpuUs) every 50 ms and when it has acked TOTAL.
  */
 import { randomBytes } from 'node:crypto';
 import amqplib, { type ConsumeMessage } from 'amqplib';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 
 const MODE = process.env.MODE ?? 'raw';
 const TOTAL = Number(process.env.TOTAL);
@@ -39,7 +43,15 @@ async function main(): Promise<void> {
   const connection = await amqplib.connect(process.env.AMQP_URL ?? 'amqp://127.0.0.1');
   const channel = await connection.createChannel();
   await channel.prefetch(PREFETCH);
-  const redis = MODE === 'raw' ? undefined : new Redis(process.env.REDIS_URL ?? '');
+  const redis =
+    MODE === 'raw' || MODE === 'pg' ? undefined : new Redis(process.env.REDIS_URL ?? '');
+  const database =
+    MODE === 'pg'
+      ? new pg.Pool({
+          connectionString: process.env.DATABASE_URL,
+          max: Number(process.env.DATABASE_POOL_MAX ?? 10),
+        })
+      : undefined;
   const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
   async function seed(tx: Tx, messageId: string): Promise<void> {
@@ -75,6 +87,13 @@ async function main(): Promise<void> {
       const tx = JSON.parse(message.content.toString('utf8')) as Tx;
       if (MODE === 'naive') await redis?.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
       else if (MODE === 'seed') await seed(tx, String(message.properties.messageId));
+      else if (MODE === 'pg') {
+        await database?.query(
+          `INSERT INTO ledger_balances (account_id, balance_cents) VALUES ($1, $2)
+           ON CONFLICT (account_id) DO UPDATE SET balance_cents = ledger_balances.balance_cents + EXCLUDED.balance_cents`,
+          [tx.accountId, tx.amountCents],
+        );
+      }
       if (LATENCY_LIST) {
         const end = performance.timeOrigin + performance.now();
         const messageId = String(message.properties.messageId);

@@ -63,12 +63,13 @@ export class PostgresLedgerHandler implements OnApplicationBootstrap {
   })
   async apply(tx: TransactionDto, ctx: MessageContext): Promise<void> {
     const db = ctx.transaction as NonNullable<MessageContext['transaction']>;
-    const { rows } = await db.query<{ balance_cents: string }>(
-      `INSERT INTO ledger_balances (account_id, balance_cents) VALUES ($1, $2)
-       ON CONFLICT (account_id) DO UPDATE SET balance_cents = ledger_balances.balance_cents + EXCLUDED.balance_cents
-       RETURNING balance_cents`,
-      [tx.accountId, tx.amountCents],
-    );
+    const { rows } = await db.client.query<{ balance_cents: string }>({
+      name: 'ledger_apply', // prepared once per connection
+      text: `INSERT INTO ledger_balances (account_id, balance_cents) VALUES ($1, $2)
+             ON CONFLICT (account_id) DO UPDATE SET balance_cents = ledger_balances.balance_cents + EXCLUDED.balance_cents
+             RETURNING balance_cents`,
+      values: [tx.accountId, tx.amountCents],
+    });
     const event: TransactionAppliedEvent = {
       accountId: tx.accountId,
       amountCents: tx.amountCents,

@@ -207,40 +207,32 @@ export class MessageProcessor {
   }
 
   /**
-   * Lock, then one PostgreSQL transaction: the inbox row (its existence: `duplicate`), the fence,
-   * the handler's writes and outbox rows, COMMIT; then release. The fence is skipped when the lock
-   * is the messageId itself: the inbox row's key already orders those transactions.
+   * One PostgreSQL transaction: the key's lock (a row lock held to COMMIT, no Redis), the inbox
+   * row (its existence: `duplicate`), the handler's writes, the outbox rows, COMMIT. The lock
+   * lives in the database that holds the effect, so no holder can outlive it and write: a
+   * session the server ended (idle past `LOCK_TTL_MS`) cannot commit. A messageId lock is the
+   * inbox row itself.
    */
   private async postgresTransaction(
     call: HandlerCall,
     lockKey: string | undefined,
   ): Promise<ProcessingResult> {
     if (!this.postgres) throw new Error('PostgresModule is not imported');
-    let lease: MessageLease | undefined;
-    if (lockKey !== undefined) {
-      const held = await this.hold(call.consumer, lockKey, undefined);
-      if (!(held instanceof MessageLease)) return held;
-      lease = held;
-    }
-    const token = lease?.fencingToken;
-    const fence =
-      lockKey !== undefined && token !== undefined && call.handler.options.lockKey !== 'message-id'
-        ? { lockKey, token }
-        : undefined;
+    const { log, message, handler, consumer } = call;
     try {
       const outcome = await this.postgres.runInbox(
-        { queue: call.log.queue, messageId: call.log.messageId as string, fence },
         {
-          correlationId: call.log.correlationId,
-          headers: call.message.properties.headers ?? {},
+          queue: log.queue,
+          messageId: log.messageId as string,
+          lockKey: handler.options.lockKey === 'message-id' ? undefined : lockKey,
         },
-        (tx) => this.invoke(call, lease, tx),
+        { correlationId: log.correlationId, headers: message.properties.headers ?? {} },
+        (tx) => this.invoke(call, undefined, tx),
       );
       return outcome.status === 'duplicate' ? { status: 'duplicate' } : outcome.value;
     } catch (error) {
-      throw lease?.lost ?? error;
-    } finally {
-      await lease?.release();
+      if (error instanceof LockTimeoutError) return this.notTaken(consumer, error);
+      throw error;
     }
   }
 

@@ -12,7 +12,7 @@ export interface OutboxRelayOptions {
   readonly outboxPollMs: number;
   /** Sent rows older than this are deleted (`OUTBOX_RETENTION_S`). */
   readonly outboxRetentionSeconds: number;
-  /** Inbox rows and fences older than this are deleted (`IDEMPOTENCY_TTL_S`). */
+  /** Inbox rows and lock rows older than this are deleted (`IDEMPOTENCY_TTL_S`). */
   readonly inboxRetentionSeconds: number;
 }
 
@@ -24,6 +24,25 @@ const CLEANUP_EVERY_MS = 60_000;
 const LISTEN_RETRY_MS = 2_000;
 /** A row the broker refused waits 2^attempts seconds, at most this long, before the next try. */
 const MAX_BACKOFF_S = 60;
+
+/** Up to {@link RELAY_BATCH} unsent rows, locked for this transaction; rows others hold are skipped. */
+const CLAIM = `SELECT id, exchange, routing_key, message_id, correlation_id, content_type, body, headers,
+       mandatory, extract(epoch FROM created_at)::float8 AS created_s,
+       extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s
+  FROM mp_outbox
+ WHERE sent_at IS NULL AND available_at <= now()
+ ORDER BY id
+ LIMIT ${RELAY_BATCH}
+   FOR UPDATE SKIP LOCKED`;
+
+/** What a batch did with its rows. */
+interface Marks {
+  readonly claimed: number;
+  readonly sent: string[];
+  readonly failed: string[];
+  /** Why the first refused row was refused. */
+  reason: string;
+}
 
 interface OutboxRow {
   readonly id: string;
@@ -99,11 +118,11 @@ export class OutboxRelay {
   }
 
   /**
-   * Deletes sent outbox rows past `OUTBOX_RETENTION_S`, inbox rows and fences past
+   * Deletes sent outbox rows past `OUTBOX_RETENTION_S`, inbox rows and lock rows past
    * `IDEMPOTENCY_TTL_S`, in batches; one replica at a time (an advisory lock). Runs every minute.
    */
-  async cleanup(): Promise<{ outbox: number; inbox: number; fences: number }> {
-    const deleted = { outbox: 0, inbox: 0, fences: 0 };
+  async cleanup(): Promise<{ outbox: number; inbox: number; locks: number }> {
+    const deleted = { outbox: 0, inbox: 0, locks: 0 };
     await this.postgres.transaction(async (client) => {
       const { rows } = await client.query<{ locked: boolean }>(
         'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked',
@@ -123,10 +142,11 @@ export class OutboxRelay {
            WHERE processed_at < now() - make_interval(secs => $1) LIMIT ${CLEANUP_BATCH}))`,
         inboxS,
       );
-      deleted.fences = await deleteBatch(
+      // a lock row another transaction holds is skipped (SKIP LOCKED), not waited for
+      deleted.locks = await deleteBatch(
         client,
-        `DELETE FROM mp_fences WHERE ctid = ANY(ARRAY(SELECT ctid FROM mp_fences
-           WHERE updated_at < now() - make_interval(secs => $1) LIMIT ${CLEANUP_BATCH}))`,
+        `DELETE FROM mp_locks WHERE ctid = ANY(ARRAY(SELECT ctid FROM mp_locks
+           WHERE locked_at < now() - make_interval(secs => $1) LIMIT ${CLEANUP_BATCH} FOR UPDATE SKIP LOCKED))`,
         inboxS,
       );
     });
@@ -170,74 +190,80 @@ export class OutboxRelay {
     }
   }
 
-  /** One claim-publish-mark transaction; returns how many rows it claimed. */
+  /**
+   * One claim-publish-mark transaction; returns how many rows it claimed. Two round trips to
+   * PostgreSQL: BEGIN with the claim, then the marks with COMMIT.
+   */
   private async sendBatch(): Promise<number> {
     if (!this.postgres.isReady() || !this.amqp.isConnected()) return 0;
-    return this.postgres.transaction(async (client) => {
-      const { rows } = await client.query<OutboxRow>(
-        `SELECT id, exchange, routing_key, message_id, correlation_id, content_type, body, headers,
-                mandatory, extract(epoch FROM created_at)::float8 AS created_s,
-                extract(epoch FROM clock_timestamp() - created_at)::float8 AS age_s
-           FROM mp_outbox
-          WHERE sent_at IS NULL AND available_at <= now()
-          ORDER BY id
-          LIMIT ${RELAY_BATCH}
-            FOR UPDATE SKIP LOCKED`,
-      );
-      if (rows.length === 0) return 0;
-      const claimedAt = performance.now();
-      const results = await Promise.allSettled(
-        rows.map(async (row) => {
-          await this.publisher.publishRaw(row.exchange, row.routing_key, row.body, {
-            messageId: row.message_id,
-            correlationId: row.correlation_id ?? undefined,
-            contentType: row.content_type,
-            headers: row.headers,
-            timestamp: Math.floor(row.created_s),
-            persistent: true,
-            mandatory: row.mandatory,
-          });
-          return row.age_s + (performance.now() - claimedAt) / 1000;
-        }),
-      );
-      const sent: string[] = [];
-      const failed: string[] = [];
-      let firstError: unknown;
-      results.forEach((result, i) => {
-        const row = rows[i];
-        if (result.status === 'fulfilled') {
-          sent.push(row.id);
-          this.metrics.relayed(row.exchange, 'confirmed', result.value);
-        } else {
-          failed.push(row.id);
-          firstError ??= result.reason;
-          this.metrics.relayed(row.exchange, 'failed');
-        }
-      });
-      if (sent.length > 0) {
-        await client.query('UPDATE mp_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])', [
-          sent,
-        ]);
-      }
-      // the broker went away mid-batch: the rows wait for it unchanged, no attempt counted
-      if (failed.length > 0 && this.amqp.isConnected()) {
-        const reason = firstError instanceof Error ? firstError.message : String(firstError);
-        await client.query(
-          `UPDATE mp_outbox
-              SET attempts = attempts + 1, last_error = $2,
-                  available_at = now() + make_interval(secs => least(${MAX_BACKOFF_S}, power(2, attempts)))
-            WHERE id = ANY($1::bigint[])`,
-          [failed, reason.slice(0, 1_000)],
-        );
-        if (isFailureWorthLogging(++this.failures)) {
-          this.logger.warn(
-            { rows: failed.length, err: firstError, code: 'OUTBOX_PUBLISH_REFUSED' },
-            'The broker refused outbox rows; they are retried with backoff',
+    const marked = await this.postgres.transaction<Marks>(
+      async (_client, [claimed]) => this.publishClaimed(claimed.rows as OutboxRow[]),
+      () => `BEGIN; ${CLAIM}`,
+      (marks) => {
+        const statements: string[] = [];
+        if (marks.sent.length > 0) {
+          statements.push(
+            `UPDATE mp_outbox SET sent_at = clock_timestamp() WHERE id IN (${marks.sent.join(', ')})`,
           );
         }
+        if (marks.failed.length > 0) {
+          statements.push(
+            `UPDATE mp_outbox
+                SET attempts = attempts + 1, last_error = ${pg.escapeLiteral(marks.reason.slice(0, 1_000))},
+                    available_at = now() + make_interval(secs => least(${MAX_BACKOFF_S}, power(2, attempts)))
+              WHERE id IN (${marks.failed.join(', ')})`,
+          );
+        }
+        statements.push('COMMIT');
+        return statements.join(';\n');
+      },
+    );
+    if (marked.failed.length > 0 && isFailureWorthLogging(++this.failures)) {
+      this.logger.warn(
+        { rows: marked.failed.length, reason: marked.reason, code: 'OUTBOX_PUBLISH_REFUSED' },
+        'The broker refused outbox rows; they are retried with backoff',
+      );
+    }
+    return marked.claimed;
+  }
+
+  /** Publishes claimed rows with confirms; says which to mark sent and which to back off. */
+  private async publishClaimed(rows: readonly OutboxRow[]): Promise<Marks> {
+    const marks: Marks = { claimed: rows.length, sent: [], failed: [], reason: '' };
+    if (rows.length === 0) return marks;
+    const claimedAt = performance.now();
+    const results = await Promise.allSettled(
+      rows.map(async (row) => {
+        await this.publisher.publishRaw(row.exchange, row.routing_key, row.body, {
+          messageId: row.message_id,
+          correlationId: row.correlation_id ?? undefined,
+          contentType: row.content_type,
+          headers: row.headers,
+          timestamp: Math.floor(row.created_s),
+          persistent: true,
+          mandatory: row.mandatory,
+        });
+        return row.age_s + (performance.now() - claimedAt) / 1000;
+      }),
+    );
+    // the broker went away mid-batch: those rows wait for it unchanged, no attempt counted
+    const brokerUp = this.amqp.isConnected();
+    results.forEach((result, i) => {
+      const row = rows[i];
+      // ids are bigint text from the server: digits only
+      if (!/^\d+$/.test(row.id)) throw new Error(`unexpected outbox id ${row.id}`);
+      if (result.status === 'fulfilled') {
+        marks.sent.push(row.id);
+        this.metrics.relayed(row.exchange, 'confirmed', result.value);
+      } else {
+        this.metrics.relayed(row.exchange, 'failed');
+        if (!brokerUp) return;
+        marks.failed.push(row.id);
+        marks.reason ||=
+          result.reason instanceof Error ? result.reason.message : String(result.reason);
       }
-      return rows.length;
     });
+    return marks;
   }
 
   private schedulePoll(): void {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MessagePropertyHeaders } from 'amqplib';
+import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 
 /** The NOTIFY channel on which a committed outbox row wakes the relays. */
@@ -38,7 +39,7 @@ export interface TransactionOrigin {
  * throw to roll back.
  */
 export class PostgresTransaction {
-  private notified = false;
+  private readonly outboxRows: string[] = [];
 
   constructor(
     /** The pooled client the transaction runs on. */
@@ -55,11 +56,12 @@ export class PostgresTransaction {
   }
 
   /**
-   * Publishes through the outbox: the message is a row of this transaction, sent by the relay
-   * once it commits (with publisher confirms, at least once, under this messageId), and never
-   * sent if it rolls back. JSON, persistent. Resolves with the messageId.
+   * Publishes through the outbox: the message becomes a row of this transaction (written with
+   * its COMMIT, in the same round trip), sent by the relay once it commits (with publisher
+   * confirms, at least once, under this messageId), and never sent if it rolls back. JSON,
+   * persistent. Resolves with the messageId.
    */
-  async publish(
+  publish(
     exchange: string,
     routingKey: string,
     payload: unknown,
@@ -75,24 +77,18 @@ export class PostgresTransaction {
     }
     Object.assign(headers, options.headers);
     const body = Buffer.from(JSON.stringify(payload) ?? 'null');
-    await this.client.query(
-      `INSERT INTO mp_outbox (exchange, routing_key, message_id, correlation_id, content_type, body, headers, mandatory)
-       VALUES ($1, $2, $3, $4, 'application/json', $5, $6, $7)`,
-      [
-        exchange,
-        routingKey,
-        messageId,
-        correlationId,
-        body,
-        JSON.stringify(headers),
-        options.mandatory ?? false,
-      ],
+    const literal = (value: string): string => pg.escapeLiteral(value);
+    this.outboxRows.push(
+      `(${literal(exchange)}, ${literal(routingKey)}, ${literal(messageId)}, ${literal(correlationId)}, ` +
+        `'application/json', decode('${body.toString('hex')}', 'hex'), ${literal(JSON.stringify(headers))}::jsonb, ` +
+        `${options.mandatory === true ? 'true' : 'false'}, clock_timestamp())`,
     );
-    if (!this.notified) {
-      // delivered to the relays' LISTEN at commit, and not at all on rollback
-      await this.client.query(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`);
-      this.notified = true;
-    }
-    return { messageId };
+    return Promise.resolve({ messageId });
+  }
+
+  /** The INSERT of the outbox rows published so far, or undefined when there are none. */
+  outboxInsert(): string | undefined {
+    if (this.outboxRows.length === 0) return undefined;
+    return `INSERT INTO mp_outbox (exchange, routing_key, message_id, correlation_id, content_type, body, headers, mandatory, created_at) VALUES ${this.outboxRows.join(', ')}`;
   }
 }

@@ -1,14 +1,31 @@
+import pg from 'pg';
+import { LockLostError, LockTimeoutError } from '../lock/lock.errors.js';
+import { SessionEndedIdleError } from './postgres.errors.js';
 import { HandlerConfigurationError } from '../messaging/messaging.errors.js';
 import type { PostgresConnection } from './postgres.connection.js';
-import { StaleFencingTokenError } from './postgres.errors.js';
-import { PostgresTransaction, type TransactionOrigin } from './postgres-transaction.js';
+import {
+  OUTBOX_CHANNEL,
+  PostgresTransaction,
+  type TransactionOrigin,
+} from './postgres-transaction.js';
 
-/** The inbox entry of a message, and the fence its transaction must pass. */
+/** How the inbox path locks a key. */
+export interface PostgresLockOptions {
+  /** How long a transaction waits for its key's lock before the message is handed back (`LOCK_WAIT_MS`). */
+  readonly waitMs: number;
+  /**
+   * How long a transaction holding a lock may sit idle (the handler working outside the
+   * database) before the server ends it (`LOCK_TTL_MS`): the lock's lease.
+   */
+  readonly ttlMs: number;
+}
+
+/** The inbox entry of a message, and the key its transaction locks. */
 export interface InboxEntry {
   readonly queue: string;
   readonly messageId: string;
-  /** The message's lock and its fencing token; none when the lock is the messageId itself. */
-  readonly fence: { readonly lockKey: string; readonly token: number } | undefined;
+  /** The handler's lock key; undefined: no lock (the inbox row alone orders its deliveries). */
+  readonly lockKey: string | undefined;
 }
 
 /** What {@link PostgresTransactions.runInbox} did. */
@@ -17,6 +34,9 @@ export type InboxOutcome<T> =
   /** The inbox row existed: an earlier delivery committed this message. Nothing ran. */
   | { readonly status: 'duplicate' };
 
+/** SQLSTATE of a lock wait that ran past `lock_timeout`. */
+const LOCK_NOT_AVAILABLE = '55P03';
+
 /**
  * Transactions on the service's PostgreSQL (`DATABASE_URL`): the inbox path of
  * `postgres-transaction` handlers, and {@link run} for code outside a handler (an HTTP request
@@ -24,7 +44,10 @@ export type InboxOutcome<T> =
  * `DATABASE_URL` every call fails with a configuration error.
  */
 export class PostgresTransactions {
-  constructor(readonly connection: PostgresConnection | undefined) {}
+  constructor(
+    readonly connection: PostgresConnection | undefined,
+    private readonly lock: PostgresLockOptions = { waitMs: 5_000, ttlMs: 30_000 },
+  ) {}
 
   /** Whether `DATABASE_URL` is set. */
   get configured(): boolean {
@@ -41,42 +64,71 @@ export class PostgresTransactions {
    * throws). What `work` publishes with `tx.publish()` is sent by the outbox relay after the
    * commit. Rejects with `DependencyUnavailableError` when PostgreSQL is unreachable.
    */
-  run<T>(work: (tx: PostgresTransaction) => Promise<T>): Promise<T> {
-    return this.require().transaction((client) => work(new PostgresTransaction(client, undefined)));
+  async run<T>(work: (tx: PostgresTransaction) => Promise<T>): Promise<T> {
+    let tx: PostgresTransaction | undefined;
+    return this.require().transaction(
+      (client) => work((tx = new PostgresTransaction(client, undefined))),
+      undefined,
+      () => commitOf(tx),
+    );
   }
 
   /**
-   * The inbox: in one transaction, the message's processed marker (its `mp_inbox` row: a row
-   * already there means `duplicate`, and nothing runs), the fence (a token lower than one
-   * already applied to the key is refused with {@link StaleFencingTokenError}; the fence row
-   * stays locked to the commit, so transactions of one key follow each other), then `work`,
-   * then COMMIT. Effect and marker commit together or not at all.
+   * The inbox: in one transaction, the lock of the message's key (its `mp_locks` row, locked
+   * until COMMIT: another transaction on the key waits up to `LOCK_WAIT_MS`, then
+   * `LockTimeoutError`), the message's processed marker (its `mp_inbox` row: a row already there
+   * means `duplicate`, and nothing runs), then `work`, then the outbox rows and COMMIT. Effect,
+   * marker and outbox rows commit together or not at all. The first statements go in one round
+   * trip, and so do the last.
    */
-  runInbox<T>(
+  async runInbox<T>(
     entry: InboxEntry,
     origin: TransactionOrigin,
     work: (tx: PostgresTransaction) => Promise<T>,
   ): Promise<InboxOutcome<T>> {
-    return this.require().transaction(async (client) => {
-      const marked = await client.query(
-        'INSERT INTO mp_inbox (queue, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
-        [entry.queue, entry.messageId],
+    let tx: PostgresTransaction | undefined;
+    const { lockKey } = entry;
+    try {
+      return await this.require().transaction<InboxOutcome<T>>(
+        async (client, opened) => {
+          const marked = opened[opened.length - 1];
+          if (marked.rowCount === 0) return { status: 'duplicate' };
+          tx = new PostgresTransaction(client, origin);
+          return { status: 'done', value: await work(tx) };
+        },
+        () => {
+          const statements = [
+            'BEGIN',
+            // a transaction left idle this long (its handler stuck outside the database) is
+            // ended by the server, and its locks with it: the lease of the lock below
+            `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(this.lock.ttlMs)}`,
+          ];
+          if (lockKey !== undefined) {
+            statements.push(
+              `SET LOCAL lock_timeout = ${Math.max(1, Math.ceil(this.lock.waitMs))}`,
+              `INSERT INTO mp_locks (lock_key) VALUES (${pg.escapeLiteral(lockKey)})
+               ON CONFLICT (lock_key) DO UPDATE SET locked_at = now()`,
+              'SET LOCAL lock_timeout = DEFAULT',
+            );
+          }
+          statements.push(
+            `INSERT INTO mp_inbox (queue, message_id) VALUES (${pg.escapeLiteral(entry.queue)}, ${pg.escapeLiteral(entry.messageId)}) ON CONFLICT DO NOTHING`,
+          );
+          return statements.join(';\n');
+        },
+        () => commitOf(tx),
       );
-      if (marked.rowCount === 0) return { status: 'duplicate' };
-      if (entry.fence) {
-        const fenced = await client.query(
-          `INSERT INTO mp_fences AS f (lock_key, fencing_token) VALUES ($1, $2)
-           ON CONFLICT (lock_key) DO UPDATE SET fencing_token = EXCLUDED.fencing_token, updated_at = now()
-           WHERE f.fencing_token <= EXCLUDED.fencing_token`,
-          [entry.fence.lockKey, entry.fence.token],
-        );
-        if (fenced.rowCount === 0) {
-          throw new StaleFencingTokenError(entry.fence.lockKey, entry.fence.token);
-        }
+    } catch (error) {
+      if (lockKey !== undefined && tx === undefined && sqlState(error) === LOCK_NOT_AVAILABLE) {
+        throw new LockTimeoutError(lockKey, this.lock.waitMs);
       }
-      const value = await work(new PostgresTransaction(client, origin));
-      return { status: 'done', value };
-    });
+      // the lease ran out: the server ended the session, so nothing was written and the key's
+      // next transaction may already have run; retried (an attempt), never acked
+      if (error instanceof SessionEndedIdleError && lockKey !== undefined) {
+        throw new LockLostError(lockKey, 'expired');
+      }
+      throw error;
+    }
   }
 
   private require(): PostgresConnection {
@@ -87,4 +139,17 @@ export class PostgresTransactions {
     }
     return this.connection;
   }
+}
+
+/** The transaction's outbox rows, the NOTIFY that wakes the relays, COMMIT: one round trip. */
+function commitOf(tx: PostgresTransaction | undefined): string {
+  const rows = tx?.outboxInsert();
+  return rows === undefined
+    ? 'COMMIT'
+    : `${rows};\nSELECT pg_notify('${OUTBOX_CHANNEL}', '');\nCOMMIT`;
+}
+
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }

@@ -1,9 +1,16 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import type { PoolClient } from 'pg';
+import type { PoolClient, QueryResult } from 'pg';
 import { redactUrl } from '../config/secret-redaction.js';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
-import { asPostgresFailure, isPostgresOutage, loggablePostgresError } from './postgres.errors.js';
+import { coalesceWrites } from '../net/write-coalescing.js';
+import {
+  asPostgresFailure,
+  IDLE_IN_TRANSACTION_TIMEOUT,
+  isPostgresOutage,
+  loggablePostgresError,
+  SessionEndedIdleError,
+} from './postgres.errors.js';
 import { type Migration, migrate, SERVICE_MIGRATIONS } from './postgres.schema.js';
 
 /** Where the connection logs (the service's `PinoLogger`). */
@@ -42,6 +49,7 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     ['message-processor', SERVICE_MIGRATIONS],
   ]);
   private ready = false;
+  private migrated = false;
   private failures = 0;
   private probing: Promise<void> | undefined;
   private closing = false;
@@ -60,6 +68,10 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     });
     // an idle client whose server went away (restart, pg_terminate_backend): not a crash
     this.pool.on('error', (error) => this.failed(error));
+    // node-postgres writes each protocol message of a query (parse, bind, describe, execute,
+    // sync) with a write of its own: one writev per event-loop pass instead (TLS included: the
+    // stream is the TLS socket once connected)
+    this.pool.on('connect', (client) => coalesceWrites((client as pg.Client).connection.stream));
     this.metrics.setPostgresConnected(false);
   }
 
@@ -100,12 +112,19 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
   }
 
   /**
-   * Runs `work` in a transaction on a pooled client: BEGIN, `work`, COMMIT, or ROLLBACK when it
-   * throws. A failure that says the server is unreachable rejects with
+   * Runs `work` in a transaction on a pooled client: `open` (BEGIN), `work`, `close` (COMMIT),
+   * or ROLLBACK when it throws. `open` and `close` may carry more statements after BEGIN and
+   * before COMMIT (one round trip for them all, in the simple query protocol: values in them
+   * must be literals escaped by the client); `work` gets the results of `open`'s statements
+   * after BEGIN. A failure that says the server is unreachable rejects with
    * `DependencyUnavailableError` (and marks the connection down until a probe succeeds); whether
    * a COMMIT that failed so took effect is then unknown, which is what the inbox row settles.
    */
-  async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    work: (client: PoolClient, opened: readonly QueryResult[]) => Promise<T>,
+    open: (client: PoolClient) => string = () => 'BEGIN',
+    close: (value: T) => string = () => 'COMMIT',
+  ): Promise<T> {
     let client: PoolClient;
     try {
       client = await this.pool.connect();
@@ -123,13 +142,18 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     };
     client.on('error', onError);
     try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query('COMMIT');
+      const opened = (await client.query(open(client))) as QueryResult | QueryResult[];
+      const result = await work(client, Array.isArray(opened) ? opened.slice(1) : []);
+      await client.query(close(result));
       return result;
     } catch (error) {
-      if (isPostgresOutage(error)) broken = error;
-      else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
+      if (isPostgresOutage(error)) broken ??= error;
+      else if (broken === undefined) {
+        await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
+      }
+      // the server ended this session for sitting idle in its transaction past its lease: the
+      // work took too long (a failed attempt), not an outage
+      if (sqlStateOf(broken) === IDLE_IN_TRANSACTION_TIMEOUT) throw new SessionEndedIdleError();
       if (broken !== undefined) this.failed(broken);
       throw asPostgresFailure(error);
     } finally {
@@ -139,7 +163,11 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     }
   }
 
-  /** Reports a failure seen by a user of the pool: an outage marks the connection down. */
+  /**
+   * Reports a failure seen by a user of the pool. An outage starts a probe: the connection is
+   * down (consumers pause) only if the probe cannot reach the server either, so one session
+   * ended by an administrator does not pause anything.
+   */
   failed(error: unknown): void {
     if (this.closing || !isPostgresOutage(error)) return;
     if (isFailureWorthLogging(++this.failures)) {
@@ -147,15 +175,10 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
         {
           url: this.describeUrl(),
           err: loggablePostgresError(error),
-          code: 'POSTGRES_UNAVAILABLE',
+          code: 'POSTGRES_CONNECTION_LOST',
         },
-        'PostgreSQL unavailable; consumers of postgres-transaction handlers pause until it is back',
+        'PostgreSQL connection lost; checking the server',
       );
-    }
-    if (this.ready) {
-      this.ready = false;
-      this.metrics.setPostgresConnected(false);
-      this.emit('down');
     }
     this.probe();
   }
@@ -167,34 +190,47 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
 
   private async probeLoop(): Promise<void> {
     let delay = PROBE_MIN_MS;
-    let migrated = false;
     while (!this.closing) {
       try {
         const client = await this.pool.connect();
         const onError = (): void => undefined; // the query in progress fails and says so
         client.on('error', onError);
         try {
-          if (!migrated) {
+          if (!this.migrated) {
             for (const [owner, list] of this.migrations) {
               const applied = await migrate(client, owner, list);
               if (applied.length > 0) {
                 this.logger.info({ owner, versions: applied }, 'PostgreSQL schema migrated');
               }
             }
-            migrated = true;
+            this.migrated = true;
           }
           await client.query('SELECT 1');
         } finally {
           client.off('error', onError);
           client.release();
         }
-        this.ready = true;
         this.failures = 0;
+        if (this.ready) return;
+        this.ready = true;
         this.metrics.setPostgresConnected(true);
         this.logger.info({ url: this.describeUrl() }, 'PostgreSQL ready');
         this.emit('ready');
         return;
       } catch (error) {
+        if (this.ready && isPostgresOutage(error)) {
+          this.ready = false;
+          this.metrics.setPostgresConnected(false);
+          this.logger.warn(
+            {
+              url: this.describeUrl(),
+              err: loggablePostgresError(error),
+              code: 'POSTGRES_UNAVAILABLE',
+            },
+            'PostgreSQL unavailable; consumers of postgres-transaction handlers pause until it is back',
+          );
+          this.emit('down');
+        }
         if (!isPostgresOutage(error)) {
           // not an outage (a permission, a migration that cannot apply): say so, keep trying
           this.logger.error(
@@ -229,4 +265,9 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     this.metrics.setPostgresConnected(false);
     await this.pool.end();
   }
+}
+
+function sqlStateOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
 }

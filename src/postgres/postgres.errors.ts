@@ -46,18 +46,21 @@ export function asPostgresFailure(error: unknown): unknown {
   });
 }
 
-/**
- * A newer fencing token than this message's lock was already applied to its key in PostgreSQL:
- * the lease ran out while the handler worked and another worker took the lock. The transaction
- * is rolled back and the attempt retried (with a new lock).
- */
-export class StaleFencingTokenError extends Error {
-  override readonly name = 'StaleFencingTokenError';
+/** SQLSTATE of a session the server ended for sitting idle in a transaction past its timeout. */
+export const IDLE_IN_TRANSACTION_TIMEOUT = '25P03';
 
-  constructor(
-    readonly lockKey: string,
-    readonly fencingToken: number,
-  ) {
-    super(`stale fencing token ${fencingToken} for lock "${lockKey}": transaction rolled back`);
+/**
+ * The server ended the transaction's session: it sat idle (its code working outside the
+ * database) longer than `idle_in_transaction_session_timeout`, the lease of its lock. Nothing it
+ * wrote committed. A failed attempt, retried like any other.
+ */
+export class SessionEndedIdleError extends Error {
+  override readonly name = 'SessionEndedIdleError';
+  readonly code = IDLE_IN_TRANSACTION_TIMEOUT;
+
+  constructor() {
+    super(
+      'the transaction sat idle past its lease (LOCK_TTL_MS): the server ended it, nothing committed',
+    );
   }
 }

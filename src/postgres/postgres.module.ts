@@ -9,7 +9,7 @@ import {
 } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { PinoLogger } from 'nestjs-pino';
-import { postgresConfig } from '../config/app.config.js';
+import { lockConfig, postgresConfig } from '../config/app.config.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import { AmqpConnection } from '../messaging/amqp.connection.js';
 import { MessagePublisher } from '../messaging/message.publisher.js';
@@ -31,9 +31,10 @@ import { PostgresTransactions } from './postgres-transactions.js';
   providers: [
     {
       provide: PostgresTransactions,
-      inject: [postgresConfig.KEY, OutboxMetrics, PinoLogger],
+      inject: [postgresConfig.KEY, lockConfig.KEY, OutboxMetrics, PinoLogger],
       useFactory: (
         config: ConfigType<typeof postgresConfig>,
+        lock: ConfigType<typeof lockConfig>,
         metrics: OutboxMetrics,
         logger: PinoLogger,
       ) => {
@@ -41,6 +42,7 @@ import { PostgresTransactions } from './postgres-transactions.js';
         logger.setContext(PostgresConnection.name);
         return new PostgresTransactions(
           new PostgresConnection({ url: config.url, poolMax: config.poolMax }, metrics, logger),
+          { waitMs: lock.waitMs, ttlMs: lock.ttlMs },
         );
       },
     },

@@ -7,7 +7,8 @@ import { MessagePublisher } from '../../src/messaging/index.js';
 import { OutboxMetrics } from '../../src/metrics/outbox.metrics.js';
 import { OutboxRelay, RELAY_BATCH } from '../../src/postgres/outbox.relay.js';
 import { PostgresConnection } from '../../src/postgres/postgres.connection.js';
-import { StaleFencingTokenError } from '../../src/postgres/postgres.errors.js';
+import { LockLostError, LockTimeoutError } from '../../src/lock/index.js';
+import { scenarioPause } from '../chaos/support/verdicts.js';
 import { migrate, SERVICE_MIGRATIONS } from '../../src/postgres/postgres.schema.js';
 import { PostgresTransactions } from '../../src/postgres/postgres-transactions.js';
 import {
@@ -32,6 +33,7 @@ import { waitFor } from './support/wait-for.js';
 
 const QUEUE = 'ledger.transactions';
 const PASSWORD = 'pg-secret-e2e-31415';
+const LOCK_TTL_MS = 3_000;
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real RabbitMQ, Redis, PostgreSQL)', () => {
@@ -76,6 +78,8 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
         LEDGER_STORE: 'postgres',
         // an hour: every event that arrives was woken by NOTIFY, not found by the poll
         OUTBOX_POLL_MS: '3600000',
+        LOCK_WAIT_MS: '1000',
+        LOCK_TTL_MS: String(LOCK_TTL_MS),
       },
       [PgProbeModule],
     );
@@ -192,31 +196,106 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
     expect(probe.attempts.get(messageId)).toBe(3);
   });
 
-  it('refuses a transaction whose fencing token is older than one already applied to its key', async () => {
+  it('runs the transactions of one key one at a time, and hands back one that waits past LOCK_WAIT_MS', async () => {
     const transactions = app.get(PostgresTransactions);
-    const key = `fence-${run}`;
-    const write = (messageId: string, token: number) =>
+    const lockKey = `lock-${run}`;
+    const order: string[] = [];
+    let releaseFirst!: () => void;
+    const firstHolds = new Promise<void>((resolve) => (releaseFirst = resolve));
+    const write = (messageId: string, hold?: Promise<void>) =>
       transactions.runInbox(
-        { queue: 'fence-test', messageId, fence: { lockKey: key, token } },
+        { queue: 'lock-test', messageId, lockKey },
         { correlationId: undefined, headers: {} },
         async (tx) => {
+          order.push(`${messageId} starts`);
           await tx.query('INSERT INTO pg_probe_rows (message_id, note) VALUES ($1, $2)', [
             messageId,
-            `token ${token}`,
+            'locked',
           ]);
-          return token;
+          await hold;
+          order.push(`${messageId} ends`);
         },
       );
-    const newer = `fence-new-${run}`;
-    const stale = `fence-old-${run}`;
-    await expect(write(newer, 2_000)).resolves.toEqual({ status: 'done', value: 2_000 });
-    await expect(write(stale, 1_000)).rejects.toBeInstanceOf(StaleFencingTokenError);
-    // neither the stale writer's effect nor its marker committed: its retry may run again
-    expect(await db.query('SELECT note FROM pg_probe_rows WHERE message_id = $1', [stale])).toEqual(
-      [],
+    const first = write(`lock-a-${run}`, firstHolds);
+    await waitFor('the first transaction holding the key', () => order.length === 1);
+    const second = write(`lock-b-${run}`);
+    // the second waits for the key while the first holds it (LOCK_WAIT_MS is 1 s here)
+    await waitFor('the second waiting on the key', async () => {
+      const [row] = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      return row.n === 1;
+    });
+    releaseFirst();
+    await Promise.all([first, second]);
+    expect(order).toEqual([
+      `lock-a-${run} starts`,
+      `lock-a-${run} ends`,
+      `lock-b-${run} starts`,
+      `lock-b-${run} ends`,
+    ]);
+    // held past LOCK_WAIT_MS: the waiter gives up with LockTimeoutError (the message would be
+    // handed back), having written neither effect nor marker
+    let releaseThird!: () => void;
+    const third = write(`lock-c-${run}`, new Promise<void>((resolve) => (releaseThird = resolve)));
+    await waitFor('the third transaction holding the key', () => order.length === 5);
+    await expect(write(`lock-d-${run}`)).rejects.toBeInstanceOf(LockTimeoutError);
+    releaseThird();
+    await third;
+    expect(
+      await db.query('SELECT 1 FROM mp_inbox WHERE message_id = $1', [`lock-d-${run}`]),
+    ).toEqual([]);
+  });
+
+  it('ends a transaction left idle past LOCK_TTL_MS: its lock goes to the next, and its late commit is refused', async () => {
+    const transactions = app.get(PostgresTransactions);
+    const lockKey = `stale-${run}`;
+    const stale = `stale-a-${run}`;
+    const next = `stale-b-${run}`;
+    let startedStale = false;
+    const staleWrite = transactions.runInbox(
+      { queue: 'lock-test', messageId: stale, lockKey },
+      { correlationId: undefined, headers: {} },
+      async (tx) => {
+        startedStale = true;
+        // the holder stalls outside the database (a GC pause, a hung downstream) past its lease
+        await scenarioPause(LOCK_TTL_MS + 1_500);
+        await tx.query('INSERT INTO pg_probe_rows (message_id, note) VALUES ($1, $2)', [
+          stale,
+          'late',
+        ]);
+      },
     );
+    await waitFor('the stale holder holding the key', () => startedStale);
+    // the server ends the idle session after LOCK_TTL_MS; the next one gets the lock then (until
+    // then it waits LOCK_WAIT_MS and is handed back, as a redelivery would be: tried again)
+    const done = await waitFor(
+      'the next transaction on the key committed',
+      async () => {
+        try {
+          return await transactions.runInbox(
+            { queue: 'lock-test', messageId: next, lockKey },
+            { correlationId: undefined, headers: {} },
+            (tx) =>
+              tx.query('INSERT INTO pg_probe_rows (message_id, note) VALUES ($1, $2)', [
+                next,
+                'next',
+              ]),
+          );
+        } catch (error) {
+          if (error instanceof LockTimeoutError) return false;
+          throw error;
+        }
+      },
+      LOCK_TTL_MS * 3,
+    );
+    expect(done).toMatchObject({ status: 'done' });
+    await expect(staleWrite).rejects.toBeInstanceOf(LockLostError);
+    expect(
+      await db.query('SELECT note FROM pg_probe_rows WHERE message_id = ANY($1)', [[stale, next]]),
+    ).toEqual([{ note: 'next' }]);
     expect(await db.query('SELECT 1 FROM mp_inbox WHERE message_id = $1', [stale])).toEqual([]);
-    await expect(write(`fence-same-${run}`, 2_000)).resolves.toMatchObject({ status: 'done' });
+    await waitUntilReady(app);
   });
 
   it('publishes from outside a handler only what commits', async () => {
@@ -320,8 +399,8 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
         `SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'mp\\_%' ORDER BY 1`,
       );
       expect(tables.map((t) => t.table_name)).toEqual([
-        'mp_fences',
         'mp_inbox',
+        'mp_locks',
         'mp_outbox',
         'mp_schema_migrations',
       ]);
@@ -330,7 +409,7 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
     }
   });
 
-  it('deletes sent outbox rows, inbox rows and fences past their retention, never unsent rows', async () => {
+  it('deletes sent outbox rows, inbox rows and locks past their retention, never unsent rows', async () => {
     const old = `old-${run}`;
     await db.query(
       `INSERT INTO mp_outbox (exchange, routing_key, message_id, content_type, body, created_at, sent_at)

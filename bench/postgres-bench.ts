@@ -1,0 +1,391 @@
+/**
+ * The ledger on PostgreSQL (issue: effects in PostgreSQL): the service (`LEDGER_STORE=postgres`:
+ * lock, inbox row, fence, balance, outbox row, one transaction; the event relayed with confirms)
+ * against a hand-written consumer doing the same `UPDATE … +=` in autocommit and acking (unsafe:
+ * a redelivery applies it twice, and it publishes no event). Same queue, same database, same
+ * pool size, alternated; then the outbox relay's lag at a quarter of the service's throughput.
+ *
+ *   npm run bench:postgres [-- --messages 10000 --warmup 2000 --reps 3 --queue-type quorum --prefetch 100]
+ *   npm run bench:postgres -- --quick     (CI: 1,000 messages after 200, one repetition)
+ *
+ * Output: a table on stdout, JSON in bench/results/<date>-postgres.json and the section
+ * `postgres` of docs/benchmarks.md; `--quick` only prints.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import amqplib, { type ConfirmChannel } from 'amqplib';
+import { TestDatabase } from '../test/e2e/support/postgres.database.js';
+import { TestVhost } from '../test/e2e/support/rabbitmq.vhost.js';
+import { PRODUCTION_NODE_ARGS, ServiceProcess } from '../test/e2e/support/service.process.js';
+import { waitFor } from '../test/e2e/support/wait-for.js';
+import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support.js';
+
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const QUEUE = 'ledger.transactions';
+const POOL = 10;
+const ACCOUNTS = 10_000;
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+function option(name: string, fallback: string): string {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+}
+function count(name: string, fallback: number, min = 1): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isSafeInteger(value) || value < min)
+    throw new Error(`--${name} must be an integer ≥ ${min}`);
+  return value;
+}
+const messages = count('messages', quick ? 1_000 : 10_000);
+const warmup = count('warmup', quick ? 200 : 2_000, 0);
+const reps = count('reps', quick ? 1 : 3);
+const prefetch = count('prefetch', 100);
+const queueType = option('queue-type', 'quorum');
+if (queueType !== 'quorum' && queueType !== 'classic')
+  throw new Error('--queue-type must be quorum or classic');
+const runId = `p${Date.now().toString(36)}`;
+
+interface Progress {
+  readonly acked: number;
+  readonly ms: number;
+  readonly cpuUs: number;
+}
+
+interface Measurement {
+  readonly variant: 'naive' | 'service';
+  readonly rep: number;
+  readonly msgPerSec: number;
+  readonly cpuUsPerMsg: number;
+}
+
+function at(samples: readonly Progress[], acked: number, field: 'ms' | 'cpuUs'): number {
+  const i = samples.findIndex((s) => s.acked >= acked);
+  if (i <= 0) return samples[Math.max(i, 0)][field];
+  const [a, b] = [samples[i - 1], samples[i]];
+  return a[field] + ((b[field] - a[field]) * (acked - a.acked)) / (b.acked - a.acked || 1);
+}
+
+/** Throughput and CPU per message over 10–90 % of the measured batch. */
+function steady(samples: readonly Progress[]): { msgPerSec: number; cpuUsPerMsg: number } {
+  const from = warmup + Math.floor(messages * 0.1);
+  const to = warmup + Math.floor(messages * 0.9);
+  const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
+  return {
+    msgPerSec: (to - from) / seconds,
+    cpuUsPerMsg: (at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs')) / (to - from),
+  };
+}
+
+async function runNaive(amqpUrl: string, databaseUrl: string, total: number): Promise<Progress[]> {
+  const child = spawn(
+    process.execPath,
+    [...PRODUCTION_NODE_ARGS, '--import', 'tsx', join(import.meta.dirname, 'naive-consumer.ts')],
+    {
+      env: {
+        PATH: process.env.PATH ?? '',
+        MODE: 'pg',
+        TOTAL: String(total),
+        AMQP_URL: amqpUrl,
+        DATABASE_URL: databaseUrl,
+        DATABASE_POOL_MAX: String(POOL),
+        PREFETCH: String(prefetch),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const samples: Progress[] = [];
+  createInterface({ input: child.stdout }).on('line', (line) =>
+    samples.push(JSON.parse(line) as Progress),
+  );
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`the hand-written consumer exited ${code}`);
+  return samples;
+}
+
+/** BENCH_CPU_PROF_DIR=<dir>: the service writes a V8 CPU profile there on exit. */
+function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
+function startService(amqpUrl: string, databaseUrl: string): ServiceProcess {
+  return ServiceProcess.start({
+    AMQP_URL: amqpUrl,
+    REDIS_URL,
+    DATABASE_URL: databaseUrl,
+    DATABASE_POOL_MAX: String(POOL),
+    LEDGER_STORE: 'postgres',
+    HTTP_PORT: '0',
+    LOG_LEVEL: 'info',
+    AMQP_PREFETCH: String(prefetch),
+    AMQP_QUEUE_TYPE: queueType,
+  }, undefined, profileArgs());
+}
+
+async function ready(service: ServiceProcess): Promise<void> {
+  await waitFor(
+    'the service ready',
+    async () => {
+      if (!service.alive) throw new Error(`service exited:\n${service.stderr}`);
+      if (service.httpPort === undefined) return false;
+      return (await fetch(`http://127.0.0.1:${service.httpPort}/health/ready`)).status === 200;
+    },
+    30_000,
+  );
+}
+
+async function metricsOf(service: ServiceProcess): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
+}
+
+function scrape(text: string): Progress {
+  let acked = 0;
+  for (const m of text.matchAll(/^messages_processed_total\{[^}]*\} (\d+)/gm))
+    acked += Number(m[1]);
+  const cpu = /^process_cpu_seconds_total (\S+)/m.exec(text);
+  return { acked, ms: performance.now(), cpuUs: Number(cpu?.[1] ?? 0) * 1e6 };
+}
+
+async function runService(
+  amqpUrl: string,
+  databaseUrl: string,
+  total: number,
+): Promise<Progress[]> {
+  const service = startService(amqpUrl, databaseUrl);
+  try {
+    await ready(service);
+    const samples: Progress[] = [];
+    for (;;) {
+      const sample = scrape(await metricsOf(service));
+      samples.push(sample);
+      if (sample.acked >= total) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    service.kill('SIGTERM');
+    await service.exitCode(30_000);
+    return samples;
+  } finally {
+    service.kill('SIGKILL');
+  }
+}
+
+function body(i: number): Buffer {
+  const tx = { accountId: `${runId}-a${i % ACCOUNTS}`, amountCents: (i % 1_000) - 100, memo: '' };
+  tx.memo = 'x'.repeat(Math.max(0, 300 - Buffer.byteLength(JSON.stringify(tx))));
+  return Buffer.from(JSON.stringify(tx));
+}
+
+async function prePublish(channel: ConfirmChannel, n: number, tag: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    channel.publish('ledger', 'transaction.created', body(i), {
+      persistent: true,
+      contentType: 'application/json',
+      messageId: `${runId}-${tag}-${i}`,
+    });
+    if (i % 1_000 === 999) await channel.waitForConfirms();
+  }
+  await channel.waitForConfirms();
+}
+
+interface RelayLag {
+  readonly ratePerSec: number;
+  readonly events: number;
+  /** Row written → marked sent after its confirm, from the database's own clock (ms). */
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+  readonly max: number;
+  /** The service's `outbox_relay_lag_seconds`: share of rows confirmed within 50 ms. */
+  readonly within50msShare: number;
+}
+
+/** The service at `rate` msg/s for a while: the outbox rows' lag from written to sent. */
+async function relayLag(
+  amqpUrl: string,
+  db: TestDatabase,
+  channel: ConfirmChannel,
+  rate: number,
+): Promise<RelayLag> {
+  const seconds = quick ? 2 : 10;
+  const total = Math.max(1, Math.round(rate * seconds));
+  const service = startService(amqpUrl, db.url());
+  try {
+    await ready(service);
+    const started = performance.now();
+    for (let i = 0; i < total; i++) {
+      const wait = started + (i * 1_000) / rate - performance.now();
+      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      channel.publish('ledger', 'transaction.created', body(i), {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: `${runId}-lag-${i}`,
+      });
+    }
+    await channel.waitForConfirms();
+    await waitFor(
+      'every event of the lag run sent',
+      async () => {
+        const [row] = await db.query<{ sent: number }>(
+          `SELECT count(*)::int AS sent FROM mp_outbox WHERE message_id LIKE $1 AND sent_at IS NOT NULL`,
+          [`${runId}-lag-%`],
+        );
+        return row.sent === total;
+      },
+      60_000,
+    );
+    const [lag] = await db.query<{ p50: number; p95: number; p99: number; max: number }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+              percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95,
+              percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
+         FROM (SELECT extract(epoch FROM sent_at - created_at) * 1000 AS ms FROM mp_outbox
+                WHERE message_id LIKE $1) lags`,
+      [`${runId}-lag-%`],
+    );
+    const text = await metricsOf(service);
+    const bucket = (le: string): number => {
+      const prefix = `outbox_relay_lag_seconds_bucket{le="${le}"} `;
+      const line = text.split('\n').find((l) => l.startsWith(prefix));
+      return Number(line?.slice(prefix.length) ?? 0);
+    };
+    return {
+      ratePerSec: Math.round(rate),
+      events: total,
+      p50: Number(lag.p50.toFixed(2)),
+      p95: Number(lag.p95.toFixed(2)),
+      p99: Number(lag.p99.toFixed(2)),
+      max: Number(Number(lag.max).toFixed(2)),
+      within50msShare: Number((bucket('0.05') / (bucket('+Inf') || 1)).toFixed(4)),
+    };
+  } finally {
+    service.kill('SIGTERM');
+    await service.exitCode(30_000).catch(() => service.kill('SIGKILL'));
+  }
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(
+    `bench:postgres: ${messages} messages (after ${warmup} of warm-up) × ${reps} reps, ${queueType} queue, prefetch ${prefetch}, pool ${POOL}${quick ? ' (quick)' : ''}\n`,
+  );
+  const vhost = await TestVhost.create('pgbench');
+  const db = await TestDatabase.create('bench');
+  const amqpUrl = vhost.url();
+  const connection = await amqplib.connect(amqpUrl);
+  const measurements: Measurement[] = [];
+  let lag: RelayLag | undefined;
+  try {
+    const channel = await connection.createConfirmChannel();
+    // the events' subscriber, emptied after each run
+    await channel.assertExchange('ledger.events', 'topic', { durable: true });
+    await channel.assertQueue('bench.events', {
+      durable: true,
+      arguments: { 'x-queue-type': queueType },
+    });
+    await channel.bindQueue('bench.events', 'ledger.events', '#');
+    // the service declares the topology and creates the tables
+    const first = startService(amqpUrl, db.url());
+    await ready(first);
+    first.kill('SIGTERM');
+    await first.exitCode(30_000);
+    for (let rep = 1; rep <= reps; rep++) {
+      for (const variant of ['naive', 'service'] as const) {
+        await prePublish(channel, warmup + messages, `${variant}${rep}`);
+        const samples =
+          variant === 'naive'
+            ? await runNaive(amqpUrl, db.url(), warmup + messages)
+            : await runService(amqpUrl, db.url(), warmup + messages);
+        const m = { variant, rep, ...steady(samples) };
+        measurements.push(m);
+        process.stdout.write(
+          `  rep ${rep} ${variant}: ${Math.round(m.msgPerSec)} msg/s, ${Math.round(m.cpuUsPerMsg)} µs CPU/msg\n`,
+        );
+        const left = await channel.checkQueue(QUEUE);
+        if (left.messageCount !== 0)
+          throw new Error(`${left.messageCount} messages left after ${variant}`);
+        await channel.purgeQueue('bench.events');
+      }
+    }
+    const serviceMax = median(
+      measurements.filter((m) => m.variant === 'service').map((m) => m.msgPerSec),
+    );
+    lag = await relayLag(amqpUrl, db, channel, serviceMax / 4);
+    process.stdout.write(
+      `  relay lag at ${lag.ratePerSec} msg/s: p50 ${lag.p50} ms, p95 ${lag.p95} ms, p99 ${lag.p99} ms, max ${lag.max} ms\n`,
+    );
+  } finally {
+    await connection.close().catch(() => undefined);
+    await db.drop();
+    await vhost.delete();
+  }
+  if (!lag) throw new Error('the relay lag run did not finish');
+  await report(measurements, lag);
+}
+
+async function report(measurements: readonly Measurement[], lag: RelayLag): Promise<void> {
+  const row = (variant: Measurement['variant']) => {
+    const of = measurements.filter((m) => m.variant === variant);
+    const rates = of.map((m) => m.msgPerSec);
+    return {
+      median: Math.round(median(rates)),
+      min: Math.round(Math.min(...rates)),
+      max: Math.round(Math.max(...rates)),
+      cpuUsPerMsg: Math.round(median(of.map((m) => m.cpuUsPerMsg))),
+    };
+  };
+  const naive = row('naive');
+  const service = row('service');
+  const ratio = Number(
+    median(
+      Array.from({ length: reps }, (_, i) => {
+        const s = measurements.find((m) => m.variant === 'service' && m.rep === i + 1);
+        const n = measurements.find((m) => m.variant === 'naive' && m.rep === i + 1);
+        return s && n ? s.msgPerSec / n.msgPerSec : Number.NaN;
+      }),
+    ).toFixed(2),
+  );
+  const date = new Date().toISOString().slice(0, 10);
+  const machine = machineDescription();
+  const command = `npm run bench:postgres -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
+  const table = [
+    '| consumer | msg/s (median) | min | max | consumer CPU µs/msg |',
+    '|---|---|---|---|---|',
+    `| hand-written: \`UPDATE … +=\` in autocommit, then ack (unsafe, no event) | ${naive.median} | ${naive.min} | ${naive.max} | ${naive.cpuUsPerMsg} |`,
+    `| the service, \`LEDGER_STORE=postgres\` (lock, inbox, fence, balance, outbox; event relayed) | ${service.median} | ${service.min} | ${service.max} | ${service.cpuUsPerMsg} |`,
+  ];
+  const targets = [
+    '| target | measured | met |',
+    '|---|---|---|',
+    `| service ≥ 0.70× the hand-written consumer (paired median) | ${ratio} | ${ratio >= 0.7 ? 'yes' : 'no'} |`,
+    `| outbox relay lag p99 ≤ 50 ms at a quarter of the service's rate (${lag.ratePerSec} msg/s, ${lag.events} events) | ${lag.p99} ms (p50 ${lag.p50}, p95 ${lag.p95}, max ${lag.max}; ${(lag.within50msShare * 100).toFixed(2)} % within 50 ms by \`outbox_relay_lag_seconds\`) | ${lag.p99 <= 50 ? 'yes' : 'no'} |`,
+  ];
+  process.stdout.write(`\n${table.join('\n')}\n\n${targets.join('\n')}\n`);
+  if (quick) return;
+  const results = join(ROOT, 'bench', 'results');
+  mkdirSync(results, { recursive: true });
+  writeFileSync(
+    join(results, `${date}-postgres.json`),
+    `${JSON.stringify({ date, machine, command, measurements, naive, service, ratio, lag }, null, 2)}\n`,
+  );
+  await writeDocSection(
+    'postgres',
+    '## The ledger on PostgreSQL: the inbox and outbox against a hand-written consumer',
+    [
+      `Measured ${date} on ${machine}; RabbitMQ, Redis (the service's locks) and PostgreSQL on the same two cores.`,
+      `${messages} messages per measurement after ${warmup} of warm-up, 10,000 accounts, ${queueType} queue, prefetch ${prefetch},`,
+      `a pool of ${POOL} connections for both, the two alternated ${reps} times; throughput and CPU over 10–90 % of each batch.`,
+      'The relay lag is each outbox row from written (in its transaction) to marked sent after its confirm, on the',
+      "database's clock, while the service consumes at a quarter of its median throughput.",
+      '',
+      `Command: \`${command}\``,
+      '',
+      ...table,
+      '',
+      ...targets,
+    ].join('\n'),
+  );
+}
+
+runMain(main);

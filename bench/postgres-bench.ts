@@ -113,17 +113,21 @@ function profileArgs(): string[] {
 }
 
 function startService(amqpUrl: string, databaseUrl: string): ServiceProcess {
-  return ServiceProcess.start({
-    AMQP_URL: amqpUrl,
-    REDIS_URL,
-    DATABASE_URL: databaseUrl,
-    DATABASE_POOL_MAX: String(POOL),
-    LEDGER_STORE: 'postgres',
-    HTTP_PORT: '0',
-    LOG_LEVEL: 'info',
-    AMQP_PREFETCH: String(prefetch),
-    AMQP_QUEUE_TYPE: queueType,
-  }, undefined, profileArgs());
+  return ServiceProcess.start(
+    {
+      AMQP_URL: amqpUrl,
+      REDIS_URL,
+      DATABASE_URL: databaseUrl,
+      DATABASE_POOL_MAX: String(POOL),
+      LEDGER_STORE: 'postgres',
+      HTTP_PORT: '0',
+      LOG_LEVEL: 'info',
+      AMQP_PREFETCH: String(prefetch),
+      AMQP_QUEUE_TYPE: queueType,
+    },
+    undefined,
+    profileArgs(),
+  );
 }
 
 async function ready(service: ServiceProcess): Promise<void> {

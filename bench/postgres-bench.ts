@@ -5,7 +5,7 @@
  * a redelivery applies it twice, and it publishes no event). Same queue, same database, same
  * pool size, alternated; then the outbox relay's lag at a quarter of the service's throughput.
  *
- *   npm run bench:postgres [-- --messages 10000 --warmup 2000 --reps 3 --queue-type quorum --prefetch 100]
+ *   npm run bench:postgres [-- --messages 10000 --warmup 2000 --reps 3 --queue-type quorum --prefetch 100 --pool 10]
  *   npm run bench:postgres -- --quick     (CI: 1,000 messages after 200, one repetition)
  *
  * Output: a table on stdout, JSON in bench/results/<date>-postgres.json and the section
@@ -25,7 +25,6 @@ import { machineDescription, median, ROOT, runMain, writeDocSection } from './be
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const QUEUE = 'ledger.transactions';
-const POOL = 10;
 const ACCOUNTS = 10_000;
 
 const args = process.argv.slice(2);
@@ -44,6 +43,8 @@ const messages = count('messages', quick ? 1_000 : 10_000);
 const warmup = count('warmup', quick ? 200 : 2_000, 0);
 const reps = count('reps', quick ? 1 : 3);
 const prefetch = count('prefetch', 100);
+/** Connections of each consumer's pool (the service's DATABASE_POOL_MAX, the same for both). */
+const POOL = count('pool', 10);
 const queueType = option('queue-type', 'quorum');
 if (queueType !== 'quorum' && queueType !== 'classic')
   throw new Error('--queue-type must be quorum or classic');
@@ -352,7 +353,7 @@ async function report(measurements: readonly Measurement[], lag: RelayLag): Prom
   );
   const date = new Date().toISOString().slice(0, 10);
   const machine = machineDescription();
-  const command = `npm run bench:postgres -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
+  const command = `npm run bench:postgres -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch} --pool ${POOL}${quick ? ' --quick' : ''}`;
   const table = [
     '| consumer | msg/s (median) | min | max | consumer CPU µs/msg |',
     '|---|---|---|---|---|',

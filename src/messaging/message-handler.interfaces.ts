@@ -46,9 +46,9 @@ export interface MessageHandlerOptions {
  *   worker whose lease ran out cannot write. Code before the commit runs without the lock (call
  *   `ctx.lock.hold()` for work that needs it) and runs again on a redelivery.
  * - `postgres-transaction`: the handler's effect is writes to PostgreSQL (`DATABASE_URL`) in the
- *   transaction it gets as `ctx.transaction`; the service writes the processed marker (a row of
- *   `mp_inbox`) in that same transaction, checks the lock's fencing token there, and commits when
- *   the handler returns. A redelivery whose marker row exists is acked as `duplicate` without
+ *   transaction it gets as `ctx.transaction`; the service takes the key's lock in that
+ *   transaction (PostgreSQL's own, held to COMMIT: no Redis, no fencing token), writes the
+ *   processed marker (a row of `mp_inbox`) in it, and commits when the handler returns. A redelivery whose marker row exists is acked as `duplicate` without
  *   running the handler; a failure rolls back effect and marker together. What the handler
  *   publishes with `ctx.transaction.publish()` goes out through the outbox after the commit.
  * - `idempotent`: the handler tolerates redeliveries itself: every delivery runs it, no marker is

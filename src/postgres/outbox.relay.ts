@@ -12,7 +12,7 @@ export interface OutboxRelayOptions {
   readonly outboxPollMs: number;
   /** Sent rows older than this are deleted (`OUTBOX_RETENTION_S`). */
   readonly outboxRetentionSeconds: number;
-  /** Inbox rows and lock rows older than this are deleted (`IDEMPOTENCY_TTL_S`). */
+  /** Inbox rows older than this are deleted (`IDEMPOTENCY_TTL_S`). */
   readonly inboxRetentionSeconds: number;
 }
 
@@ -88,6 +88,16 @@ export class OutboxRelay {
     private readonly logger: Pick<PostgresLogger, 'warn'>,
   ) {}
 
+  /** Sends what a transaction of this process just committed (an in-process NOTIFY). */
+  committed(): void {
+    this.wake();
+  }
+
+  /** Whether the relay is running: the transactions of this process then need no NOTIFY. */
+  get running(): boolean {
+    return !this.stopped;
+  }
+
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
@@ -118,11 +128,11 @@ export class OutboxRelay {
   }
 
   /**
-   * Deletes sent outbox rows past `OUTBOX_RETENTION_S`, inbox rows and lock rows past
+   * Deletes sent outbox rows past `OUTBOX_RETENTION_S` and inbox rows past
    * `IDEMPOTENCY_TTL_S`, in batches; one replica at a time (an advisory lock). Runs every minute.
    */
-  async cleanup(): Promise<{ outbox: number; inbox: number; locks: number }> {
-    const deleted = { outbox: 0, inbox: 0, locks: 0 };
+  async cleanup(): Promise<{ outbox: number; inbox: number }> {
+    const deleted = { outbox: 0, inbox: 0 };
     await this.postgres.transaction(async (client) => {
       const { rows } = await client.query<{ locked: boolean }>(
         'SELECT pg_try_advisory_xact_lock(hashtext($1)) AS locked',
@@ -140,13 +150,6 @@ export class OutboxRelay {
         client,
         `DELETE FROM mp_inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM mp_inbox
            WHERE processed_at < now() - make_interval(secs => $1) LIMIT ${CLEANUP_BATCH}))`,
-        inboxS,
-      );
-      // a lock row another transaction holds is skipped (SKIP LOCKED), not waited for
-      deleted.locks = await deleteBatch(
-        client,
-        `DELETE FROM mp_locks WHERE ctid = ANY(ARRAY(SELECT ctid FROM mp_locks
-           WHERE locked_at < now() - make_interval(secs => $1) LIMIT ${CLEANUP_BATCH} FOR UPDATE SKIP LOCKED))`,
         inboxS,
       );
     });

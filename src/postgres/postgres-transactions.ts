@@ -34,6 +34,12 @@ export type InboxOutcome<T> =
   /** The inbox row existed: an earlier delivery committed this message. Nothing ran. */
   | { readonly status: 'duplicate' };
 
+/**
+ * The seed of the lock keys' hash: keeps the service's advisory locks apart from the
+ * application's own (which take plain integers or `hashtext`).
+ */
+const LOCK_SEED = 0x6d70; // 'mp'
+
 /** SQLSTATE of a lock wait that ran past `lock_timeout`. */
 const LOCK_NOT_AVAILABLE = '55P03';
 
@@ -44,10 +50,23 @@ const LOCK_NOT_AVAILABLE = '55P03';
  * `DATABASE_URL` every call fails with a configuration error.
  */
 export class PostgresTransactions {
+  /** The relay of this process, woken after each commit with outbox rows (no NOTIFY then). */
+  private relay: { readonly running: boolean; committed(): void } | undefined;
+
   constructor(
     readonly connection: PostgresConnection | undefined,
     private readonly lock: PostgresLockOptions = { waitMs: 5_000, ttlMs: 30_000 },
   ) {}
+
+  /**
+   * Wakes `relay` after each commit that wrote outbox rows, while it runs: this process's rows go
+   * out without a NOTIFY (whose commit-time lock serializes the committing transactions of the
+   * whole server). Without a running relay here, the COMMIT carries a NOTIFY for the relays of
+   * the other replicas.
+   */
+  useRelay(relay: { readonly running: boolean; committed(): void }): void {
+    this.relay = relay;
+  }
 
   /** Whether `DATABASE_URL` is set. */
   get configured(): boolean {
@@ -66,16 +85,18 @@ export class PostgresTransactions {
    */
   async run<T>(work: (tx: PostgresTransaction) => Promise<T>): Promise<T> {
     let tx: PostgresTransaction | undefined;
-    return this.require().transaction(
+    const value = await this.require().transaction(
       (client) => work((tx = new PostgresTransaction(client, undefined))),
       undefined,
-      () => commitOf(tx),
+      () => this.commitOf(tx),
     );
+    this.afterCommit(tx);
+    return value;
   }
 
   /**
-   * The inbox: in one transaction, the lock of the message's key (its `mp_locks` row, locked
-   * until COMMIT: another transaction on the key waits up to `LOCK_WAIT_MS`, then
+   * The inbox: in one transaction, the lock of the message's key (a transaction-level advisory
+   * lock, held until COMMIT: another transaction on the key waits up to `LOCK_WAIT_MS`, then
    * `LockTimeoutError`), the message's processed marker (its `mp_inbox` row: a row already there
    * means `duplicate`, and nothing runs), then `work`, then the outbox rows and COMMIT. Effect,
    * marker and outbox rows commit together or not at all. The first statements go in one round
@@ -89,7 +110,7 @@ export class PostgresTransactions {
     let tx: PostgresTransaction | undefined;
     const { lockKey } = entry;
     try {
-      return await this.require().transaction<InboxOutcome<T>>(
+      const outcome = await this.require().transaction<InboxOutcome<T>>(
         async (client, opened) => {
           const marked = opened[opened.length - 1];
           if (marked.rowCount === 0) return { status: 'duplicate' };
@@ -104,10 +125,11 @@ export class PostgresTransactions {
             `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(this.lock.ttlMs)}`,
           ];
           if (lockKey !== undefined) {
+            // a transaction-level advisory lock on the key's 64-bit hash: nothing written, held
+            // to COMMIT or ROLLBACK, released by the server when the session ends
             statements.push(
               `SET LOCAL lock_timeout = ${Math.max(1, Math.ceil(this.lock.waitMs))}`,
-              `INSERT INTO mp_locks (lock_key) VALUES (${pg.escapeLiteral(lockKey)})
-               ON CONFLICT (lock_key) DO UPDATE SET locked_at = now()`,
+              `SELECT pg_advisory_xact_lock(hashtextextended(${pg.escapeLiteral(lockKey)}, ${LOCK_SEED}))`,
               'SET LOCAL lock_timeout = DEFAULT',
             );
           }
@@ -116,8 +138,10 @@ export class PostgresTransactions {
           );
           return statements.join(';\n');
         },
-        () => commitOf(tx),
+        () => this.commitOf(tx),
       );
+      this.afterCommit(tx);
+      return outcome;
     } catch (error) {
       if (lockKey !== undefined && tx === undefined && sqlState(error) === LOCK_NOT_AVAILABLE) {
         throw new LockTimeoutError(lockKey, this.lock.waitMs);
@@ -131,6 +155,18 @@ export class PostgresTransactions {
     }
   }
 
+  /** The transaction's outbox rows, a NOTIFY when no relay runs here, COMMIT: one round trip. */
+  private commitOf(tx: PostgresTransaction | undefined): string {
+    const rows = tx?.outboxInsert();
+    if (rows === undefined) return 'COMMIT';
+    const notify = this.relay?.running ? '' : `SELECT pg_notify('${OUTBOX_CHANNEL}', '');\n`;
+    return `${rows};\n${notify}COMMIT`;
+  }
+
+  private afterCommit(tx: PostgresTransaction | undefined): void {
+    if (tx?.outboxInsert() !== undefined && this.relay?.running) this.relay.committed();
+  }
+
   private require(): PostgresConnection {
     if (!this.connection) {
       throw new HandlerConfigurationError(
@@ -139,14 +175,6 @@ export class PostgresTransactions {
     }
     return this.connection;
   }
-}
-
-/** The transaction's outbox rows, the NOTIFY that wakes the relays, COMMIT: one round trip. */
-function commitOf(tx: PostgresTransaction | undefined): string {
-  const rows = tx?.outboxInsert();
-  return rows === undefined
-    ? 'COMMIT'
-    : `${rows};\nSELECT pg_notify('${OUTBOX_CHANNEL}', '');\nCOMMIT`;
 }
 
 function sqlState(error: unknown): string | undefined {

@@ -82,6 +82,7 @@ export class PostgresModule
 
   onApplicationBootstrap(): void {
     this.transactions.connection?.start();
+    if (this.relay) this.transactions.useRelay(this.relay);
     this.relay?.start();
   }
 

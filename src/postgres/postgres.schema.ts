@@ -10,8 +10,6 @@ export interface Migration {
  * The service's own tables (`mp_*`):
  * - `mp_inbox`: one row per processed message of a `postgres-transaction` handler, written in the
  *   handler's transaction; its primary key makes a second delivery a `duplicate`.
- * - `mp_locks`: one row per lock key; a transaction locks its key's row first and holds it to
- *   COMMIT, so the transactions of one key run one at a time across all replicas.
  * - `mp_outbox`: messages to publish, written in the transaction that decided them, sent by the
  *   relay after commit and marked `sent_at`.
  */
@@ -26,11 +24,6 @@ export const SERVICE_MIGRATIONS: readonly Migration[] = [
          PRIMARY KEY (queue, message_id)
        )`,
       `CREATE INDEX IF NOT EXISTS mp_inbox_processed_at ON mp_inbox (processed_at)`,
-      `CREATE TABLE IF NOT EXISTS mp_locks (
-         lock_key text PRIMARY KEY,
-         locked_at timestamptz NOT NULL DEFAULT now()
-       )`,
-      `CREATE INDEX IF NOT EXISTS mp_locks_locked_at ON mp_locks (locked_at)`,
       `CREATE TABLE IF NOT EXISTS mp_outbox (
          id bigserial PRIMARY KEY,
          exchange text NOT NULL,

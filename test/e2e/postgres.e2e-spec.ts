@@ -76,7 +76,7 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
         AMQP_URL: vhost.url(),
         DATABASE_URL: db.url(PASSWORD),
         LEDGER_STORE: 'postgres',
-        // an hour: every event that arrives was woken by NOTIFY, not found by the poll
+        // an hour: every event that arrives was sent when its commit woke a relay, not found by a poll
         OUTBOX_POLL_MS: '3600000',
         LOCK_WAIT_MS: '1000',
         LOCK_TTL_MS: String(LOCK_TTL_MS),
@@ -350,6 +350,14 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
       const seen = events.map((m) => m.properties.messageId as string);
       expect(new Set(seen).size).toBe(ids.length);
       expect(seen).toHaveLength(ids.length);
+      // a writer with no relay of its own commits with a NOTIFY: the listening relays wake
+      const notified = randomUUID();
+      await new PostgresTransactions(second).run((tx) =>
+        tx.publish(PG_PROBE_EVENTS, 'notify.created', {}, { messageId: notified }),
+      );
+      const woken: GetMessage[] = [];
+      await collect(probeEvents, 1, woken);
+      expect(woken.map((m) => m.properties.messageId as string)).toEqual([notified]);
     } finally {
       await other.stop();
       await second.close();
@@ -400,7 +408,6 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
       );
       expect(tables.map((t) => t.table_name)).toEqual([
         'mp_inbox',
-        'mp_locks',
         'mp_outbox',
         'mp_schema_migrations',
       ]);

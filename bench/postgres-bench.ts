@@ -358,7 +358,7 @@ async function report(measurements: readonly Measurement[], lag: RelayLag): Prom
     '| consumer | msg/s (median) | min | max | consumer CPU µs/msg |',
     '|---|---|---|---|---|',
     `| hand-written: \`UPDATE … +=\` in autocommit, then ack (unsafe, no event) | ${naive.median} | ${naive.min} | ${naive.max} | ${naive.cpuUsPerMsg} |`,
-    `| the service, \`LEDGER_STORE=postgres\` (lock, inbox, fence, balance, outbox; event relayed) | ${service.median} | ${service.min} | ${service.max} | ${service.cpuUsPerMsg} |`,
+    `| the service, \`LEDGER_STORE=postgres\` (advisory lock, inbox row, balance, outbox row; event relayed) | ${service.median} | ${service.min} | ${service.max} | ${service.cpuUsPerMsg} |`,
   ];
   const targets = [
     '| target | measured | met |',

@@ -1,5 +1,6 @@
-// What the benchmark scripts share: the repository root, the machine line, medians, the
-// docs/benchmarks.md sections they own, and how a script ends on an error.
+// What the benchmark scripts share: their options, progress samples and the steady state
+// measured from them, the repository root, the machine line, medians, the docs/benchmarks.md
+// sections they own, and how a script ends on an error.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -49,4 +50,77 @@ export function runMain(main: () => Promise<void>): void {
     );
     process.exitCode = 1;
   });
+}
+
+/** The command line of a benchmark: `--quick`, `--name value` options. */
+export interface BenchArgs {
+  readonly quick: boolean;
+  readonly option: (name: string, fallback: string) => string;
+  /** An integer option, at least `min`; throws naming the option otherwise. */
+  readonly count: (name: string, fallback: number, min?: number) => number;
+}
+
+export function benchArgs(args: readonly string[] = process.argv.slice(2)): BenchArgs {
+  const option = (name: string, fallback: string): string => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+  };
+  return {
+    quick: args.includes('--quick'),
+    option,
+    count: (name, fallback, min = 1) => {
+      const value = Number(option(name, String(fallback)));
+      if (!Number.isSafeInteger(value) || value < min) {
+        throw new Error(`--${name} must be an integer ≥ ${min}`);
+      }
+      return value;
+    },
+  };
+}
+
+/** One progress sample of a consumer: messages acked, its clock (ms) and its CPU time (µs). */
+export interface Progress {
+  readonly acked: number;
+  readonly ms: number;
+  readonly cpuUs: number;
+}
+
+/** Value of a monotonic series at `acked` (linear between samples). */
+function at(samples: readonly Progress[], acked: number, field: 'ms' | 'cpuUs'): number {
+  const i = samples.findIndex((s) => s.acked >= acked);
+  if (i <= 0) return samples[Math.max(i, 0)][field];
+  const [a, b] = [samples[i - 1], samples[i]];
+  return a[field] + ((b[field] - a[field]) * (acked - a.acked)) / (b.acked - a.acked || 1);
+}
+
+/**
+ * Throughput and CPU per message over the steady state: 10 % to 90 % of the batch of `messages`
+ * that follows `after` unmeasured ones.
+ */
+export function steadyState(
+  samples: readonly Progress[],
+  messages: number,
+  after = 0,
+): { msgPerSec: number; cpuUsPerMsg: number } {
+  const from = after + Math.floor(messages * 0.1);
+  const to = after + Math.floor(messages * 0.9);
+  const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
+  const cpu = at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs');
+  return { msgPerSec: (to - from) / seconds, cpuUsPerMsg: cpu / (to - from) };
+}
+
+/** Messages settled and CPU time from the service's /metrics (prom-client's process CPU). */
+export function scrapeProgress(text: string): Progress {
+  let acked = 0;
+  for (const m of text.matchAll(/^messages_processed_total\{[^}]*\} (\d+)/gm)) {
+    acked += Number(m[1]);
+  }
+  const cpu = /^process_cpu_seconds_total (\S+)/m.exec(text);
+  return { acked, ms: performance.now(), cpuUs: Number(cpu?.[1] ?? 0) * 1e6 };
+}
+
+/** BENCH_CPU_PROF_DIR=<dir>: each consumer process writes a V8 CPU profile there on exit. */
+export function profileArgs(): string[] {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }

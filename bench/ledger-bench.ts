@@ -29,24 +29,23 @@ import {
   ServiceProcess,
 } from '../test/e2e/support/service.process.js';
 import { waitFor } from '../test/e2e/support/wait-for.js';
-import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support.js';
+import {
+  benchArgs,
+  machineDescription,
+  median,
+  profileArgs,
+  type Progress,
+  ROOT,
+  runMain,
+  scrapeProgress,
+  steadyState,
+  writeDocSection,
+} from './bench.support.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const QUEUE = 'ledger.transactions';
 
-const args = process.argv.slice(2);
-const quick = args.includes('--quick');
-function option(name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-}
-function count(name: string, fallback: number, min = 1): number {
-  const value = Number(option(name, String(fallback)));
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new Error(`--${name} must be an integer ≥ ${min}`);
-  }
-  return value;
-}
+const { quick, option, count } = benchArgs();
 /**
  * Measured messages per run: the service's progress is its /metrics, scraped every 250 ms, so the
  * 10–90 % window must span several samples (60,000 at 35,000 msg/s: about 1.4 s, 5 or 6).
@@ -67,24 +66,11 @@ const only = option('only', '')
 const ACCOUNTS = 10_000;
 const runId = `b${Date.now().toString(36)}`;
 
-/** One progress sample of a consumer: messages acked, its clock (ms) and its CPU time (µs). */
-interface Progress {
-  readonly acked: number;
-  readonly ms: number;
-  readonly cpuUs: number;
-}
-
 interface Variant {
   readonly key: string;
   readonly label: string;
   /** Starts the consumer; resolves with its progress samples once it acked `total`. */
   run(amqpUrl: string, total: number, env?: Record<string, string>): Promise<Progress[]>;
-}
-
-/** BENCH_CPU_PROF_DIR=<dir>: each consumer process writes a V8 CPU profile there on exit. */
-function profileArgs(): string[] {
-  const dir = process.env.BENCH_CPU_PROF_DIR;
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }
 
 /** A hand-written consumer (bench/naive-consumer.ts) in a process of its own. */
@@ -181,7 +167,7 @@ async function runServices(
       let cpuUs = 0;
       for (const svc of services) {
         if (!svc.alive) throw new Error(`service exited:\n${svc.stderr}`);
-        const sample = scrape(
+        const sample = scrapeProgress(
           await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text(),
         );
         acked += sample.acked;
@@ -200,17 +186,6 @@ async function runServices(
   }
 }
 
-/** Messages settled and CPU time from the service's /metrics (prom-client's process CPU). */
-function scrape(text: string): Progress {
-  let acked = 0;
-  let cpuSeconds = 0;
-  for (const m of text.matchAll(/^messages_processed_total\{[^}]*\} (\d+)/gm))
-    acked += Number(m[1]);
-  const cpu = /^process_cpu_seconds_total (\S+)/m.exec(text);
-  if (cpu) cpuSeconds = Number(cpu[1]);
-  return { acked, ms: performance.now(), cpuUs: cpuSeconds * 1e6 };
-}
-
 const ALL_VARIANTS: Variant[] = [
   naive('a', '(a) raw amqplib: parse + ack', 'raw'),
   naive('b', '(b) raw + naive effect (INCRBY, unsafe)', 'naive'),
@@ -224,14 +199,6 @@ if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')
 const VARIANTS =
   only.length === 0 ? ALL_VARIANTS : ALL_VARIANTS.filter((v) => only.includes(v.key));
 
-/** Value of a monotonic series at `acked` (linear between samples). */
-function at(samples: readonly Progress[], acked: number, field: 'ms' | 'cpuUs'): number {
-  const i = samples.findIndex((s) => s.acked >= acked);
-  if (i <= 0) return samples[Math.max(i, 0)][field];
-  const [a, b] = [samples[i - 1], samples[i]];
-  return a[field] + ((b[field] - a[field]) * (acked - a.acked)) / (b.acked - a.acked || 1);
-}
-
 interface Measurement {
   readonly variant: string;
   readonly rep: number;
@@ -239,23 +206,8 @@ interface Measurement {
   readonly cpuUsPerMsg: number;
 }
 
-/**
- * Throughput and CPU per message over the steady state: 10 % to 90 % of the batch of
- * `messages` that follows `after` unmeasured ones.
- */
-function steady(
-  samples: readonly Progress[],
-  after = 0,
-): { msgPerSec: number; cpuUsPerMsg: number } {
-  const from = after + Math.floor(messages * 0.1);
-  const to = after + Math.floor(messages * 0.9);
-  const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
-  const cpu = at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs');
-  return { msgPerSec: (to - from) / seconds, cpuUsPerMsg: cpu / (to - from) };
-}
-
 function measure(variant: Variant, rep: number, samples: readonly Progress[]): Measurement {
-  return { variant: variant.key, rep, ...steady(samples, warmup) };
+  return { variant: variant.key, rep, ...steadyState(samples, messages, warmup) };
 }
 
 interface Latency {
@@ -447,7 +399,11 @@ async function contention(
     const before = await redisCommands(redis);
     const samples = await runServices(amqpUrl, messages, {}, undefined, 3);
     const commands = (await redisCommands(redis)) - before;
-    const row = { accounts, ...steady(samples), redisCommandsPerMsg: commands / messages };
+    const row = {
+      accounts,
+      ...steadyState(samples, messages),
+      redisCommandsPerMsg: commands / messages,
+    };
     rows.push(row);
     process.stdout.write(
       `  contention, 3 instances, ${accounts} accounts: ${Math.round(row.msgPerSec)} msg/s, ${row.redisCommandsPerMsg.toFixed(2)} Redis commands/msg\n`,

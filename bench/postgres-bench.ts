@@ -21,24 +21,24 @@ import { TestDatabase } from '../test/e2e/support/postgres.database.js';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost.js';
 import { PRODUCTION_NODE_ARGS, ServiceProcess } from '../test/e2e/support/service.process.js';
 import { waitFor } from '../test/e2e/support/wait-for.js';
-import { machineDescription, median, ROOT, runMain, writeDocSection } from './bench.support.js';
+import {
+  benchArgs,
+  machineDescription,
+  median,
+  profileArgs,
+  type Progress,
+  ROOT,
+  runMain,
+  scrapeProgress,
+  steadyState,
+  writeDocSection,
+} from './bench.support.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const QUEUE = 'ledger.transactions';
 const ACCOUNTS = 10_000;
 
-const args = process.argv.slice(2);
-const quick = args.includes('--quick');
-function option(name: string, fallback: string): string {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-}
-function count(name: string, fallback: number, min = 1): number {
-  const value = Number(option(name, String(fallback)));
-  if (!Number.isSafeInteger(value) || value < min)
-    throw new Error(`--${name} must be an integer ≥ ${min}`);
-  return value;
-}
+const { quick, option, count } = benchArgs();
 const messages = count('messages', quick ? 1_000 : 10_000);
 const warmup = count('warmup', quick ? 200 : 2_000, 0);
 const reps = count('reps', quick ? 1 : 3);
@@ -50,35 +50,11 @@ if (queueType !== 'quorum' && queueType !== 'classic')
   throw new Error('--queue-type must be quorum or classic');
 const runId = `p${Date.now().toString(36)}`;
 
-interface Progress {
-  readonly acked: number;
-  readonly ms: number;
-  readonly cpuUs: number;
-}
-
 interface Measurement {
   readonly variant: 'naive' | 'service';
   readonly rep: number;
   readonly msgPerSec: number;
   readonly cpuUsPerMsg: number;
-}
-
-function at(samples: readonly Progress[], acked: number, field: 'ms' | 'cpuUs'): number {
-  const i = samples.findIndex((s) => s.acked >= acked);
-  if (i <= 0) return samples[Math.max(i, 0)][field];
-  const [a, b] = [samples[i - 1], samples[i]];
-  return a[field] + ((b[field] - a[field]) * (acked - a.acked)) / (b.acked - a.acked || 1);
-}
-
-/** Throughput and CPU per message over 10–90 % of the measured batch. */
-function steady(samples: readonly Progress[]): { msgPerSec: number; cpuUsPerMsg: number } {
-  const from = warmup + Math.floor(messages * 0.1);
-  const to = warmup + Math.floor(messages * 0.9);
-  const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
-  return {
-    msgPerSec: (to - from) / seconds,
-    cpuUsPerMsg: (at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs')) / (to - from),
-  };
 }
 
 async function runNaive(amqpUrl: string, databaseUrl: string, total: number): Promise<Progress[]> {
@@ -105,12 +81,6 @@ async function runNaive(amqpUrl: string, databaseUrl: string, total: number): Pr
   const [code] = (await once(child, 'exit')) as [number | null];
   if (code !== 0) throw new Error(`the hand-written consumer exited ${code}`);
   return samples;
-}
-
-/** BENCH_CPU_PROF_DIR=<dir>: the service writes a V8 CPU profile there on exit. */
-function profileArgs(): string[] {
-  const dir = process.env.BENCH_CPU_PROF_DIR;
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
 }
 
 function startService(amqpUrl: string, databaseUrl: string): ServiceProcess {
@@ -147,14 +117,6 @@ async function metricsOf(service: ServiceProcess): Promise<string> {
   return (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
 }
 
-function scrape(text: string): Progress {
-  let acked = 0;
-  for (const m of text.matchAll(/^messages_processed_total\{[^}]*\} (\d+)/gm))
-    acked += Number(m[1]);
-  const cpu = /^process_cpu_seconds_total (\S+)/m.exec(text);
-  return { acked, ms: performance.now(), cpuUs: Number(cpu?.[1] ?? 0) * 1e6 };
-}
-
 async function runService(
   amqpUrl: string,
   databaseUrl: string,
@@ -165,7 +127,7 @@ async function runService(
     await ready(service);
     const samples: Progress[] = [];
     for (;;) {
-      const sample = scrape(await metricsOf(service));
+      const sample = scrapeProgress(await metricsOf(service));
       samples.push(sample);
       if (sample.acked >= total) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -302,7 +264,7 @@ async function main(): Promise<void> {
           variant === 'naive'
             ? await runNaive(amqpUrl, db.url(), warmup + messages)
             : await runService(amqpUrl, db.url(), warmup + messages);
-        const m = { variant, rep, ...steady(samples) };
+        const m = { variant, rep, ...steadyState(samples, messages, warmup) };
         measurements.push(m);
         process.stdout.write(
           `  rep ${rep} ${variant}: ${Math.round(m.msgPerSec)} msg/s, ${Math.round(m.cpuUsPerMsg)} µs CPU/msg\n`,

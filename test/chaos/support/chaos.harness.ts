@@ -8,11 +8,21 @@ import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'a
 import { Redis } from 'ioredis';
 import { TestRedisServer } from '../../e2e/support/redis.server.js';
 import { TestVhost } from '../../e2e/support/rabbitmq.vhost.js';
-import { describeMessage, enc, sentinel, sweep } from '../../e2e/support/secret-sweep.js';
+import { enc, sentinel } from '../../e2e/support/secret-sweep.js';
 import { TestRabbitCluster } from '../../cluster/support/rabbitmq.cluster.js';
 import { TestRabbitNode } from './rabbitmq.node.js';
 import { OBSERVED_SERVICE, ServiceProcess } from '../../e2e/support/service.process.js';
 import { waitFor } from '../../e2e/support/wait-for.js';
+import {
+  drainDeadLetters,
+  inFlight,
+  outcomesOf,
+  outcomesOfLive,
+  queueDepths,
+  sweepOutputs,
+  terminateAll,
+  waitAllReady,
+} from './instances.js';
 import { scenarioPause } from './verdicts.js';
 
 const run = promisify(execFile);
@@ -406,20 +416,7 @@ export class ChaosRun {
   }
 
   async waitReady(services: readonly ServiceProcess[]): Promise<void> {
-    await waitFor(
-      `${services.length} instance(s) ready`,
-      async () => {
-        for (const s of services) {
-          if (!s.alive) throw new Error(`instance exited:\n${s.stderr}`);
-          if (s.httpPort === undefined) return false;
-          const res = await fetch(`http://127.0.0.1:${s.httpPort}/health/ready`).catch(() => null);
-          if (res?.status !== 200) return false;
-        }
-        return true;
-      },
-      60_000,
-      100,
-    );
+    await waitAllReady(services);
   }
 
   /** Replaces instance `index` by a new one (after a kill) and waits until it is ready. */
@@ -555,14 +552,7 @@ export class ChaosRun {
    * instance killed with -9 takes its counts with it).
    */
   async processedByOutcome(): Promise<Record<string, number>> {
-    const totals: Record<string, number> = {};
-    for (const service of this.services) {
-      if (!service.alive || service.httpPort === undefined) continue;
-      for (const [outcome, n] of Object.entries(await this.countersOf(service))) {
-        totals[outcome] = (totals[outcome] ?? 0) + n;
-      }
-    }
-    return totals;
+    return outcomesOfLive(this.services);
   }
 
   /** Effects the oracle has recorded so far. */
@@ -619,13 +609,7 @@ export class ChaosRun {
 
   /** `messages_in_flight` of `service` (received, not settled), from its /metrics. */
   async inFlight(service: ServiceProcess): Promise<number> {
-    if (service.httpPort === undefined) return 0;
-    const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
-    let total = 0;
-    for (const match of text.matchAll(/^messages_in_flight\{[^}]*\} (\d+)/gm)) {
-      total += Number(match[1]);
-    }
-    return total;
+    return inFlight(service);
   }
 
   /** A counter of `service`'s /metrics summed over its labels (0 when absent). */
@@ -641,9 +625,7 @@ export class ChaosRun {
 
   /** SIGTERM to every instance; resolves once all have drained and exited. */
   async stopInstances(): Promise<void> {
-    const stopping = this.services.splice(0);
-    for (const service of stopping) service.kill('SIGTERM');
-    await Promise.all(stopping.map((service) => service.exitCode(30_000)));
+    await terminateAll(this.services);
   }
 
   /**
@@ -671,20 +653,7 @@ export class ChaosRun {
 
   /** Messages in the vhost's queues (ready + unacked): work queue, delay tiers, DLQ. */
   async queueDepths(): Promise<Record<string, number>> {
-    const stdout = await this.rabbitmqctl(
-      'list_queues',
-      '-p',
-      this.vhostName,
-      '--no-table-headers',
-      'name',
-      'messages',
-    );
-    const depths: Record<string, number> = {};
-    for (const line of stdout.split('\n')) {
-      const [name, messages] = line.trim().split(/\s+/);
-      if (name) depths[name] = Number(messages);
-    }
-    return depths;
+    return queueDepths((...args) => this.rabbitmqctl(...args), this.vhostName);
   }
 
   /**
@@ -885,35 +854,15 @@ export class ChaosRun {
    * stderr of every instance ever started, /metrics and health of the live ones, the DLQ.
    */
   private async secretSweep(deadLettered: string): Promise<string[]> {
-    const outputs: Record<string, string> = { 'dead-lettered messages': deadLettered };
-    for (const [i, service] of this.everyService.entries()) {
-      outputs[`instance ${i} stdout`] = service.stdout;
-      outputs[`instance ${i} stderr`] = service.stderr;
-      if (!service.alive || service.httpPort === undefined) continue;
-      for (const path of ['/metrics', '/health/live', '/health/ready']) {
-        const res = await fetch(`http://127.0.0.1:${service.httpPort}${path}`);
-        outputs[`instance ${i} ${path}`] =
-          `${JSON.stringify([...res.headers])}\n${await res.text()}`;
-      }
-    }
     const passwords =
       this.options.ownRedis || this.options.cluster
         ? [this.amqpPassword, this.redisPassword]
         : [this.amqpPassword];
-    const findings = sweep(outputs, passwords, [this.amqpUser]);
-    for (const f of findings) process.stderr.write(`secret found: ${JSON.stringify(f)}\n`);
-    return findings.map((f) => `${f.output}: ${f.form}`);
+    return sweepOutputs(this.everyService, deadLettered, passwords, [this.amqpUser]);
   }
 
   private async countersOf(service: ServiceProcess): Promise<Record<string, number>> {
-    const totals: Record<string, number> = {};
-    const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
-    for (const match of text.matchAll(
-      /^messages_processed_total\{[^}]*outcome="(\w+)"[^}]*\} (\d+)/gm,
-    )) {
-      totals[match[1]] = (totals[match[1]] ?? 0) + Number(match[2]);
-    }
-    return totals;
+    return outcomesOf(service);
   }
 
   private async pipelineExists(keys: readonly string[]): Promise<boolean[]> {
@@ -932,24 +881,12 @@ export class ChaosRun {
    * every message's properties and headers as text, for the secret sweep.
    */
   private async drainDlq(): Promise<{ dead: { id: string; reason: string }[]; described: string }> {
-    const dead: { id: string; reason: string }[] = [];
-    const described: string[] = [];
     const channel = await this.connection.createChannel();
     try {
-      for (;;) {
-        const message = await channel.get(DLQ, { noAck: true });
-        if (!message) break;
-        described.push(describeMessage(message));
-        const props = message.properties;
-        dead.push({
-          id: String(props.correlationId ?? props.messageId ?? `(untracked ${dead.length})`),
-          reason: String(props.headers?.['x-exception-type'] ?? 'unknown'),
-        });
-      }
+      return await drainDeadLetters(channel, DLQ);
     } finally {
       await channel.close().catch(() => undefined);
     }
-    return { dead, described: described.join('\n') };
   }
 
   /** Stops every instance, then removes everything the run created. */

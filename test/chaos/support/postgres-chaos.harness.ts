@@ -3,13 +3,22 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { promisify } from 'node:util';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import pg from 'pg';
-import { describeMessage, enc, sentinel, sweep } from '../../e2e/support/secret-sweep.js';
+import { enc, sentinel } from '../../e2e/support/secret-sweep.js';
 import { TestDatabase } from '../../e2e/support/postgres.database.js';
 import { TestPostgresServer } from '../../e2e/support/postgres.server.js';
 import { TestVhost } from '../../e2e/support/rabbitmq.vhost.js';
 import { ServiceProcess } from '../../e2e/support/service.process.js';
 import { waitFor } from '../../e2e/support/wait-for.js';
 import { BAD_INPUTS, QUEUE } from './chaos.harness.js';
+import {
+  drainDeadLetters,
+  inFlight,
+  outcomesOfLive,
+  queueDepths,
+  sweepOutputs,
+  terminateAll,
+  waitAllReady,
+} from './instances.js';
 
 const run = promisify(execFile);
 const DLQ = `${QUEUE}.dlq`;
@@ -218,11 +227,7 @@ export class PgChaosRun {
 
   /** `messages_in_flight` of `service` (received, not settled), from its /metrics. */
   async inFlight(service: ServiceProcess): Promise<number> {
-    if (!service.alive || service.httpPort === undefined) return 0;
-    const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
-    let total = 0;
-    for (const m of text.matchAll(/^messages_in_flight\{[^}]*\} (\d+)/gm)) total += Number(m[1]);
-    return total;
+    return inFlight(service);
   }
 
   /** Environment of every instance. */
@@ -254,20 +259,7 @@ export class PgChaosRun {
   }
 
   async waitReady(services: readonly ServiceProcess[]): Promise<void> {
-    await waitFor(
-      `${services.length} instance(s) ready`,
-      async () => {
-        for (const s of services) {
-          if (!s.alive) throw new Error(`instance exited:\n${s.stderr}\n${s.stdout.slice(-2_000)}`);
-          if (s.httpPort === undefined) return false;
-          const res = await fetch(`http://127.0.0.1:${s.httpPort}/health/ready`).catch(() => null);
-          if (res?.status !== 200) return false;
-        }
-        return true;
-      },
-      60_000,
-      100,
-    );
+    await waitAllReady(services);
   }
 
   /** Replaces instance `index` by a new one (after a kill) and waits until it is ready. */
@@ -384,17 +376,7 @@ export class PgChaosRun {
 
   /** `messages_processed_total` by outcome over the live instances. */
   async processedByOutcome(): Promise<Record<string, number>> {
-    const totals: Record<string, number> = {};
-    for (const service of this.services) {
-      if (!service.alive || service.httpPort === undefined) continue;
-      const text = await (await fetch(`http://127.0.0.1:${service.httpPort}/metrics`)).text();
-      for (const m of text.matchAll(
-        /^messages_processed_total\{[^}]*outcome="(\w+)"[^}]*\} (\d+)/gm,
-      )) {
-        totals[m[1]] = (totals[m[1]] ?? 0) + Number(m[2]);
-      }
-    }
-    return totals;
+    return outcomesOfLive(this.services);
   }
 
   /** Readiness of `service`: its HTTP status, 0 when it does not answer. */
@@ -405,17 +387,9 @@ export class PgChaosRun {
   }
 
   private async queueDepths(): Promise<Record<string, number>> {
-    const { stdout } = await run(
-      'rabbitmqctl',
-      ['-q', 'list_queues', '-p', this.vhost.name, '--no-table-headers', 'name', 'messages'],
-      { timeout: 30_000 },
-    );
-    const depths: Record<string, number> = {};
-    for (const line of stdout.split('\n')) {
-      const [name, messages] = line.trim().split(/\s+/);
-      if (name) depths[name] = Number(messages);
-    }
-    return depths;
+    const ctl = async (...args: string[]): Promise<string> =>
+      (await run('rabbitmqctl', ['-q', ...args], { timeout: 30_000 })).stdout;
+    return queueDepths(ctl, this.vhost.name);
   }
 
   private async outboxPending(): Promise<number> {
@@ -545,44 +519,17 @@ export class PgChaosRun {
   }
 
   private async drainDlq(): Promise<{ dead: { id: string; reason: string }[]; described: string }> {
-    const dead: { id: string; reason: string }[] = [];
-    const described: string[] = [];
-    for (;;) {
-      const message = await this.channel.get(DLQ, { noAck: true });
-      if (!message) break;
-      described.push(describeMessage(message));
-      const props = message.properties;
-      dead.push({
-        id: String(props.correlationId ?? props.messageId ?? `(untracked ${dead.length})`),
-        reason: String(props.headers?.['x-exception-type'] ?? 'unknown'),
-      });
-    }
-    return { dead, described: described.join('\n') };
+    return drainDeadLetters(this.channel, DLQ);
   }
 
   /** The database password, in every form, in every output of every instance ever started. */
   private async secretSweep(deadLettered: string): Promise<string[]> {
-    const outputs: Record<string, string> = { 'dead-lettered messages': deadLettered };
-    for (const [i, service] of this.everyService.entries()) {
-      outputs[`instance ${i} stdout`] = service.stdout;
-      outputs[`instance ${i} stderr`] = service.stderr;
-      if (!service.alive || service.httpPort === undefined) continue;
-      for (const path of ['/metrics', '/health/live', '/health/ready']) {
-        const res = await fetch(`http://127.0.0.1:${service.httpPort}${path}`);
-        outputs[`instance ${i} ${path}`] =
-          `${JSON.stringify([...res.headers])}\n${await res.text()}`;
-      }
-    }
-    const findings = sweep(outputs, [this.dbPassword], []);
-    for (const f of findings) process.stderr.write(`secret found: ${JSON.stringify(f)}\n`);
-    return findings.map((f) => `${f.output}: ${f.form}`);
+    return sweepOutputs(this.everyService, deadLettered, [this.dbPassword], []);
   }
 
   /** SIGTERM to every instance; resolves once all have drained and exited. */
   async stopInstances(): Promise<void> {
-    const stopping = this.services.splice(0);
-    for (const service of stopping) service.kill('SIGTERM');
-    await Promise.all(stopping.map((service) => service.exitCode(30_000)));
+    await terminateAll(this.services);
   }
 
   /** Stops every instance, then removes everything the run created. */

@@ -63,9 +63,10 @@ interface OutboxRow {
  * {@link RELAY_BATCH} unsent rows `FOR UPDATE SKIP LOCKED` (replicas relaying at once take
  * different rows), publish them with confirms, mark the confirmed ones sent, commit. A crash
  * before the commit leaves the rows unsent and unlocked: they are sent again (at least once,
- * under the same messageId). A new row is sent within milliseconds of its commit, woken by
- * LISTEN/NOTIFY; the poll (`OUTBOX_POLL_MS`) is the fallback while the listening connection is
- * down. A row the broker refuses waits with exponential backoff; while the broker is
+ * under the same messageId). A new row is sent within milliseconds of its commit: a commit of
+ * this process wakes it directly ({@link committed}), one of a process without a relay by
+ * NOTIFY, which it LISTENs for; the poll (`OUTBOX_POLL_MS`) is the fallback while the listening
+ * connection is down. A row the broker refuses waits with exponential backoff; while the broker is
  * unreachable nothing is claimed.
  */
 export class OutboxRelay {

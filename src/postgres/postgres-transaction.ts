@@ -86,6 +86,11 @@ export class PostgresTransaction {
     return Promise.resolve({ messageId });
   }
 
+  /** Whether anything was published in this transaction. */
+  get hasOutboxRows(): boolean {
+    return this.outboxRows.length > 0;
+  }
+
   /** The INSERT of the outbox rows published so far, or undefined when there are none. */
   outboxInsert(): string | undefined {
     if (this.outboxRows.length === 0) return undefined;

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { LockLostError, LockTimeoutError } from '../lock/lock.errors.js';
-import { SessionEndedIdleError } from './postgres.errors.js';
 import { HandlerConfigurationError } from '../messaging/messaging.errors.js';
+import { SessionEndedIdleError, sqlState } from './postgres.errors.js';
 import type { PostgresConnection } from './postgres.connection.js';
 import {
   OUTBOX_CHANNEL,
@@ -164,7 +164,7 @@ export class PostgresTransactions {
   }
 
   private afterCommit(tx: PostgresTransaction | undefined): void {
-    if (tx?.outboxInsert() !== undefined && this.relay?.running) this.relay.committed();
+    if (tx?.hasOutboxRows && this.relay?.running) this.relay.committed();
   }
 
   private require(): PostgresConnection {
@@ -175,9 +175,4 @@ export class PostgresTransactions {
     }
     return this.connection;
   }
-}
-
-function sqlState(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
 }

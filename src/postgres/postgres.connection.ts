@@ -10,6 +10,7 @@ import {
   isPostgresOutage,
   loggablePostgresError,
   SessionEndedIdleError,
+  sqlState,
 } from './postgres.errors.js';
 import { type Migration, migrate, SERVICE_MIGRATIONS } from './postgres.schema.js';
 
@@ -153,7 +154,7 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
       }
       // the server ended this session for sitting idle in its transaction past its lease: the
       // work took too long (a failed attempt), not an outage
-      if (sqlStateOf(broken) === IDLE_IN_TRANSACTION_TIMEOUT) throw new SessionEndedIdleError();
+      if (sqlState(broken) === IDLE_IN_TRANSACTION_TIMEOUT) throw new SessionEndedIdleError();
       if (broken !== undefined) this.failed(broken);
       throw asPostgresFailure(error);
     } finally {
@@ -265,9 +266,4 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     this.metrics.setPostgresConnected(false);
     await this.pool.end();
   }
-}
-
-function sqlStateOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
 }

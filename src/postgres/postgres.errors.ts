@@ -11,11 +11,17 @@ const OUTAGE_CODES = /^(08...|57P0[123]|53300)$/;
 const OUTAGE_MESSAGE =
   /^(Connection terminated|Client has encountered a connection error|Client was closed|timeout expired|Query read timeout|Cannot use a pool after calling end)|\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)\b/;
 
+/** The SQLSTATE of a PostgreSQL error (`code`), if it has one. */
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** Whether a PostgreSQL error means "the database is unreachable" rather than "this failed". */
 export function isPostgresOutage(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && OUTAGE_CODES.test(code)) return true;
+  const code = sqlState(error);
+  if (code !== undefined && OUTAGE_CODES.test(code)) return true;
   return OUTAGE_MESSAGE.test(error.message);
 }
 

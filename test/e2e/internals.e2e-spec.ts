@@ -4,7 +4,9 @@ import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import { AmqpConnection } from '../../src/messaging/amqp.connection.js';
 import { isCoalescing } from '../../src/net/write-coalescing.js';
+import { PostgresConnection } from '../../src/postgres/postgres.connection.js';
 import { createRedisClient } from '../../src/redis/redis.connection.js';
+import { TestDatabase } from './support/postgres.database.js';
 import { waitFor } from './support/wait-for.js';
 
 /**
@@ -12,7 +14,7 @@ import { waitFor } from './support/wait-for.js';
  * real libraries: if an upgrade moves what they rely on, these fail instead of the service
  * silently losing what the reach bought.
  */
-describe('library internals the service relies on (real ioredis and amqplib)', () => {
+describe('library internals the service relies on (real ioredis, amqplib and node-postgres)', () => {
   it("coalesces the writes of the real ioredis socket: one pass's commands, one writev", async () => {
     const client = createRedisClient('redis://127.0.0.1:6379', 'internals-e2e');
     try {
@@ -36,6 +38,47 @@ describe('library internals the service relies on (real ioredis and amqplib)', (
       expect(buffered).toBe(20);
     } finally {
       client.disconnect();
+    }
+  });
+
+  it("finds node-postgres' socket where it looks for it (client.connection.stream), and coalesces a query's messages into one writev", async () => {
+    const db = await TestDatabase.create('internals');
+    const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const connection = new PostgresConnection(
+      { url: db.url(), poolMax: 1 },
+      { setPostgresConnected: () => undefined },
+      quiet,
+    );
+    try {
+      const client = await connection.pool.connect();
+      try {
+        const socket = (client as unknown as { connection: { stream: Duplex } }).connection
+          .stream as Duplex & {
+          _writev?: (
+            chunks: { chunk: unknown }[],
+            callback: (error?: Error | null) => void,
+          ) => void;
+        };
+        expect(isCoalescing(socket)).toBe(true);
+        let writevs = 0;
+        let buffered = 0;
+        const writev = socket._writev?.bind(socket);
+        socket._writev = (chunks, callback) => {
+          writevs++;
+          buffered += chunks.length;
+          writev?.(chunks, callback);
+        };
+        // an extended-protocol query: parse, bind, describe, execute and sync, written one by one
+        const { rows } = await client.query<{ n: number }>('SELECT $1::int AS n', [7]);
+        expect(rows).toEqual([{ n: 7 }]);
+        expect(writevs).toBe(1);
+        expect(buffered).toBeGreaterThanOrEqual(4);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await connection.close();
+      await db.drop();
     }
   });
 

@@ -41,7 +41,7 @@ export interface AppEnv {
   /** PostgreSQL for `postgres-transaction` effects and the outbox; undefined: none. */
   readonly databaseUrl: string | undefined;
   readonly databasePoolMax: number;
-  /** How often the outbox relay looks for unsent rows besides LISTEN/NOTIFY. */
+  /** How often the outbox relay looks for unsent rows besides being woken by commits. */
   readonly outboxPollMs: number;
   /** How long sent outbox rows are kept. */
   readonly outboxRetentionSeconds: number;

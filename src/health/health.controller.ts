@@ -9,7 +9,8 @@ import { RedisHealthIndicator } from './redis.health.js';
 /**
  * Kubernetes probes. Liveness stays 200 through dependency outages (restarting the pod would not
  * bring Redis or the broker back); readiness is 503 while a dependency is down (the broker, Redis,
- * a quorum of Redlock servers, PostgreSQL when configured), a consumer is detached, or from the moment shutdown begins.
+ * a quorum of Redlock servers, PostgreSQL when configured), a consumer is detached, or from the
+ * moment shutdown begins.
  */
 @Controller('health')
 export class HealthController {

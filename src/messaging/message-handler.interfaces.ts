@@ -48,8 +48,9 @@ export interface MessageHandlerOptions {
  * - `postgres-transaction`: the handler's effect is writes to PostgreSQL (`DATABASE_URL`) in the
  *   transaction it gets as `ctx.transaction`; the service takes the key's lock in that
  *   transaction (PostgreSQL's own, held to COMMIT: no Redis, no fencing token), writes the
- *   processed marker (a row of `mp_inbox`) in it, and commits when the handler returns. A redelivery whose marker row exists is acked as `duplicate` without
- *   running the handler; a failure rolls back effect and marker together. What the handler
+ *   processed marker (a row of `mp_inbox`) in it, and commits when the handler returns. A
+ *   redelivery whose marker row exists is acked as `duplicate` without running the handler; a
+ *   failure rolls back effect and marker together. What the handler
  *   publishes with `ctx.transaction.publish()` goes out through the outbox after the commit.
  * - `idempotent`: the handler tolerates redeliveries itself: every delivery runs it, no marker is
  *   read or written, and no messageId is required. It still runs holding its lock (the `lockKey`,

@@ -155,6 +155,26 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
     expect(pending[0].n).toBe(0);
   });
 
+  it("carries the handled message's correlationId and trace context to the event it publishes", async () => {
+    const messageId = randomUUID();
+    const correlationId = `corr-${run}`;
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    await broker.publishJson(
+      'transaction.created',
+      { accountId: account('trace'), amountCents: 5 },
+      { messageId, correlationId, headers: { traceparent, tracestate: 'mp=1', other: 'x' } },
+    );
+    const events: GetMessage[] = [];
+    await collect(ledgerEvents, 1, events);
+    const [event] = events;
+    expect(event.properties.messageId).toBe(messageId);
+    expect(event.properties.correlationId).toBe(correlationId);
+    expect(event.properties.contentType).toBe('application/json');
+    expect(event.properties.deliveryMode).toBe(2);
+    expect(event.properties.headers).toMatchObject({ traceparent, tracestate: 'mp=1' });
+    expect(event.properties.headers).not.toHaveProperty('other');
+  });
+
   it('rolls back the rows written through an ORM and the outbox rows of a failed attempt', async () => {
     const probe = app.get(PgProbe);
     const messageId = randomUUID();

@@ -36,9 +36,10 @@ export interface TransactionAppliedEvent {
 /**
  * The ledger on PostgreSQL (`LEDGER_STORE=postgres`): adds each transaction to its account's
  * row of `ledger_balances` and announces it on `ledger.events` through the outbox, in one
- * transaction with the message's processed marker. A crash before the commit leaves neither
- * balance, marker nor event; after it, the event is sent by the relay (at least once, with the
- * transaction's id as messageId) and a redelivery is a `duplicate`.
+ * transaction with the message's processed marker, sent in one round trip (`postgres-commit`).
+ * A crash before the commit leaves neither balance, marker nor event; after it, the event is
+ * sent by the relay (at least once, with the transaction's id as messageId) and a redelivery is
+ * a `duplicate`.
  */
 export class PostgresLedgerHandler implements OnApplicationBootstrap {
   constructor(
@@ -57,29 +58,33 @@ export class PostgresLedgerHandler implements OnApplicationBootstrap {
     exchange: LEDGER_EXCHANGE,
     routingKey: LEDGER_ROUTING_KEY,
     queue: LEDGER_QUEUE,
-    // one writer per account across replicas; its fencing token is checked in the transaction
+    // one writer per account across replicas, locked in PostgreSQL at commit
     lockKey: (tx: TransactionDto) => accountLockKey(tx.accountId),
-    effect: { kind: 'postgres-transaction' },
+    // the balance, the event and the marker in one round trip
+    effect: { kind: 'postgres-commit' },
   })
-  async apply(tx: TransactionDto, ctx: MessageContext): Promise<void> {
+  apply(tx: TransactionDto, ctx: MessageContext): Promise<void> {
     const db = ctx.transaction as NonNullable<MessageContext['transaction']>;
-    const { rows } = await db.client.query<{ balance_cents: string }>({
-      name: 'ledger_apply', // prepared once per connection
-      text: `INSERT INTO ledger_balances (account_id, balance_cents) VALUES ($1, $2)
-             ON CONFLICT (account_id) DO UPDATE SET balance_cents = ledger_balances.balance_cents + EXCLUDED.balance_cents
-             RETURNING balance_cents`,
-      values: [tx.accountId, tx.amountCents],
-    });
-    const event: TransactionAppliedEvent = {
-      accountId: tx.accountId,
-      amountCents: tx.amountCents,
-      balanceCents: Number(rows[0].balance_cents),
-    };
-    await db.publish(LEDGER_EVENTS_EXCHANGE, LEDGER_APPLIED_ROUTING_KEY, event, {
-      messageId: ctx.messageId,
-    });
+    db.execute(
+      `INSERT INTO ledger_balances (account_id, balance_cents) VALUES ($1, $2)
+       ON CONFLICT (account_id) DO UPDATE SET balance_cents = ledger_balances.balance_cents + EXCLUDED.balance_cents`,
+      [tx.accountId, tx.amountCents],
+    );
+    // the event's balance is the one the statement above left, read in the same transaction
+    db.publishQuery(
+      LEDGER_EVENTS_EXCHANGE,
+      LEDGER_APPLIED_ROUTING_KEY,
+      `SELECT json_build_object('accountId', account_id, 'amountCents', $2::bigint, 'balanceCents', balance_cents)
+         FROM ledger_balances WHERE account_id = $1`,
+      [tx.accountId, tx.amountCents],
+      { messageId: ctx.messageId },
+    );
     if (ctx.logs('debug')) {
-      ctx.logger.debug({ ...event, fencingToken: ctx.fencingToken }, 'transaction applied');
+      ctx.logger.debug(
+        { accountId: tx.accountId, amountCents: tx.amountCents },
+        'transaction queued',
+      );
     }
+    return Promise.resolve();
   }
 }

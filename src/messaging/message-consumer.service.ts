@@ -22,7 +22,7 @@ import { type ConsumerStatus, QueueConsumer } from './queue.consumer.js';
 
 /** Whether a queue's handlers need PostgreSQL (its consumer pauses while PostgreSQL is down). */
 function usesPostgres(binding: QueueBinding): boolean {
-  return binding.handlers.some((h) => h.options.effect === 'postgres-transaction');
+  return binding.handlers.some((h) => h.options.effect.startsWith('postgres-'));
 }
 
 /**

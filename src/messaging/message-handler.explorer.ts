@@ -104,9 +104,9 @@ export class MessageHandlerExplorer {
         `${id}: "effect.kind" must be one of ${EFFECT_KINDS.map((k) => `'${k}'`).join(', ')}`,
       );
     }
-    if (effect === 'postgres-transaction' && this.postgres.url === undefined) {
+    if (effect.startsWith('postgres-') && this.postgres.url === undefined) {
       throw new HandlerConfigurationError(
-        `${id}: effect 'postgres-transaction' needs PostgreSQL: set DATABASE_URL`,
+        `${id}: effect '${effect}' needs PostgreSQL: set DATABASE_URL`,
       );
     }
     if (
@@ -160,6 +160,7 @@ const EFFECT_KINDS: readonly EffectKind[] = [
   'marker-after',
   'redis-commit',
   'postgres-transaction',
+  'postgres-commit',
   'idempotent',
 ];
 

@@ -52,6 +52,12 @@ export interface MessageHandlerOptions {
  *   redelivery whose marker row exists is acked as `duplicate` without running the handler; a
  *   failure rolls back effect and marker together. What the handler
  *   publishes with `ctx.transaction.publish()` goes out through the outbox after the commit.
+ * - `postgres-commit`: as `postgres-transaction`, but nothing is sent to PostgreSQL before the
+ *   handler: it queues its writes (`ctx.transaction.execute()`) and events (`publish()`,
+ *   `publishQuery()`), and the service sends BEGIN, the key's lock, the inbox row, the writes,
+ *   the outbox rows and COMMIT in one round trip. A redelivery whose inbox row exists is refused
+ *   there, writes and all (`duplicate`); the handler's code runs again for it, so it must not
+ *   have effects of its own. The handler cannot read in the transaction.
  * - `idempotent`: the handler tolerates redeliveries itself: every delivery runs it, no marker is
  *   read or written, and no messageId is required. It still runs holding its lock (the `lockKey`,
  *   or the messageId when there is one).
@@ -60,6 +66,7 @@ export type HandlerEffect =
   | { readonly kind: 'marker-after' }
   | { readonly kind: 'redis-commit' }
   | { readonly kind: 'postgres-transaction' }
+  | { readonly kind: 'postgres-commit' }
   | { readonly kind: 'idempotent' };
 
 /** The kinds of {@link HandlerEffect}. */

@@ -83,10 +83,10 @@ export class MessageContext {
    */
   readonly effectJournal: EffectJournal | undefined;
   /**
-   * The PostgreSQL transaction of a `postgres-transaction` handler: write the effect through it
-   * (`query`, or its `client` handed to a query builder), publish through its outbox
-   * (`publish`). Committed with the processed marker when the handler returns. Undefined for the
-   * other effect kinds.
+   * The PostgreSQL transaction of a `postgres-transaction` handler (write through `query`, or
+   * its `client` handed to a query builder) or of a `postgres-commit` one (queue writes with
+   * `execute`); publish through its outbox (`publish`, `publishQuery`). Committed with the
+   * processed marker when the handler returns. Undefined for the other effect kinds.
    */
   readonly transaction: PostgresTransaction | undefined;
   /** The raw delivery, for advanced needs (properties, fields). Do not ack or nack it yourself. */

@@ -152,7 +152,9 @@ export class MessageProcessor {
       case 'redis-commit':
         return this.redisCommit(call, lockKey);
       case 'postgres-transaction':
-        return this.postgresTransaction(call, lockKey);
+        return this.postgresTransaction(call, lockKey, 'interactive');
+      case 'postgres-commit':
+        return this.postgresTransaction(call, lockKey, 'at-commit');
       case 'idempotent':
         return this.idempotent(call, lockKey);
     }
@@ -211,24 +213,33 @@ export class MessageProcessor {
    * row (its existence: `duplicate`), the handler's writes, the outbox rows, COMMIT. The lock
    * lives in the database that holds the effect, so no holder can outlive it and write: a
    * session the server ended (idle past `LOCK_TTL_MS`) cannot commit. A messageId lock is the
-   * inbox row itself.
+   * inbox row itself. `at-commit` (`postgres-commit`): the handler first, then all of it in one
+   * round trip.
    */
   private async postgresTransaction(
     call: HandlerCall,
     lockKey: string | undefined,
+    mode: 'interactive' | 'at-commit',
   ): Promise<ProcessingResult> {
-    if (!this.postgres) throw new Error('PostgresModule is not imported');
+    const postgres = this.postgres;
+    if (!postgres) throw new Error('PostgresModule is not imported');
     const { log, message, handler, consumer } = call;
     try {
-      const outcome = await this.postgres.runInbox(
-        {
-          queue: log.queue,
-          messageId: log.messageId as string,
-          lockKey: handler.options.lockKey === 'message-id' ? undefined : lockKey,
-        },
-        { correlationId: log.correlationId, headers: message.properties.headers ?? {} },
-        (tx) => this.invoke(call, undefined, tx),
-      );
+      const entry = {
+        queue: log.queue,
+        messageId: log.messageId as string,
+        lockKey: handler.options.lockKey === 'message-id' ? undefined : lockKey,
+      };
+      const origin = {
+        correlationId: log.correlationId,
+        headers: message.properties.headers ?? {},
+      };
+      const work = (tx: PostgresTransaction): Promise<ProcessingResult> =>
+        this.invoke(call, undefined, tx);
+      const outcome =
+        mode === 'interactive'
+          ? await postgres.runInbox(entry, origin, work)
+          : await postgres.runCommit(entry, origin, work);
       return outcome.status === 'duplicate' ? { status: 'duplicate' } : outcome.value;
     } catch (error) {
       if (error instanceof LockTimeoutError) return this.notTaken(consumer, error);

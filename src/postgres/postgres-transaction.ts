@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { MessagePropertyHeaders } from 'amqplib';
-import pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { HandlerConfigurationError } from '../messaging/messaging.errors.js';
+import { bindLiterals, sqlLiteral } from './sql-literals.js';
 
 /** The NOTIFY channel on which a committed outbox row wakes the relays. */
 export const OUTBOX_CHANNEL = 'mp_outbox';
@@ -31,28 +32,48 @@ export interface TransactionOrigin {
 }
 
 /**
- * A PostgreSQL transaction in progress: what a `postgres-transaction` handler gets as
- * `ctx.transaction` (and `PostgresTransactions.run` gives outside a handler). Write through
- * {@link query}, or hand {@link client} to a query builder or ORM (e.g. `drizzle({ client })`):
- * every statement on it is part of the transaction, which the service commits when the handler
- * returns, together with the message's processed marker. Do not COMMIT or ROLLBACK yourself;
- * throw to roll back.
+ * A PostgreSQL transaction in progress: what a `postgres-transaction` or `postgres-commit`
+ * handler gets as `ctx.transaction` (and `PostgresTransactions.run` gives outside a handler).
+ *
+ * - {@link query} (and {@link client}, for a query builder or ORM: `drizzle({ client })`) run a
+ *   statement now and return its rows: `postgres-transaction` only.
+ * - {@link execute} queues a statement that runs with the COMMIT, in the same round trip, and
+ *   returns nothing; {@link publish} and {@link publishQuery} queue outbox rows the same way.
+ *
+ * The service commits when the handler returns, together with the message's processed marker.
+ * Do not COMMIT or ROLLBACK yourself; throw to roll back.
  */
 export class PostgresTransaction {
+  private readonly statements: string[] = [];
   private readonly outboxRows: string[] = [];
 
   constructor(
-    /** The pooled client the transaction runs on. */
-    readonly client: PoolClient,
+    /** The pooled client the transaction runs on; none when it all runs at commit. */
+    private readonly pooled: PoolClient | undefined,
     private readonly origin: TransactionOrigin | undefined,
   ) {}
 
-  /** A statement in the transaction. */
+  /** The pooled client the transaction runs on, for a query builder or ORM. */
+  get client(): PoolClient {
+    if (!this.pooled) throw deferredOnly();
+    return this.pooled;
+  }
+
+  /** A statement run now, in the transaction. */
   query<R extends QueryResultRow = QueryResultRow>(
     text: string,
     values?: readonly unknown[],
   ): Promise<QueryResult<R>> {
-    return this.client.query<R>(text, values as unknown[] | undefined);
+    if (!this.pooled) return Promise.reject(deferredOnly());
+    return this.pooled.query<R>(text, values as unknown[] | undefined);
+  }
+
+  /**
+   * Queues a statement to run with the COMMIT (in the same round trip, in the order queued,
+   * before the outbox rows). Placeholders `$1` … `$n` take `values` as escaped literals.
+   */
+  execute(text: string, values?: readonly unknown[]): void {
+    this.statements.push(bindLiterals(text, values));
   }
 
   /**
@@ -67,6 +88,36 @@ export class PostgresTransaction {
     payload: unknown,
     options: OutboxPublishOptions = {},
   ): Promise<{ messageId: string }> {
+    const body = Buffer.from(JSON.stringify(payload) ?? 'null');
+    return Promise.resolve(this.outboxRow(exchange, routingKey, sqlLiteral(body), options));
+  }
+
+  /**
+   * Like {@link publish}, with the body computed by the database at commit: `query` returns one
+   * JSON value (`SELECT json_build_object(…) FROM …`), evaluated after the statements queued by
+   * {@link execute}, so it sees what they wrote. No row, or a NULL, fails the commit.
+   */
+  publishQuery(
+    exchange: string,
+    routingKey: string,
+    query: string,
+    values: readonly unknown[] = [],
+    options: OutboxPublishOptions = {},
+  ): { messageId: string } {
+    return this.outboxRow(
+      exchange,
+      routingKey,
+      `convert_to((${bindLiterals(query, values)})::text, 'UTF8')`,
+      options,
+    );
+  }
+
+  private outboxRow(
+    exchange: string,
+    routingKey: string,
+    bodySql: string,
+    options: OutboxPublishOptions,
+  ): { messageId: string } {
     const messageId = options.messageId ?? randomUUID();
     const correlationId = options.correlationId ?? this.origin?.correlationId ?? messageId;
     const headers: Record<string, unknown> = {};
@@ -76,14 +127,13 @@ export class PostgresTransaction {
       else if (Buffer.isBuffer(value)) headers[name] = value.toString('utf8');
     }
     Object.assign(headers, options.headers);
-    const body = Buffer.from(JSON.stringify(payload) ?? 'null');
-    const literal = (value: string): string => pg.escapeLiteral(value);
+    const literal = (value: string): string => sqlLiteral(value);
     this.outboxRows.push(
       `(${literal(exchange)}, ${literal(routingKey)}, ${literal(messageId)}, ${literal(correlationId)}, ` +
-        `'application/json', decode('${body.toString('hex')}', 'hex'), ${literal(JSON.stringify(headers))}::jsonb, ` +
-        `${options.mandatory === true ? 'true' : 'false'}, clock_timestamp())`,
+        `'application/json', ${bodySql}, ${literal(JSON.stringify(headers))}::jsonb, ` +
+        `${options.mandatory === true ? 'TRUE' : 'FALSE'}, clock_timestamp())`,
     );
-    return Promise.resolve({ messageId });
+    return { messageId };
   }
 
   /** Whether anything was published in this transaction. */
@@ -91,9 +141,23 @@ export class PostgresTransaction {
     return this.outboxRows.length > 0;
   }
 
-  /** The INSERT of the outbox rows published so far, or undefined when there are none. */
-  outboxInsert(): string | undefined {
-    if (this.outboxRows.length === 0) return undefined;
-    return `INSERT INTO mp_outbox (exchange, routing_key, message_id, correlation_id, content_type, body, headers, mandatory, created_at) VALUES ${this.outboxRows.join(', ')}`;
+  /**
+   * What runs with the COMMIT: the queued statements, then the INSERT of the outbox rows (in
+   * one simple query); undefined when there is nothing.
+   */
+  atCommit(): string | undefined {
+    const statements = [...this.statements];
+    if (this.outboxRows.length > 0) {
+      statements.push(
+        `INSERT INTO mp_outbox (exchange, routing_key, message_id, correlation_id, content_type, body, headers, mandatory, created_at) VALUES ${this.outboxRows.join(', ')}`,
+      );
+    }
+    return statements.length > 0 ? statements.join(';\n') : undefined;
   }
+}
+
+function deferredOnly(): HandlerConfigurationError {
+  return new HandlerConfigurationError(
+    "a 'postgres-commit' transaction runs as a whole at commit: queue statements with execute(), or declare the handler 'postgres-transaction' to query",
+  );
 }

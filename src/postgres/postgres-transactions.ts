@@ -1,7 +1,7 @@
-import pg from 'pg';
 import { LockLostError, LockTimeoutError } from '../lock/lock.errors.js';
 import { HandlerConfigurationError } from '../messaging/messaging.errors.js';
 import { SessionEndedIdleError, sqlState } from './postgres.errors.js';
+import { sqlLiteral } from './sql-literals.js';
 import type { PostgresConnection } from './postgres.connection.js';
 import {
   OUTBOX_CHANNEL,
@@ -42,6 +42,14 @@ const LOCK_SEED = 0x6d70; // 'mp'
 
 /** SQLSTATE of a lock wait that ran past `lock_timeout`. */
 const LOCK_NOT_AVAILABLE = '55P03';
+/** SQLSTATE of a duplicate key, and the inbox's key: the marker of a processed message. */
+const UNIQUE_VIOLATION = '23505';
+const INBOX_KEY = 'mp_inbox_pkey';
+
+function constraintOf(error: unknown): string | undefined {
+  const constraint = (error as { constraint?: unknown } | undefined)?.constraint;
+  return typeof constraint === 'string' ? constraint : undefined;
+}
 
 /**
  * Transactions on the service's PostgreSQL (`DATABASE_URL`): the inbox path of
@@ -117,27 +125,11 @@ export class PostgresTransactions {
           tx = new PostgresTransaction(client, origin);
           return { status: 'done', value: await work(tx) };
         },
-        () => {
-          const statements = [
-            'BEGIN',
-            // a transaction left idle this long (its handler stuck outside the database) is
-            // ended by the server, and its locks with it: the lease of the lock below
-            `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(this.lock.ttlMs)}`,
-          ];
-          if (lockKey !== undefined) {
-            // a transaction-level advisory lock on the key's 64-bit hash: nothing written, held
-            // to COMMIT or ROLLBACK, released by the server when the session ends
-            statements.push(
-              `SET LOCAL lock_timeout = ${Math.max(1, Math.ceil(this.lock.waitMs))}`,
-              `SELECT pg_advisory_xact_lock(hashtextextended(${pg.escapeLiteral(lockKey)}, ${LOCK_SEED}))`,
-              'SET LOCAL lock_timeout = DEFAULT',
-            );
-          }
-          statements.push(
-            `INSERT INTO mp_inbox (queue, message_id) VALUES (${pg.escapeLiteral(entry.queue)}, ${pg.escapeLiteral(entry.messageId)}) ON CONFLICT DO NOTHING`,
-          );
-          return statements.join(';\n');
-        },
+        () =>
+          [
+            ...this.opening(lockKey, 'interactive'),
+            `INSERT INTO mp_inbox (queue, message_id) VALUES (${sqlLiteral(entry.queue)}, ${sqlLiteral(entry.messageId)}) ON CONFLICT DO NOTHING`,
+          ].join(';\n'),
         () => this.commitOf(tx),
       );
       this.afterCommit(tx);
@@ -155,12 +147,88 @@ export class PostgresTransactions {
     }
   }
 
+  /**
+   * A whole transaction in one round trip (`postgres-commit`): `work` runs first, with no
+   * connection, queueing statements (`execute`) and outbox rows; then BEGIN, the key's lock, the
+   * message's inbox row, the statements, the outbox rows and COMMIT go in one simple query. An
+   * inbox row already there fails the insert and rolls everything back: `duplicate`. `work`
+   * runs again for a redelivery, and its queued writes are then refused with the marker.
+   */
+  async runCommit<T>(
+    entry: InboxEntry,
+    origin: TransactionOrigin,
+    work: (tx: PostgresTransaction) => Promise<T>,
+  ): Promise<InboxOutcome<T>> {
+    const tx = new PostgresTransaction(undefined, origin);
+    const value = await work(tx);
+    const { lockKey } = entry;
+    try {
+      await this.require().transaction(
+        () => Promise.resolve(),
+        () =>
+          [
+            ...this.opening(lockKey, 'at-commit'),
+            // no ON CONFLICT: a second delivery fails here, before any of its writes
+            `INSERT INTO mp_inbox (queue, message_id) VALUES (${sqlLiteral(entry.queue)}, ${sqlLiteral(entry.messageId)})`,
+            tx.atCommit(),
+            this.notifyFor(tx),
+            'COMMIT',
+          ]
+            .filter((x) => x !== undefined)
+            .join(';\n'),
+        () => undefined,
+      );
+    } catch (error) {
+      if (sqlState(error) === UNIQUE_VIOLATION && constraintOf(error) === INBOX_KEY) {
+        return { status: 'duplicate' };
+      }
+      if (lockKey !== undefined && sqlState(error) === LOCK_NOT_AVAILABLE) {
+        throw new LockTimeoutError(lockKey, this.lock.waitMs);
+      }
+      throw error;
+    }
+    this.afterCommit(tx);
+    return { status: 'done', value };
+  }
+
   /** The transaction's outbox rows, a NOTIFY when no relay runs here, COMMIT: one round trip. */
   private commitOf(tx: PostgresTransaction | undefined): string {
-    const rows = tx?.outboxInsert();
-    if (rows === undefined) return 'COMMIT';
-    const notify = this.relay?.running ? '' : `SELECT pg_notify('${OUTBOX_CHANNEL}', '');\n`;
-    return `${rows};\n${notify}COMMIT`;
+    const statements = [tx?.atCommit(), this.notifyFor(tx), 'COMMIT'];
+    return statements.filter((x) => x !== undefined).join(';\n');
+  }
+
+  /** A NOTIFY for the relays of other processes, when the transaction wrote outbox rows and no relay runs here. */
+  private notifyFor(tx: PostgresTransaction | undefined): string | undefined {
+    return tx?.hasOutboxRows && !this.relay?.running
+      ? `SELECT pg_notify('${OUTBOX_CHANNEL}', '')`
+      : undefined;
+  }
+
+  /**
+   * BEGIN and the key's lock (waiting up to LOCK_WAIT_MS): the start of an inbox transaction.
+   * `interactive`: also its lease (the handler works between statements) and `lock_timeout` back
+   * to the default for the handler's own statements; `at-commit`: the statements queued with it
+   * follow at once, so they keep LOCK_WAIT_MS as their lock timeout too.
+   */
+  private opening(lockKey: string | undefined, mode: 'interactive' | 'at-commit'): string[] {
+    const statements = ['BEGIN'];
+    if (mode === 'interactive') {
+      // a transaction left idle this long (its handler stuck outside the database) is ended by
+      // the server, and its locks with it: the lease of the lock below
+      statements.push(
+        `SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(this.lock.ttlMs)}`,
+      );
+    }
+    if (lockKey !== undefined) {
+      // a transaction-level advisory lock on the key's 64-bit hash: nothing written, held to
+      // COMMIT or ROLLBACK, released by the server when the session ends
+      statements.push(
+        `SET LOCAL lock_timeout = ${Math.max(1, Math.ceil(this.lock.waitMs))}`,
+        `SELECT pg_advisory_xact_lock(hashtextextended(${sqlLiteral(lockKey)}, ${LOCK_SEED}))`,
+      );
+      if (mode === 'interactive') statements.push('SET LOCAL lock_timeout = DEFAULT');
+    }
+    return statements;
   }
 
   private afterCommit(tx: PostgresTransaction | undefined): void {

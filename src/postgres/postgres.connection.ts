@@ -117,14 +117,15 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
    * or ROLLBACK when it throws. `open` and `close` may carry more statements after BEGIN and
    * before COMMIT (one round trip for them all, in the simple query protocol: values in them
    * must be literals escaped by the client); `work` gets the results of `open`'s statements
-   * after BEGIN. A failure that says the server is unreachable rejects with
+   * after BEGIN. `close` may return undefined when `open` ended the transaction itself (a whole
+   * transaction in one round trip). A failure that says the server is unreachable rejects with
    * `DependencyUnavailableError` (and marks the connection down until a probe succeeds); whether
    * a COMMIT that failed so took effect is then unknown, which is what the inbox row settles.
    */
   async transaction<T>(
     work: (client: PoolClient, opened: readonly QueryResult[]) => Promise<T>,
     open: (client: PoolClient) => string = () => 'BEGIN',
-    close: (value: T) => string = () => 'COMMIT',
+    close: (value: T) => string | undefined = () => 'COMMIT',
   ): Promise<T> {
     let client: PoolClient;
     try {
@@ -145,7 +146,8 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     try {
       const opened = (await client.query(open(client))) as QueryResult | QueryResult[];
       const result = await work(client, Array.isArray(opened) ? opened.slice(1) : []);
-      await client.query(close(result));
+      const closing = close(result);
+      if (closing !== undefined) await client.query(closing);
       return result;
     } catch (error) {
       if (isPostgresOutage(error)) broken ??= error;

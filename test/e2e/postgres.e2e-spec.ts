@@ -8,10 +8,14 @@ import { OutboxMetrics } from '../../src/metrics/outbox.metrics.js';
 import { OutboxRelay, RELAY_BATCH } from '../../src/postgres/outbox.relay.js';
 import { PostgresConnection } from '../../src/postgres/postgres.connection.js';
 import { LockLostError, LockTimeoutError } from '../../src/lock/index.js';
+import { HandlerConfigurationError } from '../../src/messaging/messaging.errors.js';
 import { scenarioPause } from '../chaos/support/verdicts.js';
 import { migrate, SERVICE_MIGRATIONS } from '../../src/postgres/postgres.schema.js';
 import { PostgresTransactions } from '../../src/postgres/postgres-transactions.js';
 import {
+  PG_COMMIT_QUEUE,
+  PgCommitProbe,
+  PgCommitProbeModule,
   PG_PROBE_EVENTS,
   PG_PROBE_EXCHANGE,
   PG_PROBE_QUEUE,
@@ -81,7 +85,7 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
         LOCK_WAIT_MS: '1000',
         LOCK_TTL_MS: String(LOCK_TTL_MS),
       },
-      [PgProbeModule],
+      [PgProbeModule, PgCommitProbeModule],
     );
     await waitUntilReady(app);
   });
@@ -214,6 +218,40 @@ describe('effects in PostgreSQL: inbox, outbox, the ledger on PostgreSQL (real R
         })) === 1,
     );
     expect(probe.attempts.get(messageId)).toBe(3);
+  });
+
+  it('postgres-commit: sends writes, event and marker in one round trip; a redelivery runs the code, not the writes', async () => {
+    const probe = app.get(PgCommitProbe);
+    const messageId = randomUUID();
+    const publish = (note: string): Promise<void> =>
+      broker.publish(PG_PROBE_EXCHANGE, 'commit.run', JSON.stringify({ note }), {
+        messageId,
+        contentType: 'application/json',
+      });
+    await publish('first');
+    const events: GetMessage[] = [];
+    await collect(probeEvents, 1, events);
+    expect(events.map((m) => JSON.parse(m.content.toString()) as unknown)).toEqual([
+      { note: 'first' },
+    ]);
+    expect(probe.readError).toBeInstanceOf(HandlerConfigurationError);
+    await publish('second');
+    await waitFor(
+      'the redelivery counted as a duplicate',
+      async () =>
+        (await metricValue('messages_processed_total', {
+          queue: PG_COMMIT_QUEUE,
+          outcome: 'duplicate',
+        })) === 1,
+    );
+    // its code ran again; its queued writes were refused with the marker
+    expect(probe.runs.get(messageId)).toBe(2);
+    expect(
+      await db.query('SELECT note FROM pg_probe_rows WHERE message_id = $1', [messageId]),
+    ).toEqual([{ note: 'first' }]);
+    expect(
+      await db.query('SELECT 1 FROM mp_outbox WHERE message_id = $1', [messageId]),
+    ).toHaveLength(1);
   });
 
   it('runs the transactions of one key one at a time, and hands back one that waits past LOCK_WAIT_MS', async () => {

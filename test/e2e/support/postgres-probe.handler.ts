@@ -53,3 +53,45 @@ export class PgProbe {
 
 @Module({ providers: [PgProbe] })
 export class PgProbeModule {}
+
+export const PG_COMMIT_QUEUE = 'pg-probe.commits';
+
+/**
+ * A `postgres-commit` handler: its writes and its event are queued and sent with the COMMIT in
+ * one round trip; it counts how often its code ran (again for a redelivery).
+ */
+@Injectable()
+export class PgCommitProbe {
+  readonly runs = new Map<string, number>();
+  readError: unknown;
+
+  @MessageHandler({
+    exchange: PG_PROBE_EXCHANGE,
+    routingKey: 'commit.*',
+    queue: PG_COMMIT_QUEUE,
+    effect: { kind: 'postgres-commit' },
+    retry: { maxAttempts: 2, initialDelayMs: 100, maxDelayMs: 100 },
+  })
+  async handle(job: PgProbeJob, ctx: MessageContext): Promise<void> {
+    const id = ctx.messageId as string;
+    this.runs.set(id, (this.runs.get(id) ?? 0) + 1);
+    const tx = ctx.transaction;
+    if (!tx) throw new Error('a postgres-commit handler gets ctx.transaction');
+    // nothing can be read: the transaction runs as a whole at commit
+    this.readError = await tx.query('SELECT 1').then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    tx.execute('INSERT INTO pg_probe_rows (message_id, note) VALUES ($1, $2)', [id, job.note]);
+    tx.publishQuery(
+      PG_PROBE_EVENTS,
+      'commit.done',
+      "SELECT json_build_object('note', note) FROM pg_probe_rows WHERE message_id = $1",
+      [id],
+      { messageId: id },
+    );
+  }
+}
+
+@Module({ providers: [PgCommitProbe] })
+export class PgCommitProbeModule {}

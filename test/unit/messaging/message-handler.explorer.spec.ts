@@ -616,7 +616,7 @@ describe('MessageHandlerExplorer retry options', () => {
     expect(error).toBeInstanceOf(HandlerConfigurationError);
     expect(error).toHaveProperty(
       'message',
-      `UnknownEffectHandler.apply: "effect.kind" must be one of 'marker-after', 'redis-commit', 'postgres-transaction', 'idempotent'`,
+      `UnknownEffectHandler.apply: "effect.kind" must be one of 'marker-after', 'redis-commit', 'postgres-transaction', 'postgres-commit', 'idempotent'`,
     );
   });
 

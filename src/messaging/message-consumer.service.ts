@@ -25,6 +25,11 @@ function usesPostgres(binding: QueueBinding): boolean {
   return binding.handlers.some((h) => h.options.effect.startsWith('postgres-'));
 }
 
+/** Whether all of a queue's handlers lock and mark in PostgreSQL (it consumes through a Redis outage). */
+function onlyPostgres(binding: QueueBinding): boolean {
+  return binding.handlers.every((h) => h.options.effect.startsWith('postgres-'));
+}
+
 /**
  * Starts one consumer per queue once the application has bootstrapped, keeps them attached
  * across broker reconnects and Redis outages, and drains them on shutdown: intake stops first
@@ -61,8 +66,11 @@ export class MessageConsumerService
           connection: () =>
             this.connection.isConnected() ? this.connection.connection : undefined,
           unavailableDependency: () => {
-            if (!this.redis.isReady()) return 'Redis is not ready';
-            if (!this.locks.isAvailable()) return 'the lock servers are unavailable';
+            // a queue whose handlers all keep lock and marker in PostgreSQL needs no Redis
+            if (!onlyPostgres(binding)) {
+              if (!this.redis.isReady()) return 'Redis is not ready';
+              if (!this.locks.isAvailable()) return 'the lock servers are unavailable';
+            }
             if (usesPostgres(binding) && !this.postgres?.isReady()) {
               return 'PostgreSQL is not ready';
             }

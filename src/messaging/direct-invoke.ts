@@ -6,7 +6,7 @@ import {
   ROUTE_ARGS_METADATA,
 } from '@nestjs/common/constants';
 import type { ApplicationConfig } from '@nestjs/core';
-import type { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
+import type { ExternalContextCreator } from '@nestjs/core';
 import { isObservable, lastValueFrom } from 'rxjs';
 import type { MessageContext } from './message.context.js';
 import { MessageExceptionsFilter } from './message-exceptions.filter.js';

@@ -1,8 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { DiscoveryService, ExternalContextCreator, MetadataScanner, Reflector } from '@nestjs/core';
 import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
-import { ExternalContextCreator } from '@nestjs/core/helpers/external-context-creator';
 import { amqpConfig, postgresConfig, processingConfig } from '../config/app.config.js';
 import { MESSAGE_HANDLER_METADATA } from './messaging.constants.js';
 import { HandlerConfigurationError } from './messaging.errors.js';

@@ -17,17 +17,17 @@ import { AmqpConnection } from './amqp.connection.js';
 import { MessageHandlerExplorer } from './message-handler.explorer.js';
 import { MessageProcessor } from './message.processor.js';
 import { MessagePublisher } from './message.publisher.js';
-import type { QueueBinding } from './message-handler.interfaces.js';
+import { isPostgresEffect, type QueueBinding } from './message-handler.interfaces.js';
 import { type ConsumerStatus, QueueConsumer } from './queue.consumer.js';
 
 /** Whether a queue's handlers need PostgreSQL (its consumer pauses while PostgreSQL is down). */
 function usesPostgres(binding: QueueBinding): boolean {
-  return binding.handlers.some((h) => h.options.effect.startsWith('postgres-'));
+  return binding.handlers.some((h) => isPostgresEffect(h.options.effect));
 }
 
 /** Whether all of a queue's handlers lock and mark in PostgreSQL (it consumes through a Redis outage). */
 function onlyPostgres(binding: QueueBinding): boolean {
-  return binding.handlers.every((h) => h.options.effect.startsWith('postgres-'));
+  return binding.handlers.every((h) => isPostgresEffect(h.options.effect));
 }
 
 /**

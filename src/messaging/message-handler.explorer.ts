@@ -5,8 +5,9 @@ import { ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
 import { amqpConfig, postgresConfig, processingConfig } from '../config/app.config.js';
 import { MESSAGE_HANDLER_METADATA } from './messaging.constants.js';
 import { HandlerConfigurationError } from './messaging.errors.js';
-import type {
-  EffectKind,
+import {
+  isPostgresEffect,
+  type EffectKind,
   MessageHandlerOptions,
   QueueBinding,
   RegisteredHandler,
@@ -103,7 +104,7 @@ export class MessageHandlerExplorer {
         `${id}: "effect.kind" must be one of ${EFFECT_KINDS.map((k) => `'${k}'`).join(', ')}`,
       );
     }
-    if (effect.startsWith('postgres-') && this.postgres.url === undefined) {
+    if (isPostgresEffect(effect) && this.postgres.url === undefined) {
       throw new HandlerConfigurationError(
         `${id}: effect '${effect}' needs PostgreSQL: set DATABASE_URL`,
       );

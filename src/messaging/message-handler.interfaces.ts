@@ -72,6 +72,11 @@ export type HandlerEffect =
 /** The kinds of {@link HandlerEffect}. */
 export type EffectKind = HandlerEffect['kind'];
 
+/** Whether an effect kind keeps its lock and marker in PostgreSQL (and needs `DATABASE_URL`). */
+export function isPostgresEffect(kind: EffectKind): boolean {
+  return kind === 'postgres-transaction' || kind === 'postgres-commit';
+}
+
 /**
  * Return this from a handler that found, while committing, that the message had already been
  * processed (its marker existed): the outcome is `duplicate` instead of `ack`.

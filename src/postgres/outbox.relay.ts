@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type { Client, ClientBase } from 'pg';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
 import type { AmqpConnection } from '../messaging/amqp.connection.js';
 import type { MessagePublisher } from '../messaging/message.publisher.js';
@@ -6,6 +6,7 @@ import type { OutboxMetrics } from '../metrics/outbox.metrics.js';
 import type { PostgresConnection, PostgresLogger } from './postgres.connection.js';
 import { loggablePostgresError } from './postgres.errors.js';
 import { OUTBOX_CHANNEL } from './postgres-transaction.js';
+import { sqlLiteral } from './sql-literals.js';
 
 export interface OutboxRelayOptions {
   /** How often to look for unsent rows besides the NOTIFY of each commit (`OUTBOX_POLL_MS`). */
@@ -70,7 +71,7 @@ interface OutboxRow {
  * unreachable nothing is claimed.
  */
 export class OutboxRelay {
-  private listener: pg.Client | undefined;
+  private listener: Client | undefined;
   private listenRetry: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private lastCleanup = 0;
@@ -213,7 +214,7 @@ export class OutboxRelay {
         if (marks.failed.length > 0) {
           statements.push(
             `UPDATE mp_outbox
-                SET attempts = attempts + 1, last_error = ${pg.escapeLiteral(marks.reason.slice(0, 1_000))},
+                SET attempts = attempts + 1, last_error = ${sqlLiteral(marks.reason.slice(0, 1_000))},
                     available_at = now() + make_interval(secs => least(${MAX_BACKOFF_S}, power(2, attempts)))
               WHERE id IN (${marks.failed.join(', ')})`,
           );
@@ -322,7 +323,7 @@ export class OutboxRelay {
   }
 }
 
-async function deleteBatch(client: pg.ClientBase, sql: string, seconds: number): Promise<number> {
+async function deleteBatch(client: ClientBase, sql: string, seconds: number): Promise<number> {
   let total = 0;
   for (;;) {
     const { rowCount } = await client.query(sql, [seconds]);

@@ -124,7 +124,7 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
    */
   async transaction<T>(
     work: (client: PoolClient, opened: readonly QueryResult[]) => Promise<T>,
-    open: (client: PoolClient) => string = () => 'BEGIN',
+    open: () => string = () => 'BEGIN',
     close: (value: T) => string | undefined = () => 'COMMIT',
   ): Promise<T> {
     let client: PoolClient;
@@ -144,7 +144,7 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     };
     client.on('error', onError);
     try {
-      const opened = (await client.query(open(client))) as QueryResult | QueryResult[];
+      const opened = (await client.query(open())) as QueryResult | QueryResult[];
       const result = await work(client, Array.isArray(opened) ? opened.slice(1) : []);
       const closing = close(result);
       if (closing !== undefined) await client.query(closing);

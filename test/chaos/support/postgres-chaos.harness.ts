@@ -197,7 +197,7 @@ export class PgChaosRun {
       { noAck: true },
     );
     // the broker reports every delivery of the work queue to amq.rabbitmq.trace
-    await run('rabbitmqctl', ['-q', 'trace_on', '-p', this.vhost.name], { timeout: 30_000 });
+    await this.ctl('trace_on', '-p', this.vhost.name);
     const trace = `chaos.trace.${this.id}`;
     await this.channel.assertQueue(trace, { durable: true });
     await this.channel.bindQueue(trace, 'amq.rabbitmq.trace', `deliver.${QUEUE}`);
@@ -347,30 +347,25 @@ export class PgChaosRun {
     return rows[0]?.n ?? 0;
   }
 
+  /** `rabbitmqctl` against the shared broker. */
+  private readonly ctl = async (...args: string[]): Promise<string> =>
+    (await run('rabbitmqctl', ['-q', ...args], { timeout: 30_000 })).stdout;
+
   /** `rabbitmqctl close_connection` on every connection of the service instances. */
   async closeServiceConnections(): Promise<number> {
-    const { stdout } = await run(
-      'rabbitmqctl',
-      [
-        '-q',
-        'list_connections',
-        '-p',
-        this.vhost.name,
-        '--no-table-headers',
-        'pid',
-        'client_properties',
-      ],
-      { timeout: 30_000 },
+    const stdout = await this.ctl(
+      'list_connections',
+      '-p',
+      this.vhost.name,
+      '--no-table-headers',
+      'pid',
+      'client_properties',
     );
     const pids = stdout
       .split('\n')
       .filter((line) => line.includes('message-processor@'))
       .map((line) => line.split('\t')[0]);
-    for (const pid of pids) {
-      await run('rabbitmqctl', ['-q', 'close_connection', pid, 'chaos: forced close'], {
-        timeout: 30_000,
-      });
-    }
+    for (const pid of pids) await this.ctl('close_connection', pid, 'chaos: forced close');
     return pids.length;
   }
 
@@ -387,9 +382,7 @@ export class PgChaosRun {
   }
 
   private async queueDepths(): Promise<Record<string, number>> {
-    const ctl = async (...args: string[]): Promise<string> =>
-      (await run('rabbitmqctl', ['-q', ...args], { timeout: 30_000 })).stdout;
-    return queueDepths(ctl, this.vhost.name);
+    return queueDepths(this.ctl, this.vhost.name);
   }
 
   private async outboxPending(): Promise<number> {

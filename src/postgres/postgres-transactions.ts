@@ -1,5 +1,8 @@
 import { LockLostError, LockTimeoutError } from '../lock/lock.errors.js';
-import { HandlerConfigurationError } from '../messaging/messaging.errors.js';
+import {
+  DependencyUnavailableError,
+  HandlerConfigurationError,
+} from '../messaging/messaging.errors.js';
 import { SessionEndedIdleError, sqlState } from './postgres.errors.js';
 import { sqlLiteral } from './sql-literals.js';
 import type { PostgresConnection } from './postgres.connection.js';
@@ -34,6 +37,23 @@ export type InboxOutcome<T> =
   /** The inbox row existed: an earlier delivery committed this message. Nothing ran. */
   | { readonly status: 'duplicate' };
 
+/** What `runCommit` settled: committed, or refused by the inbox row of an earlier delivery. */
+type CommitStatus = 'done' | 'duplicate';
+
+/** A `postgres-commit` transaction waiting for its group. */
+interface QueuedCommit {
+  readonly entry: InboxEntry;
+  readonly tx: PostgresTransaction;
+  readonly resolve: (status: CommitStatus) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * The most transactions committed as one. Measured on the ledger (docs/benchmarks.md): 5 per
+ * commit already gives most of the gain; more only lengthens the rollback of a group that fails.
+ */
+export const MAX_COMMIT_GROUP = 32;
+
 /**
  * The seed of the lock keys' hash: keeps the service's advisory locks apart from the
  * application's own (which take plain integers or `hashtext`).
@@ -60,6 +80,9 @@ function constraintOf(error: unknown): string | undefined {
 export class PostgresTransactions {
   /** The relay of this process, woken after each commit with outbox rows (no NOTIFY then). */
   private relay: { readonly running: boolean; committed(): void } | undefined;
+  /** `postgres-commit` transactions waiting for a connection, committed in groups. */
+  private readonly queuedCommits: QueuedCommit[] = [];
+  private committingGroups = 0;
 
   constructor(
     readonly connection: PostgresConnection | undefined,
@@ -153,6 +176,11 @@ export class PostgresTransactions {
    * message's inbox row, the statements, the outbox rows and COMMIT go in one simple query. An
    * inbox row already there fails the insert and rolls everything back: `duplicate`. `work`
    * runs again for a redelivery, and its queued writes are then refused with the marker.
+   *
+   * Group commit: while every connection of the pool is busy committing, the transactions that
+   * arrive wait and then commit together, up to {@link MAX_COMMIT_GROUP} in one (one BEGIN, one
+   * insert of their inbox rows, one COMMIT). Nothing waits for a group to fill: an idle pool
+   * commits a transaction alone at once.
    */
   async runCommit<T>(
     entry: InboxEntry,
@@ -161,6 +189,110 @@ export class PostgresTransactions {
   ): Promise<InboxOutcome<T>> {
     const tx = new PostgresTransaction(undefined, origin);
     const value = await work(tx);
+    const status = await this.commitGrouped(entry, tx);
+    return status === 'duplicate' ? { status } : { status, value };
+  }
+
+  private commitGrouped(entry: InboxEntry, tx: PostgresTransaction): Promise<CommitStatus> {
+    this.require();
+    return new Promise<CommitStatus>((resolve, reject) => {
+      this.queuedCommits.push({ entry, tx, resolve, reject });
+      this.pumpCommits();
+    });
+  }
+
+  /**
+   * Starts groups while fewer than the pool's size are committing. Each takes its share of what
+   * waits (the waiting split over the free connections), so a burst spreads over the pool and a
+   * busy pool's backlog goes in few transactions.
+   */
+  private pumpCommits(): void {
+    const limit = this.require().poolMax;
+    while (this.queuedCommits.length > 0 && this.committingGroups < limit) {
+      const share = Math.ceil(this.queuedCommits.length / (limit - this.committingGroups));
+      const group = this.queuedCommits.splice(0, Math.min(MAX_COMMIT_GROUP, share));
+      this.committingGroups += 1;
+      void this.commitGroup(group).finally(() => {
+        this.committingGroups -= 1;
+        this.pumpCommits();
+      });
+    }
+  }
+
+  /**
+   * Commits `group` in one transaction. When a statement fails the whole group rolls back, and
+   * each is committed again on its own to tell whose it was (a duplicate, a lock waited on past
+   * `LOCK_WAIT_MS`, a handler's statement that fails): only that one fails. An outage fails
+   * them all as "not now" (whether the COMMIT took effect is what their inbox rows settle on
+   * redelivery).
+   */
+  private async commitGroup(group: readonly QueuedCommit[]): Promise<void> {
+    if (group.length === 1) {
+      const [alone] = group;
+      await this.commitAlone(alone.entry, alone.tx).then(alone.resolve, alone.reject);
+      return;
+    }
+    try {
+      await this.require().transaction(
+        () => Promise.resolve(),
+        () => this.groupStatements(group),
+        () => undefined,
+      );
+    } catch (error) {
+      if (error instanceof DependencyUnavailableError) {
+        for (const queued of group) queued.reject(error);
+        return;
+      }
+      await Promise.all(
+        group.map((queued) =>
+          this.commitAlone(queued.entry, queued.tx).then(queued.resolve, queued.reject),
+        ),
+      );
+      return;
+    }
+    if (group.some((queued) => queued.tx.hasOutboxRows) && this.relay?.running) {
+      this.relay.committed();
+    }
+    for (const queued of group) queued.resolve('done');
+  }
+
+  /**
+   * The group's transaction: its keys' locks taken in one order (sorted, so two groups never
+   * wait on each other in a cycle; a key twice is taken once, the lock being re-entrant in its
+   * transaction), the inbox rows in one insert, then each message's statements and outbox rows
+   * in delivery order, so an event's body read back at commit sees its own message's writes and
+   * not a later one's.
+   */
+  private groupStatements(group: readonly QueuedCommit[]): string {
+    const keys = [
+      ...new Set(group.map((queued) => queued.entry.lockKey).filter((key) => key !== undefined)),
+    ].sort();
+    const statements = ['BEGIN'];
+    if (keys.length > 0) {
+      statements.push(
+        `SET LOCAL lock_timeout = ${this.lockTimeoutMs()}`,
+        // a function scan yields the array's elements in order: the locks are taken in it
+        `SELECT pg_advisory_xact_lock(hashtextextended(key, ${LOCK_SEED})) FROM unnest(ARRAY[${keys.map(sqlLiteral).join(', ')}]::text[]) AS key`,
+      );
+    }
+    statements.push(
+      `INSERT INTO mp_inbox (queue, message_id) VALUES ${group
+        .map(({ entry }) => `(${sqlLiteral(entry.queue)}, ${sqlLiteral(entry.messageId)})`)
+        .join(', ')}`,
+    );
+    for (const queued of group) {
+      const atCommit = queued.tx.atCommit();
+      if (atCommit !== undefined) statements.push(atCommit);
+    }
+    if (!this.relay?.running && group.some((queued) => queued.tx.hasOutboxRows)) {
+      statements.push(`SELECT pg_notify('${OUTBOX_CHANNEL}', '')`);
+    }
+    statements.push('COMMIT');
+    return statements.join(';\n');
+  }
+
+  /** One message's transaction in one round trip. */
+  private async commitAlone(entry: InboxEntry, tx: PostgresTransaction): Promise<CommitStatus> {
     const { lockKey } = entry;
     try {
       await this.require().transaction(
@@ -180,7 +312,7 @@ export class PostgresTransactions {
       );
     } catch (error) {
       if (sqlState(error) === UNIQUE_VIOLATION && constraintOf(error) === INBOX_KEY) {
-        return { status: 'duplicate' };
+        return 'duplicate';
       }
       if (lockKey !== undefined && sqlState(error) === LOCK_NOT_AVAILABLE) {
         throw new LockTimeoutError(lockKey, this.lock.waitMs);
@@ -188,7 +320,7 @@ export class PostgresTransactions {
       throw error;
     }
     this.afterCommit(tx);
-    return { status: 'done', value };
+    return 'done';
   }
 
   /** The transaction's outbox rows, a NOTIFY when no relay runs here, COMMIT: one round trip. */
@@ -223,12 +355,16 @@ export class PostgresTransactions {
       // a transaction-level advisory lock on the key's 64-bit hash: nothing written, held to
       // COMMIT or ROLLBACK, released by the server when the session ends
       statements.push(
-        `SET LOCAL lock_timeout = ${Math.max(1, Math.ceil(this.lock.waitMs))}`,
+        `SET LOCAL lock_timeout = ${this.lockTimeoutMs()}`,
         `SELECT pg_advisory_xact_lock(hashtextextended(${sqlLiteral(lockKey)}, ${LOCK_SEED}))`,
       );
       if (mode === 'interactive') statements.push('SET LOCAL lock_timeout = DEFAULT');
     }
     return statements;
+  }
+
+  private lockTimeoutMs(): number {
+    return Math.max(1, Math.ceil(this.lock.waitMs));
   }
 
   private afterCommit(tx: PostgresTransaction | undefined): void {

@@ -90,6 +90,11 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     };
   }
 
+  /** How many connections the pool opens at most. */
+  get poolMax(): number {
+    return this.options.poolMax;
+  }
+
   /** The URL without its password, for logs and health bodies. */
   describeUrl(): string {
     return redactUrl(this.options.url);

@@ -1,10 +1,11 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { Redis } from 'ioredis';
-import { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { lockConfig, redisConfig } from '../config/app.config.js';
 import { redactUrl } from '../config/secret-redaction.js';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
+import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { LockMetrics } from '../metrics/lock.metrics.js';
 import {
   REDIS_COMMAND_TIMEOUT_MS,
@@ -24,15 +25,21 @@ import { LockService } from './lock.service.js';
   providers: [
     {
       provide: LockService,
-      inject: [lockConfig.KEY, redisConfig.KEY, RedisConnection, LockMetrics, PinoLogger],
+      inject: [
+        lockConfig.KEY,
+        redisConfig.KEY,
+        RedisConnection,
+        LockMetrics,
+        MESSAGE_PROCESSOR_LOGGER,
+      ],
       useFactory: (
         config: ConfigType<typeof lockConfig>,
         redisSettings: ConfigType<typeof redisConfig>,
         redis: RedisConnection,
         metrics: LockMetrics,
-        logger: PinoLogger,
+        root: Logger,
       ): LockService => {
-        logger.setContext(LockService.name);
+        const logger = contextLogger(root, LockService.name);
         const own: Redis[] = [];
         let backend: LockBackend;
         if (config.redlockUrls.length >= 3) {
@@ -79,7 +86,7 @@ import { LockService } from './lock.service.js';
 })
 export class LockModule {}
 
-function watchClient(client: Redis, label: string, logger: PinoLogger): void {
+function watchClient(client: Redis, label: string, logger: Logger): void {
   let failures = 0;
   client.on('ready', () => {
     failures = 0;

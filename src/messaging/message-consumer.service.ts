@@ -7,9 +7,10 @@ import {
   Optional,
 } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { amqpConfig, processingConfig } from '../config/app.config.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { LockService } from '../lock/lock.service.js';
 import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import { RedisConnection } from '../redis/redis.connection.js';
@@ -43,6 +44,7 @@ export class MessageConsumerService
   private consumers: QueueConsumer[] = [];
   private shuttingDown = false;
   private forcedAtShutdown = 0;
+  private readonly logger: Logger;
   private readonly reconcile = (): void => this.consumers.forEach((c) => void c.converge());
 
   constructor(
@@ -54,9 +56,11 @@ export class MessageConsumerService
     private readonly locks: LockService,
     @Inject(amqpConfig.KEY) private readonly amqp: ConfigType<typeof amqpConfig>,
     @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
-    @InjectPinoLogger(MessageConsumerService.name) private readonly logger: PinoLogger,
+    @Inject(MESSAGE_PROCESSOR_LOGGER) root: Logger,
     @Optional() private readonly postgres?: PostgresTransactions,
-  ) {}
+  ) {
+    this.logger = contextLogger(root, MessageConsumerService.name);
+  }
 
   onApplicationBootstrap(): void {
     const bindings = this.explorer.explore();

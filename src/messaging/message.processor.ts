@@ -1,10 +1,10 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import type { ConsumeMessage } from 'amqplib';
-import { InjectPinoLogger, PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config.js';
 import { type LinkedSignal, linkedSignal } from '../lifecycle/linked-signal.js';
+import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { LockService, LockTimeoutError } from '../lock/index.js';
 import type { EffectJournal } from '../lock/guarded-commit.js';
 import { MessageLease } from '../lock/message-lease.js';
@@ -63,16 +63,17 @@ export class MessageProcessor {
     private readonly metrics: MessageMetrics,
     publisher: MessagePublisher,
     @Inject(processingConfig.KEY) private readonly config: ConfigType<typeof processingConfig>,
-    @InjectPinoLogger(MessageProcessor.name) logger: PinoLogger,
+    @Inject(MESSAGE_PROCESSOR_LOGGER) root: Logger,
     @Optional() private readonly postgres?: PostgresTransactions,
   ) {
+    const logger = contextLogger(root, MessageProcessor.name);
     this.settler = new MessageSettler({
       publisher,
       metrics,
       logger,
-      logsDebug: () => logger.logger.isLevelEnabled('debug'),
+      logsDebug: () => logger.isLevelEnabled('debug'),
     });
-    this.handlerLogger = logger.logger.child({ context: 'MessageHandler' });
+    this.handlerLogger = contextLogger(root, 'MessageHandler');
     this.effectJournal = config.effectJournal.maxLen > 0 ? config.effectJournal : undefined;
   }
 

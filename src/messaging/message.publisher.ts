@@ -3,7 +3,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import type { ChannelWrapper } from 'amqp-connection-manager';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
-import { InjectPinoLogger } from 'nestjs-pino';
 import { amqpConfig } from '../config/app.config.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
 import { AmqpConnection } from './amqp.connection.js';
@@ -63,7 +62,7 @@ export class MessagePublisher {
       'publishTimeoutMs' | 'publishBufferLimit'
     >,
     @Inject(MessageMetrics) private readonly metrics: PublishMetrics,
-    @InjectPinoLogger(MessagePublisher.name) private readonly logger: PublishLogger,
+    private readonly logger: PublishLogger,
   ) {
     this.channel = this.openChannel();
   }

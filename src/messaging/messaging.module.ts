@@ -1,9 +1,10 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
-import { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { amqpConfig } from '../config/app.config.js';
 import { LockModule } from '../lock/lock.module.js';
+import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
 import { AmqpConnection } from './amqp.connection.js';
 import { IdempotencyStore } from './idempotency.store.js';
@@ -23,25 +24,34 @@ import { MessagePublisher } from './message.publisher.js';
   providers: [
     {
       provide: AmqpConnection,
-      inject: [amqpConfig.KEY, MessageMetrics, PinoLogger],
+      inject: [amqpConfig.KEY, MessageMetrics, MESSAGE_PROCESSOR_LOGGER],
       // not awaited: the service starts (and reports not-ready) while the broker is unreachable
-      useFactory: (
-        config: ConfigType<typeof amqpConfig>,
-        metrics: MessageMetrics,
-        logger: PinoLogger,
-      ) => {
-        logger.setContext(AmqpConnection.name);
-        return new AmqpConnection(
+      useFactory: (config: ConfigType<typeof amqpConfig>, metrics: MessageMetrics, root: Logger) =>
+        new AmqpConnection(
           { urls: config.urls, heartbeatSeconds: config.heartbeatSeconds },
           metrics,
-          logger,
-        );
-      },
+          contextLogger(root, AmqpConnection.name),
+        ),
     },
     { provide: APP_FILTER, useClass: MessageExceptionsFilter },
     MessageHandlerExplorer,
     IdempotencyStore,
-    MessagePublisher,
+    {
+      provide: MessagePublisher,
+      inject: [AmqpConnection, amqpConfig.KEY, MessageMetrics, MESSAGE_PROCESSOR_LOGGER],
+      useFactory: (
+        connection: AmqpConnection,
+        config: ConfigType<typeof amqpConfig>,
+        metrics: MessageMetrics,
+        root: Logger,
+      ) =>
+        new MessagePublisher(
+          connection,
+          config,
+          metrics,
+          contextLogger(root, MessagePublisher.name),
+        ),
+    },
     MessageProcessor,
     MessageConsumerService,
   ],

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
-import type { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import type { QueueType } from '../config/env.schema.js';
 import { AckCoalescer, type Settlement } from './ack.coalescer.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
@@ -21,7 +21,7 @@ export interface QueueConsumerDeps {
   readonly queueType: QueueType;
   /** The vhost of the broker URL, for the migration commands the log suggests. */
   readonly vhost: string;
-  readonly logger: PinoLogger;
+  readonly logger: Logger;
 }
 
 /** Readiness view of one consumer. */

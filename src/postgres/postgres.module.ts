@@ -8,9 +8,10 @@ import {
   Optional,
 } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { lockConfig, postgresConfig } from '../config/app.config.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
+import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { AmqpConnection } from '../messaging/amqp.connection.js';
 import { MessagePublisher } from '../messaging/message.publisher.js';
 import { MessagingModule } from '../messaging/messaging.module.js';
@@ -31,15 +32,15 @@ import { PostgresTransactions } from './postgres-transactions.js';
   providers: [
     {
       provide: PostgresTransactions,
-      inject: [postgresConfig.KEY, lockConfig.KEY, OutboxMetrics, PinoLogger],
+      inject: [postgresConfig.KEY, lockConfig.KEY, OutboxMetrics, MESSAGE_PROCESSOR_LOGGER],
       useFactory: (
         config: ConfigType<typeof postgresConfig>,
         lock: ConfigType<typeof lockConfig>,
         metrics: OutboxMetrics,
-        logger: PinoLogger,
+        root: Logger,
       ) => {
         if (config.url === undefined) return new PostgresTransactions(undefined);
-        logger.setContext(PostgresConnection.name);
+        const logger = contextLogger(root, PostgresConnection.name);
         return new PostgresTransactions(
           new PostgresConnection({ url: config.url, poolMax: config.poolMax }, metrics, logger),
           { waitMs: lock.waitMs, ttlMs: lock.ttlMs },
@@ -54,7 +55,7 @@ import { PostgresTransactions } from './postgres-transactions.js';
         AmqpConnection,
         OutboxMetrics,
         postgresConfig.KEY,
-        PinoLogger,
+        MESSAGE_PROCESSOR_LOGGER,
       ],
       useFactory: (
         transactions: PostgresTransactions,
@@ -62,10 +63,10 @@ import { PostgresTransactions } from './postgres-transactions.js';
         amqp: AmqpConnection,
         metrics: OutboxMetrics,
         config: ConfigType<typeof postgresConfig>,
-        logger: PinoLogger,
+        root: Logger,
       ): OutboxRelay | null => {
         if (!transactions.connection) return null;
-        logger.setContext(OutboxRelay.name);
+        const logger = contextLogger(root, OutboxRelay.name);
         return new OutboxRelay(transactions.connection, publisher, amqp, metrics, config, logger);
       },
     },

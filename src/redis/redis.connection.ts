@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { redactUrl } from '../config/secret-redaction.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
@@ -61,7 +61,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
   constructor(
     private readonly url: string,
     private readonly metrics: MessageMetrics,
-    private readonly logger: PinoLogger,
+    private readonly logger: Logger,
   ) {
     super();
     this.client = createRedisClient(url, 'message-processor');

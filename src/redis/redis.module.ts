@@ -1,7 +1,8 @@
 import { Global, Inject, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { redisConfig } from '../config/app.config.js';
+import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
 import { RedisConnection } from './redis.connection.js';
 
@@ -11,15 +12,9 @@ import { RedisConnection } from './redis.connection.js';
   providers: [
     {
       provide: RedisConnection,
-      inject: [redisConfig.KEY, MessageMetrics, PinoLogger],
-      useFactory: (
-        config: ConfigType<typeof redisConfig>,
-        metrics: MessageMetrics,
-        logger: PinoLogger,
-      ) => {
-        logger.setContext(RedisConnection.name);
-        return new RedisConnection(config.url, metrics, logger);
-      },
+      inject: [redisConfig.KEY, MessageMetrics, MESSAGE_PROCESSOR_LOGGER],
+      useFactory: (config: ConfigType<typeof redisConfig>, metrics: MessageMetrics, root: Logger) =>
+        new RedisConnection(config.url, metrics, contextLogger(root, RedisConnection.name)),
     },
   ],
   exports: [RedisConnection],

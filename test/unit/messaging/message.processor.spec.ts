@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import type { ConsumeMessage, XDeath } from 'amqplib';
 import { FakeChannel } from '../support/fake-channel.js';
-import type { PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
 import type { IdempotencyStore } from '../../../src/messaging/idempotency.store.js';
 import type { MessageContext, ProcessedMarker } from '../../../src/messaging/message.context.js';
@@ -268,14 +267,6 @@ class FakeMetrics {
   }
 }
 
-/** PinoLogger as far as the processor and its settler use it. */
-class FakePinoLogger {
-  readonly logger = pino({ enabled: false });
-  debug(): void {}
-  warn(): void {}
-  error(): void {}
-}
-
 interface SetupOptions {
   /** Default `marker-after`. */
   readonly effect?: EffectKind;
@@ -347,7 +338,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       shutdownTimeoutMs: 1_000,
       effectJournal: { maxLen: 0, ttlSeconds: 86_400 },
     },
-    new FakePinoLogger() as unknown as PinoLogger,
+    pino({ enabled: false }),
   );
   const channel = new FakeChannel({
     onCall: (call) => {

@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach, vi } from 'vitest';
 import type { ConsumeMessage } from 'amqplib';
-import type { PinoLogger } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import type { AckCoalescer } from '../../../src/messaging/ack.coalescer.js';
 import type { QueueBinding } from '../../../src/messaging/message-handler.interfaces.js';
 import type { ConsumerHandle } from '../../../src/messaging/message.processor.js';
@@ -42,7 +42,7 @@ function setup(processing?: Processing) {
     },
     queueType: 'quorum',
     vhost: 'prod',
-    logger: logger as unknown as PinoLogger,
+    logger: logger as unknown as Logger,
   });
   /** The channel that consumes (the declarations run on channels of their own). */
   const consuming = (): FakeChannel => {

@@ -1,21 +1,23 @@
 import { Module } from '@nestjs/common';
 import { AppConfigModule } from './config/config.module.js';
+import { loadEnv } from './config/env.schema.js';
 import { HealthModule } from './health/health.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { LoggingModule } from './logging/logging.module.js';
-import { MessagingModule } from './messaging/messaging.module.js';
-import { MetricsModule } from './metrics/metrics.module.js';
-import { PostgresModule } from './postgres/postgres.module.js';
-import { RedisModule } from './redis/redis.module.js';
+import { MessageProcessorModule } from './message-processor.module.js';
+import { optionsFromEnv } from './message-processor.options.js';
+import { MetricsEndpointModule } from './metrics/metrics-endpoint.module.js';
 
+/**
+ * The runnable service: the package configured from the environment, with its own logging
+ * (nestjs-pino), `/metrics`, `/health/live` and `/health/ready`, and the example ledger.
+ */
 @Module({
   imports: [
     AppConfigModule,
+    MessageProcessorModule.forRootAsync({ useFactory: () => optionsFromEnv(loadEnv()) }),
     LoggingModule,
-    MetricsModule,
-    RedisModule,
-    MessagingModule,
-    PostgresModule,
+    MetricsEndpointModule,
     HealthModule,
     LedgerModule,
   ],

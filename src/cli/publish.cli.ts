@@ -189,6 +189,10 @@ async function reportDlqDepth(
   );
 }
 
+// npm runs a script named `publish` after `npm publish` too (a lifecycle hook): not a request
+// to send ledger traffic
+if (process.env.npm_command === 'publish') process.exit(EXIT_OK);
+
 runCli(
   {
     name: 'publish',

@@ -1,9 +1,70 @@
+import type { ValueProvider } from '@nestjs/common';
 import { registerAs } from '@nestjs/config';
-import { loadEnv } from './env.schema.js';
+import {
+  type AppEnv,
+  type LedgerStore,
+  type LogFormat,
+  type LogLevel,
+  loadEnv,
+  type QueueType,
+} from './env.schema.js';
+
+export interface AmqpSettings {
+  readonly urls: readonly string[];
+  readonly prefetch: number;
+  readonly queueType: QueueType;
+  readonly heartbeatSeconds: number;
+  readonly publishTimeoutMs: number;
+  readonly publishBufferLimit: number;
+}
+
+export interface ProcessingSettings {
+  readonly messageMaxBytes: number;
+  readonly idempotencyTtlSeconds: number;
+  readonly retry: {
+    readonly maxAttempts: number;
+    readonly initialDelayMs: number;
+    readonly maxDelayMs: number;
+  };
+  readonly shutdownTimeoutMs: number;
+  readonly effectJournal: { readonly maxLen: number; readonly ttlSeconds: number };
+}
+
+export interface RedisSettings {
+  readonly url: string;
+}
+
+export interface LockSettings {
+  readonly ttlMs: number;
+  readonly waitMs: number;
+  readonly redlockUrls: readonly string[];
+}
+
+export interface PostgresSettings {
+  readonly url: string | undefined;
+  readonly poolMax: number;
+  readonly outboxPollMs: number;
+  readonly outboxRetentionSeconds: number;
+  readonly inboxRetentionSeconds: number;
+}
+
+export interface ServerSettings {
+  readonly httpPort: number;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  /** Where the example ledger keeps its balances. */
+  readonly ledgerStore: LedgerStore;
+}
+
+/**
+ * The configuration's sections, each built from a validated {@link AppEnv} (the service reads it
+ * from the environment, an application importing the module builds it from its options). The
+ * `registerAs` objects below give each section its injection token (`amqpConfig.KEY`) and type
+ * (`ConfigType<typeof amqpConfig>`).
+ */
 
 /** AMQP connection and topology settings (`AMQP_*`, `MESSAGE_MAX_BYTES`, publisher limits). */
-export const amqpConfig = registerAs('amqp', () => {
-  const env = loadEnv();
+export function amqpSection(env: AppEnv): AmqpSettings {
   return {
     urls: env.amqpUrls,
     prefetch: env.amqpPrefetch,
@@ -12,14 +73,13 @@ export const amqpConfig = registerAs('amqp', () => {
     publishTimeoutMs: env.publishTimeoutMs,
     publishBufferLimit: env.publishBufferLimit,
   };
-});
+}
 
 /**
  * How each message is processed: size limit, deduplication window, retries, shutdown budget, the
  * effect journal.
  */
-export const processingConfig = registerAs('processing', () => {
-  const env = loadEnv();
+export function processingSection(env: AppEnv): ProcessingSettings {
   return {
     messageMaxBytes: env.messageMaxBytes,
     idempotencyTtlSeconds: env.idempotencyTtlSeconds,
@@ -34,47 +94,56 @@ export const processingConfig = registerAs('processing', () => {
       ttlSeconds: env.effectJournalTtlSeconds,
     },
   };
-});
+}
 
-/** Redis used for processed markers and effects (`REDIS_URL`), and for locks (`REDIS_LOCK_URLS`). */
-export const redisConfig = registerAs('redis', () => {
-  const env = loadEnv();
+/** Redis used for processed markers and effects (`REDIS_URL`). */
+export function redisSection(env: AppEnv): RedisSettings {
   return { url: env.redisUrl };
-});
+}
 
 /** Locks (`LOCK_TTL_MS`, `LOCK_WAIT_MS`; Redlock servers from `REDIS_LOCK_URLS`). */
-export const lockConfig = registerAs('lock', () => {
-  const env = loadEnv();
+export function lockSection(env: AppEnv): LockSettings {
   return { ttlMs: env.lockTtlMs, waitMs: env.lockWaitMs, redlockUrls: env.redisLockUrls };
-});
+}
 
 /**
- * PostgreSQL (`DATABASE_URL`, unset = none), its pool, the outbox relay's polling and retention,
- * and the ledger's store.
+ * PostgreSQL (`DATABASE_URL`, unset = none), its pool, the outbox relay's polling and retention.
  */
-export const postgresConfig = registerAs('postgres', () => {
-  const env = loadEnv();
+export function postgresSection(env: AppEnv): PostgresSettings {
   return {
     url: env.databaseUrl,
     poolMax: env.databasePoolMax,
     outboxPollMs: env.outboxPollMs,
     outboxRetentionSeconds: env.outboxRetentionSeconds,
     inboxRetentionSeconds: env.idempotencyTtlSeconds,
+  };
+}
+
+/** The runnable service's own settings: HTTP port, logging, the example ledger's store. */
+export function serverSection(env: AppEnv): ServerSettings {
+  return {
+    httpPort: env.httpPort,
+    logLevel: env.logLevel,
+    logFormat: env.logFormat,
     ledgerStore: env.ledgerStore,
   };
-});
+}
 
-/** HTTP port and logging. */
-export const serverConfig = registerAs('server', () => {
-  const env = loadEnv();
-  return { httpPort: env.httpPort, logLevel: env.logLevel, logFormat: env.logFormat };
-});
+export const amqpConfig = registerAs('amqp', () => amqpSection(loadEnv()));
+export const processingConfig = registerAs('processing', () => processingSection(loadEnv()));
+export const redisConfig = registerAs('redis', () => redisSection(loadEnv()));
+export const lockConfig = registerAs('lock', () => lockSection(loadEnv()));
+export const postgresConfig = registerAs('postgres', () => postgresSection(loadEnv()));
+export const serverConfig = registerAs('server', () => serverSection(loadEnv()));
 
-export const ALL_CONFIG = [
-  amqpConfig,
-  processingConfig,
-  redisConfig,
-  lockConfig,
-  postgresConfig,
-  serverConfig,
-];
+/** A provider of each section's token for a validated configuration. */
+export function configProviders(env: AppEnv): ValueProvider[] {
+  return [
+    { provide: amqpConfig.KEY, useValue: amqpSection(env) },
+    { provide: processingConfig.KEY, useValue: processingSection(env) },
+    { provide: redisConfig.KEY, useValue: redisSection(env) },
+    { provide: lockConfig.KEY, useValue: lockSection(env) },
+    { provide: postgresConfig.KEY, useValue: postgresSection(env) },
+    { provide: serverConfig.KEY, useValue: serverSection(env) },
+  ];
+}

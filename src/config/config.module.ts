@@ -1,13 +1,15 @@
-import { Module } from '@nestjs/common';
-import { ConfigModule } from '@nestjs/config';
-import { ALL_CONFIG } from './app.config.js';
+import { Global, Module } from '@nestjs/common';
+import { serverConfig, serverSection } from './app.config.js';
+import { loadEnv } from './env.schema.js';
 
 /**
- * Typed configuration namespaces for the whole app. The environment is validated once in
- * `main.ts` before Nest starts (exit 1 with every bad variable named); each namespace
- * re-reads the validated values so tests can set `process.env` before building a module.
+ * The runnable service's own settings (`HTTP_PORT`, `LOG_LEVEL`, `LOG_FORMAT`, `LEDGER_STORE`),
+ * read from the environment validated in `bootstrap` (tests set `process.env` before building
+ * the module). The package's settings go through `MessageProcessorModule`'s options.
  */
+@Global()
 @Module({
-  imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: ALL_CONFIG })],
+  providers: [{ provide: serverConfig.KEY, useFactory: () => serverSection(loadEnv()) }],
+  exports: [serverConfig.KEY],
 })
 export class AppConfigModule {}

@@ -59,9 +59,12 @@ export interface EnvIssue {
 /** Thrown when the environment is invalid; the message names every bad variable. */
 export class ConfigValidationError extends Error {
   override readonly name = 'ConfigValidationError';
-  constructor(readonly issues: readonly EnvIssue[]) {
+  constructor(
+    readonly issues: readonly EnvIssue[],
+    title = 'Invalid configuration',
+  ) {
     super(
-      `Invalid configuration:\n${issues
+      `${title}:\n${issues
         .map((i) => `  ${i.variable}=${i.received}: expected ${i.accepts}`)
         .join('\n')}`,
     );

@@ -1,10 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
 import { HealthCheck, type HealthCheckResult, HealthCheckService } from '@nestjs/terminus';
-import { EventLoopHealthIndicator } from './event-loop.health.js';
-import { LockHealthIndicator } from './lock.health.js';
-import { MessagingHealthIndicator } from './messaging.health.js';
-import { PostgresHealthIndicator } from './postgres.health.js';
-import { RedisHealthIndicator } from './redis.health.js';
+import { MessageProcessorHealth } from './message-processor.health.js';
 
 /**
  * Kubernetes probes. Liveness stays 200 through dependency outages (restarting the pod would not
@@ -16,27 +12,18 @@ import { RedisHealthIndicator } from './redis.health.js';
 export class HealthController {
   constructor(
     private readonly health: HealthCheckService,
-    private readonly messaging: MessagingHealthIndicator,
-    private readonly redis: RedisHealthIndicator,
-    private readonly locks: LockHealthIndicator,
-    private readonly eventLoop: EventLoopHealthIndicator,
-    private readonly postgres: PostgresHealthIndicator,
+    private readonly messageProcessor: MessageProcessorHealth,
   ) {}
 
   @Get('live')
   @HealthCheck()
   live(): Promise<HealthCheckResult> {
-    return this.health.check([() => this.eventLoop.check()]);
+    return this.health.check(this.messageProcessor.liveness());
   }
 
   @Get('ready')
   @HealthCheck()
   ready(): Promise<HealthCheckResult> {
-    return this.health.check([
-      () => this.messaging.check(),
-      () => this.redis.check(),
-      () => this.locks.check(),
-      ...(this.postgres.configured ? [() => this.postgres.check()] : []),
-    ]);
+    return this.health.check(this.messageProcessor.readiness());
   }
 }

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { postgresConfig } from '../config/app.config.js';
+import { serverConfig } from '../config/app.config.js';
 import { MessagePublisher, MessagingModule } from '../messaging/index.js';
 import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import { LedgerHandler } from './ledger.handler.js';
@@ -20,14 +20,14 @@ import { PostgresLedgerHandler } from './postgres-ledger.handler.js';
     {
       provide: LedgerHandler,
       inject: [
-        postgresConfig.KEY,
+        serverConfig.KEY,
         LedgerService,
         PostgresTransactions,
         MessagePublisher,
         { token: LEDGER_OBSERVER, optional: true },
       ],
       useFactory: (
-        config: ConfigType<typeof postgresConfig>,
+        config: ConfigType<typeof serverConfig>,
         ledger: LedgerService,
         postgres: PostgresTransactions,
         publisher: MessagePublisher,

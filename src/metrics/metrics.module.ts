@@ -3,9 +3,7 @@ import {
   makeCounterProvider,
   makeGaugeProvider,
   makeHistogramProvider,
-  PrometheusModule,
 } from '@willsoto/nestjs-prometheus';
-import { collectDefaultMetrics, register } from 'prom-client';
 import {
   DURATION_BUCKETS,
   LOCK_METRIC,
@@ -18,18 +16,15 @@ import { LockMetrics } from './lock.metrics.js';
 import { MessageMetrics } from './message.metrics.js';
 import { OutboxMetrics } from './outbox.metrics.js';
 
-// prom-client keeps one global registry per process; registering the default collectors twice
-// (several apps in one test process) throws, so register them once.
-if (register.getSingleMetric('process_cpu_user_seconds_total') === undefined) {
-  collectDefaultMetrics();
-}
-
 const labels = ['queue', 'handler', 'outcome'];
 
-/** Every metric of the service is defined here and exposed on `GET /metrics`. */
+/**
+ * Every metric of the package is defined here, on prom-client's default registry: the one
+ * `@willsoto/nestjs-prometheus` serves, so an application's own `/metrics` shows them with its
+ * own. The service serves it with {@link MetricsEndpointModule}.
+ */
 @Global()
 @Module({
-  imports: [PrometheusModule.register({ path: '/metrics', defaultMetrics: { enabled: false } })],
   providers: [
     makeCounterProvider({
       name: METRIC.messagesReceived,

@@ -10,6 +10,8 @@ export default tseslint.config(
       'coverage/',
       'reports/',
       'node_modules/',
+      // type-checked by its own compile in the packed-package test, against the installed package
+      'examples/',
       'eslint.config.mjs',
       'test/**/*.js',
       'bench/**/*.js',

@@ -6,6 +6,7 @@
 // the module and its options
 export { MessageProcessorModule } from './message-processor.module.js';
 export type { MessageProcessorOptions } from './message-processor.options.js';
+export { redisClientOptions as messageProcessorRedisOptions } from './redis/redis.connection.js';
 export { ConfigValidationError, type EnvIssue as ConfigIssue } from './config/env.schema.js';
 
 // handlers
@@ -73,7 +74,10 @@ export { PostgresTransaction, type OutboxPublishOptions } from './postgres/postg
 export type { Migration } from './postgres/postgres.schema.js';
 
 // health, for the application's Terminus controller
-export { MessageProcessorHealth } from './health/message-processor.health.js';
+export {
+  MessageProcessorHealth,
+  type MessageProcessorCheck,
+} from './health/message-processor.health.js';
 export { MessagingHealthIndicator } from './health/messaging.health.js';
 export { RedisHealthIndicator } from './health/redis.health.js';
 export { LockHealthIndicator } from './health/lock.health.js';

@@ -17,6 +17,7 @@ import {
   processingSection,
   redisConfig,
   redisSection,
+  type RedisSettings,
 } from './config/app.config.js';
 import type { AppEnv } from './config/env.schema.js';
 import { secretsOf } from './config/secret-redaction.js';
@@ -66,7 +67,6 @@ export class MessageProcessorModule extends ConfigurableModuleClass {
 const SECTIONS = [
   [amqpConfig.KEY, amqpSection],
   [processingConfig.KEY, processingSection],
-  [redisConfig.KEY, redisSection],
   [lockConfig.KEY, lockSection],
   [postgresConfig.KEY, postgresSection],
 ] as const;
@@ -97,6 +97,14 @@ function withInternals(base: DynamicModule): DynamicModule {
         useFactory: section,
       })),
       {
+        provide: redisConfig.KEY,
+        inject: [RESOLVED_CONFIGURATION, MODULE_OPTIONS_TOKEN],
+        useFactory: (env: AppEnv, options: MessageProcessorOptions): RedisSettings => ({
+          ...redisSection(env),
+          client: options.redis?.client,
+        }),
+      },
+      {
         provide: MESSAGE_PROCESSOR_LOGGER,
         inject: [RESOLVED_CONFIGURATION, { token: PinoLogger, optional: true }],
         useFactory: (env: AppEnv, pinoLogger?: PinoLogger): Logger =>
@@ -115,6 +123,7 @@ function withInternals(base: DynamicModule): DynamicModule {
     ],
     exports: [
       ...SECTIONS.map(([token]) => token),
+      redisConfig.KEY,
       MESSAGE_PROCESSOR_LOGGER,
       LockModule,
       MessagingModule,

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import {
   type AppEnv,
   ConfigValidationError,
@@ -30,6 +31,13 @@ export interface MessageProcessorOptions {
   readonly redis?: {
     /** Markers, `redis-commit` effects and (without `lock.redlockUrls`) locks (`REDIS_URL`). */
     readonly url?: string;
+    /**
+     * An ioredis client the application already has, instead of `url`: used as it is and not
+     * closed by the module. Create it with {@link messageProcessorRedisOptions} to keep the
+     * module's behaviour when Redis is down (commands fail at once and the message waits in the
+     * queue, instead of queueing in memory).
+     */
+    readonly client?: Redis;
   };
   readonly lock?: {
     /** Lease of a lock; the watchdog extends it while its handler runs (`LOCK_TTL_MS`, 30 000). */
@@ -75,6 +83,12 @@ export interface MessageProcessorOptions {
    * logger); with nestjs-pino, its level applies. Default `info`.
    */
   readonly logLevel?: LogLevel;
+}
+
+/** `redis://host:port/db` of a client (no password: for logs and health bodies). */
+export function describeClient(client: Redis): string {
+  const { host, port, db } = client.options;
+  return `redis://${host ?? 'localhost'}:${port ?? 6379}/${db ?? 0}`;
 }
 
 /** Each option's environment variable: validation runs once, with the service's rules. */
@@ -124,7 +138,7 @@ export function resolveOptions(options: MessageProcessorOptions): AppEnv {
     AMQP_HEARTBEAT_S: text(amqp?.heartbeatSeconds),
     PUBLISH_TIMEOUT_MS: text(amqp?.publishTimeoutMs),
     PUBLISH_BUFFER_LIMIT: text(amqp?.publishBufferLimit),
-    REDIS_URL: text(redis?.url),
+    REDIS_URL: redis?.client ? describeClient(redis.client) : text(redis?.url),
     LOCK_TTL_MS: text(lock?.ttlMs),
     LOCK_WAIT_MS: text(lock?.waitMs),
     REDIS_LOCK_URLS: text(lock?.redlockUrls),

@@ -1,4 +1,5 @@
 import type { ValueProvider } from '@nestjs/common';
+import type { Redis } from 'ioredis';
 import { registerAs } from '@nestjs/config';
 import {
   type AppEnv,
@@ -31,7 +32,10 @@ export interface ProcessingSettings {
 }
 
 export interface RedisSettings {
+  /** The server (without a password when it describes a client the application gave). */
   readonly url: string;
+  /** A client the application already has, used instead of one made from `url` (and not closed). */
+  readonly client?: Redis;
 }
 
 export interface LockSettings {

@@ -1,10 +1,13 @@
 import { Injectable } from '@nestjs/common';
-import type { HealthIndicatorFunction } from '@nestjs/terminus';
+import type { HealthIndicatorResult } from '@nestjs/terminus';
 import { EventLoopHealthIndicator } from './event-loop.health.js';
 import { LockHealthIndicator } from './lock.health.js';
 import { MessagingHealthIndicator } from './messaging.health.js';
 import { PostgresHealthIndicator } from './postgres.health.js';
 import { RedisHealthIndicator } from './redis.health.js';
+
+/** One check, as `HealthCheckService.check()` takes it. */
+export type MessageProcessorCheck = () => HealthIndicatorResult | Promise<HealthIndicatorResult>;
 
 /**
  * The checks of the package for a Terminus controller:
@@ -24,7 +27,7 @@ export class MessageProcessorHealth {
   ) {}
 
   /** Checks named `amqp`, `redis`, `locks` and, with PostgreSQL configured, `postgres`. */
-  readiness(): HealthIndicatorFunction[] {
+  readiness(): MessageProcessorCheck[] {
     return [
       () => this.messaging.check(),
       () => this.redis.check(),
@@ -34,7 +37,7 @@ export class MessageProcessorHealth {
   }
 
   /** The check named `eventLoop`. */
-  liveness(): HealthIndicatorFunction[] {
+  liveness(): MessageProcessorCheck[] {
     return [() => this.eventLoop.check()];
   }
 }

@@ -18,7 +18,7 @@ export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
  * messages; written at once, each command costs a socket write but waits for nothing
  * (`npm run bench`: 35,600 against 28,700 msg/s, one commit script per message).
  */
-export function redisClientOptions(connectionName: string): RedisOptions {
+export function redisClientOptions(connectionName = 'message-processor'): RedisOptions {
   return {
     connectionName,
     // RESP2, as before ioredis 6 made RESP3 its default: the replies the scripts, the journal and
@@ -57,35 +57,58 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
   private failures = 0;
   private readies = 0;
   private closing = false;
+  /** Whether the client is ours to close (not one the application gave). */
+  private readonly owned: boolean;
+  private readonly onReady = (): void => {
+    if (this.readies++ > 0) this.metrics.redisReconnected();
+    this.failures = 0;
+    this.metrics.setRedisConnected(true);
+    this.logger.info({ url: redactUrl(this.url) }, 'Redis ready');
+    this.emit('ready');
+  };
+  private readonly onClose = (): void => {
+    this.metrics.setRedisConnected(false);
+    if (!this.closing) this.emit('down');
+  };
+  private readonly onError = (err: Error): void => {
+    this.failures++;
+    if (isFailureWorthLogging(this.failures)) {
+      this.logger.warn(
+        { err, url: redactUrl(this.url), failures: this.failures, code: 'REDIS_ERROR' },
+        'Redis connection error; reconnecting',
+      );
+    }
+  };
 
+  /**
+   * `existing`: a client the application already has, used as it is (its options, its socket)
+   * and left open at shutdown; a warning says when its options would park commands in memory
+   * while Redis is down instead of failing them.
+   */
   constructor(
     private readonly url: string,
     private readonly metrics: MessageMetrics,
     private readonly logger: Logger,
+    existing?: Redis,
   ) {
     super();
-    this.client = createRedisClient(url, 'message-processor');
+    this.owned = existing === undefined;
+    this.client = existing ?? createRedisClient(url, 'message-processor');
     this.metrics.setRedisConnected(false);
-    this.client.on('ready', () => {
-      if (this.readies++ > 0) this.metrics.redisReconnected();
-      this.failures = 0;
-      this.metrics.setRedisConnected(true);
-      this.logger.info({ url: redactUrl(url) }, 'Redis ready');
-      this.emit('ready');
-    });
-    this.client.on('close', () => {
-      this.metrics.setRedisConnected(false);
-      if (!this.closing) this.emit('down');
-    });
-    this.client.on('error', (err: Error) => {
-      this.failures++;
-      if (isFailureWorthLogging(this.failures)) {
+    this.client.on('ready', this.onReady);
+    this.client.on('close', this.onClose);
+    this.client.on('error', this.onError);
+    if (existing) {
+      const { enableOfflineQueue, commandTimeout } = existing.options;
+      if (enableOfflineQueue !== false || commandTimeout === undefined) {
         this.logger.warn(
-          { err, url: redactUrl(url), failures: this.failures, code: 'REDIS_ERROR' },
-          'Redis connection error; reconnecting',
+          { url: redactUrl(url), enableOfflineQueue, commandTimeout, code: 'REDIS_CLIENT_OPTIONS' },
+          'The Redis client given to the module queues commands while disconnected or has no command timeout: a handler may wait for Redis instead of its message being handed back. Create it with messageProcessorRedisOptions()',
         );
       }
-    });
+      // a client already connected emits no `ready` again
+      if (existing.status === 'ready') queueMicrotask(this.onReady);
+    }
   }
 
   isReady(): boolean {
@@ -111,6 +134,13 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    if (!this.owned) {
+      // the application's client: it closes it
+      this.client.off('ready', this.onReady);
+      this.client.off('close', this.onClose);
+      this.client.off('error', this.onError);
+      return;
+    }
     // QUIT waits for the replies still due; a stalled or unreachable server gets cut off
     if (!(await shutdownStep(this.client.quit()))) this.client.disconnect();
   }

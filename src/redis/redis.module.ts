@@ -14,7 +14,12 @@ import { RedisConnection } from './redis.connection.js';
       provide: RedisConnection,
       inject: [redisConfig.KEY, MessageMetrics, MESSAGE_PROCESSOR_LOGGER],
       useFactory: (config: ConfigType<typeof redisConfig>, metrics: MessageMetrics, root: Logger) =>
-        new RedisConnection(config.url, metrics, contextLogger(root, RedisConnection.name)),
+        new RedisConnection(
+          config.url,
+          metrics,
+          contextLogger(root, RedisConnection.name),
+          config.client,
+        ),
     },
   ],
   exports: [RedisConnection],

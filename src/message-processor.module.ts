@@ -6,6 +6,7 @@ import {
 } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import {
   amqpConfig,
   amqpSection,
@@ -26,6 +27,7 @@ import { LockModule } from './lock/lock.module.js';
 import { MESSAGE_PROCESSOR_LOGGER, nestLoggerBridge } from './logging/service-logger.js';
 import { type MessageProcessorOptions, resolveOptions } from './message-processor.options.js';
 import { MessagingModule } from './messaging/messaging.module.js';
+import { METRICS_REGISTRY } from './metrics/metric-providers.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { PostgresModule } from './postgres/postgres.module.js';
 import { RedisModule } from './redis/redis.module.js';
@@ -48,8 +50,9 @@ const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN } =
  * Global: `MessagePublisher`, `PostgresTransactions`, `LockService` and the health indicators
  * (`MessageProcessorHealth`) can be injected anywhere. Handlers are found among the
  * application's providers. Logs go through nestjs-pino when the application has it, else to its
- * Nest logger; metrics are registered on prom-client's default registry (the application serves
- * them); shutdown follows the application's (`app.enableShutdownHooks()`).
+ * Nest logger; metrics are registered on the application's registry (`metrics.registry`) or
+ * prom-client's default one (the application serves them); shutdown follows the application's
+ * (`app.enableShutdownHooks()`).
  */
 @Module({})
 export class MessageProcessorModule extends ConfigurableModuleClass {
@@ -105,6 +108,12 @@ function withInternals(base: DynamicModule): DynamicModule {
         }),
       },
       {
+        provide: METRICS_REGISTRY,
+        inject: [MODULE_OPTIONS_TOKEN],
+        useFactory: (options: MessageProcessorOptions): Registry | undefined =>
+          options.metrics?.registry,
+      },
+      {
         provide: MESSAGE_PROCESSOR_LOGGER,
         inject: [RESOLVED_CONFIGURATION, { token: PinoLogger, optional: true }],
         useFactory: (env: AppEnv, pinoLogger?: PinoLogger): Logger =>
@@ -125,6 +134,7 @@ function withInternals(base: DynamicModule): DynamicModule {
       ...SECTIONS.map(([token]) => token),
       redisConfig.KEY,
       MESSAGE_PROCESSOR_LOGGER,
+      METRICS_REGISTRY,
       LockModule,
       MessagingModule,
       HealthIndicatorsModule,

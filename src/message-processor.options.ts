@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
 import {
   type AppEnv,
   ConfigValidationError,
@@ -77,6 +78,13 @@ export interface MessageProcessorOptions {
     readonly outboxPollMs?: number;
     /** How long sent outbox rows are kept (`OUTBOX_RETENTION_S`, 86 400). */
     readonly outboxRetentionSeconds?: number;
+  };
+  readonly metrics?: {
+    /**
+     * The prom-client registry of the application; default prom-client's default registry (what
+     * `@willsoto/nestjs-prometheus` serves). The module adds no route: the application serves it.
+     */
+    readonly registry?: Registry;
   };
   /**
    * Level of the module's own lines when the application has no nestjs-pino (they go to its Nest

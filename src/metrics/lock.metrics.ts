@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram.js';
@@ -11,10 +11,11 @@ import {
 
 /** The lock metrics. No per-key labels: lock keys are unbounded (one per account). */
 @Injectable()
-export class LockMetrics {
+export class LockMetrics implements OnModuleDestroy {
   /** Acquisition times by outcome, counted here and handed to prom-client at each scrape. */
   private readonly acquired: ScrapedSeries;
   private readonly timedOut: ScrapedSeries;
+  private readonly durations: ScrapedHistogram<'outcome'>;
 
   constructor(
     @InjectMetric(LOCK_METRIC.acquireDuration)
@@ -25,8 +26,14 @@ export class LockMetrics {
     @InjectMetric(LOCK_METRIC.held) private readonly held: Gauge,
   ) {
     const durations = new ScrapedHistogram(acquireDuration, LOCK_WAIT_BUCKETS);
+    this.durations = durations;
     this.acquired = durations.series({ outcome: 'acquired' });
     this.timedOut = durations.series({ outcome: 'timeout' });
+  }
+
+  /** The histogram may outlive this instance (a registry shared in the process). */
+  onModuleDestroy(): void {
+    this.durations.detach();
   }
 
   acquireFinished(outcome: LockAcquireOutcome, seconds: number): void {

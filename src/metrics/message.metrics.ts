@@ -1,6 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import { onCollect } from './collect-hooks.js';
 import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram.js';
 import {
   DURATION_BUCKETS,
@@ -20,6 +21,8 @@ interface QueueCounts {
   received: number;
   /** Received and not settled yet. */
   inFlight: number;
+  /** What the gauge was given for this instance at the last scrape (it adds the change). */
+  inFlightReported: number;
   readonly receivedChild: Counter.Internal;
   readonly inFlightChild: Gauge.Internal<'queue'>;
 }
@@ -34,7 +37,7 @@ interface SettledCounts {
 type SettledByOutcome = Partial<Record<ProcessingOutcome, SettledCounts>>;
 
 @Injectable()
-export class MessageMetrics {
+export class MessageMetrics implements OnModuleDestroy {
   /**
    * Label children per queue and per queue/handler/outcome, resolved once. The counters and the
    * in-flight gauge are plain numbers on the message path, added to prom-client's metrics when
@@ -47,6 +50,7 @@ export class MessageMetrics {
   /** The same series, as a list for the scrape. */
   private readonly settledSeries: SettledCounts[] = [];
   private readonly durations: ScrapedHistogram<'queue' | 'handler' | 'outcome'>;
+  private readonly detach: (() => void)[];
 
   constructor(
     @InjectMetric(METRIC.messagesReceived) private readonly received: Counter<'queue'>,
@@ -64,12 +68,20 @@ export class MessageMetrics {
     @InjectMetric(METRIC.amqpReconnects) private readonly amqpReconnects: Counter,
     @InjectMetric(METRIC.redisReconnects) private readonly redisReconnects: Counter,
   ) {
-    // prom-client calls a metric's `collect` before reading it (each scrape)
+    // flushed when prom-client collects them (each scrape), with the flushes of another
+    // instance sharing the registry's metrics (a second application in the process)
     const collect = (): void => this.flush();
     this.durations = new ScrapedHistogram(duration, DURATION_BUCKETS);
-    for (const metric of [received, processed, inFlight]) {
-      (metric as unknown as { collect: () => void }).collect = collect;
-    }
+    this.detach = [
+      ...[received, processed, inFlight].map((metric) => onCollect(metric, collect)),
+      this.durations.detach,
+    ];
+  }
+
+  /** Hands over what is counted and stops: the metrics may outlive this instance. */
+  onModuleDestroy(): void {
+    this.flush();
+    for (const detach of this.detach) detach();
   }
 
   messageReceived(queue: string): void {
@@ -111,7 +123,11 @@ export class MessageMetrics {
     for (const counts of this.queues.values()) {
       if (counts.received > 0) counts.receivedChild.inc(counts.received);
       counts.received = 0;
-      counts.inFlightChild.set(counts.inFlight);
+      // by difference: other instances of the process report into the same gauge
+      if (counts.inFlight !== counts.inFlightReported) {
+        counts.inFlightChild.inc(counts.inFlight - counts.inFlightReported);
+        counts.inFlightReported = counts.inFlight;
+      }
     }
     for (const counts of this.settledSeries) {
       if (counts.count > 0) counts.processedChild.inc(counts.count);
@@ -125,6 +141,7 @@ export class MessageMetrics {
       counts = {
         received: 0,
         inFlight: 0,
+        inFlightReported: 0,
         receivedChild: this.received.labels({ queue }),
         inFlightChild: this.inFlight.labels({ queue }),
       };

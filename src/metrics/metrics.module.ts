@@ -1,9 +1,5 @@
 import { Global, Module } from '@nestjs/common';
-import {
-  makeCounterProvider,
-  makeGaugeProvider,
-  makeHistogramProvider,
-} from '@willsoto/nestjs-prometheus';
+import { counterProvider, gaugeProvider, histogramProvider } from './metric-providers.js';
 import {
   DURATION_BUCKETS,
   LOCK_METRIC,
@@ -16,102 +12,103 @@ import { LockMetrics } from './lock.metrics.js';
 import { MessageMetrics } from './message.metrics.js';
 import { OutboxMetrics } from './outbox.metrics.js';
 
-const labels = ['queue', 'handler', 'outcome'];
+const labels = ['queue', 'handler', 'outcome'] as const;
 
 /**
- * Every metric of the package is defined here, on prom-client's default registry: the one
- * `@willsoto/nestjs-prometheus` serves, so an application's own `/metrics` shows them with its
- * own. The service serves it with {@link MetricsEndpointModule}.
+ * Every metric of the package is defined here, on the application's registry (option
+ * `metrics.registry`) or prom-client's default one, which `@willsoto/nestjs-prometheus` serves:
+ * an application's own `/metrics` shows them with its own. The service serves the default
+ * registry with `MetricsEndpointModule`.
  */
 @Global()
 @Module({
   providers: [
-    makeCounterProvider({
+    counterProvider({
       name: METRIC.messagesReceived,
       help: 'Messages delivered to this instance, per queue.',
       labelNames: ['queue'],
     }),
-    makeCounterProvider({
+    counterProvider({
       name: METRIC.messagesProcessed,
       help: 'Messages settled, by queue, handler and outcome (ack|retry|dead_letter|duplicate|requeue).',
       labelNames: labels,
     }),
-    makeHistogramProvider({
+    histogramProvider({
       name: METRIC.processingDuration,
       help: 'Time from delivery to settlement, by queue, handler and outcome.',
       labelNames: labels,
       buckets: DURATION_BUCKETS,
     }),
-    makeGaugeProvider({
+    gaugeProvider({
       name: METRIC.messagesInFlight,
       help: 'Messages delivered and not yet settled, per queue.',
       labelNames: ['queue'],
     }),
-    makeCounterProvider({
+    counterProvider({
       name: METRIC.messagesPublished,
       help: 'Publishes by exchange and outcome (confirmed|failed).',
       labelNames: ['exchange', 'outcome'],
     }),
-    makeGaugeProvider({
+    gaugeProvider({
       name: METRIC.amqpConnected,
       help: '1 while the AMQP connection is open, else 0.',
     }),
-    makeGaugeProvider({
+    gaugeProvider({
       name: METRIC.redisConnected,
       help: '1 while the Redis connection is ready, else 0.',
     }),
-    makeHistogramProvider({
+    histogramProvider({
       name: METRIC.publishConfirmDuration,
       help: 'Time from publish to broker confirm (or failure), by exchange and outcome.',
       labelNames: ['exchange', 'outcome'],
       buckets: DURATION_BUCKETS,
     }),
-    makeCounterProvider({
+    counterProvider({
       name: METRIC.amqpReconnects,
       help: 'AMQP connections re-established after a loss.',
     }),
-    makeCounterProvider({
+    counterProvider({
       name: METRIC.redisReconnects,
       help: 'Redis connections re-established after a loss.',
     }),
-    makeHistogramProvider({
+    histogramProvider({
       name: LOCK_METRIC.acquireDuration,
       help: 'Time to take a lock, by outcome (acquired|timeout), waiting included.',
       labelNames: ['outcome'],
       buckets: LOCK_WAIT_BUCKETS,
     }),
-    makeCounterProvider({
+    counterProvider({
       name: LOCK_METRIC.contention,
       help: 'Tries that found the lock held by another worker.',
     }),
-    makeCounterProvider({
+    counterProvider({
       name: LOCK_METRIC.extensions,
       help: 'Watchdog extensions of held locks, by outcome (extended|lost|failed).',
       labelNames: ['outcome'],
     }),
-    makeCounterProvider({
+    counterProvider({
       name: LOCK_METRIC.lost,
       help: 'Locks lost while their holder was still working (expired or taken).',
     }),
-    makeGaugeProvider({
+    gaugeProvider({
       name: LOCK_METRIC.held,
       help: 'Locks this instance holds now.',
     }),
-    makeGaugeProvider({
+    gaugeProvider({
       name: OUTBOX_METRIC.pending,
       help: 'Outbox rows committed and not yet confirmed by the broker (all replicas).',
     }),
-    makeCounterProvider({
+    counterProvider({
       name: OUTBOX_METRIC.published,
       help: 'Outbox rows this instance relayed, by exchange and outcome (confirmed|failed).',
       labelNames: ['exchange', 'outcome'],
     }),
-    makeHistogramProvider({
+    histogramProvider({
       name: OUTBOX_METRIC.relayLag,
       help: 'Time from an outbox row written (its transaction committing) to the broker confirm.',
       buckets: RELAY_LAG_BUCKETS,
     }),
-    makeGaugeProvider({
+    gaugeProvider({
       name: OUTBOX_METRIC.postgresConnected,
       help: '1 while PostgreSQL is reachable and migrated, else 0 (absent without DATABASE_URL).',
     }),

@@ -1,4 +1,5 @@
 import type { Histogram, LabelValues } from 'prom-client';
+import { onCollect } from './collect-hooks.js';
 
 /**
  * prom-client 15's record of one labelled histogram series (the values of `Histogram#hashMap`,
@@ -49,14 +50,19 @@ export class ScrapedSeries {
  */
 export class ScrapedHistogram<T extends string> {
   private readonly all: ScrapedSeries[] = [];
+  /** Hands over what is counted and stops flushing into the histogram (its owner is closing). */
+  readonly detach: () => void;
 
   constructor(
     private readonly histogram: Histogram<T>,
     /** The histogram's buckets, as it was created with. */
     private readonly bounds: readonly number[],
   ) {
-    // prom-client calls a metric's `collect` before reading it
-    (histogram as unknown as { collect: () => void }).collect = () => this.flush();
+    const remove = onCollect(histogram, () => this.flush());
+    this.detach = () => {
+      this.flush();
+      remove();
+    };
   }
 
   series(labels: LabelValues<T>): ScrapedSeries {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { type INestApplication, Injectable, type LoggerService, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { Redis } from 'ioredis';
+import { register, Registry } from 'prom-client';
 import {
   ConfigValidationError,
   type MessageContext,
@@ -12,7 +13,7 @@ import {
   messageProcessorRedisOptions,
 } from '../../src/index.js';
 import { TestVhost } from './support/rabbitmq.vhost.js';
-import { metricValue, TestBroker } from './support/test-app.js';
+import { TestBroker } from './support/test-app.js';
 import { waitFor } from './support/wait-for.js';
 
 const QUEUE = `module-probe-${randomBytes(3).toString('hex')}`;
@@ -48,8 +49,8 @@ const SETTINGS = Symbol('settings');
 
 /**
  * `MessageProcessorModule` in an application of its own, in this process: options (here through
- * `forRootAsync` from a provider of the app), the app's own ioredis client, the app's own Nest
- * logger (no nestjs-pino), the health checks for the app's controller.
+ * `forRootAsync` from a provider of the app), the app's own ioredis client, Prometheus registry
+ * and Nest logger (no nestjs-pino), the health checks for the app's controller.
  */
 describe('MessageProcessorModule in an application (real RabbitMQ and Redis)', () => {
   let vhost: TestVhost;
@@ -57,6 +58,13 @@ describe('MessageProcessorModule in an application (real RabbitMQ and Redis)', (
   let client: Redis;
   let app: INestApplication;
   const logger = new RecordingLogger();
+  /** The application's own Prometheus registry. */
+  const registry = new Registry();
+  const processed = async (outcome: string): Promise<number> => {
+    const metric = registry.getSingleMetric('messages_processed_total');
+    const { values } = (await metric?.get()) ?? { values: [] };
+    return values.find((v) => v.labels.queue === QUEUE && v.labels.outcome === outcome)?.value ?? 0;
+  };
 
   beforeAll(async () => {
     vhost = await TestVhost.create('module');
@@ -75,6 +83,7 @@ describe('MessageProcessorModule in an application (real RabbitMQ and Redis)', (
           useFactory: (settings: { amqpUrl: string; redis: Redis }) => ({
             amqp: { urls: settings.amqpUrl, prefetch: 10 },
             redis: { client: settings.redis },
+            metrics: { registry },
           }),
         }),
       ],
@@ -115,11 +124,12 @@ describe('MessageProcessorModule in an application (real RabbitMQ and Redis)', (
     expect(await client.exists(`mp:processed:${QUEUE}:${ids[0]}`)).toBe(1);
     await waitFor(
       'the copy settled as a duplicate',
-      async () =>
-        (await metricValue('messages_processed_total', { queue: QUEUE, outcome: 'duplicate' })) ===
-        1,
+      async () => (await processed('duplicate')) === 1,
     );
     expect(ids.map((id) => probe.runs.get(id))).toEqual([1, 1, 1]);
+    // on the app's registry only
+    expect(await processed('ack')).toBe(3);
+    expect(register.getSingleMetric('messages_processed_total')).toBeUndefined();
     await client.del(...ids.map((id) => `mp:processed:${QUEUE}:${id}`));
   });
 

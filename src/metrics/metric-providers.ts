@@ -1,0 +1,50 @@
+import type { FactoryProvider } from '@nestjs/common';
+import { getToken } from '@willsoto/nestjs-prometheus';
+import {
+  Counter,
+  type CounterConfiguration,
+  Gauge,
+  type GaugeConfiguration,
+  Histogram,
+  type HistogramConfiguration,
+  type Metric,
+  register as defaultRegistry,
+  type Registry,
+} from 'prom-client';
+
+/**
+ * The registry the package's metrics are registered on: the application's
+ * (`MessageProcessorModule` option `metrics.registry`), else prom-client's default registry.
+ */
+export const METRICS_REGISTRY = Symbol('message-processor:metrics-registry');
+
+type Config<C> = Omit<C, 'registers'> & { readonly name: string };
+
+/**
+ * A provider of one metric under `@InjectMetric(name)`'s token, on {@link METRICS_REGISTRY}; a
+ * metric of that name already there (a second application in the process) is reused, so each is
+ * registered once. Unlike `@willsoto/nestjs-prometheus`'s `make*Provider`, the name is never
+ * prefixed by the application's `customMetricPrefix`: dashboards and alerts rely on it.
+ */
+function metricProvider(name: string, make: (registry: Registry) => Metric): FactoryProvider {
+  return {
+    provide: getToken(name),
+    inject: [{ token: METRICS_REGISTRY, optional: true }],
+    useFactory: (registry?: Registry): Metric => {
+      const target = registry ?? defaultRegistry;
+      return target.getSingleMetric(name) ?? make(target);
+    },
+  };
+}
+
+export function counterProvider(config: Config<CounterConfiguration<string>>): FactoryProvider {
+  return metricProvider(config.name, (r) => new Counter({ ...config, registers: [r] }));
+}
+
+export function gaugeProvider(config: Config<GaugeConfiguration<string>>): FactoryProvider {
+  return metricProvider(config.name, (r) => new Gauge({ ...config, registers: [r] }));
+}
+
+export function histogramProvider(config: Config<HistogramConfiguration<string>>): FactoryProvider {
+  return metricProvider(config.name, (r) => new Histogram({ ...config, registers: [r] }));
+}

@@ -9,64 +9,11 @@ export type { MessageProcessorOptions } from './message-processor.options.js';
 export { redisClientOptions as messageProcessorRedisOptions } from './redis/redis.connection.js';
 export { ConfigValidationError, type EnvIssue as ConfigIssue } from './config/env.schema.js';
 
-// handlers
-export { MessageHandler } from './messaging/message-handler.decorator.js';
-export {
-  AlreadyProcessed,
-  type EffectKind,
-  type HandlerEffect,
-  type MessageHandlerOptions,
-} from './messaging/message-handler.interfaces.js';
-export {
-  MessageContext,
-  type MessageLock,
-  type ProcessedMarker,
-} from './messaging/message.context.js';
-export {
-  RedisCommit,
-  type CommitContext,
-  type CommitOutcome,
-  type RedisCommitDefinition,
-} from './messaging/redis-commit.js';
-export { MessageValidationPipe } from './messaging/message-validation.pipe.js';
-export type { RetryOptions } from './messaging/retry.policy.js';
-
-// errors a handler throws or meets
-export {
-  DeliveryLimitError,
-  DependencyUnavailableError,
-  HandlerConfigurationError,
-  InvalidLockKeyError,
-  MessageDecodeError,
-  MessageValidationError,
-  MissingMessageIdError,
-  NoHandlerError,
-  NonRetryableError,
-  PublishError,
-  PublishNackedError,
-  PublishTimeoutError,
-  PublisherBufferFullError,
-  RetryAfterError,
-  UnroutableMessageError,
-} from './messaging/messaging.errors.js';
-
-// publishing
-export {
-  MessagePublisher,
-  type PublishOptions,
-  type PublishReceipt,
-} from './messaging/message.publisher.js';
+// handlers, their context and errors, publishing
+export * from './messaging/index.js';
 
 // locks
-export type { Lock } from './lock/lease.js';
-export type { ReleaseOutcome } from './lock/lock.backend.js';
-export {
-  LockLostError,
-  LockTimeoutError,
-  LockUnavailableError,
-  type LockLossReason,
-} from './lock/lock.errors.js';
-export { LockService, type AcquireOptions } from './lock/lock.service.js';
+export * from './lock/index.js';
 
 // PostgreSQL: the inbox and outbox
 export { PostgresTransactions } from './postgres/postgres-transactions.js';

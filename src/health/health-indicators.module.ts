@@ -9,27 +9,22 @@ import { MessagingHealthIndicator } from './messaging.health.js';
 import { PostgresHealthIndicator } from './postgres.health.js';
 import { RedisHealthIndicator } from './redis.health.js';
 
+const INDICATORS = [
+  MessagingHealthIndicator,
+  RedisHealthIndicator,
+  LockHealthIndicator,
+  EventLoopHealthIndicator,
+  PostgresHealthIndicator,
+  MessageProcessorHealth,
+];
+
 /**
  * The health indicators of the package, for the application's own Terminus controller
  * ({@link MessageProcessorHealth} gives them as one list).
  */
 @Module({
   imports: [TerminusModule, MessagingModule, LockModule],
-  providers: [
-    MessagingHealthIndicator,
-    RedisHealthIndicator,
-    LockHealthIndicator,
-    EventLoopHealthIndicator,
-    PostgresHealthIndicator,
-    MessageProcessorHealth,
-  ],
-  exports: [
-    MessagingHealthIndicator,
-    RedisHealthIndicator,
-    LockHealthIndicator,
-    EventLoopHealthIndicator,
-    PostgresHealthIndicator,
-    MessageProcessorHealth,
-  ],
+  providers: INDICATORS,
+  exports: INDICATORS,
 })
 export class HealthIndicatorsModule {}

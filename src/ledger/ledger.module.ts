@@ -1,7 +1,8 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { serverConfig } from '../config/app.config.js';
-import { MessagePublisher, MessagingModule } from '../messaging/index.js';
+import { MessagePublisher } from '../messaging/index.js';
+import { MessagingModule } from '../messaging/messaging.module.js';
 import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import { LedgerHandler } from './ledger.handler.js';
 import { LEDGER_OBSERVER, type LedgerObserver } from './ledger.observer.js';

@@ -1,4 +1,4 @@
-// The public API for handler authors.
+// The handler author's part of the public API (re-exported by src/index.ts).
 export { MessageHandler } from './message-handler.decorator.js';
 export {
   RedisCommit,
@@ -17,6 +17,7 @@ export { MessagePublisher, type PublishOptions, type PublishReceipt } from './me
 export { MessageValidationPipe } from './message-validation.pipe.js';
 export {
   DependencyUnavailableError,
+  HandlerConfigurationError,
   InvalidLockKeyError,
   MessageDecodeError,
   MessageValidationError,
@@ -31,5 +32,4 @@ export {
   DeliveryLimitError,
   UnroutableMessageError,
 } from './messaging.errors.js';
-export { MessagingModule } from './messaging.module.js';
 export type { RetryOptions } from './retry.policy.js';

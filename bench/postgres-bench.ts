@@ -7,7 +7,8 @@
  *
  *   npm run bench:postgres [-- --messages 10000 --warmup 2000 --reps 3 --queue-type quorum --prefetch 100 --pool 10]
  *   npm run bench:postgres -- --quick     (CI: 1,000 messages after 200, one repetition)
- *   npm run bench:postgres -- --lag-rate 640   (only the relay lag run, at 640 msg/s; prints only)
+ *   npm run bench:postgres -- --lag-rate 640   (only the relay lag runs, at 640 msg/s; prints only)
+ *   npm run bench:postgres -- --lag-runs 5     (relay lag runs, default 3; the median p99 is the figure)
  *
  * Output: a table on stdout, JSON in bench/results/<date>-postgres.json and the section
  * `postgres` of docs/benchmarks.md; `--quick` only prints.
@@ -47,8 +48,10 @@ const prefetch = count('prefetch', 100);
 /** Connections of each consumer's pool (the service's DATABASE_POOL_MAX, the same for both). */
 const POOL = count('pool', 10);
 const queueType = option('queue-type', 'quorum');
-/** `--lag-rate N`: only the relay lag run, at N msg/s (diagnosis; prints, records nothing). */
+/** `--lag-rate N`: only the relay lag runs, at N msg/s (diagnosis; prints, records nothing). */
 const lagRate = count('lag-rate', 0, 0);
+/** Relay lag runs, one after the other on the same database; the median p99 is the figure. */
+const lagRuns = count('lag-runs', quick ? 1 : 3, 1);
 if (queueType !== 'quorum' && queueType !== 'classic')
   throw new Error('--queue-type must be quorum or classic');
 const runId = `p${Date.now().toString(36)}`;
@@ -183,6 +186,7 @@ async function relayLag(
   db: TestDatabase,
   channel: ConfirmChannel,
   rate: number,
+  tag: string,
 ): Promise<RelayLag> {
   const seconds = quick ? 2 : 10;
   const total = Math.max(1, Math.round(rate * seconds));
@@ -196,7 +200,7 @@ async function relayLag(
       channel.publish('ledger', 'transaction.created', body(i), {
         persistent: true,
         contentType: 'application/json',
-        messageId: `${runId}-lag-${i}`,
+        messageId: `${runId}-lag${tag}-${i}`,
       });
     }
     await channel.waitForConfirms();
@@ -205,7 +209,7 @@ async function relayLag(
       async () => {
         const [row] = await db.query<{ sent: number }>(
           `SELECT count(*)::int AS sent FROM mp_outbox WHERE message_id LIKE $1 AND sent_at IS NOT NULL`,
-          [`${runId}-lag-%`],
+          [`${runId}-lag${tag}-%`],
         );
         return row.sent === total;
       },
@@ -217,7 +221,7 @@ async function relayLag(
               percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
          FROM (SELECT extract(epoch FROM sent_at - created_at) * 1000 AS ms FROM mp_outbox
                 WHERE message_id LIKE $1) lags`,
-      [`${runId}-lag-%`],
+      [`${runId}-lag${tag}-%`],
     );
     const text = await metricsOf(service);
     const bucket = (le: string): number => {
@@ -249,7 +253,7 @@ async function main(): Promise<void> {
   const amqpUrl = vhost.url();
   const connection = await amqplib.connect(amqpUrl);
   const measurements: Measurement[] = [];
-  let lag: RelayLag | undefined;
+  const lags: RelayLag[] = [];
   try {
     const channel = await connection.createConfirmChannel();
     // the events' subscriber, emptied after each run
@@ -290,21 +294,32 @@ async function main(): Promise<void> {
     const serviceMax = median(
       measurements.filter((m) => m.variant === 'service').map((m) => m.msgPerSec),
     );
-    lag = await relayLag(amqpUrl, db, channel, lagRate > 0 ? lagRate : serviceMax / 4);
-    process.stdout.write(
-      `  relay lag at ${lag.ratePerSec} msg/s: p50 ${lag.p50} ms, p95 ${lag.p95} ms, p99 ${lag.p99} ms, max ${lag.max} ms\n`,
-    );
+    // several runs on the same database (its history grows, as in production); the median p99
+    const rate = lagRate > 0 ? lagRate : serviceMax / 4;
+    for (let run = 1; run <= lagRuns; run++) {
+      const one = await relayLag(amqpUrl, db, channel, rate, `r${run}`);
+      lags.push(one);
+      process.stdout.write(
+        `  relay lag run ${run} at ${one.ratePerSec} msg/s: p50 ${one.p50} ms, p95 ${one.p95} ms, p99 ${one.p99} ms, max ${one.max} ms\n`,
+      );
+    }
   } finally {
     await connection.close().catch(() => undefined);
     await db.drop();
     await vhost.delete();
   }
-  if (!lag) throw new Error('the relay lag run did not finish');
+  if (lags.length === 0) throw new Error('the relay lag runs did not finish');
   if (lagRate > 0) return;
-  await report(measurements, lag);
+  await report(measurements, lags);
 }
 
-async function report(measurements: readonly Measurement[], lag: RelayLag): Promise<void> {
+async function report(
+  measurements: readonly Measurement[],
+  lags: readonly RelayLag[],
+): Promise<void> {
+  // the run with the median p99 stands for all of them; every run's p99 is shown
+  const lag = [...lags].sort((a, b) => a.p99 - b.p99)[Math.floor((lags.length - 1) / 2)];
+  const p99s = lags.map((l) => l.p99).join(', ');
   const row = (variant: Measurement['variant']) => {
     const of = measurements.filter((m) => m.variant === variant);
     const rates = of.map((m) => m.msgPerSec);
@@ -344,7 +359,7 @@ async function report(measurements: readonly Measurement[], lag: RelayLag): Prom
     '| target | measured | met |',
     '|---|---|---|',
     `| service ≥ 0.70× the hand-written consumer (paired median) | ${ratio} (\`postgres-transaction\`: ${interactiveRatio}) | ${ratio >= 0.7 ? 'yes' : 'no'} |`,
-    `| outbox relay lag p99 ≤ 50 ms at a quarter of the service's rate (${lag.ratePerSec} msg/s, ${lag.events} events) | ${lag.p99} ms (p50 ${lag.p50}, p95 ${lag.p95}, max ${lag.max}; ${(lag.within50msShare * 100).toFixed(2)} % within 50 ms by \`outbox_relay_lag_seconds\`) | ${lag.p99 <= 50 ? 'yes' : 'no'} |`,
+    `| outbox relay lag p99 ≤ 50 ms at a quarter of the service's rate (${lag.ratePerSec} msg/s, ${lags.length} runs of ${lag.events} events) | ${lag.p99} ms, the median run (p99 of each run: ${p99s} ms; the median run's p50 ${lag.p50}, p95 ${lag.p95}, max ${lag.max}; ${(lag.within50msShare * 100).toFixed(2)} % within 50 ms by \`outbox_relay_lag_seconds\`) | ${lag.p99 <= 50 ? 'yes' : 'no'} |`,
   ];
   process.stdout.write(`\n${table.join('\n')}\n\n${targets.join('\n')}\n`);
   if (quick) return;
@@ -352,7 +367,7 @@ async function report(measurements: readonly Measurement[], lag: RelayLag): Prom
   mkdirSync(results, { recursive: true });
   writeFileSync(
     join(results, `${date}-postgres.json`),
-    `${JSON.stringify({ date, machine, command, measurements, naive, service, interactive, ratio, interactiveRatio, lag }, null, 2)}\n`,
+    `${JSON.stringify({ date, machine, command, measurements, naive, service, interactive, ratio, interactiveRatio, lag, lags }, null, 2)}\n`,
   );
   await writeDocSection(
     'postgres',
@@ -362,7 +377,8 @@ async function report(measurements: readonly Measurement[], lag: RelayLag): Prom
       `${messages} messages per measurement after ${warmup} of warm-up, 10,000 accounts, ${queueType} queue, prefetch ${prefetch},`,
       `a pool of ${POOL} connections for each, the three alternated ${reps} times; throughput and CPU over 10–90 % of each batch.`,
       'The relay lag is each outbox row from written (in its transaction) to marked sent after its confirm, on the',
-      "database's clock, while the service consumes at a quarter of its median throughput.",
+      "database's clock, while the service consumes at a quarter of its median throughput, in",
+      `${lagRuns} runs of 10 s one after the other on the same database (its outbox history grows from run to run).`,
       '',
       `Command: \`${command}\``,
       '',

@@ -8,6 +8,7 @@ import { HandlerConfigurationError } from './messaging.errors.js';
 import {
   isPostgresEffect,
   type EffectKind,
+  type HandlerEffect,
   MessageHandlerOptions,
   QueueBinding,
   RegisteredHandler,
@@ -98,7 +99,15 @@ export class MessageHandlerExplorer {
         `${id}: "lockKey" must be a function of the payload, or false for no lock`,
       );
     }
-    const effect = options.effect?.kind ?? 'marker-after';
+    // a bare string (`effect: 'postgres-commit'`, from JavaScript) would read as no effect at all
+    const declared = options.effect as HandlerEffect | string | null | undefined;
+    const kind: unknown =
+      declared === undefined
+        ? 'marker-after'
+        : typeof declared === 'object' && declared !== null
+          ? declared.kind
+          : undefined;
+    const effect = kind as EffectKind;
     if (!EFFECT_KINDS.includes(effect)) {
       throw new HandlerConfigurationError(
         `${id}: "effect.kind" must be one of ${EFFECT_KINDS.map((k) => `'${k}'`).join(', ')}`,

@@ -536,6 +536,18 @@ describe('MessageHandlerExplorer retry options', () => {
   }
 
   @Injectable()
+  class StringEffectHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      // the kind alone, not the declaration: it must not read as the default
+      effect: 'postgres-commit' as unknown as HandlerEffect,
+    })
+    apply(): void {}
+  }
+
+  @Injectable()
   class BadLockKeyHandler {
     @MessageHandler({
       exchange: 'ledger',
@@ -608,6 +620,14 @@ describe('MessageHandlerExplorer retry options', () => {
     expect(error).toHaveProperty(
       'message',
       'TooMuchJitterHandler.apply: retry maxAttempts must be an integer >= 1; jitter must be between 0 and 1',
+    );
+  });
+
+  it('refuses a bare effect kind instead of taking it for the default', async () => {
+    const error = await exploreError(StringEffectHandler);
+    expect(error).toHaveProperty(
+      'message',
+      `StringEffectHandler.apply: "effect.kind" must be one of 'marker-after', 'redis-commit', 'postgres-transaction', 'postgres-commit', 'idempotent'`,
     );
   });
 

@@ -18,6 +18,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
@@ -186,6 +187,53 @@ async function runServices(
   }
 }
 
+/** What the OTLP sink of the traced variant received, per run. */
+const exported: { rep: number; requests: number; bytes: number }[] = [];
+
+/**
+ * The service with tracing on, every trace sampled (`OTEL_TRACES_SAMPLER=always_on`), its spans
+ * exported over OTLP/HTTP (protobuf, the default) to a sink in this process that counts them.
+ */
+function traced(key: string, label: string): Variant {
+  let run = 0;
+  return {
+    key,
+    label,
+    run: async (amqpUrl, total) => {
+      const sink = createServer();
+      const received = { rep: ++run, requests: 0, bytes: 0 };
+      sink.on('request', (req, res) => {
+        req.on('data', (chunk: Buffer) => (received.bytes += chunk.length));
+        req.on('end', () => {
+          received.requests++;
+          res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+        });
+      });
+      sink.listen(0, '127.0.0.1');
+      await once(sink, 'listening');
+      const address = sink.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      try {
+        return await runServices(
+          amqpUrl,
+          total,
+          {
+            OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+            OTEL_TRACES_SAMPLER: 'always_on',
+            OTEL_SERVICE_NAME: 'bench',
+          },
+          undefined,
+          1,
+        );
+      } finally {
+        exported.push(received);
+        sink.close();
+        sink.closeAllConnections();
+      }
+    },
+  };
+}
+
 const ALL_VARIANTS: Variant[] = [
   naive('a', '(a) raw amqplib: parse + ack', 'raw'),
   naive('b', '(b) raw + naive effect (INCRBY, unsafe)', 'naive'),
@@ -193,9 +241,10 @@ const ALL_VARIANTS: Variant[] = [
   service('d', '(d) the service, full pipeline', {}),
   service('e', '(e) the service, lock off', { VARIANT: 'no-lock' }),
   service('f', '(f) the service, deduplication off', { VARIANT: 'no-dedup' }),
+  traced('h', '(h) the service, traced: every message sampled, OTLP export'),
 ];
 const unknown = only.filter((k) => !ALL_VARIANTS.some((v) => v.key === k));
-if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-f)`);
+if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h)`);
 const VARIANTS =
   only.length === 0 ? ALL_VARIANTS : ALL_VARIANTS.filter((v) => only.includes(v.key));
 
@@ -584,10 +633,24 @@ async function report(
         `| ${rows.find((r) => r.variant === l.variant)?.label ?? l.variant} | 1/${Math.round(1 / l.fraction)} | ${l.ratePerSec} msg/s | ${l.p50} | ${l.p95} | ${l.p99} |`,
     ),
   ];
+  const tracingTable = [
+    '| tracing (h) against none (d), paired | measured |',
+    '|---|---|',
+    `| throughput h/d | ${ratio('h', 'd')} |`,
+    `| service CPU, h − d | ${cpu('h') - cpu('d')} µs/msg |`,
+    `| exported per run (median) | ${Math.round(median(exported.map((e) => e.requests)))} requests, ${Math.round(median(exported.map((e) => e.bytes)) / 1024)} KiB |`,
+  ];
   // with --only, the sections that did not run are left out
-  const measured = [table, targetTable, latencyTable, contentionTable, publisherTable].filter(
-    (t) => only.length === 0 || (t !== publisherTable && t.length > 2),
-  );
+  const measured = [
+    table,
+    targetTable,
+    ...(rows.some((r) => r.variant === 'h') && rows.some((r) => r.variant === 'd')
+      ? [tracingTable]
+      : []),
+    latencyTable,
+    contentionTable,
+    publisherTable,
+  ].filter((t) => only.length === 0 || (t !== publisherTable && t.length > 2));
   process.stdout.write(`\n${measured.map((t) => t.join('\n')).join('\n\n')}\n`);
   const results = join(ROOT, 'bench', 'results');
   mkdirSync(results, { recursive: true });
@@ -614,6 +677,13 @@ async function report(
       'Paired ratios (median of the per-repetition ratios):',
       '',
       ...targetTable,
+      '',
+      'The cost of tracing: (h) is (d) with `OTEL_EXPORTER_OTLP_ENDPOINT` set and every trace',
+      'sampled (two spans per message: the delivery and the handler), exported over OTLP/HTTP',
+      '(protobuf, batches of 512) to a sink in the benchmark process; (d) runs with no `OTEL_*`',
+      'variable, as every other row:',
+      '',
+      ...tracingTable,
       '',
       '![throughput by variant](benchmarks-throughput.svg)',
       '',

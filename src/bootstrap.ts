@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -7,6 +8,7 @@ import { MessageConsumerService } from './messaging/message-consumer.service.js'
 import { processingConfig, serverConfig } from './config/app.config.js';
 import { ConfigValidationError, validateEnv } from './config/env.schema.js';
 import { type ConfigType } from '@nestjs/config';
+import { startTracing, type TracingHandle, tracingSettings } from './tracing/tracing-sdk.js';
 
 const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
@@ -16,14 +18,34 @@ const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
  * `AppModule` with it; tests run the same code with extra handler modules.
  */
 export async function bootstrap(rootModule: Type): Promise<void> {
-  const { issues } = validateEnv(process.env);
+  const tracing = tracingSettings(process.env);
+  const issues = [...validateEnv(process.env).issues, ...tracing.issues];
   if (issues.length > 0) {
     process.stderr.write(`${new ConfigValidationError(issues).message}\n`);
     process.exit(1);
   }
+  // before the app: the first delivery is traced too
+  const tracer: TracingHandle | undefined = tracing.settings
+    ? await startTracing(tracing.settings, packageVersion())
+    : undefined;
   const app = await NestFactory.create(rootModule, { bufferLogs: true });
   const logger = app.get(Logger);
   app.useLogger(logger);
+  if (tracing.settings) {
+    const { exporter, protocol, endpoint, sampler, samplerArg } = tracing.settings;
+    logger.log(
+      {
+        exporter,
+        protocol,
+        endpoint,
+        sampler,
+        ...(sampler.endsWith('traceidratio') ? { samplerArg } : {}),
+        code: 'TRACING_ON',
+      },
+      `Tracing on: ${exporter === 'otlp' ? `OTLP ${protocol} to ${endpoint}` : 'console'}`,
+      'Bootstrap',
+    );
+  }
   process.on('unhandledRejection', (reason) => {
     logger.error(
       { err: reason, code: 'UNHANDLED_REJECTION' },
@@ -53,23 +75,27 @@ export async function bootstrap(rootModule: Type): Promise<void> {
         process.exit(1);
       }, shutdownTimeoutMs + SHUTDOWN_BACKSTOP_MS);
       backstop.unref();
-      closing = app.close().then(
-        () => {
-          const forced = app.get(MessageConsumerService).forcedByDeadline();
-          if (forced > 0) {
-            logger.warn(
-              { forced, code: 'SHUTDOWN_FORCED' },
-              `Exiting with code 1: ${forced} handler(s) were still running at the deadline`,
-              'Bootstrap',
-            );
-          } else logger.log('Shutdown complete', 'Bootstrap');
-          process.exit(forced > 0 ? 1 : 0);
-        },
-        (error: unknown) => {
-          logger.error({ err: error, code: 'SHUTDOWN_FAILED' }, 'Shutdown failed', 'Bootstrap');
-          process.exit(1);
-        },
-      );
+      closing = app
+        .close()
+        // the spans of the drain go out before the process ends
+        .then(() => tracer?.shutdown().catch(() => undefined))
+        .then(
+          () => {
+            const forced = app.get(MessageConsumerService).forcedByDeadline();
+            if (forced > 0) {
+              logger.warn(
+                { forced, code: 'SHUTDOWN_FORCED' },
+                `Exiting with code 1: ${forced} handler(s) were still running at the deadline`,
+                'Bootstrap',
+              );
+            } else logger.log('Shutdown complete', 'Bootstrap');
+            process.exit(forced > 0 ? 1 : 0);
+          },
+          (error: unknown) => {
+            logger.error({ err: error, code: 'SHUTDOWN_FAILED' }, 'Shutdown failed', 'Bootstrap');
+            process.exit(1);
+          },
+        );
     });
   }
 
@@ -79,4 +105,16 @@ export async function bootstrap(rootModule: Type): Promise<void> {
   const address = (app.getHttpServer() as Server).address();
   const port = typeof address === 'object' && address ? address.port : httpPort;
   logger.log(`HTTP on port ${String(port)}: /health/live, /health/ready, /metrics`, 'Bootstrap');
+}
+
+/** This package's version (the `service.version` of its spans). */
+function packageVersion(): string {
+  try {
+    const manifest = JSON.parse(
+      readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+    ) as { version?: unknown };
+    return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }

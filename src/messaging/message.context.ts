@@ -23,6 +23,9 @@ export interface MessageLogFields {
   readonly routingKey: string;
   readonly attempt: number;
   readonly handler: string;
+  /** The delivery span's trace and span ids, when the message is traced. */
+  readonly trace_id?: string;
+  readonly span_id?: string;
 }
 
 /** What the processor builds a context from. */
@@ -113,7 +116,18 @@ export class MessageContext {
     this.transaction = init.transaction;
     this.message = init.message;
     this.baseLogger = init.baseLogger;
+    this.fields = {
+      messageId: init.messageId,
+      correlationId: init.correlationId,
+      queue: init.queue,
+      routingKey: init.routingKey,
+      attempt: init.attempt,
+      handler: init.handler,
+      ...(init.trace_id === undefined ? {} : { trace_id: init.trace_id, span_id: init.span_id }),
+    };
   }
+
+  private readonly fields: MessageLogFields;
 
   private readonly baseLogger: Logger;
 
@@ -142,16 +156,9 @@ export class MessageContext {
     return this.lock?.fencingToken;
   }
 
-  /** The fields every log line about this message carries. */
+  /** The fields every log line about this message carries (with `trace_id`/`span_id` when traced). */
   get logFields(): MessageLogFields {
-    return {
-      messageId: this.messageId,
-      correlationId: this.correlationId,
-      queue: this.queue,
-      routingKey: this.routingKey,
-      attempt: this.attempt,
-      handler: this.handler,
-    };
+    return this.fields;
   }
 
   /**

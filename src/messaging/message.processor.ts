@@ -1,5 +1,6 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
+import type { Context } from '@opentelemetry/api';
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { processingConfig } from '../config/app.config.js';
@@ -11,6 +12,15 @@ import { MessageLease } from '../lock/message-lease.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
 import type { PostgresTransaction } from '../postgres/postgres-transaction.js';
 import { PostgresTransactions } from '../postgres/postgres-transactions.js';
+import {
+  extractContext,
+  inHandlerSpan,
+  lockWaited,
+  recordFailure,
+  startDeliverySpan,
+  traceLogFields,
+  withContext,
+} from '../tracing/message-tracing.js';
 import type { Settlement } from './ack.coalescer.js';
 import { IdempotencyStore } from './idempotency.store.js';
 import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context.js';
@@ -89,36 +99,69 @@ export class MessageProcessor {
     const routingKey =
       stringHeader(headers[HEADER.originalRoutingKey]) ?? message.fields.routingKey;
     const handler = handlerFor(binding, routingKey);
+    const messageId = nonEmpty(message.properties.messageId);
+    const correlationId = nonEmpty(message.properties.correlationId);
+    const attempt = attemptOf(headers);
+    const handlerId = handler?.id ?? NO_HANDLER;
+    // the delivery's span, child of the context its headers carry (the API's no-op without an SDK)
+    const traced = startDeliverySpan(extractContext(headers), {
+      queue: binding.queue,
+      exchange: stringHeader(headers[HEADER.originalExchange]) ?? message.fields.exchange,
+      routingKey,
+      messageId,
+      correlationId,
+      bodySize: message.content.length,
+      deliveryTag: message.fields.deliveryTag,
+      attempt,
+      handler: handlerId,
+    });
+    const ids = traceLogFields(traced.span);
     const log: MessageLogFields = {
-      messageId: nonEmpty(message.properties.messageId),
-      correlationId: nonEmpty(message.properties.correlationId),
+      messageId,
+      correlationId,
       queue: binding.queue,
       routingKey,
-      attempt: attemptOf(headers),
-      handler: handler?.id ?? NO_HANDLER,
+      attempt,
+      handler: handlerId,
+      ...ids,
     };
     let result: ProcessingResult;
     try {
-      result = await this.run(message, consumer, handler, log);
+      result = await withContext(traced.context, () =>
+        this.run(message, consumer, handler, log, traced.context),
+      );
     } catch (error) {
       result = { status: 'threw', error };
     }
-    const settled = this.settler.settle(
-      {
-        message,
-        channel,
-        exchange: binding.exchange,
-        queue: binding.queue,
-        log,
-        startedAt,
-        retry: handler?.options.retry,
-        nonRetryable: handler?.options.nonRetryable ?? [],
-        tiers: binding.retryTiers,
-      },
-      result,
-    );
-    // an ack settles at once; only a failure's copy or a requeue's delay is waited for
-    if (settled instanceof Promise) await settled;
+    try {
+      // a retry or dead-letter copy is published in the delivery's context: the next attempt
+      // (or the dead letter) continues its trace
+      let fate = withContext(traced.context, () =>
+        this.settler.settle(
+          {
+            message,
+            channel,
+            exchange: binding.exchange,
+            queue: binding.queue,
+            log,
+            startedAt,
+            retry: handler?.options.retry,
+            nonRetryable: handler?.options.nonRetryable ?? [],
+            tiers: binding.retryTiers,
+          },
+          result,
+        ),
+      );
+      // an ack settles at once; only a failure's copy or a requeue's delay is waited for
+      if (fate instanceof Promise) fate = await fate;
+      if (traced.span.isRecording()) {
+        traced.span.addEvent('settled', { action: fate.action, outcome: fate.outcome });
+        traced.span.setAttribute('message_processor.outcome', fate.outcome);
+        if ('error' in fate && fate.error !== undefined) recordFailure(traced.span, fate.error);
+      }
+    } finally {
+      traced.span.end();
+    }
   }
 
   private async run(
@@ -126,6 +169,7 @@ export class MessageProcessor {
     consumer: ConsumerHandle,
     handler: RegisteredHandler | undefined,
     log: MessageLogFields,
+    traceContext: Context,
   ): Promise<ProcessingResult> {
     if (!consumer.accepting()) return { status: 'stopping' };
     if (!handler) {
@@ -146,7 +190,15 @@ export class MessageProcessor {
     }
     const lockKey = lockKeyOf(handler, decoded.payload, log);
     if (lockKey instanceof InvalidLockKeyError) return { status: 'invalid', error: lockKey };
-    const call: HandlerCall = { message, consumer, handler, log, payload: decoded.payload, marker };
+    const call: HandlerCall = {
+      message,
+      consumer,
+      handler,
+      log,
+      payload: decoded.payload,
+      marker,
+      traceContext,
+    };
     switch (effect) {
       case 'marker-after':
         return this.markerAfter(call, lockKey);
@@ -169,7 +221,7 @@ export class MessageProcessor {
     const marker = call.marker as ProcessedMarker;
     let lease: MessageLease | undefined;
     if (lockKey !== undefined) {
-      const held = await this.hold(call.consumer, lockKey, marker.key);
+      const held = await this.hold(call, lockKey, marker.key);
       if (!(held instanceof MessageLease)) return held;
       lease = held;
     } else if (await this.idempotency.isProcessed(marker)) {
@@ -255,7 +307,7 @@ export class MessageProcessor {
   ): Promise<ProcessingResult> {
     let lease: MessageLease | undefined;
     if (lockKey !== undefined) {
-      const held = await this.hold(call.consumer, lockKey, undefined);
+      const held = await this.hold(call, lockKey, undefined);
       if (!(held instanceof MessageLease)) return held;
       lease = held;
     }
@@ -282,14 +334,16 @@ export class MessageProcessor {
 
   /** The lock held before the handler runs, or the result of not getting it. */
   private async hold(
-    consumer: ConsumerHandle,
+    { consumer, traceContext }: HandlerCall,
     lockKey: string,
     markerKey: string | undefined,
   ): Promise<MessageLease | ProcessingResult> {
+    const waitStartedAt = performance.now();
     try {
       const taken = await this.locks.holdForMessage(lockKey, markerKey, {
         signal: consumer.stopSignal,
       });
+      lockWaited(traceContext, taken === 'processed' ? 'processed' : 'acquired', waitStartedAt);
       return taken === 'processed' ? { status: 'duplicate' } : taken;
     } catch (error) {
       return this.notTaken(consumer, error);
@@ -304,7 +358,7 @@ export class MessageProcessor {
   }
 
   private async invoke(
-    { message, consumer, handler, log, payload, marker }: HandlerCall,
+    { message, consumer, handler, log, payload, marker, traceContext }: HandlerCall,
     lease: MessageLease | undefined,
     transaction?: PostgresTransaction,
   ): Promise<ProcessingResult> {
@@ -319,6 +373,8 @@ export class MessageProcessor {
       routingKey: log.routingKey,
       attempt: log.attempt,
       handler: log.handler,
+      trace_id: log.trace_id,
+      span_id: log.span_id,
       exchange: stringHeader(headers[HEADER.originalExchange]) ?? message.fields.exchange,
       headers,
       redelivered: message.fields.redelivered,
@@ -335,7 +391,9 @@ export class MessageProcessor {
     });
     let returned: unknown;
     try {
-      returned = await handler.invoke(payload, context);
+      returned = await inHandlerSpan(traceContext, log.handler, () =>
+        handler.invoke(payload, context),
+      );
     } finally {
       linked?.dispose();
     }
@@ -354,6 +412,8 @@ interface HandlerCall {
   readonly payload: unknown;
   /** Undefined for an `idempotent` handler. */
   readonly marker: ProcessedMarker | undefined;
+  /** The delivery span's context: the handler's span is its child. */
+  readonly traceContext: Context;
 }
 
 /**

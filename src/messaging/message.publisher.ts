@@ -5,6 +5,7 @@ import type { ChannelWrapper } from 'amqp-connection-manager';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { amqpConfig } from '../config/app.config.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
+import { recordFailure, startPublishSpan } from '../tracing/message-tracing.js';
 import { AmqpConnection } from './amqp.connection.js';
 import {
   PublishError,
@@ -139,21 +140,37 @@ export class MessagePublisher {
     content: Buffer,
     options: PublishOptions = {},
   ): Promise<void> {
-    const { timeoutMs, mandatory = true, ...rest } = options;
+    const { timeoutMs, mandatory = true, ...untraced } = options;
     const timeout = timeoutMs ?? this.config.publishTimeoutMs;
     const startedAt = performance.now();
-    const settled = (outcome: 'confirmed' | 'failed'): void =>
+    // a PRODUCER span in the active context, its trace context over the message's own headers
+    const traced = startPublishSpan({
+      exchange,
+      routingKey,
+      messageId: untraced.messageId,
+      correlationId: untraced.correlationId,
+      bodySize: content.length,
+    });
+    // amqplib types headers as any: an object of header values
+    const own = untraced.headers as Record<string, unknown> | undefined;
+    const rest = traced ? { ...untraced, headers: { ...own, ...traced.headers } } : untraced;
+    const settled = (outcome: 'confirmed' | 'failed', error?: Error): void => {
       this.metrics.messagePublished(exchange, outcome, (performance.now() - startedAt) / 1000);
+      if (!traced) return;
+      if (error) recordFailure(traced.span, error);
+      traced.span.end();
+    };
     if (
       !this.connection.isConnected() &&
       this.channel.queueLength() >= this.config.publishBufferLimit
     ) {
-      settled('failed');
-      throw new PublisherBufferFullError(
+      const error = new PublisherBufferFullError(
         `broker unreachable and ${this.channel.queueLength()} messages already buffered (PUBLISH_BUFFER_LIMIT=${this.config.publishBufferLimit})`,
         exchange,
         routingKey,
       );
+      settled('failed', error);
+      throw error;
     }
     const key = identity(exchange, routingKey, rest.messageId);
     const entry = this.pending.get(key) ?? { count: 0, returned: 0 };
@@ -173,19 +190,21 @@ export class MessagePublisher {
         returned = true;
       }
     } catch (error) {
-      settled('failed');
-      throw toPublishError(error, exchange, routingKey, timeout);
+      const failure = toPublishError(error, exchange, routingKey, timeout);
+      settled('failed', failure);
+      throw failure;
     } finally {
       entry.count--;
       if (entry.count === 0) this.pending.delete(key);
     }
     if (returned) {
-      settled('failed');
-      throw new UnroutableMessageError(
+      const error = new UnroutableMessageError(
         `no queue is bound to exchange "${exchange}" for routing key "${routingKey}"`,
         exchange,
         routingKey,
       );
+      settled('failed', error);
+      throw error;
     }
     settled('confirmed');
   }

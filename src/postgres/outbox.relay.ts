@@ -7,6 +7,7 @@ import type { PostgresConnection, PostgresLogger } from './postgres.connection.j
 import { loggablePostgresError } from './postgres.errors.js';
 import { OUTBOX_CHANNEL } from './postgres-transaction.js';
 import { sqlLiteral } from './sql-literals.js';
+import { extractContext, withContext } from '../tracing/message-tracing.js';
 
 export interface OutboxRelayOptions {
   /** How often to look for unsent rows besides the NOTIFY of each commit (`OUTBOX_POLL_MS`). */
@@ -254,15 +255,18 @@ export class OutboxRelay {
     const claimedAt = performance.now();
     const results = await Promise.allSettled(
       rows.map(async (row) => {
-        await this.publisher.publishRaw(row.exchange, row.routing_key, row.body, {
-          messageId: row.message_id,
-          correlationId: row.correlation_id ?? undefined,
-          contentType: row.content_type,
-          headers: row.headers,
-          timestamp: Math.floor(row.created_s),
-          persistent: true,
-          mandatory: row.mandatory,
-        });
+        // published in the context the row was written in: its trace goes on through the relay
+        await withContext(extractContext(row.headers), () =>
+          this.publisher.publishRaw(row.exchange, row.routing_key, row.body, {
+            messageId: row.message_id,
+            correlationId: row.correlation_id ?? undefined,
+            contentType: row.content_type,
+            headers: row.headers,
+            timestamp: Math.floor(row.created_s),
+            persistent: true,
+            mandatory: row.mandatory,
+          }),
+        );
         return row.age_s + (performance.now() - claimedAt) / 1000;
       }),
     );

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { MessagePropertyHeaders } from 'amqplib';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { HandlerConfigurationError } from '../messaging/messaging.errors.js';
+import { activeContext, injectContext } from '../tracing/message-tracing.js';
 import { bindLiterals, sqlLiteral } from './sql-literals.js';
 
 /** The NOTIFY channel on which a committed outbox row wakes the relays. */
@@ -126,6 +127,8 @@ export class PostgresTransaction {
       if (typeof value === 'string') headers[name] = value;
       else if (Buffer.isBuffer(value)) headers[name] = value.toString('utf8');
     }
+    // with tracing on, the row carries the context it is written in (the handler's span)
+    injectContext(activeContext(), headers);
     Object.assign(headers, options.headers);
     const literal = (value: string): string => sqlLiteral(value);
     this.outboxRows.push(

@@ -1,3 +1,4 @@
+import type { KillSwitchOptions } from './messaging/kill-switch.js';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import {
@@ -67,6 +68,8 @@ export interface MessageProcessorOptions {
      * (`EFFECT_JOURNAL_TTL_S`, 86 400).
      */
     readonly effectJournal?: { readonly maxLen?: number; readonly ttlSeconds?: number };
+    /** The kill switch's defaults for every handler (`KILL_SWITCH_*`; README, "Kill switch"). */
+    readonly killSwitch?: KillSwitchOptions;
   };
   /** PostgreSQL for `postgres-transaction` / `postgres-commit` handlers and the outbox; omit for none. */
   readonly postgres?: {
@@ -119,6 +122,11 @@ const OPTION_OF_VARIABLE: Readonly<Record<string, string>> = {
   SHUTDOWN_TIMEOUT_MS: 'processing.shutdownTimeoutMs',
   EFFECT_JOURNAL_MAXLEN: 'processing.effectJournal.maxLen',
   EFFECT_JOURNAL_TTL_S: 'processing.effectJournal.ttlSeconds',
+  KILL_SWITCH_THRESHOLD: 'processing.killSwitch.thresholdPercent',
+  KILL_SWITCH_MIN_ATTEMPTS: 'processing.killSwitch.minAttempts',
+  KILL_SWITCH_WINDOW_MS: 'processing.killSwitch.windowMs',
+  KILL_SWITCH_RESTART_MS: 'processing.killSwitch.restartMs',
+  KILL_SWITCH_TRICKLE: 'processing.killSwitch.trickle',
   DATABASE_URL: 'postgres.url',
   DATABASE_POOL_MAX: 'postgres.poolMax',
   OUTBOX_POLL_MS: 'postgres.outboxPollMs',
@@ -158,6 +166,11 @@ export function resolveOptions(options: MessageProcessorOptions): AppEnv {
     SHUTDOWN_TIMEOUT_MS: text(processing?.shutdownTimeoutMs),
     EFFECT_JOURNAL_MAXLEN: text(processing?.effectJournal?.maxLen),
     EFFECT_JOURNAL_TTL_S: text(processing?.effectJournal?.ttlSeconds),
+    KILL_SWITCH_THRESHOLD: text(processing?.killSwitch?.thresholdPercent),
+    KILL_SWITCH_MIN_ATTEMPTS: text(processing?.killSwitch?.minAttempts),
+    KILL_SWITCH_WINDOW_MS: text(processing?.killSwitch?.windowMs),
+    KILL_SWITCH_RESTART_MS: text(processing?.killSwitch?.restartMs),
+    KILL_SWITCH_TRICKLE: text(processing?.killSwitch?.trickle),
     DATABASE_URL: text(postgres?.url),
     DATABASE_POOL_MAX: text(postgres?.poolMax),
     OUTBOX_POLL_MS: text(postgres?.outboxPollMs),
@@ -205,6 +218,13 @@ export function optionsFromEnv(env: AppEnv): MessageProcessorOptions {
       },
       shutdownTimeoutMs: env.shutdownTimeoutMs,
       effectJournal: { maxLen: env.effectJournalMaxLen, ttlSeconds: env.effectJournalTtlSeconds },
+      killSwitch: {
+        thresholdPercent: env.killSwitchThresholdPercent,
+        minAttempts: env.killSwitchMinAttempts,
+        windowMs: env.killSwitchWindowMs,
+        restartMs: env.killSwitchRestartMs,
+        trickle: env.killSwitchTrickle,
+      },
     },
     ...(env.databaseUrl === undefined
       ? {}

@@ -1,3 +1,4 @@
+import type { KillSwitchPolicy } from '../messaging/kill-switch.js';
 import type { ValueProvider } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { registerAs } from '@nestjs/config';
@@ -29,6 +30,8 @@ export interface ProcessingSettings {
   };
   readonly shutdownTimeoutMs: number;
   readonly effectJournal: { readonly maxLen: number; readonly ttlSeconds: number };
+  /** The kill switch's defaults for every handler (`KILL_SWITCH_*`). */
+  readonly killSwitch: KillSwitchPolicy;
 }
 
 export interface RedisSettings {
@@ -96,6 +99,13 @@ export function processingSection(env: AppEnv): ProcessingSettings {
     effectJournal: {
       maxLen: env.effectJournalMaxLen,
       ttlSeconds: env.effectJournalTtlSeconds,
+    },
+    killSwitch: {
+      threshold: env.killSwitchThresholdPercent / 100,
+      minAttempts: env.killSwitchMinAttempts,
+      windowMs: env.killSwitchWindowMs,
+      restartMs: env.killSwitchRestartMs,
+      trickle: env.killSwitchTrickle,
     },
   };
 }

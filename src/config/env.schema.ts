@@ -47,6 +47,12 @@ export interface AppEnv {
   readonly outboxRetentionSeconds: number;
   /** Where the ledger example keeps its balances. */
   readonly ledgerStore: LedgerStore;
+  /** Failed share (percent) of a handler's attempts that trips its queue's kill switch; 0: off. */
+  readonly killSwitchThresholdPercent: number;
+  readonly killSwitchMinAttempts: number;
+  readonly killSwitchWindowMs: number;
+  readonly killSwitchRestartMs: number;
+  readonly killSwitchTrickle: number;
 }
 
 /** One variable that failed validation: its name, what it accepts, and the value (redacted if a URL). */
@@ -168,6 +174,11 @@ export const ENV_DEFAULTS = {
   OUTBOX_POLL_MS: 1_000,
   OUTBOX_RETENTION_S: 86_400,
   LEDGER_STORE: 'redis',
+  KILL_SWITCH_THRESHOLD: 0,
+  KILL_SWITCH_MIN_ATTEMPTS: 20,
+  KILL_SWITCH_WINDOW_MS: 60_000,
+  KILL_SWITCH_RESTART_MS: 30_000,
+  KILL_SWITCH_TRICKLE: 5,
 } as const;
 
 /**
@@ -235,6 +246,16 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     outboxPollMs: r.int('OUTBOX_POLL_MS', d.OUTBOX_POLL_MS, 10, 3_600_000),
     outboxRetentionSeconds: r.int('OUTBOX_RETENTION_S', d.OUTBOX_RETENTION_S, 1, 31_536_000),
     ledgerStore,
+    killSwitchThresholdPercent: r.int('KILL_SWITCH_THRESHOLD', d.KILL_SWITCH_THRESHOLD, 0, 100),
+    killSwitchMinAttempts: r.int(
+      'KILL_SWITCH_MIN_ATTEMPTS',
+      d.KILL_SWITCH_MIN_ATTEMPTS,
+      1,
+      1_000_000,
+    ),
+    killSwitchWindowMs: r.int('KILL_SWITCH_WINDOW_MS', d.KILL_SWITCH_WINDOW_MS, 100, 86_400_000),
+    killSwitchRestartMs: r.int('KILL_SWITCH_RESTART_MS', d.KILL_SWITCH_RESTART_MS, 10, 86_400_000),
+    killSwitchTrickle: r.int('KILL_SWITCH_TRICKLE', d.KILL_SWITCH_TRICKLE, 1, 10_000),
   };
   return { env: result, issues: r.issues };
 }

@@ -4,8 +4,9 @@ import { AmqpConnection } from '../messaging/amqp.connection.js';
 import { MessageConsumerService } from '../messaging/message-consumer.service.js';
 
 /**
- * Up when the AMQP connection is open, every registered consumer is attached and no shutdown has
- * begun. Reads the state the service already holds: no probe connection per request.
+ * Up when the AMQP connection is open, every registered consumer is attached (or held detached by
+ * its kill switch: restarting or removing the replica would not heal the downstream) and no
+ * shutdown has begun. Reads the state the service already holds: no probe connection per request.
  */
 @Injectable()
 export class MessagingHealthIndicator {
@@ -24,6 +25,8 @@ export class MessagingHealthIndicator {
         queue: c.queue,
         attached: c.attached,
         ...(c.error ? { error: c.error } : {}),
+        // detached (or on one message at a time) on purpose: the process is fine, a downstream is not
+        ...(c.killSwitch ? { killSwitch: c.killSwitch } : {}),
         // up, but without the dead-letter protection of this version until a policy adds it
         ...(c.legacyQueues
           ? {
@@ -37,7 +40,9 @@ export class MessagingHealthIndicator {
       })),
     };
     if (this.consumers.isShuttingDown()) return indicator.down({ ...details, shuttingDown: true });
-    if (!details.connected || consumers.some((c) => !c.attached)) return indicator.down(details);
+    if (!details.connected || consumers.some((c) => !c.attached && c.killSwitch === undefined)) {
+      return indicator.down(details);
+    }
     return indicator.up(details);
   }
 }

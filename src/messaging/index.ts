@@ -33,3 +33,4 @@ export {
   UnroutableMessageError,
 } from './messaging.errors.js';
 export type { RetryOptions } from './retry.policy.js';
+export type { KillSwitchOptions } from './kill-switch.js';

@@ -12,6 +12,7 @@ import { amqpConfig, processingConfig } from '../config/app.config.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import { contextLogger, MESSAGE_PROCESSOR_LOGGER } from '../logging/service-logger.js';
 import { LockService } from '../lock/lock.service.js';
+import { MessageMetrics } from '../metrics/message.metrics.js';
 import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import { RedisConnection } from '../redis/redis.connection.js';
 import { AmqpConnection } from './amqp.connection.js';
@@ -54,6 +55,7 @@ export class MessageConsumerService
     private readonly connection: AmqpConnection,
     private readonly redis: RedisConnection,
     private readonly locks: LockService,
+    private readonly metrics: MessageMetrics,
     @Inject(amqpConfig.KEY) private readonly amqp: ConfigType<typeof amqpConfig>,
     @Inject(processingConfig.KEY) private readonly processing: ConfigType<typeof processingConfig>,
     @Inject(MESSAGE_PROCESSOR_LOGGER) root: Logger,
@@ -85,6 +87,8 @@ export class MessageConsumerService
           queueType: this.amqp.queueType,
           vhost: this.connection.vhost,
           logger: this.logger,
+          paused: (queue, reason) => this.metrics.consumerPaused(queue, reason),
+          tripped: (queue, handler) => this.metrics.killSwitchTripped(queue, handler),
         }),
     );
     this.connection.on('connected', this.reconcile);

@@ -18,6 +18,7 @@ import { MessageValidationPipe } from './message-validation.pipe.js';
 import { directInvoke, type HandlerInvoke } from './direct-invoke.js';
 import { compileTopicPattern } from './routing-key.matcher.js';
 import { delayTiers, resolveRetryPolicy } from './retry.policy.js';
+import { resolveKillSwitch } from './kill-switch.js';
 
 /**
  * Finds every `@MessageHandler()` method on the application's providers (the pattern of
@@ -118,6 +119,8 @@ export class MessageHandlerExplorer {
         `${id}: effect '${effect}' needs PostgreSQL: set DATABASE_URL`,
       );
     }
+    const killSwitch = resolveKillSwitch(options.killSwitch, this.processing.killSwitch);
+    if (typeof killSwitch === 'string') throw new HandlerConfigurationError(`${id}: ${killSwitch}`);
     if (
       options.prefetch !== undefined &&
       (!Number.isInteger(options.prefetch) || options.prefetch < 1)
@@ -155,6 +158,7 @@ export class MessageHandlerExplorer {
         lockKey: options.lockKey ?? 'message-id',
         retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
         nonRetryable: options.nonRetryable ?? [],
+        killSwitch,
       },
       matches: (key) => matchers.some((m) => m(key)),
       invoke: direct ?? viaNest,

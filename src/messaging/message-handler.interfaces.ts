@@ -1,3 +1,4 @@
+import type { KillSwitchOptions, KillSwitchPolicy } from './kill-switch.js';
 import type { MessageContext } from './message.context.js';
 import type { ErrorClass } from './message.fate.js';
 import type { RetryOptions, RetryPolicy } from './retry.policy.js';
@@ -31,6 +32,12 @@ export interface MessageHandlerOptions {
   readonly retry?: RetryOptions;
   /** Error types that dead-letter at once instead of being retried (besides `NonRetryableError`). */
   readonly nonRetryable?: readonly ErrorClass[];
+  /**
+   * When this handler's attempts fail too often (a downstream is down), its queue's consumer
+   * stops taking messages for a while, then tries one at a time (README, "Kill switch"). Unset
+   * fields default to the `KILL_SWITCH_*` env vars; `false`: this handler never trips it.
+   */
+  readonly killSwitch?: KillSwitchOptions | false;
 }
 
 /**
@@ -97,6 +104,7 @@ export interface RegisteredHandler {
     readonly lockKey: ((payload: never) => string) | 'message-id' | false;
     readonly retry: RetryPolicy;
     readonly nonRetryable: readonly ErrorClass[];
+    readonly killSwitch: KillSwitchPolicy;
   };
   readonly matches: (routingKey: string) => boolean;
   readonly invoke: (payload: unknown, context: MessageContext) => Promise<unknown>;

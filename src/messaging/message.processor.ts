@@ -50,6 +50,8 @@ export interface ConsumerHandle {
   readonly signal: AbortSignal;
   /** Aborted when the consumer starts stopping: a message still waiting for its lock is handed back. */
   readonly stopSignal: AbortSignal;
+  /** One attempt of a handler ended; `failed`: it threw (the kill switch counts these). */
+  attempted?(handler: string, failed: boolean): void;
 }
 
 /** Longest lock key a handler's `lockKey` may return (it becomes part of a Redis key). */
@@ -154,6 +156,20 @@ export class MessageProcessor {
       );
       // an ack settles at once; only a failure's copy or a requeue's delay is waited for
       if (fate instanceof Promise) fate = await fate;
+      if (handler && consumer.attempted) {
+        // the handler's own verdicts only: not bad input, a busy key, a shutdown or an outage,
+        // nor an error it declared non-retryable (a bad message, not a failing downstream)
+        if (result.status === 'succeeded' || result.status === 'duplicate') {
+          consumer.attempted(handler.id, false);
+        } else if (
+          fate.action === 'retry' ||
+          (result.status === 'threw' &&
+            fate.action === 'dead-letter' &&
+            log.attempt >= handler.options.retry.maxAttempts)
+        ) {
+          consumer.attempted(handler.id, true);
+        }
+      }
       if (traced.span.isRecording()) {
         traced.span.addEvent('settled', { action: fate.action, outcome: fate.outcome });
         traced.span.setAttribute('message_processor.outcome', fate.outcome);

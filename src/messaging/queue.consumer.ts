@@ -3,6 +3,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { QueueType } from '../config/env.schema.js';
 import { AckCoalescer, type Settlement } from './ack.coalescer.js';
+import { KillSwitch } from './kill-switch.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import type { QueueBinding } from './message-handler.interfaces.js';
 import type { ConsumerHandle } from './message.processor.js';
@@ -22,7 +23,14 @@ export interface QueueConsumerDeps {
   /** The vhost of the broker URL, for the migration commands the log suggests. */
   readonly vhost: string;
   readonly logger: Logger;
+  /** Reports why the consumer is paused (`consumers_paused`), or that it is not. */
+  paused?(queue: string, reason: PauseReason | undefined): void;
+  /** Counts a trip of the kill switch (`kill_switch_trips_total`). */
+  tripped?(queue: string, handler: string): void;
 }
+
+/** Why a consumer is not taking messages: a dependency is down, or its kill switch tripped. */
+export type PauseReason = 'dependency' | 'kill_switch';
 
 /** Readiness view of one consumer. */
 export interface ConsumerStatus {
@@ -31,6 +39,8 @@ export interface ConsumerStatus {
   readonly error?: string;
   /** Queues declared by an earlier version, used as they are; each needs the policy named. */
   readonly legacyQueues?: readonly LegacyQueue[];
+  /** Set while the kill switch holds the consumer detached or on one message at a time. */
+  readonly killSwitch?: { readonly state: 'open' | 'trickle'; readonly reason: string };
 }
 
 /**
@@ -66,11 +76,19 @@ export class QueueConsumer implements ConsumerHandle {
   };
   private readonly abortController = new AbortController();
   private readonly stopController = new AbortController();
+  private readonly killSwitch: KillSwitch;
+  private killSwitchTimer: NodeJS.Timeout | undefined;
+  /** The prefetch the current consumer was attached with. */
+  private attachedPrefetch = 0;
+  private pausedFor: PauseReason | undefined;
 
   constructor(
     readonly binding: QueueBinding,
     private readonly deps: QueueConsumerDeps,
   ) {
+    this.killSwitch = new KillSwitch(
+      new Map(binding.handlers.map((h) => [h.id, h.options.killSwitch])),
+    );
     // every in-flight message listens on both (its lock wait, its handler's combined signal):
     // up to prefetch listeners each, which is not a leak
     setMaxListeners(0, this.abortController.signal, this.stopController.signal);
@@ -88,6 +106,47 @@ export class QueueConsumer implements ConsumerHandle {
     return this.intake && !this.stopping;
   }
 
+  /**
+   * One attempt of `handler` ended (`failed`: it threw). Feeds the kill switch: a trip detaches
+   * the consumer for the restart delay; then it takes one message at a time, and resumes fully
+   * once enough in a row succeed.
+   */
+  attempted(handler: string, failed: boolean): void {
+    if (!this.killSwitch.enabled || this.stopping) return;
+    const event = this.killSwitch.record(handler, failed, Date.now());
+    if (!event) return;
+    if (event.kind === 'tripped') {
+      const restartMs = this.killSwitch.restartDelayMs(handler);
+      this.deps.tripped?.(this.binding.queue, handler);
+      this.deps.logger.warn(
+        { queue: this.binding.queue, handler, restartMs, code: 'KILL_SWITCH_TRIPPED' },
+        `${event.reason}; consumer detached for ${restartMs} ms, messages wait in the queue`,
+      );
+      clearTimeout(this.killSwitchTimer);
+      this.killSwitchTimer = setTimeout(() => {
+        this.killSwitchTimer = undefined;
+        this.killSwitch.restart();
+        this.deps.logger.info(
+          { queue: this.binding.queue, code: 'KILL_SWITCH_TRICKLE' },
+          'Kill switch: taking one message at a time',
+        );
+        void this.converge();
+      }, restartMs);
+      this.killSwitchTimer.unref();
+    } else {
+      this.deps.logger.info(
+        { queue: this.binding.queue, code: 'KILL_SWITCH_RECOVERED' },
+        'Kill switch: recovered, consuming at full prefetch',
+      );
+    }
+    void this.converge();
+  }
+
+  /** The prefetch to attach with: one message at a time while the kill switch trickles. */
+  private wantedPrefetch(): number {
+    return this.killSwitch.state === 'trickle' ? 1 : this.binding.prefetch;
+  }
+
   status(): ConsumerStatus {
     return {
       queue: this.binding.queue,
@@ -96,6 +155,9 @@ export class QueueConsumer implements ConsumerHandle {
         ? { error: this.lastError.message }
         : {}),
       ...(this.legacyQueues.length > 0 ? { legacyQueues: this.legacyQueues } : {}),
+      ...(this.killSwitch.state === 'closed'
+        ? {}
+        : { killSwitch: { state: this.killSwitch.state, reason: this.killSwitch.reason ?? '' } }),
     };
   }
 
@@ -116,11 +178,24 @@ export class QueueConsumer implements ConsumerHandle {
     try {
       do {
         this.convergeAgain = false;
-        const missing = this.deps.unavailableDependency();
+        const dependency = this.deps.unavailableDependency();
+        const tripped = this.killSwitch.state === 'open' ? this.killSwitch.reason : undefined;
+        const missing = dependency ?? tripped;
+        this.setPaused(dependency ? 'dependency' : tripped ? 'kill_switch' : undefined);
         const wanted = !this.stopping && this.deps.connection() !== undefined && !missing;
+        if (
+          wanted &&
+          this.consumerTag !== undefined &&
+          this.attachedPrefetch !== this.wantedPrefetch()
+        ) {
+          // a prefetch applies to consumers started after it: re-subscribe to change it
+          await this.detach();
+        }
         if (wanted && this.consumerTag === undefined && this.retryTimer === undefined)
           await this.attach();
-        else if (!wanted && this.consumerTag !== undefined) await this.detach(missing);
+        else if (!wanted && this.consumerTag !== undefined) {
+          await this.detach(dependency, tripped !== undefined && dependency === undefined);
+        }
       } while (this.convergeAgain);
     } finally {
       this.converging = false;
@@ -141,7 +216,8 @@ export class QueueConsumer implements ConsumerHandle {
         this.deps.queueType,
       );
       this.reportLegacyQueues(topology.legacyQueues);
-      await channel.prefetch(this.binding.prefetch);
+      const prefetch = this.wantedPrefetch();
+      await channel.prefetch(prefetch);
       this.intake = true;
       const { consumerTag } = await channel.consume(
         this.binding.queue,
@@ -149,13 +225,11 @@ export class QueueConsumer implements ConsumerHandle {
         { noAck: false },
       );
       this.consumerTag = consumerTag;
+      this.attachedPrefetch = prefetch;
       this.failures = 0;
       this.lastError = undefined;
       this.lastLoggedError = undefined;
-      this.deps.logger.info(
-        { queue: this.binding.queue, prefetch: this.binding.prefetch },
-        'Consumer attached',
-      );
+      this.deps.logger.info({ queue: this.binding.queue, prefetch }, 'Consumer attached');
       this.convergeAgain = true; // things may have changed while attaching
     } catch (error) {
       this.intake = false;
@@ -262,8 +336,17 @@ export class QueueConsumer implements ConsumerHandle {
     void this.deps.process(message, acks, this).then(this.processed, this.processed);
   }
 
-  /** Stops intake; `missing` names the dependency that went away (a shutdown has none). */
-  private async detach(missing?: string): Promise<void> {
+  private setPaused(reason: PauseReason | undefined): void {
+    if (reason === this.pausedFor) return;
+    this.pausedFor = reason;
+    this.deps.paused?.(this.binding.queue, reason);
+  }
+
+  /**
+   * Stops intake; `missing` names the dependency that went away (a shutdown, a re-subscription
+   * and the kill switch, which logged its trip, have none).
+   */
+  private async detach(missing?: string, quietly = false): Promise<void> {
     this.intake = false;
     const tag = this.consumerTag;
     this.consumerTag = undefined;
@@ -275,7 +358,8 @@ export class QueueConsumer implements ConsumerHandle {
           { queue: this.binding.queue, reason: missing, code: 'CONSUMER_PAUSED' },
           `Consumer detached: ${missing}; messages wait in the queue until it is back`,
         );
-      } else this.deps.logger.info({ queue: this.binding.queue }, 'Consumer detached');
+      } else if (!quietly)
+        this.deps.logger.info({ queue: this.binding.queue }, 'Consumer detached');
     } catch {
       // the channel is already gone, and with it the consumer
     }
@@ -302,6 +386,7 @@ export class QueueConsumer implements ConsumerHandle {
    */
   async stop(timeoutMs: number): Promise<number> {
     this.stopping = true;
+    clearTimeout(this.killSwitchTimer);
     this.stopController.abort(new Error('consumer stopping'));
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
@@ -337,6 +422,7 @@ export class QueueConsumer implements ConsumerHandle {
 
   async close(): Promise<void> {
     this.stopping = true;
+    clearTimeout(this.killSwitchTimer);
     clearTimeout(this.retryTimer);
     const channel = this.channel;
     this.channel = undefined;

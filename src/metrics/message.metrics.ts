@@ -67,6 +67,10 @@ export class MessageMetrics implements OnModuleDestroy {
     private readonly confirmDuration: Histogram<'exchange' | 'outcome'>,
     @InjectMetric(METRIC.amqpReconnects) private readonly amqpReconnects: Counter,
     @InjectMetric(METRIC.redisReconnects) private readonly redisReconnects: Counter,
+    @InjectMetric(METRIC.consumersPaused)
+    private readonly consumersPaused: Gauge<'queue' | 'reason'>,
+    @InjectMetric(METRIC.killSwitchTrips)
+    private readonly killSwitchTrips: Counter<'queue' | 'handler'>,
   ) {
     // flushed when prom-client collects them (each scrape), with the flushes of another
     // instance sharing the registry's metrics (a second application in the process)
@@ -172,5 +176,15 @@ export class MessageMetrics implements OnModuleDestroy {
 
   setRedisConnected(up: boolean): void {
     this.redisConnected.set(up ? 1 : 0);
+  }
+  /** A queue's consumer paused for `reason`, or resumed (undefined). */
+  consumerPaused(queue: string, reason: 'dependency' | 'kill_switch' | undefined): void {
+    for (const r of ['dependency', 'kill_switch'] as const) {
+      this.consumersPaused.set({ queue, reason: r }, r === reason ? 1 : 0);
+    }
+  }
+
+  killSwitchTripped(queue: string, handler: string): void {
+    this.killSwitchTrips.inc({ queue, handler });
   }
 }

@@ -12,6 +12,10 @@ export const METRIC = {
   /** Connections re-established after a loss (not the first connect). */
   amqpReconnects: 'amqp_reconnects_total',
   redisReconnects: 'redis_reconnects_total',
+  /** 1 per queue whose consumer is paused, by reason (dependency|kill_switch). */
+  consumersPaused: 'consumers_paused',
+  /** Trips of a queue's kill switch, by the handler whose failures tripped it. */
+  killSwitchTrips: 'kill_switch_trips_total',
 } as const;
 
 /** PostgreSQL and outbox metrics (only moving when `DATABASE_URL` is set). */

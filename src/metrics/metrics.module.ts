@@ -71,6 +71,16 @@ const labels = ['queue', 'handler', 'outcome'] as const;
       name: METRIC.redisReconnects,
       help: 'Redis connections re-established after a loss.',
     }),
+    gaugeProvider({
+      name: METRIC.consumersPaused,
+      help: "1 while a queue's consumer is paused, by reason: dependency (Redis, locks or PostgreSQL down) or kill_switch.",
+      labelNames: ['queue', 'reason'],
+    }),
+    counterProvider({
+      name: METRIC.killSwitchTrips,
+      help: "Trips of a queue's kill switch, by the handler whose failures tripped it.",
+      labelNames: ['queue', 'handler'],
+    }),
     histogramProvider({
       name: LOCK_METRIC.acquireDuration,
       help: 'Time to take a lock, by outcome (acquired|timeout), waiting included.',

@@ -56,6 +56,11 @@ describe('validateEnv', () => {
       outboxPollMs: 1_000,
       outboxRetentionSeconds: 86_400,
       ledgerStore: 'redis',
+      killSwitchThresholdPercent: 0,
+      killSwitchMinAttempts: 20,
+      killSwitchWindowMs: 60_000,
+      killSwitchRestartMs: 30_000,
+      killSwitchTrickle: 5,
     });
     expect(env.amqpUrls).toEqual([ENV_DEFAULTS.AMQP_URL]);
   });

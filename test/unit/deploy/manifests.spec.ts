@@ -483,7 +483,7 @@ describe('Prometheus', () => {
     }),
   );
 
-  it('has alerts for the DLQ, disconnections, target down, lost locks and lock timeouts', () => {
+  it('has alerts for the DLQ, disconnections, target down, lost locks, lock timeouts and the kill switch', () => {
     const exprs = rules.map((r) => r.expr.replace(/\s+/g, ' '));
     expect(exprs).toEqual(
       expect.arrayContaining([
@@ -493,6 +493,7 @@ describe('Prometheus', () => {
         expect.stringMatching(/^up\{job="message-processor"\} == 0$/),
         expect.stringMatching(/increase\(lock_lost_total\[10m\]\).*> 0/),
         expect.stringMatching(/lock_acquire_duration_seconds_count\{outcome="timeout"\}/),
+        expect.stringMatching(/consumers_paused\{reason="kill_switch"\}.*> 0/),
       ]),
     );
   });

@@ -66,12 +66,21 @@ function handler(
       lockKey: false,
       retry: { ...DEFAULT_RETRY, ...options.retry },
       nonRetryable: [],
+      killSwitch: KILL_SWITCH_OFF,
     },
     matches: () => false,
     invoke: () => Promise.resolve(undefined),
     calledDirectly: false,
   };
 }
+
+const KILL_SWITCH_OFF = {
+  threshold: 0,
+  minAttempts: 1,
+  windowMs: 1_000,
+  restartMs: 1_000,
+  trickle: 1,
+};
 
 describe('groupByQueue', () => {
   it('puts handlers of one queue together and keeps other queues apart', () => {
@@ -346,6 +355,7 @@ const PROCESSING_CONFIG = {
     idempotencyTtlSeconds: 86_400,
     retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 60_000 },
     shutdownTimeoutMs: 30_000,
+    killSwitch: KILL_SWITCH_OFF,
   },
 };
 
@@ -423,6 +433,7 @@ describe('MessageHandlerExplorer', () => {
       lockKey: 'message-id',
       retry: { maxAttempts: 3, initialDelayMs: 500, maxDelayMs: 60_000, multiplier: 2, jitter: 0 },
       nonRetryable: [RangeError, TransferRefusedError],
+      killSwitch: KILL_SWITCH_OFF,
     });
     expect(reversed.matches('transfer.cancelled')).toBe(true);
     expect(reversed.matches('transfer.created')).toBe(false);

@@ -38,6 +38,14 @@ function death(queue: string, count: number, reason: XDeath['reason'] = 'expired
   };
 }
 
+const KILL_SWITCH = {
+  threshold: 0.5,
+  minAttempts: 20,
+  windowMs: 60_000,
+  restartMs: 30_000,
+  trickle: 5,
+};
+
 describe('attemptOf', () => {
   it('is 1 for a message delivered for the first time (no headers)', () => {
     expect(attemptOf({})).toBe(1);
@@ -299,6 +307,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       lockKey: opts.lockKey ?? false,
       retry: DEFAULT_POLICY,
       nonRetryable: [],
+      killSwitch: KILL_SWITCH,
     },
     matches: (key) => key.startsWith('transaction.'),
     calledDirectly: true,
@@ -337,6 +346,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       retry: { maxAttempts: 5, initialDelayMs: 1_000, maxDelayMs: 60_000 },
       shutdownTimeoutMs: 1_000,
       effectJournal: { maxLen: 0, ttlSeconds: 86_400 },
+      killSwitch: KILL_SWITCH,
     },
     pino({ enabled: false }),
   );

@@ -31,6 +31,8 @@ function metricsOn(registry: Registry): MessageMetrics {
     }),
     new Counter({ name: METRIC.amqpReconnects, help: 'h', registers }),
     new Counter({ name: METRIC.redisReconnects, help: 'h', registers }),
+    new Gauge({ name: METRIC.consumersPaused, help: 'h', ...labels('queue', 'reason') }),
+    new Counter({ name: METRIC.killSwitchTrips, help: 'h', ...labels('queue', 'handler') }),
   );
 }
 

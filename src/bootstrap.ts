@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -8,6 +7,7 @@ import { MessageConsumerService } from './messaging/message-consumer.service.js'
 import { processingConfig, serverConfig } from './config/app.config.js';
 import { ConfigValidationError, validateEnv } from './config/env.schema.js';
 import { type ConfigType } from '@nestjs/config';
+import { packageVersion } from './package-version.js';
 import { startTracing, type TracingHandle, tracingSettings } from './tracing/tracing-sdk.js';
 
 const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -105,16 +105,4 @@ export async function bootstrap(rootModule: Type): Promise<void> {
   const address = (app.getHttpServer() as Server).address();
   const port = typeof address === 'object' && address ? address.port : httpPort;
   logger.log(`HTTP on port ${String(port)}: /health/live, /health/ready, /metrics`, 'Bootstrap');
-}
-
-/** This package's version (the `service.version` of its spans). */
-function packageVersion(): string {
-  try {
-    const manifest = JSON.parse(
-      readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
-    ) as { version?: unknown };
-    return typeof manifest.version === 'string' ? manifest.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }

@@ -33,3 +33,10 @@ export { EventLoopHealthIndicator } from './health/event-loop.health.js';
 
 // metric names (part of the contract: dashboards and alerts use them)
 export { LOCK_METRIC, METRIC, OUTBOX_METRIC } from './metrics/metrics.constants.js';
+// the AsyncAPI document of the application's handlers
+export { MessageProcessorAsyncApi } from './asyncapi/asyncapi.service.js';
+export {
+  buildAsyncApi,
+  type AsyncApiDocument,
+  type AsyncApiInfo,
+} from './asyncapi/asyncapi.document.js';

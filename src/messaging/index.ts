@@ -11,6 +11,7 @@ export {
   type EffectKind,
   type HandlerEffect,
   type MessageHandlerOptions,
+  type MessagePublication,
 } from './message-handler.interfaces.js';
 export { MessageContext, type MessageLock, type ProcessedMarker } from './message.context.js';
 export { MessagePublisher, type PublishOptions, type PublishReceipt } from './message.publisher.js';

@@ -105,6 +105,11 @@ export class MessageConsumerService
     this.reconcile();
   }
 
+  /** The queues consumed and their handlers, as explored at bootstrap (none before it). */
+  bindings(): QueueBinding[] {
+    return this.consumers.map((c) => c.binding);
+  }
+
   status(): ConsumerStatus[] {
     return this.consumers.map((c) => c.status());
   }

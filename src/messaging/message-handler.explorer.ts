@@ -13,6 +13,7 @@ import {
   QueueBinding,
   RegisteredHandler,
 } from './message-handler.interfaces.js';
+import { MessageContext } from './message.context.js';
 import { MessageParamsFactory } from './message-params.factory.js';
 import { MessageValidationPipe } from './message-validation.pipe.js';
 import { directInvoke, type HandlerInvoke } from './direct-invoke.js';
@@ -159,6 +160,9 @@ export class MessageHandlerExplorer {
         retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
         nonRetryable: options.nonRetryable ?? [],
         killSwitch,
+        payloadType: payloadClass(instance, method),
+        publishes: options.publishes ?? [],
+        ...(options.description === undefined ? {} : { description: options.description }),
       },
       matches: (key) => matchers.some((m) => m(key)),
       invoke: direct ?? viaNest,
@@ -212,4 +216,24 @@ export function groupByQueue(
       (a, b) => a - b,
     ),
   }));
+}
+
+/** Types that say nothing about a payload's shape. */
+const UNTYPED: readonly unknown[] = [
+  Object,
+  String,
+  Number,
+  Boolean,
+  Array,
+  Buffer,
+  Promise,
+  MessageContext,
+];
+
+/** The class of a handler's first parameter, when it is a class of the application's. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- any class
+function payloadClass(instance: object, method: string): Function | undefined {
+  const types = Reflect.getMetadata('design:paramtypes', instance, method) as unknown[] | undefined;
+  const first = types?.[0];
+  return typeof first === 'function' && !UNTYPED.includes(first) ? first : undefined;
 }

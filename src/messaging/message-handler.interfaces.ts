@@ -38,6 +38,20 @@ export interface MessageHandlerOptions {
    * fields default to the `KILL_SWITCH_*` env vars; `false`: this handler never trips it.
    */
   readonly killSwitch?: KillSwitchOptions | false;
+  /** What the handler does, one sentence (its operation's summary in the AsyncAPI document). */
+  readonly description?: string;
+  /** What the handler publishes: events that appear in the AsyncAPI document as `send` operations. */
+  readonly publishes?: readonly MessagePublication[];
+}
+
+/** A message a handler publishes, declared for the AsyncAPI document. */
+export interface MessagePublication {
+  readonly exchange: string;
+  readonly routingKey: string;
+  /** The class of its payload (its class-validator decorators become its JSON Schema). */
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- any class, as Nest's Type
+  readonly payload?: Function;
+  readonly description?: string;
 }
 
 /**
@@ -105,6 +119,11 @@ export interface RegisteredHandler {
     readonly retry: RetryPolicy;
     readonly nonRetryable: readonly ErrorClass[];
     readonly killSwitch: KillSwitchPolicy;
+    /** The class of the handler's first parameter, when it is one (`design:paramtypes`). */
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- any class
+    readonly payloadType?: Function;
+    readonly publishes?: readonly MessagePublication[];
+    readonly description?: string;
   };
   readonly matches: (routingKey: string) => boolean;
   readonly invoke: (payload: unknown, context: MessageContext) => Promise<unknown>;

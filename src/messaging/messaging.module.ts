@@ -1,3 +1,4 @@
+import { MessageProcessorAsyncApi } from '../asyncapi/asyncapi.service.js';
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
 import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
@@ -54,7 +55,8 @@ import { MessagePublisher } from './message.publisher.js';
     },
     MessageProcessor,
     MessageConsumerService,
+    MessageProcessorAsyncApi,
   ],
-  exports: [AmqpConnection, MessagePublisher, MessageConsumerService],
+  exports: [AmqpConnection, MessagePublisher, MessageConsumerService, MessageProcessorAsyncApi],
 })
 export class MessagingModule {}

@@ -434,6 +434,8 @@ describe('MessageHandlerExplorer', () => {
       retry: { maxAttempts: 3, initialDelayMs: 500, maxDelayMs: 60_000, multiplier: 2, jitter: 0 },
       nonRetryable: [RangeError, TransferRefusedError],
       killSwitch: KILL_SWITCH_OFF,
+      payloadType: undefined,
+      publishes: [],
     });
     expect(reversed.matches('transfer.cancelled')).toBe(true);
     expect(reversed.matches('transfer.created')).toBe(false);

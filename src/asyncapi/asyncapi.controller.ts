@@ -1,6 +1,6 @@
 import { Controller, Get, Header } from '@nestjs/common';
 import { packageVersion } from '../package-version.js';
-import type { AsyncApiDocument } from './asyncapi.document.js';
+import { type AsyncApiDocument, serviceInfo } from './asyncapi.document.js';
 import { MessageProcessorAsyncApi } from './asyncapi.service.js';
 
 /** The service's `GET /asyncapi.json`. */
@@ -11,11 +11,6 @@ export class AsyncApiController {
   @Get('asyncapi.json')
   @Header('Cache-Control', 'no-store')
   document(): AsyncApiDocument {
-    return this.asyncApi.document({
-      title: 'message-processor',
-      version: packageVersion(),
-      description:
-        'Consumes RabbitMQ messages with handlers registered by decorators, once in effect.',
-    });
+    return this.asyncApi.document(serviceInfo(packageVersion()));
   }
 }

@@ -11,6 +11,16 @@ export interface AsyncApiInfo {
   readonly description?: string;
 }
 
+/** What the service's own document says about it (`GET /asyncapi.json`, `npm run asyncapi`). */
+export function serviceInfo(version: string): AsyncApiInfo {
+  return {
+    title: 'message-processor',
+    version,
+    description:
+      'Consumes RabbitMQ messages with handlers registered by decorators, once in effect.',
+  };
+}
+
 /** An AsyncAPI 3.0 document (a JSON object). */
 export type AsyncApiDocument = { readonly asyncapi: '3.0.0' } & Record<string, unknown>;
 

@@ -94,41 +94,44 @@ const FORMATS: Readonly<Record<string, string>> = {
   isIp: 'ip',
 };
 
+/** Rules that set the schema's type. */
+const TYPES: Readonly<Record<string, string>> = {
+  isString: 'string',
+  isInt: 'integer',
+  isBoolean: 'boolean',
+  isObject: 'object',
+};
+
+/** Rules whose first constraint is a number that becomes one schema keyword. */
+const BOUNDS: Readonly<Record<string, string>> = {
+  min: 'minimum',
+  max: 'maximum',
+  minLength: 'minLength',
+  maxLength: 'maxLength',
+  arrayMinSize: 'minItems',
+  arrayMaxSize: 'maxItems',
+};
+
 function applyRule(schema: JsonSchema, name: string | undefined, constraints: unknown[]): void {
   const [first, second] = constraints;
+  if (name === undefined) return;
+  if (TYPES[name] !== undefined) {
+    schema.type = TYPES[name];
+    return;
+  }
+  if (BOUNDS[name] !== undefined) {
+    if (typeof first === 'number') schema[BOUNDS[name]] = first;
+    return;
+  }
   switch (name) {
-    case 'isString':
-      schema.type = 'string';
-      return;
-    case 'isInt':
-      schema.type = 'integer';
-      return;
     case 'isNumber':
       schema.type = schema.type === 'integer' ? 'integer' : 'number';
-      return;
-    case 'isBoolean':
-      schema.type = 'boolean';
-      return;
-    case 'isObject':
-      schema.type = 'object';
       return;
     case 'isPositive':
       schema.exclusiveMinimum = 0;
       return;
     case 'isNegative':
       schema.exclusiveMaximum = 0;
-      return;
-    case 'min':
-      if (typeof first === 'number') schema.minimum = first;
-      return;
-    case 'max':
-      if (typeof first === 'number') schema.maximum = first;
-      return;
-    case 'minLength':
-      if (typeof first === 'number') schema.minLength = first;
-      return;
-    case 'maxLength':
-      if (typeof first === 'number') schema.maxLength = first;
       return;
     case 'isLength':
       if (typeof first === 'number') schema.minLength = first;
@@ -163,7 +166,7 @@ function applyRule(schema: JsonSchema, name: string | undefined, constraints: un
       if (schema.type === 'string' || schema.type === undefined) schema.minLength ??= 1;
       return;
     default:
-      if (name !== undefined && FORMATS[name] !== undefined) {
+      if (FORMATS[name] !== undefined) {
         schema.type = 'string';
         schema.format = FORMATS[name];
       }

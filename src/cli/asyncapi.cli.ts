@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { writeFile } from 'node:fs/promises';
 import { NestFactory } from '@nestjs/core';
-import { buildAsyncApi } from '../asyncapi/asyncapi.document.js';
+import { buildAsyncApi, serviceInfo } from '../asyncapi/asyncapi.document.js';
 import { MessageHandlerExplorer } from '../messaging/message-handler.explorer.js';
 import { packageVersion } from '../package-version.js';
 
@@ -32,12 +32,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const { AppModule } = await import('../app.module.js');
   const app = await NestFactory.create(AppModule, { logger: false, abortOnError: false });
   try {
-    const document = buildAsyncApi(app.get(MessageHandlerExplorer).explore(), {
-      title: 'message-processor',
-      version: packageVersion(),
-      description:
-        'Consumes RabbitMQ messages with handlers registered by decorators, once in effect.',
-    });
+    const document = buildAsyncApi(
+      app.get(MessageHandlerExplorer).explore(),
+      serviceInfo(packageVersion()),
+    );
     const text = `${JSON.stringify(document, null, 2)}\n`;
     if (out === '-') process.stdout.write(text);
     else {

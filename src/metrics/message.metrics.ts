@@ -177,6 +177,7 @@ export class MessageMetrics implements OnModuleDestroy {
   setRedisConnected(up: boolean): void {
     this.redisConnected.set(up ? 1 : 0);
   }
+
   /** A queue's consumer paused for `reason`, or resumed (undefined). */
   consumerPaused(queue: string, reason: 'dependency' | 'kill_switch' | undefined): void {
     for (const r of ['dependency', 'kill_switch'] as const) {

@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
 import { SHUTDOWN_BACKSTOP_MS } from './lifecycle/shutdown-step.js';
 import { MessageConsumerService } from './messaging/message-consumer.service.js';
+import { serveOpenMetrics } from './metrics/metrics-endpoint.module.js';
 import { processingConfig, serverConfig } from './config/app.config.js';
 import { ConfigValidationError, validateEnv } from './config/env.schema.js';
 import { type ConfigType } from '@nestjs/config';
@@ -28,6 +29,8 @@ export async function bootstrap(rootModule: Type): Promise<void> {
   const tracer: TracingHandle | undefined = tracing.settings
     ? await startTracing(tracing.settings, packageVersion())
     : undefined;
+  // with traces to link to, /metrics carries exemplars (before the app creates its metrics)
+  if (tracing.settings) serveOpenMetrics();
   const app = await NestFactory.create(rootModule, { bufferLogs: true });
   const logger = app.get(Logger);
   app.useLogger(logger);
@@ -40,6 +43,7 @@ export async function bootstrap(rootModule: Type): Promise<void> {
         endpoint,
         sampler,
         ...(sampler.endsWith('traceidratio') ? { samplerArg } : {}),
+        metricsFormat: 'openmetrics',
         code: 'TRACING_ON',
       },
       `Tracing on: ${exporter === 'otlp' ? `OTLP ${protocol} to ${endpoint}` : 'console'}`,

@@ -6,7 +6,7 @@ import {
 } from '@nestjs/common';
 import { PinoLogger } from 'nestjs-pino';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import type { Registry, RegistryContentType } from 'prom-client';
 import {
   amqpConfig,
   amqpSection,
@@ -110,7 +110,7 @@ function withInternals(base: DynamicModule): DynamicModule {
       {
         provide: METRICS_REGISTRY,
         inject: [MODULE_OPTIONS_TOKEN],
-        useFactory: (options: MessageProcessorOptions): Registry | undefined =>
+        useFactory: (options: MessageProcessorOptions): Registry<RegistryContentType> | undefined =>
           options.metrics?.registry,
       },
       {

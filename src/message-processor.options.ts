@@ -1,6 +1,6 @@
 import type { KillSwitchOptions } from './messaging/kill-switch.js';
 import type { Redis } from 'ioredis';
-import type { Registry } from 'prom-client';
+import type { Registry, RegistryContentType } from 'prom-client';
 import {
   type AppEnv,
   ConfigValidationError,
@@ -86,8 +86,10 @@ export interface MessageProcessorOptions {
     /**
      * The prom-client registry of the application; default prom-client's default registry (what
      * `@willsoto/nestjs-prometheus` serves). The module adds no route: the application serves it.
+     * On an OpenMetrics registry (`setContentType(Registry.OPENMETRICS_CONTENT_TYPE)`) the duration
+     * histograms carry exemplars: the trace and span ids of a sampled message per bucket.
      */
-    readonly registry?: Registry;
+    readonly registry?: Registry<RegistryContentType>;
   };
   /**
    * Level of the module's own lines when the application has no nestjs-pino (they go to its Nest

@@ -15,6 +15,7 @@ import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import {
   extractContext,
   inHandlerSpan,
+  sampledIds,
   lockWaited,
   recordFailure,
   startDeliverySpan,
@@ -147,6 +148,7 @@ export class MessageProcessor {
             queue: binding.queue,
             log,
             startedAt,
+            sampled: sampledIds(traced.span),
             retry: handler?.options.retry,
             nonRetryable: handler?.options.nonRetryable ?? [],
             tiers: binding.retryTiers,

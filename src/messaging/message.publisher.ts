@@ -5,7 +5,12 @@ import type { ChannelWrapper } from 'amqp-connection-manager';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { amqpConfig } from '../config/app.config.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
-import { recordFailure, startPublishSpan } from '../tracing/message-tracing.js';
+import {
+  recordFailure,
+  sampledIds,
+  startPublishSpan,
+  type TraceIds,
+} from '../tracing/message-tracing.js';
 import { AmqpConnection } from './amqp.connection.js';
 import {
   PublishError,
@@ -25,7 +30,12 @@ export interface PublishOptions extends Omit<Options.Publish, 'mandatory'> {
 
 /** What the publisher reports about each publish (the service's `MessageMetrics`). */
 export interface PublishMetrics {
-  messagePublished(exchange: string, outcome: 'confirmed' | 'failed', seconds: number): void;
+  messagePublished(
+    exchange: string,
+    outcome: 'confirmed' | 'failed',
+    seconds: number,
+    trace?: TraceIds,
+  ): void;
 }
 
 /** Where the publisher reports a channel the broker closed (the service's `PinoLogger`). */
@@ -155,8 +165,12 @@ export class MessagePublisher {
     const own = untraced.headers as Record<string, unknown> | undefined;
     const rest = traced ? { ...untraced, headers: { ...own, ...traced.headers } } : untraced;
     const settled = (outcome: 'confirmed' | 'failed', error?: Error): void => {
-      this.metrics.messagePublished(exchange, outcome, (performance.now() - startedAt) / 1000);
-      if (!traced) return;
+      const seconds = (performance.now() - startedAt) / 1000;
+      if (!traced) {
+        this.metrics.messagePublished(exchange, outcome, seconds);
+        return;
+      }
+      this.metrics.messagePublished(exchange, outcome, seconds, sampledIds(traced.span));
       if (error) recordFailure(traced.span, error);
       traced.span.end();
     };

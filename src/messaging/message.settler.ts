@@ -1,6 +1,7 @@
 import type { ConsumeMessage, MessagePropertyHeaders } from 'amqplib';
 import type { Settlement } from './ack.coalescer.js';
 import type { ProcessingOutcome } from '../metrics/metrics.constants.js';
+import type { TraceIds } from '../tracing/message-tracing.js';
 import type { MessageLogFields } from './message.context.js';
 import { decideFate, type ErrorClass, type Fate, type ProcessingResult } from './message.fate.js';
 import {
@@ -24,6 +25,8 @@ export interface Delivery {
   readonly log: MessageLogFields;
   /** `performance.now()` at delivery. */
   readonly startedAt: number;
+  /** The delivery span's ids when its trace is sampled: the duration's exemplar. */
+  readonly sampled?: TraceIds;
   /** The matched handler's retry policy (undefined when none matched). */
   readonly retry: RetryPolicy | undefined;
   readonly nonRetryable: readonly ErrorClass[];
@@ -47,6 +50,7 @@ export interface SettlerDeps {
       handler: string,
       outcome: ProcessingOutcome,
       seconds: number,
+      trace?: TraceIds,
     ): void;
   };
   readonly logger: {
@@ -138,7 +142,13 @@ export class MessageSettler {
   /** Records the outcome metric and writes the outcome log line. */
   private finish(delivery: Delivery, fate: Fate): Fate {
     const seconds = (this.now() - delivery.startedAt) / 1000;
-    this.deps.metrics.messageSettled(delivery.queue, delivery.log.handler, fate.outcome, seconds);
+    this.deps.metrics.messageSettled(
+      delivery.queue,
+      delivery.log.handler,
+      fate.outcome,
+      seconds,
+      delivery.sampled,
+    );
     this.report(delivery, fate, seconds);
     return fate;
   }

@@ -2,6 +2,7 @@ import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { InjectMetric } from '@willsoto/nestjs-prometheus';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { onCollect } from './collect-hooks.js';
+import type { TraceIds } from '../tracing/message-tracing.js';
 import { ScrapedHistogram, type ScrapedSeries } from './scraped-histogram.js';
 import {
   DURATION_BUCKETS,
@@ -30,11 +31,15 @@ interface QueueCounts {
 /** One queue/handler/outcome series: settled since the last scrape, and their durations. */
 interface SettledCounts {
   count: number;
-  readonly processedChild: Counter.Internal;
+  readonly counterChild: Counter.Internal;
   readonly duration: ScrapedSeries;
 }
 
 type SettledByOutcome = Partial<Record<ProcessingOutcome, SettledCounts>>;
+
+/** One exchange/outcome series of publishes: counted since the last scrape, and their durations. */
+type PublishedCounts = SettledCounts;
+type PublishedByOutcome = Partial<Record<PublishOutcome, PublishedCounts>>;
 
 @Injectable()
 export class MessageMetrics implements OnModuleDestroy {
@@ -50,6 +55,10 @@ export class MessageMetrics implements OnModuleDestroy {
   /** The same series, as a list for the scrape. */
   private readonly settledSeries: SettledCounts[] = [];
   private readonly durations: ScrapedHistogram<'queue' | 'handler' | 'outcome'>;
+  /** By exchange, then outcome; the same series as a list (publishes counted as settlements). */
+  private readonly publishes = new Map<string, PublishedByOutcome>();
+  private readonly publishedSeries: PublishedCounts[] = [];
+  private readonly confirmDurations: ScrapedHistogram<'exchange' | 'outcome'>;
   private readonly detach: (() => void)[];
 
   constructor(
@@ -76,9 +85,11 @@ export class MessageMetrics implements OnModuleDestroy {
     // instance sharing the registry's metrics (a second application in the process)
     const collect = (): void => this.flush();
     this.durations = new ScrapedHistogram(duration, DURATION_BUCKETS);
+    this.confirmDurations = new ScrapedHistogram(confirmDuration, DURATION_BUCKETS);
     this.detach = [
-      ...[received, processed, inFlight].map((metric) => onCollect(metric, collect)),
+      ...[received, processed, inFlight, published].map((metric) => onCollect(metric, collect)),
       this.durations.detach,
+      this.confirmDurations.detach,
     ];
   }
 
@@ -94,11 +105,13 @@ export class MessageMetrics implements OnModuleDestroy {
     counts.inFlight++;
   }
 
+  /** A message settled `seconds` after delivery; `trace`, its sampled span, is kept as an exemplar. */
   messageSettled(
     queue: string,
     handler: string,
     outcome: ProcessingOutcome,
     seconds: number,
+    trace?: TraceIds,
   ): void {
     this.ofQueue(queue).inFlight--;
     // queue and handler names are fixed at bootstrap and outcomes are five: bounded maps
@@ -108,14 +121,14 @@ export class MessageMetrics implements OnModuleDestroy {
     if (!byOutcome) byHandler.set(handler, (byOutcome = {}));
     const counts = (byOutcome[outcome] ??= this.series(queue, handler, outcome));
     counts.count++;
-    counts.duration.observe(seconds);
+    counts.duration.observe(seconds, trace);
   }
 
   private series(queue: string, handler: string, outcome: ProcessingOutcome): SettledCounts {
     const labels = { queue, handler, outcome };
     const series: SettledCounts = {
       count: 0,
-      processedChild: this.processed.labels(labels),
+      counterChild: this.processed.labels(labels),
       duration: this.durations.series(labels),
     };
     this.settledSeries.push(series);
@@ -133,8 +146,8 @@ export class MessageMetrics implements OnModuleDestroy {
         counts.inFlightReported = counts.inFlight;
       }
     }
-    for (const counts of this.settledSeries) {
-      if (counts.count > 0) counts.processedChild.inc(counts.count);
+    for (const counts of [...this.settledSeries, ...this.publishedSeries]) {
+      if (counts.count > 0) counts.counterChild.inc(counts.count);
       counts.count = 0;
     }
   }
@@ -156,10 +169,31 @@ export class MessageMetrics implements OnModuleDestroy {
     return counts;
   }
 
-  /** A publish settled: confirmed by the broker, or failed, `seconds` after it was sent. */
-  messagePublished(exchange: string, outcome: PublishOutcome, seconds: number): void {
-    this.published.inc({ exchange, outcome });
-    this.confirmDuration.observe({ exchange, outcome }, seconds);
+  /**
+   * A publish settled: confirmed by the broker, or failed, `seconds` after it was sent; `trace`,
+   * its sampled PRODUCER span, is kept as an exemplar. Exchanges are the declared ones or those
+   * the application publishes to: a bounded set.
+   */
+  messagePublished(
+    exchange: string,
+    outcome: PublishOutcome,
+    seconds: number,
+    trace?: TraceIds,
+  ): void {
+    let byOutcome = this.publishes.get(exchange);
+    if (!byOutcome) this.publishes.set(exchange, (byOutcome = {}));
+    let counts = byOutcome[outcome];
+    if (!counts) {
+      const labels = { exchange, outcome };
+      counts = byOutcome[outcome] = {
+        count: 0,
+        counterChild: this.published.labels(labels),
+        duration: this.confirmDurations.series(labels),
+      };
+      this.publishedSeries.push(counts);
+    }
+    counts.count++;
+    counts.duration.observe(seconds, trace);
   }
 
   amqpReconnected(): void {

@@ -9,7 +9,8 @@ import {
   type HistogramConfiguration,
   type Metric,
   register as defaultRegistry,
-  type Registry,
+  Registry,
+  type RegistryContentType,
 } from 'prom-client';
 
 /**
@@ -26,12 +27,15 @@ type Config<C> = Omit<C, 'registers'> & { readonly name: string };
  * registered once. Unlike `@willsoto/nestjs-prometheus`'s `make*Provider`, the name is never
  * prefixed by the application's `customMetricPrefix`: dashboards and alerts rely on it.
  */
-function metricProvider(name: string, make: (registry: Registry) => Metric): FactoryProvider {
+/** A registry of either format (the default one may be switched to OpenMetrics). */
+type AnyRegistry = Registry<RegistryContentType>;
+
+function metricProvider(name: string, make: (registry: AnyRegistry) => Metric): FactoryProvider {
   return {
     provide: getToken(name),
     inject: [{ token: METRICS_REGISTRY, optional: true }],
-    useFactory: (registry?: Registry): Metric => {
-      const target = registry ?? defaultRegistry;
+    useFactory: (registry?: AnyRegistry): Metric => {
+      const target: AnyRegistry = registry ?? defaultRegistry;
       return target.getSingleMetric(name) ?? make(target);
     },
   };
@@ -45,6 +49,24 @@ export function gaugeProvider(config: Config<GaugeConfiguration<string>>): Facto
   return metricProvider(config.name, (r) => new Gauge({ ...config, registers: [r] }));
 }
 
-export function histogramProvider(config: Config<HistogramConfiguration<string>>): FactoryProvider {
-  return metricProvider(config.name, (r) => new Histogram({ ...config, registers: [r] }));
+/**
+ * A histogram; with `exemplars`, it keeps an exemplar per bucket (a trace's ids) when its
+ * registry is an OpenMetrics one: prom-client refuses exemplars on a Prometheus-format registry,
+ * whose text format has no place for them.
+ */
+export function histogramProvider(
+  config: Config<Omit<HistogramConfiguration<string>, 'enableExemplars'>> & {
+    readonly exemplars?: boolean;
+  },
+): FactoryProvider {
+  const { exemplars = false, ...rest } = config;
+  return metricProvider(
+    config.name,
+    (r) =>
+      new Histogram({
+        ...rest,
+        registers: [r],
+        enableExemplars: exemplars && r.contentType === Registry.OPENMETRICS_CONTENT_TYPE,
+      }),
+  );
 }

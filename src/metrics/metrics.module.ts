@@ -18,7 +18,8 @@ const labels = ['queue', 'handler', 'outcome'] as const;
  * Every metric of the package is defined here, on the application's registry (option
  * `metrics.registry`) or prom-client's default one, which `@willsoto/nestjs-prometheus` serves:
  * an application's own `/metrics` shows them with its own. The service serves the default
- * registry with `MetricsEndpointModule`.
+ * registry with `MetricsEndpointModule`. On an OpenMetrics registry the duration histograms
+ * carry exemplars: the trace and span ids of a traced message per bucket.
  */
 @Global()
 @Module({
@@ -38,6 +39,7 @@ const labels = ['queue', 'handler', 'outcome'] as const;
       help: 'Time from delivery to settlement, by queue, handler and outcome.',
       labelNames: labels,
       buckets: DURATION_BUCKETS,
+      exemplars: true,
     }),
     gaugeProvider({
       name: METRIC.messagesInFlight,
@@ -62,6 +64,7 @@ const labels = ['queue', 'handler', 'outcome'] as const;
       help: 'Time from publish to broker confirm (or failure), by exchange and outcome.',
       labelNames: ['exchange', 'outcome'],
       buckets: DURATION_BUCKETS,
+      exemplars: true,
     }),
     counterProvider({
       name: METRIC.amqpReconnects,

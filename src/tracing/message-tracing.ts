@@ -11,6 +11,7 @@ import {
   type TextMapGetter,
   type TextMapSetter,
   trace,
+  TraceFlags,
   type Tracer,
 } from '@opentelemetry/api';
 import type { MessagePropertyHeaders } from 'amqplib';
@@ -65,9 +66,26 @@ export function injectContext(ctx: Context, headers: Record<string, unknown>): v
 }
 
 /** The ids to put on log lines, when the span belongs to a trace. */
-export function traceLogFields(span: Span): { trace_id: string; span_id: string } | undefined {
+export function traceLogFields(span: Span): TraceIds | undefined {
   const spanContext = span.spanContext();
   return isSpanContextValid(spanContext)
+    ? { trace_id: spanContext.traceId, span_id: spanContext.spanId }
+    : undefined;
+}
+
+/** The ids that link a log line or a metric's exemplar to a span (lowercase hex). */
+export interface TraceIds {
+  readonly trace_id: string;
+  readonly span_id: string;
+}
+
+/**
+ * The ids of a span whose trace is sampled (exported, so a metric's exemplar can link to it);
+ * undefined for an unsampled or invalid one.
+ */
+export function sampledIds(span: Span): TraceIds | undefined {
+  const spanContext = span.spanContext();
+  return (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(spanContext)
     ? { trace_id: spanContext.traceId, span_id: spanContext.spanId }
     : undefined;
 }

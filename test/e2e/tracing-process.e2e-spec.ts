@@ -169,6 +169,21 @@ describe('tracing in the service process (OTLP/HTTP to a local receiver)', () =>
     });
     expect(receiver.headers[0]?.authorization).toBe(`Bearer ${SECRET}`);
 
+    // the metrics link to the trace: OpenMetrics, the message's duration bucket names its span
+    const scrape = await fetch(`http://127.0.0.1:${service.httpPort}/metrics`);
+    expect(scrape.headers.get('content-type')).toContain('application/openmetrics-text');
+    const exposition = await scrape.text();
+    const exemplars = exposition
+      .split('\n')
+      .filter((l) => l.startsWith('message_processing_duration_seconds_bucket{le='))
+      .filter((l) =>
+        l.includes('queue="ledger.transactions",handler="LedgerHandler.apply",outcome="ack"'),
+      )
+      .filter((l) => l.includes(' # {'));
+    expect(exemplars).toHaveLength(1);
+    expect(exemplars[0]).toContain(`# {trace_id="${traceId}",span_id="${consumer.span.spanId}"}`);
+    expect(exposition.endsWith('# EOF\n')).toBe(true);
+
     service.kill('SIGTERM');
     expect(await service.exitCode()).toBe(0);
     expect(service.stdout + service.stderr).not.toContain(SECRET);

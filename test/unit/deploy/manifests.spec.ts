@@ -10,6 +10,7 @@ import { loadAll } from 'js-yaml';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { ENV_DEFAULTS, validateEnv } from '../../../src/config/env.schema.js';
 import { SHUTDOWN_BACKSTOP_MS } from '../../../src/lifecycle/shutdown-step.js';
+import { tracingSettings } from '../../../src/tracing/tracing-sdk.js';
 import { LOCK_METRIC, METRIC } from '../../../src/metrics/metrics.constants.js';
 
 const REPO = resolve(import.meta.dirname, '../../..');
@@ -135,6 +136,8 @@ function durationMs(text: string): number {
  * REDIS_LOCK_URLS and LOG_FORMAT have none.)
  */
 function isAppEnvVar(name: string): boolean {
+  // OpenTelemetry's standard variables are read by the tracing SDK (tracingSettings)
+  if (/^OTEL_[A-Z_]+$/.test(name)) return true;
   const { issues } = validateEnv({ [name]: '%not-valid%' });
   return issues.some((issue) => issue.variable === name);
 }
@@ -236,6 +239,11 @@ describe('env variables', () => {
   it('the ConfigMap and Secret together, and the compose env, are valid configurations', () => {
     expect(validateEnv({ ...configData, ...secretData }).issues).toEqual([]);
     expect(validateEnv(processorEnv).issues).toEqual([]);
+    // compose traces to its Jaeger, by the compose service name
+    const tracing = tracingSettings(processorEnv);
+    expect(tracing.issues).toEqual([]);
+    expect(new URL(str(tracing.settings?.endpoint, 'OTLP endpoint')).hostname).toBe('jaeger');
+    expect(Object.keys(composeServices)).toContain('jaeger');
   });
 
   it('the Secret holds AMQP_URL and REDIS_URL as stringData, with placeholder credentials', () => {
@@ -525,15 +533,28 @@ describe('Grafana', () => {
     'providers',
   ).map((p) => obj(p, 'provider'));
 
+  const ofType = (type: string): Obj[] => datasources.filter((d) => d.type === type);
+
   it('provisions the Prometheus datasource of the compose stack', () => {
-    expect(datasources).toHaveLength(1);
-    const ds = datasources[0];
-    expect(ds.type).toBe('prometheus');
+    expect(ofType('prometheus')).toHaveLength(1);
+    const ds = ofType('prometheus')[0];
     const url = new URL(str(ds.url, 'url'));
     expect(Object.keys(composeServices)).toContain(url.hostname);
     expect(url.port).toBe('9090');
     // $__rate_interval assumes timeInterval is the scrape interval
     expect(at(ds, 'jsonData.timeInterval')).toBe(at(prometheusConfig, 'global.scrape_interval'));
+  });
+
+  it("links the exemplars' trace_id to the Jaeger datasource, which Prometheus keeps", () => {
+    const jaeger = ofType('jaeger');
+    expect(jaeger).toHaveLength(1);
+    expect(new URL(str(jaeger[0].url, 'url')).hostname).toBe('jaeger');
+    // the label the service's exemplars carry (src/metrics/scraped-histogram.ts)
+    expect(at(ofType('prometheus')[0], 'jsonData.exemplarTraceIdDestinations')).toEqual([
+      { name: 'trace_id', datasourceUid: jaeger[0].uid },
+    ]);
+    const command = arr(at(composeServices, 'prometheus.command'), 'prometheus.command');
+    expect(command).toContain('--enable-feature=exemplar-storage');
   });
 
   it('provisions the dashboard from the directory compose mounts', () => {
@@ -550,7 +571,7 @@ describe('Grafana', () => {
     readonly title: string;
     readonly type: string;
     readonly datasourceUid: unknown;
-    readonly targets: { expr: string; datasourceUid: unknown }[];
+    readonly targets: { expr: string; datasourceUid: unknown; exemplar: unknown }[];
   }
   const panels: Panel[] = [];
   const collect = (list: unknown): void => {
@@ -565,6 +586,7 @@ describe('Grafana', () => {
         targets: arr(panel.targets, `${String(panel.title)} targets`).map((t) => ({
           expr: str(obj(t, 'target').expr, 'expr'),
           datasourceUid: isObj(obj(t, 'target').datasource) ? at(t, 'datasource.uid') : undefined,
+          exemplar: obj(t, 'target').exemplar,
         })),
       });
     }
@@ -574,7 +596,7 @@ describe('Grafana', () => {
 
   it('is a recent dashboard schema using the provisioned datasource uid everywhere', () => {
     expect(num(dashboard.schemaVersion, 'schemaVersion')).toBeGreaterThanOrEqual(39);
-    const uid = datasources[0].uid;
+    const uid = ofType('prometheus')[0].uid;
     expect(typeof uid).toBe('string');
     expect(panels.length).toBeGreaterThanOrEqual(12);
     for (const panel of panels) {
@@ -605,6 +627,20 @@ describe('Grafana', () => {
     ]) {
       expect(all).toMatch(pattern);
     }
+  });
+
+  it('shows the exemplars (links to traces) on the message and publish latency panels', () => {
+    const latency = panels
+      .flatMap((p) => p.targets)
+      .filter((t) =>
+        /(message_processing|message_publish_confirm)_duration_seconds_bucket/.test(t.expr),
+      );
+    expect(latency.length).toBeGreaterThanOrEqual(3);
+    for (const target of latency)
+      expect({ ...target, exemplar: target.exemplar === true }).toEqual({
+        ...target,
+        exemplar: true,
+      });
   });
 
   it('uses $__rate_interval for every rate and increase', () => {

@@ -1,11 +1,22 @@
 import { describe, it, expect } from 'vitest';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  type OpenMetricsContentType,
+  Registry,
+  type RegistryContentType,
+} from 'prom-client';
 import { MessageMetrics } from '../../../src/metrics/message.metrics.js';
 import { DURATION_BUCKETS, METRIC } from '../../../src/metrics/metrics.constants.js';
 
-/** The service's message metrics on a registry of the test's own. */
-function metricsOn(registry: Registry): MessageMetrics {
+/**
+ * The service's message metrics on a registry of the test's own; the duration histograms keep
+ * exemplars on an OpenMetrics registry, as the module creates them.
+ */
+function metricsOn(registry: Registry<RegistryContentType>): MessageMetrics {
   const registers = [registry];
+  const enableExemplars = registry.contentType === Registry.OPENMETRICS_CONTENT_TYPE;
   const labels = (...names: string[]) => ({ labelNames: names, registers });
   return new MessageMetrics(
     new Counter({ name: METRIC.messagesReceived, help: 'h', ...labels('queue') }),
@@ -18,6 +29,7 @@ function metricsOn(registry: Registry): MessageMetrics {
       name: METRIC.processingDuration,
       help: 'h',
       buckets: DURATION_BUCKETS,
+      enableExemplars,
       ...labels('queue', 'handler', 'outcome'),
     }),
     new Gauge({ name: METRIC.messagesInFlight, help: 'h', ...labels('queue') }),
@@ -27,6 +39,8 @@ function metricsOn(registry: Registry): MessageMetrics {
     new Histogram({
       name: METRIC.publishConfirmDuration,
       help: 'h',
+      buckets: DURATION_BUCKETS,
+      enableExemplars,
       ...labels('exchange', 'outcome'),
     }),
     new Counter({ name: METRIC.amqpReconnects, help: 'h', registers }),
@@ -37,7 +51,10 @@ function metricsOn(registry: Registry): MessageMetrics {
 }
 
 /** The value of one series in the registry's exposition, as a scrape sees it. */
-async function scraped(registry: Registry, series: string): Promise<number | undefined> {
+async function scraped(
+  registry: Registry<RegistryContentType>,
+  series: string,
+): Promise<number | undefined> {
   const text = await registry.metrics();
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
@@ -106,5 +123,91 @@ describe('MessageMetrics', () => {
     expect(await bucket('0.025')).toBe(1);
     expect(await bucket('+Inf')).toBe(1);
     expect(await scraped(registry, `message_processing_duration_seconds_count{${series}}`)).toBe(1);
+  });
+
+  it('counts publishes and their confirm times by exchange and outcome', async () => {
+    const registry = new Registry();
+    const metrics = metricsOn(registry);
+    metrics.messagePublished('ledger', 'confirmed', 0.002);
+    metrics.messagePublished('ledger', 'confirmed', 0.004);
+    metrics.messagePublished('ledger', 'failed', 5);
+    const confirmed = '{exchange="ledger",outcome="confirmed"}';
+    expect(await scraped(registry, `messages_published_total${confirmed}`)).toBe(2);
+    expect(
+      await scraped(registry, 'messages_published_total{exchange="ledger",outcome="failed"}'),
+    ).toBe(1);
+    expect(
+      await scraped(registry, `message_publish_confirm_duration_seconds_count${confirmed}`),
+    ).toBe(2);
+    metrics.messagePublished('ledger', 'confirmed', 0.001);
+    expect(await scraped(registry, `messages_published_total${confirmed}`)).toBe(3);
+  });
+
+  it('on an OpenMetrics registry, shows per bucket the last sampled trace that fell in it', async () => {
+    // prom-client's types take no content type in the constructor
+    const registry = new Registry<OpenMetricsContentType>();
+    registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    const metrics = metricsOn(registry);
+    const trace = (n: number) => ({ trace_id: `${n}`.repeat(32), span_id: `${n}`.repeat(16) });
+    const before = Date.now() / 1000;
+    metrics.messageSettled('q', 'H.m', 'ack', 0.002, trace(1));
+    metrics.messageSettled('q', 'H.m', 'ack', 0.0021, trace(2)); // same bucket: the later wins
+    metrics.messageSettled('q', 'H.m', 'ack', 0.004); // not sampled: counted, no exemplar
+    metrics.messageSettled('q', 'H.m', 'retry', 100, trace(3)); // beyond the last bound
+    metrics.messagePublished('ledger', 'confirmed', 0.0009, trace(4));
+    let text = await registry.metrics();
+    const line = (prefix: string) => text.split('\n').find((l) => l.startsWith(prefix));
+    const exemplar = (prefix: string) => {
+      const match = / # \{trace_id="(\w+)",span_id="(\w+)"\} ([\d.e-]+) ([\d.]+)$/.exec(
+        line(prefix) ?? '',
+      );
+      return match
+        ? { trace: match[1], span: match[2], value: Number(match[3]), at: Number(match[4]) }
+        : undefined;
+    };
+    const ack = 'queue="q",handler="H.m",outcome="ack"';
+    const le25 = exemplar(`message_processing_duration_seconds_bucket{le="0.0025",${ack}} 2 `);
+    expect(le25).toMatchObject({ trace: '2'.repeat(32), span: '2'.repeat(16), value: 0.0021 });
+    expect(le25?.at).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(line(`message_processing_duration_seconds_bucket{le="0.005",${ack}} 3`)).toBe(
+      `message_processing_duration_seconds_bucket{le="0.005",${ack}} 3`,
+    );
+    expect(
+      exemplar(
+        'message_processing_duration_seconds_bucket{le="+Inf",queue="q",handler="H.m",outcome="retry"} 1 ',
+      ),
+    ).toMatchObject({ trace: '3'.repeat(32), value: 100 });
+    expect(
+      exemplar(
+        'message_publish_confirm_duration_seconds_bucket{le="0.001",exchange="ledger",outcome="confirmed"} 1 ',
+      ),
+    ).toMatchObject({ trace: '4'.repeat(32), span: '4'.repeat(16), value: 0.0009 });
+    // counters in OpenMetrics keep their names; the document ends as the format requires
+    expect(line(`messages_processed_total{${ack}} 3`)).toBeDefined();
+    expect(text.endsWith('# EOF\n')).toBe(true);
+
+    // a scrape without new traced observations keeps showing the last exemplar
+    metrics.messageSettled('q', 'H.m', 'ack', 0.002);
+    text = await registry.metrics();
+    expect(
+      exemplar(`message_processing_duration_seconds_bucket{le="0.0025",${ack}} 3 `),
+    ).toMatchObject({ trace: '2'.repeat(32) });
+  });
+
+  it('takes trace ids on a Prometheus registry without printing them (its format has no exemplars)', async () => {
+    const registry = new Registry();
+    const metrics = metricsOn(registry);
+    metrics.messageSettled('q', 'H.m', 'ack', 0.002, {
+      trace_id: 'a'.repeat(32),
+      span_id: 'b'.repeat(16),
+    });
+    const text = await registry.metrics();
+    expect(
+      await scraped(
+        registry,
+        'message_processing_duration_seconds_bucket{le="0.0025",queue="q",handler="H.m",outcome="ack"}',
+      ),
+    ).toBe(1);
+    expect(text).not.toContain('a'.repeat(32));
   });
 });

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Global, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
-import { register, Registry } from 'prom-client';
+import { type OpenMetricsContentType, register, Registry } from 'prom-client';
 import { METRIC } from '../../../src/metrics/metrics.constants.js';
 import { METRICS_REGISTRY } from '../../../src/metrics/metric-providers.js';
 import { MessageMetrics } from '../../../src/metrics/message.metrics.js';
@@ -48,5 +48,31 @@ describe('the metrics in an application', () => {
     ]);
     expect(register.getSingleMetric(METRIC.messagesReceived)).toBeUndefined();
     await Promise.all([first.close(), second.close()]);
+  });
+
+  it('keep exemplars on the duration histograms when the registry is an OpenMetrics one', async () => {
+    const registry = new Registry<OpenMetricsContentType>();
+    registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    @Global()
+    @Module({
+      providers: [{ provide: METRICS_REGISTRY, useValue: registry }],
+      exports: [METRICS_REGISTRY],
+    })
+    class RegistryModule {}
+    const app = await Test.createTestingModule({
+      imports: [RegistryModule, MetricsModule],
+    }).compile();
+    const trace = { trace_id: 'c'.repeat(32), span_id: 'd'.repeat(16) };
+    app.get(MessageMetrics).messageSettled('q', 'H.m', 'ack', 0.03, trace);
+    app.get(MessageMetrics).messagePublished('x', 'confirmed', 0.003, trace);
+    const text = await registry.metrics();
+    const exemplar = `# {trace_id="${trace.trace_id}",span_id="${trace.span_id}"}`;
+    expect(text).toContain(
+      `${METRIC.processingDuration}_bucket{le="0.05",queue="q",handler="H.m",outcome="ack"} 1 ${exemplar} 0.03 `,
+    );
+    expect(text).toContain(
+      `${METRIC.publishConfirmDuration}_bucket{le="0.005",exchange="x",outcome="confirmed"} 1 ${exemplar} 0.003 `,
+    );
+    await app.close();
   });
 });

@@ -1,4 +1,5 @@
 import { redactUrl } from './secret-redaction.js';
+import { KILL_SWITCH_SAMPLE } from '../messaging/kill-switch.js';
 
 /** Log levels accepted by `LOG_LEVEL`, most verbose first. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -251,7 +252,7 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
       'KILL_SWITCH_MIN_ATTEMPTS',
       d.KILL_SWITCH_MIN_ATTEMPTS,
       1,
-      1_000_000,
+      KILL_SWITCH_SAMPLE,
     ),
     killSwitchWindowMs: r.int('KILL_SWITCH_WINDOW_MS', d.KILL_SWITCH_WINDOW_MS, 100, 86_400_000),
     killSwitchRestartMs: r.int('KILL_SWITCH_RESTART_MS', d.KILL_SWITCH_RESTART_MS, 10, 86_400_000),

@@ -1,7 +1,7 @@
 /**
  * The kill switch (MassTransit's name; docs/architecture.md, "Kill switch"): when a handler's
- * share of failed attempts over a sliding window passes a threshold (after a minimum number of
- * attempts), its queue's consumer stops taking messages for a restart delay, then takes them one
+ * share of failed attempts over a sliding window (its last 100 attempts at most) passes a
+ * threshold (after a minimum number of attempts), its queue's consumer stops taking messages for a restart delay, then takes them one
  * at a time until a few in a row succeed, then resumes fully. Messages wait in the queue instead
  * of spending their retries (and reaching the DLQ) on a downstream that is down.
  */
@@ -25,7 +25,7 @@ export interface KillSwitchPolicy {
 export interface KillSwitchOptions {
   /** Failed share of a handler's attempts, in percent, that trips it (`KILL_SWITCH_THRESHOLD`, 0: off). */
   readonly thresholdPercent?: number;
-  /** Attempts within the window before the share counts (`KILL_SWITCH_MIN_ATTEMPTS`, 20). */
+  /** Attempts within the window before the share counts (`KILL_SWITCH_MIN_ATTEMPTS`, 20; at most 100). */
   readonly minAttempts?: number;
   /** The sliding window (`KILL_SWITCH_WINDOW_MS`, 60 000). */
   readonly windowMs?: number;
@@ -61,53 +61,60 @@ export function resolveKillSwitch(
       problems.push(`${key} must be an integer >= 1`);
     }
   }
+  if (policy.minAttempts > KILL_SWITCH_SAMPLE) {
+    problems.push(
+      `minAttempts must be at most ${KILL_SWITCH_SAMPLE} (the attempts the share is taken over)`,
+    );
+  }
   return problems.length > 0 ? `killSwitch ${problems.join('; ')}` : policy;
 }
 
 /** Where the switch is: consuming, detached (tripped), or taking one message at a time. */
 export type KillSwitchState = 'closed' | 'open' | 'trickle';
 
-/** Buckets of the sliding window. */
-const BUCKETS = 10;
+/**
+ * The most attempts the share is taken over: the window is bounded by time and by count. With
+ * time alone, a busy queue's minute of successes would have to be outweighed before it trips:
+ * at 100 msg/s, 6,000 failures (a minute or more of every message spending its retries).
+ */
+export const KILL_SWITCH_SAMPLE = 100;
 
-/** Attempts and failures of one handler over the window, in {@link BUCKETS} buckets. */
+/**
+ * One handler's last attempts (at most {@link KILL_SWITCH_SAMPLE}, none older than the window):
+ * a ring of their times and outcomes, with running counts.
+ */
 class Window {
-  private readonly attempts = new Array<number>(BUCKETS).fill(0);
-  private readonly failures = new Array<number>(BUCKETS).fill(0);
-  /** Index (time / bucket length) of the newest bucket written. */
-  private newest = 0;
+  private readonly times = new Float64Array(KILL_SWITCH_SAMPLE);
+  private readonly failed = new Uint8Array(KILL_SWITCH_SAMPLE);
+  /** Index of the oldest attempt kept, and how many are kept. */
+  private head = 0;
+  private size = 0;
+  private failures = 0;
 
-  constructor(private readonly bucketMs: number) {}
+  constructor(private readonly windowMs: number) {}
 
   record(now: number, failed: boolean): { attempts: number; failures: number } {
-    this.advance(now);
-    const i = this.newest % BUCKETS;
-    this.attempts[i]++;
-    if (failed) this.failures[i]++;
-    let attempts = 0;
-    let failures = 0;
-    for (let b = 0; b < BUCKETS; b++) {
-      attempts += this.attempts[b];
-      failures += this.failures[b];
-    }
-    return { attempts, failures };
+    // the ones that left the window, then the oldest if the ring is full
+    while (this.size > 0 && this.times[this.head] <= now - this.windowMs) this.dropOldest();
+    if (this.size === KILL_SWITCH_SAMPLE) this.dropOldest();
+    const i = (this.head + this.size) % KILL_SWITCH_SAMPLE;
+    this.times[i] = now;
+    this.failed[i] = failed ? 1 : 0;
+    this.size++;
+    if (failed) this.failures++;
+    return { attempts: this.size, failures: this.failures };
   }
 
   reset(): void {
-    this.attempts.fill(0);
-    this.failures.fill(0);
+    this.head = 0;
+    this.size = 0;
+    this.failures = 0;
   }
 
-  /** Clears the buckets that fell out of the window since the newest one. */
-  private advance(now: number): void {
-    const current = Math.floor(now / this.bucketMs);
-    const gap = Math.min(BUCKETS, current - this.newest);
-    for (let step = 1; step <= gap; step++) {
-      const i = (this.newest + step) % BUCKETS;
-      this.attempts[i] = 0;
-      this.failures[i] = 0;
-    }
-    if (current > this.newest) this.newest = current;
+  private dropOldest(): void {
+    this.failures -= this.failed[this.head];
+    this.head = (this.head + 1) % KILL_SWITCH_SAMPLE;
+    this.size--;
   }
 }
 
@@ -131,7 +138,7 @@ export class KillSwitch {
 
   constructor(private readonly policies: ReadonlyMap<string, KillSwitchPolicy>) {
     for (const [handler, policy] of policies) {
-      if (policy.threshold > 0) this.windows.set(handler, new Window(policy.windowMs / BUCKETS));
+      if (policy.threshold > 0) this.windows.set(handler, new Window(policy.windowMs));
     }
   }
 

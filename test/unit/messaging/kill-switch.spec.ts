@@ -56,6 +56,18 @@ describe('KillSwitch', () => {
     expect(record(ks, 1, true, 11_000)).toEqual(['tripped']);
   });
 
+  it('takes the share over the last 100 attempts at most: a busy minute of successes does not delay it', () => {
+    const ks = switchFor({ ...POLICY, windowMs: 60_000 });
+    // a busy queue: 5,000 successes in the window
+    expect(record(ks, 5_000, false, 1_000)).toEqual([]);
+    // then its downstream fails: half of the last 100 attempts trips it
+    expect(record(ks, 49, true, 2_000)).toEqual([]);
+    expect(record(ks, 1, true, 2_000)).toEqual(['tripped']);
+    expect(ks.reason).toBe(
+      'kill switch: H.apply: 50 of the last 100 attempts failed within 60000 ms (threshold 50 %)',
+    );
+  });
+
   it('ignores outcomes while open, trickles after restart, and recovers after enough successes', () => {
     const ks = switchFor();
     record(ks, 10, true, 0);
@@ -109,6 +121,9 @@ describe('resolveKillSwitch', () => {
       resolveKillSwitch({ thresholdPercent: 150, minAttempts: 0, windowMs: 1.5 }, POLICY),
     ).toBe(
       'killSwitch thresholdPercent must be from 0 to 100; minAttempts must be an integer >= 1; windowMs must be an integer >= 1',
+    );
+    expect(resolveKillSwitch({ minAttempts: 101 }, POLICY)).toBe(
+      'killSwitch minAttempts must be at most 100 (the attempts the share is taken over)',
     );
   });
 });

@@ -119,8 +119,13 @@ export function scrapeProgress(text: string): Progress {
   return { acked, ms: performance.now(), cpuUs: Number(cpu?.[1] ?? 0) * 1e6 };
 }
 
-/** BENCH_CPU_PROF_DIR=<dir>: each consumer process writes a V8 CPU profile there on exit. */
+/**
+ * BENCH_CPU_PROF_DIR=<dir>: each consumer process writes a V8 CPU profile there on exit;
+ * BENCH_NODE_ARGS="--flag …": Node options for every consumer after the production ones (an
+ * experiment: a later V8 flag wins).
+ */
 export function profileArgs(): string[] {
   const dir = process.env.BENCH_CPU_PROF_DIR;
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  return [...(dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []), ...extra];
 }

@@ -17,7 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -64,6 +64,14 @@ if (queueType !== 'quorum' && queueType !== 'classic') {
 const only = option('only', '')
   .split(',')
   .filter((k) => k !== '');
+/** `--latency-max <msg/s>`: the latency runs only, at shares of that rate; nothing recorded. */
+const latencyMax = count('latency-max', 0, 0);
+const latencyReps = count('latency-reps', quick ? 1 : 3);
+/** `--latency-shares 4,8`: the rates of the latency runs, as shares (1/n) of the naive maximum. */
+const LATENCY_FRACTIONS = option('latency-shares', '4,8')
+  .split(',')
+  .map((n) => 1 / Number(n))
+  .filter((f) => f > 0 && f <= 1);
 const ACCOUNTS = 10_000;
 const runId = `b${Date.now().toString(36)}`;
 
@@ -133,6 +141,10 @@ async function runServices(
   env: Record<string, string>,
   script: string | undefined,
   instances: number,
+  /** Between scrapes of /metrics (progress and CPU); latency runs scrape rarely. */
+  scrapeEveryMs = 250,
+  /** Given the last scrape of each instance (its event-loop and GC figures). */
+  lastScrape?: (text: string) => void,
 ): Promise<Progress[]> {
   const services = Array.from({ length: instances }, () =>
     ServiceProcess.start(
@@ -166,18 +178,22 @@ async function runServices(
     for (;;) {
       let acked = 0;
       let cpuUs = 0;
+      const texts: string[] = [];
       for (const svc of services) {
         if (!svc.alive) throw new Error(`service exited:\n${svc.stderr}`);
-        const sample = scrapeProgress(
-          await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text(),
-        );
+        const text = await (await fetch(`http://127.0.0.1:${svc.httpPort}/metrics`)).text();
+        texts.push(text);
+        const sample = scrapeProgress(text);
         acked += sample.acked;
         cpuUs += sample.cpuUs;
       }
       samples.push({ acked, ms: performance.now(), cpuUs });
-      if (acked >= total) break;
+      if (acked >= total) {
+        if (lastScrape) texts.forEach(lastScrape);
+        break;
+      }
       // a scrape costs the service CPU too: 4 a second, interpolated between
-      await new Promise((resolve) => setTimeout(resolve, 250));
+      await new Promise((resolve) => setTimeout(resolve, scrapeEveryMs));
     }
     for (const svc of services) svc.kill('SIGTERM');
     await Promise.all(services.map((svc) => svc.exitCode(30_000)));
@@ -261,12 +277,37 @@ function measure(variant: Variant, rep: number, samples: readonly Progress[]): M
 
 interface Latency {
   readonly variant: string;
-  /** Share of the consumer's median throughput the publisher ran at. */
+  /** Share of the naive consumer's median throughput the publisher ran at (both consumers). */
   readonly fraction: number;
+  readonly rep: number;
   readonly ratePerSec: number;
   readonly p50: number;
   readonly p95: number;
   readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  /**
+   * p99 of the two stages: publish → the consumer has the message (the naive one on delivery,
+   * the service just before its commit: delivery, parsing, validation and the marker check
+   * included), and from there to the effect committed.
+   */
+  readonly p99ToHandler: number;
+  readonly p99Commit: number;
+  /** Both cores' busy share over the run (from /proc/stat): under 100 % is not saturated. */
+  readonly machineCpuPercent: number;
+}
+
+/** Busy and total jiffies of all CPUs (Linux /proc/stat). */
+function cpuJiffies(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  // idle and iowait
+  return { busy: total - fields[3] - (fields[4] ?? 0), total };
 }
 
 const LATENCY_LIST = 'bench:latency';
@@ -289,6 +330,7 @@ async function latency(
   variant: 'b' | 'd',
   fraction: number,
   rate: number,
+  rep: number,
 ): Promise<Latency> {
   const seconds = quick ? 2 : 10;
   const total = Math.max(1, Math.round(rate * seconds));
@@ -297,7 +339,22 @@ async function latency(
   const consumer =
     variant === 'b'
       ? naive('b', 'latency', 'naive').run(amqpUrl, total, { LATENCY_LIST })
-      : runServices(amqpUrl, total, { LEDGER_ORACLE_URL: REDIS_URL }, OBSERVED_SERVICE, 1);
+      : // scraped as Prometheus would (rarely): a scrape renders every metric on the event loop
+        runServices(
+          amqpUrl,
+          total,
+          { LEDGER_ORACLE_URL: REDIS_URL },
+          OBSERVED_SERVICE,
+          1,
+          5_000,
+          (text) => {
+            const value = (name: string): string =>
+              (Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1]) * 1_000).toFixed(1);
+            process.stdout.write(
+              `    service event loop: p99 ${value('nodejs_eventloop_lag_p99_seconds')} ms, max ${value('nodejs_eventloop_lag_max_seconds')} ms; GC ${value('nodejs_gc_duration_seconds_sum{kind="minor"}')} ms in ${Number(value('nodejs_gc_duration_seconds_count{kind="minor"}')) / 1_000} minor, ${value('nodejs_gc_duration_seconds_sum{kind="major"}')} ms in ${Number(value('nodejs_gc_duration_seconds_count{kind="major"}')) / 1_000} major\n`,
+            );
+          },
+        );
   // ready once it consumes: a consumer on the queue
   await waitFor(
     'a consumer on the queue',
@@ -305,6 +362,7 @@ async function latency(
     30_000,
   );
   const sentAt = new Map<string, number>();
+  const cpuBefore = cpuJiffies();
   const started = performance.now();
   for (let i = 0; i < total; i++) {
     const due = started + (i * 1_000) / rate;
@@ -319,25 +377,39 @@ async function latency(
     });
   }
   await channel.waitForConfirms();
+  const cpuAfter = cpuJiffies();
   await consumer;
   const records = (await redis.lrange(list, 0, -1)).map(
-    (line) => JSON.parse(line) as { messageId: string; end: number },
+    (line) => JSON.parse(line) as { messageId: string; start: number; end: number },
   );
   await redis.del(list);
-  const ms = records
-    .filter((r) => sentAt.has(r.messageId))
-    .map((r) => r.end - (sentAt.get(r.messageId) ?? r.end))
-    .sort((a, b) => a - b);
-  const result = {
+  const ofRun = records.filter((r) => sentAt.has(r.messageId));
+  const sorted = (f: (r: (typeof ofRun)[number], sent: number) => number): number[] =>
+    ofRun.map((r) => f(r, sentAt.get(r.messageId) ?? r.end)).sort((a, b) => a - b);
+  const ms = sorted((r, sent) => r.end - sent);
+  const toHandler = sorted((r, sent) => r.start - sent);
+  const commit = sorted((r) => r.end - r.start);
+  if (ms.length < total)
+    throw new Error(`latency (${variant}): ${ms.length} of ${total} effects recorded`);
+  const round = (n: number): number => Number(n.toFixed(2));
+  const result: Latency = {
     variant,
     fraction,
+    rep,
     ratePerSec: Math.round(rate),
-    p50: Number(percentile(ms, 50).toFixed(2)),
-    p95: Number(percentile(ms, 95).toFixed(2)),
-    p99: Number(percentile(ms, 99).toFixed(2)),
+    p50: round(percentile(ms, 50)),
+    p95: round(percentile(ms, 95)),
+    p99: round(percentile(ms, 99)),
+    p999: round(percentile(ms, 99.9)),
+    max: round(ms[ms.length - 1]),
+    p99ToHandler: round(percentile(toHandler, 99)),
+    p99Commit: round(percentile(commit, 99)),
+    machineCpuPercent: Math.round(
+      (100 * (cpuAfter.busy - cpuBefore.busy)) / (cpuAfter.total - cpuBefore.total || 1),
+    ),
   };
   process.stdout.write(
-    `  latency (${variant}) at ${result.ratePerSec} msg/s: p50 ${result.p50} ms, p95 ${result.p95} ms, p99 ${result.p99} ms\n`,
+    `  latency (${variant}) at ${result.ratePerSec} msg/s: p50 ${result.p50} ms, p95 ${result.p95} ms, p99 ${result.p99} ms, p99.9 ${result.p999} ms, max ${result.max} ms (p99 to the handler ${result.p99ToHandler} ms, of the commit ${result.p99Commit} ms); machine CPU ${result.machineCpuPercent} %\n`,
   );
   return result;
 }
@@ -503,7 +575,7 @@ async function main(): Promise<void> {
     // the service declares the topology (quorum or classic), then the queue is shared by all
     await service('topology', 'topology', {}).run(amqpUrl, 0);
     const channel = await connection.createConfirmChannel();
-    for (let rep = 1; rep <= reps; rep++) {
+    for (let rep = 1; rep <= (latencyMax > 0 ? 0 : reps); rep++) {
       for (const variant of VARIANTS) {
         await prePublish(channel, warmup + messages, `${variant.key}${rep}`);
         const m = measure(variant, rep, await variant.run(amqpUrl, warmup + messages));
@@ -517,16 +589,23 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (only.length === 0) {
+    if (only.length === 0 && latencyMax === 0) {
       contended = await contention(amqpUrl, channel, redis);
       published = await publishers(amqpUrl, connection);
-      // at half of each one's measured rate (the issue's point), and at an eighth: publishing
-      // at the same time on the same two cores, half of the consume-only maximum is more than
-      // the machine sustains, and the latency there is mostly the queue growing
-      for (const fraction of [1 / 2, 1 / 8]) {
-        for (const key of ['b', 'd'] as const) {
-          const max = median(measurements.filter((m) => m.variant === key).map((m) => m.msgPerSec));
-          latencies.push(await latency(amqpUrl, channel, redis, key, fraction, max * fraction));
+    }
+    if (only.length === 0) {
+      // Both consumers at the same rate, a quarter and an eighth of the naive one's maximum,
+      // alternated b d b d …: publishing on the same two cores, half of the consume-only
+      // maximum is more than the machine sustains (the latency is then the queue growing).
+      const naiveMax =
+        latencyMax || median(measurements.filter((m) => m.variant === 'b').map((m) => m.msgPerSec));
+      for (const fraction of LATENCY_FRACTIONS) {
+        for (let rep = 1; rep <= latencyReps; rep++) {
+          for (const key of ['b', 'd'] as const) {
+            latencies.push(
+              await latency(amqpUrl, channel, redis, key, fraction, naiveMax * fraction, rep),
+            );
+          }
         }
       }
     }
@@ -595,6 +674,10 @@ async function report(
       met: cpu('d') - cpu('b') <= 25,
     },
   ];
+  if (latencyMax > 0) {
+    process.stdout.write(`\n${latencyRows(latencies).join('\n')}\n`);
+    return;
+  }
   const date = new Date().toISOString().slice(0, 10);
   const machine = machineDescription();
   const command = `npm run bench -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
@@ -625,14 +708,7 @@ async function report(
       return `| ${label} | ${Math.round(median(rates))} | ${Math.round(Math.min(...rates))} | ${Math.round(Math.max(...rates))} | ${Math.round(median(of.map((p) => p.cpuUsPerMsg)))} |`;
     }),
   ];
-  const latencyTable = [
-    '| consumer | share of its max | rate | p50 ms | p95 ms | p99 ms |',
-    '|---|---|---|---|---|---|',
-    ...latencies.map(
-      (l) =>
-        `| ${rows.find((r) => r.variant === l.variant)?.label ?? l.variant} | 1/${Math.round(1 / l.fraction)} | ${l.ratePerSec} msg/s | ${l.p50} | ${l.p95} | ${l.p99} |`,
-    ),
-  ];
+  const latencyTable = latencyRows(latencies);
   const tracingTable = [
     '| tracing (h) against none (d), paired | measured |',
     '|---|---|',
@@ -687,8 +763,11 @@ async function report(
       '',
       '![throughput by variant](benchmarks-throughput.svg)',
       '',
-      'Latency, publish → effect committed (the ack follows at once), publishing for 10 s at half',
-      "and at an eighth of each consumer's median throughput:",
+      'Latency, publish → effect committed (the ack follows at once), publishing for 10 s at a',
+      "quarter and at an eighth of the naive consumer's median throughput, the same rate for both,",
+      `alternated ${latencyReps} times (percentiles are medians over the repetitions; machine CPU`,
+      'is both cores busy over the run, publisher and broker included: under 100 % is not',
+      'saturated). The service is scraped every 5 s there, as Prometheus would (every 15 s).',
       '',
       ...latencyTable,
       '',
@@ -704,6 +783,38 @@ async function report(
       ...publisherTable,
     ].join('\n'),
   );
+}
+
+/**
+ * The latency table: per rate, each consumer's percentiles (medians over the repetitions) and
+ * the service's p99 over the naive one's, paired per repetition (median, and the range).
+ */
+function latencyRows(latencies: readonly Latency[]): string[] {
+  const rows = [
+    '| rate (share of naive max) | consumer | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | p99 to the handler | p99 of the commit | machine CPU | p99 d/b paired: median (range) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const fraction of [...new Set(latencies.map((l) => l.fraction))]) {
+    const at = latencies.filter((l) => l.fraction === fraction);
+    const ratios = [...new Set(at.map((l) => l.rep))].flatMap((rep) => {
+      const b = at.find((l) => l.variant === 'b' && l.rep === rep);
+      const d = at.find((l) => l.variant === 'd' && l.rep === rep);
+      return b && d ? [d.p99 / b.p99] : [];
+    });
+    for (const variant of ['b', 'd']) {
+      const of = at.filter((l) => l.variant === variant);
+      if (of.length === 0) continue;
+      const m = (f: (l: Latency) => number): string => median(of.map(f)).toFixed(2);
+      const ratio =
+        variant === 'd' && ratios.length > 0
+          ? `${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
+          : '';
+      rows.push(
+        `| ${of[0].ratePerSec} msg/s (1/${Math.round(1 / fraction)}) | ${variant === 'b' ? 'naive (b)' : 'service (d)'} | ${m((l) => l.p50)} | ${m((l) => l.p95)} | ${m((l) => l.p99)} | ${m((l) => l.p999)} | ${m((l) => l.max)} | ${m((l) => l.p99ToHandler)} | ${m((l) => l.p99Commit)} | ${m((l) => l.machineCpuPercent)} % | ${ratio} |`,
+      );
+    }
+  }
+  return rows;
 }
 
 /** A bar chart of median throughput with min–max whiskers, as SVG. */

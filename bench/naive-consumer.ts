@@ -22,7 +22,10 @@ const QUEUE = process.env.QUEUE ?? 'ledger.transactions';
 const PREFETCH = Number(process.env.PREFETCH ?? 100);
 const MARKER_TTL_S = 86_400;
 const LOCK_TTL_MS = 30_000;
-/** With LATENCY_LIST: each effect's messageId and wall-clock end, as the ledger's oracle records. */
+/**
+ * With LATENCY_LIST: each effect's messageId and wall-clock delivery (`start`) and end, as the
+ * ledger's oracle records them (its `start` is just before the commit).
+ */
 const LATENCY_LIST = process.env.LATENCY_LIST;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
   let consumerTag = '';
   ({ consumerTag } = await channel.consume(QUEUE, (message: ConsumeMessage | null) => {
     if (!message) return;
+    const start = performance.timeOrigin + performance.now();
     void (async () => {
       const tx = JSON.parse(message.content.toString('utf8')) as Tx;
       if (MODE === 'naive') await redis?.incrby(`ledger:balance:${tx.accountId}`, tx.amountCents);
@@ -97,7 +101,7 @@ async function main(): Promise<void> {
       if (LATENCY_LIST) {
         const end = performance.timeOrigin + performance.now();
         const messageId = String(message.properties.messageId);
-        await redis?.rpush(LATENCY_LIST, JSON.stringify({ messageId, end }));
+        await redis?.rpush(LATENCY_LIST, JSON.stringify({ messageId, start, end }));
       }
       channel.ack(message);
       if (++acked === TOTAL) done();

@@ -16,12 +16,23 @@ import { randomBytes } from 'node:crypto';
 import { Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { Registry } from 'prom-client';
-import { type MessageContext, MessageHandler, MessageProcessorModule } from '../dist/index.js';
-import { MessageConsumerService } from '../dist/messaging/message-consumer.service.js';
+import type * as Library from '../src/index.js';
+import type * as ConsumerServiceModule from '../src/messaging/message-consumer.service.js';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost.js';
 import { TestBroker } from '../test/e2e/support/test-app.js';
 import { waitFor } from '../test/e2e/support/wait-for.js';
 import { benchArgs, machineDescription, runMain } from './bench.support.js';
+
+// the module as built (tsc emits the decorator metadata Nest's injection needs; tsx does not),
+// typed by its sources (dist/ does not exist before the build, when the lint runs)
+const DIST = '../dist/';
+const { MessageHandler, MessageProcessorModule } = (await import(
+  `${DIST}index.js`
+)) as typeof Library;
+const { MessageConsumerService } = (await import(
+  `${DIST}messaging/message-consumer.service.js`
+)) as typeof ConsumerServiceModule;
+type MessageContext = Library.MessageContext;
 
 const { count } = benchArgs();
 const rate = count('rate', 100);

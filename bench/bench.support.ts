@@ -58,6 +58,11 @@ export interface BenchArgs {
   readonly option: (name: string, fallback: string) => string;
   /** An integer option, at least `min`; throws naming the option otherwise. */
   readonly count: (name: string, fallback: number, min?: number) => number;
+  /**
+   * A target's "met" column: `--quick` runs one small repetition that proves the benchmark works,
+   * too short to judge a target, so it says so instead of a yes or no.
+   */
+  readonly verdict: (met: boolean) => string;
 }
 
 export function benchArgs(args: readonly string[] = process.argv.slice(2)): BenchArgs {
@@ -65,9 +70,11 @@ export function benchArgs(args: readonly string[] = process.argv.slice(2)): Benc
     const i = args.indexOf(`--${name}`);
     return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
   };
+  const quick = args.includes('--quick');
   return {
-    quick: args.includes('--quick'),
+    quick,
     option,
+    verdict: (met) => (quick ? 'not judged (--quick)' : met ? 'yes' : 'no'),
     count: (name, fallback, min = 1) => {
       const value = Number(option(name, String(fallback)));
       if (!Number.isSafeInteger(value) || value < min) {
@@ -106,7 +113,14 @@ export function steadyState(
   const to = after + Math.floor(messages * 0.9);
   const seconds = (at(samples, to, 'ms') - at(samples, from, 'ms')) / 1_000;
   const cpu = at(samples, to, 'cpuUs') - at(samples, from, 'cpuUs');
+  // a run shorter than the progress interval (--quick, three instances) has no steady state
+  if (!(seconds > 0)) return { msgPerSec: Number.NaN, cpuUsPerMsg: Number.NaN };
   return { msgPerSec: (to - from) / seconds, cpuUsPerMsg: cpu / (to - from) };
+}
+
+/** A measured figure rounded, or what it is when the run was too short to give one. */
+export function rounded(value: number): string {
+  return Number.isFinite(value) ? String(Math.round(value)) : 'too short to measure';
 }
 
 /** Messages settled and CPU time from the service's /metrics (prom-client's process CPU). */

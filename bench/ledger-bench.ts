@@ -37,6 +37,7 @@ import {
   profileArgs,
   type Progress,
   ROOT,
+  rounded,
   runMain,
   scrapeProgress,
   steadyState,
@@ -46,7 +47,7 @@ import {
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const QUEUE = 'ledger.transactions';
 
-const { quick, option, count } = benchArgs();
+const { quick, option, count, verdict } = benchArgs();
 /**
  * Measured messages per run: the service's progress is its /metrics, scraped every 250 ms, so the
  * 10–90 % window must span several samples (60,000 at 35,000 msg/s: about 1.4 s, 5 or 6).
@@ -527,7 +528,7 @@ async function contention(
     };
     rows.push(row);
     process.stdout.write(
-      `  contention, 3 instances, ${accounts} accounts: ${Math.round(row.msgPerSec)} msg/s, ${row.redisCommandsPerMsg.toFixed(2)} Redis commands/msg\n`,
+      `  contention, 3 instances, ${accounts} accounts: ${rounded(row.msgPerSec)} msg/s, ${row.redisCommandsPerMsg.toFixed(2)} Redis commands/msg\n`,
     );
   }
   return rows;
@@ -689,14 +690,14 @@ async function report(
   const targetTable = [
     '| target | measured | met |',
     '|---|---|---|',
-    ...targets.map((t) => `| ${t.target} | ${t.value} | ${t.met ? 'yes' : 'no'} |`),
+    ...targets.map((t) => `| ${t.target} | ${t.value} | ${verdict(t.met)} |`),
   ];
   const contentionTable = [
     '| 3 instances, accounts | msg/s | CPU µs/msg (3 processes) | Redis commands/msg |',
     '|---|---|---|---|',
     ...contended.map(
       (c) =>
-        `| ${c.accounts} | ${Math.round(c.msgPerSec)} | ${Math.round(c.cpuUsPerMsg)} | ${c.redisCommandsPerMsg.toFixed(2)} |`,
+        `| ${c.accounts} | ${rounded(c.msgPerSec)} | ${rounded(c.cpuUsPerMsg)} | ${c.redisCommandsPerMsg.toFixed(2)} |`,
     ),
   ];
   const publisherTable = [

@@ -61,7 +61,10 @@ const queueType = option('queue-type', 'quorum');
 if (queueType !== 'quorum' && queueType !== 'classic') {
   throw new Error('--queue-type must be quorum or classic');
 }
-/** `--only b,d`: those throughput variants only, no other section, nothing recorded (for profiling). */
+/**
+ * `--only b,d`: those throughput variants only, no other section, nothing recorded (for
+ * profiling); `g` is the publishers' section.
+ */
 const only = option('only', '')
   .split(',')
   .filter((k) => k !== '');
@@ -260,7 +263,7 @@ const ALL_VARIANTS: Variant[] = [
   service('f', '(f) the service, deduplication off', { VARIANT: 'no-dedup' }),
   traced('h', '(h) the service, traced: every message sampled, OTLP export'),
 ];
-const unknown = only.filter((k) => !ALL_VARIANTS.some((v) => v.key === k));
+const unknown = only.filter((k) => k !== 'g' && !ALL_VARIANTS.some((v) => v.key === k));
 if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h)`);
 const VARIANTS =
   only.length === 0 ? ALL_VARIANTS : ALL_VARIANTS.filter((v) => only.includes(v.key));
@@ -428,6 +431,24 @@ const PUBLISHERS = [
   { mode: 'service', label: "the service's MessagePublisher, 1,000 in flight" },
 ];
 
+/** The service's publisher over amqplib with the same window, per repetition: median (range). */
+function pairedPublisherRatios(samples: readonly PublisherSample[]): {
+  median: number;
+  text: string;
+} {
+  const ratios: number[] = [];
+  for (const sample of samples) {
+    if (sample.mode !== 'service') continue;
+    const raw = samples.find((s) => s.mode === 'raw-window' && s.rep === sample.rep);
+    if (raw) ratios.push(sample.msgPerSec / raw.msgPerSec);
+  }
+  const mid = median(ratios);
+  return {
+    median: mid,
+    text: `${mid.toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
+  };
+}
+
 /**
  * (g) Confirmed publishing, each mode in a process of its own (bench/publisher.child.js), to an
  * exchange with one queue bound, emptied after each run. Awaiting each confirm is slow, so that
@@ -592,6 +613,8 @@ async function main(): Promise<void> {
     }
     if (only.length === 0 && latencyMax === 0) {
       contended = await contention(amqpUrl, channel, redis);
+    }
+    if ((only.length === 0 && latencyMax === 0) || only.includes('g')) {
       published = await publishers(amqpUrl, connection);
     }
     if (only.length === 0) {
@@ -709,6 +732,12 @@ async function report(
       return `| ${label} | ${Math.round(median(rates))} | ${Math.round(Math.min(...rates))} | ${Math.round(Math.max(...rates))} | ${Math.round(median(of.map((p) => p.cpuUsPerMsg)))} |`;
     }),
   ];
+  const publisherRatios = pairedPublisherRatios(published);
+  const publisherTarget = [
+    '| publisher target, paired per repetition | measured: median (range) | met |',
+    '|---|---|---|',
+    `| the service's MessagePublisher ≥ 0.95× amqplib, 1,000 outstanding | ${publisherRatios.text} | ${verdict(publisherRatios.median >= 0.95)} |`,
+  ];
   const latencyTable = latencyRows(latencies);
   const tracingTable = [
     '| tracing (h) against none (d), paired | measured |',
@@ -727,7 +756,13 @@ async function report(
     latencyTable,
     contentionTable,
     publisherTable,
-  ].filter((t) => only.length === 0 || (t !== publisherTable && t.length > 2));
+    ...(published.length > 0 ? [publisherTarget] : []),
+  ].filter((t) => {
+    if (only.length === 0) return true;
+    if (t === publisherTable || t === publisherTarget) return only.includes('g');
+    if (t === table || t === targetTable) return measurements.length > 0;
+    return t.length > 2;
+  });
   process.stdout.write(`\n${measured.map((t) => t.join('\n')).join('\n\n')}\n`);
   const results = join(ROOT, 'bench', 'results');
   mkdirSync(results, { recursive: true });
@@ -779,9 +814,13 @@ async function report(
       ...contentionTable,
       '',
       '(g) Confirmed publishing (each in a process of its own, 300-byte JSON bodies serialized per',
-      'message, to a queue of the same type; CPU is the publishing process):',
+      'message, with the properties the service sets — persistent, mandatory, messageId,',
+      'correlationId, timestamp, contentType — to a queue of the same type; CPU is the publishing',
+      'process; the modes alternated per repetition):',
       '',
       ...publisherTable,
+      '',
+      ...publisherTarget,
     ].join('\n'),
   );
 }

@@ -29,7 +29,15 @@ async function raw(each) {
         EXCHANGE,
         'bench',
         Buffer.from(JSON.stringify(payload(i))),
-        { persistent: true, contentType: 'application/json', messageId: `p${i}` },
+        // the properties the service's publish() sets: the same frames on the wire
+        {
+          persistent: true,
+          contentType: 'application/json',
+          timestamp: Math.floor(Date.now() / 1000),
+          messageId: `p${i}`,
+          correlationId: `p${i}`,
+          mandatory: true,
+        },
         (err) => (err ? reject(err) : resolve()),
       ),
     );

@@ -13,6 +13,7 @@ import {
   trace,
   TraceFlags,
   type Tracer,
+  type TracerProvider,
 } from '@opentelemetry/api';
 import type { MessagePropertyHeaders } from 'amqplib';
 
@@ -32,8 +33,21 @@ export const TRACER_NAME = 'message-processor';
 
 /** The tracer of the package (a proxy until an SDK registers a provider). */
 export function tracer(): Tracer {
-  return trace.getTracer(TRACER_NAME);
+  // the API's global provider makes a new proxy tracer per call while no SDK is registered: one
+  // per message on every publish and delivery. The global provider object changes only when
+  // tracing is disabled and registered anew, so the tracer is kept for as long as it is the same.
+  const provider = trace.getTracerProvider();
+  if (provider !== cached.provider) {
+    cached.provider = provider;
+    cached.tracer = provider.getTracer(TRACER_NAME);
+  }
+  return cached.tracer;
 }
+
+const cached: { provider: TracerProvider | undefined; tracer: Tracer } = {
+  provider: undefined,
+  tracer: trace.getTracer(TRACER_NAME),
+};
 
 /** Reads trace context from AMQP headers (strings, or the buffers other clients may send). */
 const headerGetter: TextMapGetter<Readonly<MessagePropertyHeaders>> = {

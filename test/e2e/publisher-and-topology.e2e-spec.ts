@@ -6,10 +6,12 @@ import {
   PublishError,
   PublisherBufferFullError,
   PublishTimeoutError,
+  UnroutableMessageError,
 } from '../../src/messaging/index.js';
 import { freePort } from './support/redis.server.js';
 import { metricValue, readiness, startApp, waitUntilReady } from './support/test-app.js';
 import { TestVhost } from './support/rabbitmq.vhost.js';
+import { TcpProxy } from './support/tcp.proxy.js';
 import { waitFor } from './support/wait-for.js';
 
 describe('publisher while the broker is unreachable', () => {
@@ -117,5 +119,66 @@ describe('a publish the broker refuses (an exchange that does not exist)', () =>
     );
     expect(await metricValue('amqp_reconnects_total')).toBe(reconnects);
     expect((await readiness(app)).status).toBe(200);
+  });
+});
+
+describe('a connected broker that stops answering, then goes away', () => {
+  let vhost: TestVhost;
+  let proxy: TcpProxy;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    vhost = await TestVhost.create('stalled');
+    proxy = await TcpProxy.start(5672);
+    app = await startApp({ AMQP_URL: vhost.url(proxy.port), PUBLISH_TIMEOUT_MS: '300' });
+    await waitUntilReady(app);
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await proxy?.cut();
+    await vhost?.delete();
+  });
+
+  it('matches returns by route when one messageId goes to two routes at once', async () => {
+    const publisher = app.get(MessagePublisher);
+    const [routable, unroutable] = await Promise.allSettled([
+      publisher.publish('ledger', 'transaction.created', { n: 1 }, { messageId: 'same-id' }),
+      publisher.publish('ledger', 'no.queue.bound', { n: 2 }, { messageId: 'same-id' }),
+    ]);
+    expect(routable.status).toBe('fulfilled');
+    expect(unroutable.status).toBe('rejected');
+    expect((unroutable as PromiseRejectedResult).reason).toBeInstanceOf(UnroutableMessageError);
+  });
+
+  it('fails a publish left unconfirmed at its timeout, and one cut off by the connection at once', async () => {
+    const publisher = app.get(MessagePublisher);
+    // connected and idle: these go straight onto the confirm channel
+    await publisher.publish('ledger', 'transaction.created', { n: 3 });
+    const failed = await metricValue('messages_published_total', {
+      exchange: 'ledger',
+      outcome: 'failed',
+    });
+    proxy.stall();
+    await expect(
+      publisher.publish('ledger', 'transaction.created', { n: 4 }),
+    ).rejects.toBeInstanceOf(PublishTimeoutError);
+    // a long timeout: only the connection's end can fail it
+    const cutOff = publisher.publish(
+      'ledger',
+      'transaction.created',
+      { n: 5 },
+      { timeoutMs: 600_000 },
+    );
+    await proxy.cut();
+    const reason: unknown = await cutOff.then(
+      () => 'confirmed',
+      (error: unknown) => error,
+    );
+    expect(reason).toBeInstanceOf(PublishError);
+    expect(reason).not.toBeInstanceOf(PublishTimeoutError);
+    expect(
+      await metricValue('messages_published_total', { exchange: 'ledger', outcome: 'failed' }),
+    ).toBe(failed + 2);
   });
 });

@@ -8,6 +8,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  */
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
+  /** Each open connection's pair: client side, broker side. */
+  private readonly pairs = new Set<readonly [Socket, Socket]>();
   private readonly server: Server;
 
   private constructor(private readonly targetPort: number) {
@@ -26,6 +28,19 @@ export class TcpProxy {
     return typeof address === 'object' && address ? address.port : 0;
   }
 
+  /**
+   * Plays a broker that hangs: every open connection stays up, but nothing more passes in either
+   * direction (no reply, no confirm, no heartbeat) until `cut()`.
+   */
+  stall(): void {
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+  }
+
   /** Resets every open connection and stops accepting new ones. */
   async cut(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
@@ -36,11 +51,14 @@ export class TcpProxy {
 
   private pipe(client: Socket): void {
     const upstream = connect(this.targetPort, '127.0.0.1');
+    const pair = [client, upstream] as const;
+    this.pairs.add(pair);
     for (const socket of [client, upstream]) {
       this.sockets.add(socket);
       socket.on('error', () => undefined);
       socket.on('close', () => {
         this.sockets.delete(socket);
+        this.pairs.delete(pair);
         client.destroy();
         upstream.destroy();
       });

@@ -24,6 +24,7 @@ import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Redis } from 'ioredis';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost.js';
+import { TestRedisServer } from '../test/e2e/support/redis.server.js';
 import {
   OBSERVED_SERVICE,
   PRODUCTION_NODE_ARGS,
@@ -254,6 +255,80 @@ function traced(key: string, label: string): Variant {
   };
 }
 
+/** The lock servers of the Redlock variant, started on its first run, stopped at the end. */
+let lockServers: TestRedisServer[] | undefined;
+/**
+ * What the lock servers spent per message of each Redlock run, the three together, warm-up
+ * included: CPU (their `INFO cpu`) and commands (`INFO commandstats`, a script's own included).
+ */
+const lockServerCost: {
+  rep: number;
+  cpuUsPerMsg: number;
+  callsPerMsg: number;
+  scriptsPerMsg: number;
+}[] = [];
+
+/** CPU time (µs) a Redis server spent so far, the commands it served, and the scripts among them. */
+async function redisCost(url: string): Promise<{ cpuUs: number; calls: number; scripts: number }> {
+  const client = new Redis(url);
+  try {
+    const info = await client.info('cpu');
+    const field = (name: string): number =>
+      Number(new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1] ?? 0);
+    const stats = await client.info('commandstats');
+    const scripts = [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    );
+    return {
+      cpuUs: (field('used_cpu_user') + field('used_cpu_sys')) * 1e6,
+      calls: await redisCommands(client),
+      scripts,
+    };
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * (r) The service with its locks on a Redlock quorum (`REDIS_LOCK_URLS`): three redis-server
+ * processes of the bench's own on free loopback ports, the same broker and main Redis.
+ */
+function redlock(key: string, label: string): Variant {
+  let run = 0;
+  return {
+    key,
+    label,
+    run: async (amqpUrl, total) => {
+      const rep = ++run;
+      lockServers ??= await Promise.all([0, 1, 2].map(() => TestRedisServer.start()));
+      const urls = lockServers.map((server) => server.url);
+      const costOf = async (): Promise<{ cpuUs: number; calls: number; scripts: number }> =>
+        (await Promise.all(urls.map(redisCost))).reduce((a, b) => ({
+          cpuUs: a.cpuUs + b.cpuUs,
+          calls: a.calls + b.calls,
+          scripts: a.scripts + b.scripts,
+        }));
+      const before = await costOf();
+      const samples = await runServices(
+        amqpUrl,
+        total,
+        { REDIS_LOCK_URLS: urls.join(',') },
+        undefined,
+        1,
+      );
+      const after = await costOf();
+      lockServerCost.push({
+        rep,
+        cpuUsPerMsg: (after.cpuUs - before.cpuUs) / total,
+        callsPerMsg: (after.calls - before.calls) / total,
+        scriptsPerMsg: (after.scripts - before.scripts) / total,
+      });
+      return samples;
+    },
+  };
+}
+
 const ALL_VARIANTS: Variant[] = [
   naive('a', '(a) raw amqplib: parse + ack', 'raw'),
   naive('b', '(b) raw + naive effect (INCRBY, unsafe)', 'naive'),
@@ -262,9 +337,10 @@ const ALL_VARIANTS: Variant[] = [
   service('e', '(e) the service, lock off', { VARIANT: 'no-lock' }),
   service('f', '(f) the service, deduplication off', { VARIANT: 'no-dedup' }),
   traced('h', '(h) the service, traced: every message sampled, OTLP export'),
+  redlock('r', '(r) the service, locks on a Redlock quorum of 3 local Redis'),
 ];
 const unknown = only.filter((k) => k !== 'g' && !ALL_VARIANTS.some((v) => v.key === k));
-if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h)`);
+if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h, r)`);
 const VARIANTS =
   only.length === 0 ? ALL_VARIANTS : ALL_VARIANTS.filter((v) => only.includes(v.key));
 
@@ -634,6 +710,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    await Promise.all((lockServers ?? []).map((server) => server.stop()));
     await connection.close().catch(() => undefined);
     await vhost.delete();
     await deleteRunKeys(redis);
@@ -739,6 +816,13 @@ async function report(
     `| the service's MessagePublisher ≥ 0.95× amqplib, 1,000 outstanding | ${publisherRatios.text} | ${verdict(publisherRatios.median >= 0.95)} |`,
   ];
   const latencyTable = latencyRows(latencies);
+  const redlockTable = [
+    '| Redlock (r) against one Redis (d), paired | measured | met |',
+    '|---|---|---|',
+    `| throughput r/d ≥ 0.70 | ${ratio('r', 'd')} | ${verdict(ratio('r', 'd') >= 0.7)} |`,
+    `| service CPU, r − d | ${cpu('r') - cpu('d')} µs/msg | |`,
+    `| the 3 lock servers together, per message (\`INFO\`, warm-up included) | ${Math.round(median(lockServerCost.map((c) => c.cpuUsPerMsg)))} µs CPU, ${median(lockServerCost.map((c) => c.scriptsPerMsg)).toFixed(2)} script calls, ${median(lockServerCost.map((c) => c.callsPerMsg)).toFixed(2)} commands (the scripts' own included) | |`,
+  ];
   const tracingTable = [
     '| tracing (h) against none (d), paired | measured |',
     '|---|---|',
@@ -752,6 +836,9 @@ async function report(
     targetTable,
     ...(rows.some((r) => r.variant === 'h') && rows.some((r) => r.variant === 'd')
       ? [tracingTable]
+      : []),
+    ...(rows.some((r) => r.variant === 'r') && rows.some((r) => r.variant === 'd')
+      ? [redlockTable]
       : []),
     latencyTable,
     contentionTable,
@@ -796,6 +883,11 @@ async function report(
       'variable, as every other row:',
       '',
       ...tracingTable,
+      '',
+      'Redlock: (r) is (d) with `REDIS_LOCK_URLS` naming three redis-server processes of the',
+      "benchmark's own on this machine (the effects, markers and fences stay on `REDIS_URL`):",
+      '',
+      ...redlockTable,
       '',
       '![throughput by variant](benchmarks-throughput.svg)',
       '',

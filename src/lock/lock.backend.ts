@@ -117,10 +117,19 @@ export class SingleLockBackend implements LockBackend {
 }
 
 /**
+ * How far ahead of this process's clock (µs) a Redlock acquisition proposes its fencing token:
+ * ahead of the servers' clocks by more than their usual skew, so that each server mints exactly
+ * the token proposed (tokens are the servers' µs clocks at the least).
+ */
+const PROPOSED_FENCE_LEAD_US = 1_000_000;
+
+/**
  * Redlock over N ≥ 3 independent Redis servers (antirez's algorithm): a lock is held when a quorum
  * of N/2+1 servers granted it and time is left: validity = TTL − elapsed − drift. Fencing token:
- * the highest token the granting servers issued, raised on each of them before the lock counts,
- * so that the next holder's quorum (which overlaps ours) issues a higher one.
+ * the highest token the granting servers issued, which each of them must hold as its fence before
+ * the lock counts, so that the next holder's quorum (which overlaps ours) issues a higher one.
+ * Every server is asked for the same token (this clock plus a second): when all that granted
+ * minted it, that holds already; otherwise the fences are raised in a second round.
  */
 export class RedlockBackend implements LockBackend {
   readonly mode = 'redlock';
@@ -139,8 +148,11 @@ export class RedlockBackend implements LockBackend {
     const startedAt = now();
     const until = validUntil(startedAt, ttlMs);
     const callDeadline = (): number => Math.min(this.commandTimeoutMs, until - now());
+    // every server is asked for the same token, ahead of their clocks: when all that grant mint
+    // exactly it (the usual case), their fences agree already and no second round is needed
+    const proposed = Date.now() * 1000 + PROPOSED_FENCE_LEAD_US;
     const replies = await Promise.allSettled(
-      this.servers.map((s) => s.acquire(key, token, ttlMs, callDeadline())),
+      this.servers.map((s) => s.acquire(key, token, ttlMs, callDeadline(), '', proposed)),
     );
     const granted: { server: LockServer; fencingToken: number }[] = [];
     let heldFor = 0;
@@ -153,6 +165,10 @@ export class RedlockBackend implements LockBackend {
     });
     if (granted.length >= this.quorum && until > now()) {
       const fencingToken = Math.max(...granted.map((g) => g.fencingToken));
+      if (granted.every((g) => g.fencingToken === fencingToken)) {
+        return { status: 'acquired', fencingToken, validUntil: until };
+      }
+      // a server minted another token (its fence was ahead, or its clock): raise the others
       const raised = await Promise.allSettled(
         granted.map((g) => g.server.raiseFence(key, token, fencingToken, callDeadline())),
       );

@@ -6,46 +6,69 @@ import { RedisScript } from './redis-script.js';
 /** The fence of a lock whose lease is `ttlMs` outlives it: at least twice the lease. */
 export const fenceTtl = (ttlMs: number): number => Math.max(FENCE_TTL_MS, 2 * ttlMs);
 
-/** What `acquire-3.lua` answered. */
+/** What an acquire answered (`lock-ops-0.lua`). */
 export type AcquireReply =
   | { readonly status: 'acquired'; readonly fencingToken: number }
   | { readonly status: 'held'; readonly pttlMs: number }
   | { readonly status: 'processed' };
 
-/** What `extend-1.lua` and `release-1.lua` answered: done, no lock at all, or another token's. */
+/** What an extend or a release answered: done, no lock at all, or another token's. */
 export type TokenReply = 'ok' | 'expired' | 'taken';
 
-const SCRIPTS = {
-  acquire: RedisScript.load('acquire-3.lua'),
-  extend: RedisScript.load('extend-1.lua'),
-  release: RedisScript.load('release-1.lua'),
-  raiseFence: RedisScript.load('raise-fence-2.lua'),
-};
+/** Every lock operation, batched per server and turn ({@link LockServer}). */
+const LOCK_OPS = RedisScript.load('lock-ops-0.lua');
+
+/** Operations per script call at most: a call blocks the server while it runs (µs each). */
+const MAX_OPS_PER_CALL = 256;
+
+/** One operation waiting for the next call of `lock-ops-0.lua`. */
+interface QueuedOp {
+  readonly keys: readonly string[];
+  readonly args: readonly string[];
+  readonly resolve: (reply: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
 
 /**
- * One Redis server seen through the lock scripts. Every call has a deadline of its own (besides
- * the client's `commandTimeout`), so a stalled server cannot hold a lock call longer than the
- * lease it is about; a call that misses it rejects with {@link LockUnavailableError}.
+ * One Redis server seen through the lock script. Operations asked in one turn of the event loop
+ * (a burst of deliveries each taking its lock, a batch of commit replies each releasing one) go
+ * to the server together, in the order asked, as one `lock-ops-0.lua` call at the end of the
+ * turn: one command instead of one per operation, on each server. Every operation has a deadline
+ * of its own (besides the client's `commandTimeout`), so a stalled server cannot hold a lock call
+ * longer than the lease it is about; an operation that misses it rejects with
+ * {@link LockUnavailableError}.
  */
 export class LockServer {
+  private queue: QueuedOp[] = [];
+  private flushing: NodeJS.Immediate | undefined;
+
   constructor(
     readonly client: Redis,
     /** Redacted URL, for errors and logs. */
     readonly label: string,
   ) {}
 
-  /** Takes the lock of `key` for `token`, unless `markerKey` (a processed marker) exists. */
+  /**
+   * Takes the lock of `key` for `token`, unless `markerKey` (a processed marker) exists. The
+   * fencing token minted is at least `proposedFence` (Redlock: the same for every server).
+   */
   async acquire(
     key: string,
     token: string,
     ttlMs: number,
     deadlineMs: number,
     markerKey = '',
+    proposedFence?: number,
   ): Promise<AcquireReply> {
-    const call = SCRIPTS.acquire.run(
-      this.client,
+    const call = this.ask(
       [LOCK_KEY_PREFIX + key, FENCE_KEY_PREFIX + key, markerKey],
-      [token, String(ttlMs), String(fenceTtl(ttlMs))],
+      [
+        'a',
+        token,
+        String(ttlMs),
+        String(fenceTtl(ttlMs)),
+        proposedFence === undefined ? '' : String(proposedFence),
+      ],
     );
     let reply: unknown;
     try {
@@ -62,12 +85,12 @@ export class LockServer {
   }
 
   async extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<TokenReply> {
-    const call = SCRIPTS.extend.run(this.client, [LOCK_KEY_PREFIX + key], [token, String(ttlMs)]);
+    const call = this.ask([LOCK_KEY_PREFIX + key], ['e', token, String(ttlMs)]);
     return tokenReply(await this.within(call, deadlineMs, 'extend'));
   }
 
   async release(key: string, token: string, deadlineMs: number): Promise<TokenReply> {
-    const call = SCRIPTS.release.run(this.client, [LOCK_KEY_PREFIX + key], [token]);
+    const call = this.ask([LOCK_KEY_PREFIX + key], ['r', token]);
     return tokenReply(await this.within(call, deadlineMs, 'release'));
   }
 
@@ -78,12 +101,42 @@ export class LockServer {
     fencingToken: number,
     deadlineMs: number,
   ): Promise<boolean> {
-    const call = SCRIPTS.raiseFence.run(
-      this.client,
+    const call = this.ask(
       [LOCK_KEY_PREFIX + key, FENCE_KEY_PREFIX + key],
-      [token, String(fencingToken), String(FENCE_TTL_MS)],
+      ['f', token, String(fencingToken), String(FENCE_TTL_MS)],
     );
     return (await this.within(call, deadlineMs, 'raise fence')) === 1;
+  }
+
+  /** Queues one operation for the call at the end of this turn. */
+  private ask(keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ keys, args, resolve, reject });
+      this.flushing ??= setImmediate(() => this.flush());
+    });
+  }
+
+  /** Sends what was asked this turn, in order, in calls of at most {@link MAX_OPS_PER_CALL}. */
+  private flush(): void {
+    const queued = this.queue;
+    this.queue = [];
+    this.flushing = undefined;
+    for (let from = 0; from < queued.length; from += MAX_OPS_PER_CALL) {
+      const ops = queued.slice(from, from + MAX_OPS_PER_CALL);
+      LOCK_OPS.run(
+        this.client,
+        ops.flatMap((op) => op.keys),
+        ops.flatMap((op) => op.args),
+      ).then(
+        (replies) => {
+          const list = replies as unknown[];
+          ops.forEach((op, i) => op.resolve(list[i]));
+        },
+        (error: unknown) => {
+          for (const op of ops) op.reject(error);
+        },
+      );
+    }
   }
 
   isReady(): boolean {

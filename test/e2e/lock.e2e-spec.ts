@@ -325,6 +325,26 @@ describe('LockService in Redlock mode (3 Redis servers of the test)', () => {
     await second.release();
   });
 
+  it('leaves every granter fenced at the token: the one proposed to all, or a fence ahead raised on the others', async () => {
+    const fences = (key: string): Promise<(string | null)[]> =>
+      Promise.all(clients.map((c) => c.get(`mp:fence:${key}`)));
+    // the usual case: each server minted the token proposed to all
+    const first = await locks.acquire('rl-fence');
+    expect(await fences('rl-fence')).toEqual(Array(3).fill(String(first.fencingToken)));
+    await first.release();
+    // one server's fence far ahead (another holder's quorum, a clock ahead): its token wins
+    // and is raised on the two others before the lock counts
+    const ahead = first.fencingToken + 1_000_000_000;
+    await clients[1].set('mp:fence:rl-fence', String(ahead), 'PX', 60_000);
+    const second = await locks.acquire('rl-fence');
+    expect(second.fencingToken).toBe(ahead + 1);
+    expect(await fences('rl-fence')).toEqual(Array(3).fill(String(ahead + 1)));
+    await second.release();
+    const third = await locks.acquire('rl-fence');
+    expect(third.fencingToken).toBeGreaterThan(second.fencingToken);
+    await third.release();
+  });
+
   it('keeps working with one server down and fails cleanly with two down', async () => {
     await servers[2].stop();
     const lock = await locks.acquire('rl-degraded');

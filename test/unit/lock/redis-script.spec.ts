@@ -7,16 +7,16 @@ const SCRIPTS = join(import.meta.dirname, '..', '..', '..', 'src', 'lock', 'scri
 
 describe('RedisScript.load', () => {
   it('names the script and its keys from the file name, as <command>-<keys>.lua', () => {
-    const script = RedisScript.load('acquire-3.lua');
-    expect([script.name, script.numberOfKeys]).toEqual(['acquire', 3]);
+    const script = RedisScript.load('commit-4.lua', { effect: 'return 1' });
+    expect([script.name, script.numberOfKeys]).toEqual(['commit', 4]);
     expect(script.sha).toMatch(/^[0-9a-f]{40}$/);
   });
 
   it('replaces each include line with the include, so the script defines what it uses', () => {
-    const { lua } = RedisScript.load('acquire-3.lua');
+    const { lua } = RedisScript.load('lock-ops-0.lua');
     expect(lua).not.toContain('-- @include');
-    expect(lua).toContain('local function nextFence(fenceKey, fenceTtlMs)');
-    expect(lua.indexOf('local function nextFence')).toBeLessThan(lua.indexOf('nextFence(KEYS[2]'));
+    expect(lua).toContain('local function nextFence(fenceKey, fenceTtlMs, proposed)');
+    expect(lua.indexOf('local function nextFence')).toBeLessThan(lua.indexOf('nextFence(fence,'));
   });
 
   it("puts a commit's effect where its placeholder stands, and refuses a missing placeholder", () => {
@@ -27,8 +27,8 @@ describe('RedisScript.load', () => {
     expect(lua).toContain(
       "local effect = function(keys, args, fence)\nreturn redis.call('INCR', keys[1])\nend",
     );
-    expect(() => RedisScript.load('release-1.lua', { effect: 'return 1' })).toThrow(
-      'lock script release-1.lua has no -- @effect line',
+    expect(() => RedisScript.load('lock-ops-0.lua', { effect: 'return 1' })).toThrow(
+      'lock script lock-ops-0.lua has no -- @effect line',
     );
   });
 

@@ -73,6 +73,28 @@ describe('RedlockBackend', () => {
     expect(servers[1].raised).toEqual([30]);
   });
 
+  it('needs no second round when every granter minted the token proposed to all', async () => {
+    const proposals: (number | undefined)[] = [];
+    const servers = ['a', 'b', 'c'].map((label) => {
+      const server = new FakeServer(label, granted(0));
+      // each server mints what it was proposed, as the script does when its fence and clock
+      // are behind the proposal
+      server.acquire = (...args: unknown[]): Promise<AcquireReply> => {
+        const proposed = args[5] as number | undefined;
+        proposals.push(proposed);
+        return Promise.resolve(granted(proposed ?? 0));
+      };
+      return server;
+    });
+    const before = Date.now() * 1000;
+    const result = await backend(...servers).tryAcquire('k', 't', 1_000);
+    // one proposal for all, ahead of this clock
+    expect(new Set(proposals).size).toBe(1);
+    expect(proposals[0]).toBeGreaterThan(before);
+    expect(result).toMatchObject({ status: 'acquired', fencingToken: proposals[0] });
+    expect(servers.map((s) => s.raised)).toEqual([[], [], []]);
+  });
+
   it('reports held and gives back a minority grant when the others hold it', async () => {
     const servers = [
       new FakeServer('a', granted(10)),

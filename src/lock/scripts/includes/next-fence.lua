@@ -1,16 +1,23 @@
 --[[
-  nextFence(fenceKey, fenceTtlMs): mints the next fencing token of a key and returns it as text.
+  nextFence(fenceKey, fenceTtlMs, proposed): mints the next fencing token of a key and returns it
+  as text.
 
-  The token is max(last issued + 1, the server's clock in µs), stored in the fence key with an
-  expiry. The clock floor keeps tokens increasing after the fence key expired (an hour after the
-  key's last holder) or the server lost its data, so the fence key may expire instead of staying
-  forever. Values stay below 2^53.
+  The token is max(last issued + 1, the server's clock in µs, proposed), stored in the fence key
+  with an expiry. The clock floor keeps tokens increasing after the fence key expired (an hour
+  after the key's last holder) or the server lost its data, so the fence key may expire instead
+  of staying forever. `proposed` (text, '' or nil = none) is what a Redlock client asks every
+  server of its quorum for, ahead of their clocks: servers that all mint it need no second round
+  to agree on the token. Values stay below 2^53.
 ]]
-local function nextFence(fenceKey, fenceTtlMs)
+local function nextFence(fenceKey, fenceTtlMs, proposed)
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local last = tonumber(redis.call('GET', fenceKey) or '0')
-  local text = string.format('%.0f', math.max(last + 1, now))
-  redis.call('SET', fenceKey, text, 'PX', fenceTtlMs)
+  local floor = math.max(tonumber(t[1]) * 1000000 + tonumber(t[2]), tonumber(proposed) or 0)
+  local text = string.format('%.0f', floor)
+  -- usually the floor is above the last token: one write that also reads what it replaces
+  local last = tonumber(redis.call('SET', fenceKey, text, 'PX', fenceTtlMs, 'GET') or '0')
+  if last >= floor then
+    text = string.format('%.0f', last + 1)
+    redis.call('SET', fenceKey, text, 'PX', fenceTtlMs)
+  end
   return text
 end

@@ -317,6 +317,9 @@ function redlock(key: string, label: string): Variant {
         undefined,
         1,
       );
+      // the commits recorded each fencing token on the main Redis (mp:fence:<lock key>): left
+      // there, they would make the other variants' commits mint tokens for those accounts
+      await deleteKeys(`mp:fence:*${runId}-*`);
       const after = await costOf();
       lockServerCost.push({
         rep,
@@ -717,6 +720,20 @@ async function main(): Promise<void> {
     redis.disconnect();
   }
   await report(measurements, contended, published, latencies);
+}
+
+/** Deletes the main Redis's keys matching `pattern`. */
+async function deleteKeys(pattern: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    for await (const keys of redis.scanStream({ match: pattern, count: 1_000 }) as AsyncIterable<
+      string[]
+    >) {
+      if (keys.length > 0) await redis.del(...keys);
+    }
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function deleteRunKeys(redis: Redis): Promise<void> {

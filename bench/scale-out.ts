@@ -11,6 +11,8 @@
  * that lost or doubled anything fails.
  *
  *   npm run bench:scale [-- --messages 10000 --reps 3 --prefetch 50 --delay-ms 5]
+ *
+ * BENCH_CPU_PROF_DIR=<dir> writes a V8 CPU profile of every instance there.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,6 +126,10 @@ async function main(): Promise<void> {
       AMQP_PREFETCH: String(prefetch),
       LEDGER_ORACLE_DELAY_MS: String(delayMs),
       LOG_LEVEL: 'info',
+      // BENCH_CPU_PROF_DIR=<dir>: each instance writes a V8 CPU profile there when it stops
+      ...(process.env.BENCH_CPU_PROF_DIR
+        ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}` }
+        : {}),
     },
   });
   const samples: Sample[] = [];

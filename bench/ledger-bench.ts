@@ -275,15 +275,9 @@ async function redisCost(url: string): Promise<{ cpuUs: number; calls: number; s
     const info = await client.info('cpu');
     const field = (name: string): number =>
       Number(new RegExp(`^${name}:(\\S+)`, 'm').exec(info)?.[1] ?? 0);
-    const stats = await client.info('commandstats');
-    const scripts = [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce(
-      (sum, m) => sum + Number(m[1]),
-      0,
-    );
     return {
       cpuUs: (field('used_cpu_user') + field('used_cpu_sys')) * 1e6,
-      calls: await redisCommands(client),
-      scripts,
+      ...commandCounts(await client.info('commandstats')),
     };
   } finally {
     client.disconnect();
@@ -319,7 +313,8 @@ function redlock(key: string, label: string): Variant {
       );
       // the commits recorded each fencing token on the main Redis (mp:fence:<lock key>): left
       // there, they would make the other variants' commits mint tokens for those accounts
-      await deleteKeys(`mp:fence:*${runId}-*`);
+      const main = new Redis(REDIS_URL);
+      await deleteMatching(main, `mp:fence:*${runId}-*`).finally(() => main.disconnect());
       const after = await costOf();
       lockServerCost.push({
         rep,
@@ -597,12 +592,19 @@ interface Contention {
 
 /** Redis commands served so far (`INFO commandstats`, INFO itself left out). */
 async function redisCommands(redis: Redis): Promise<number> {
-  const info = await redis.info('commandstats');
+  return commandCounts(await redis.info('commandstats')).calls;
+}
+
+/** From `INFO commandstats`: the commands served (INFO left out), and the scripts among them. */
+function commandCounts(info: string): { calls: number; scripts: number } {
   let calls = 0;
+  let scripts = 0;
   for (const m of info.matchAll(/^cmdstat_(\S+?):calls=(\d+)/gm)) {
-    if (m[1] !== 'info') calls += Number(m[2]);
+    if (m[1] === 'info') continue;
+    calls += Number(m[2]);
+    if (m[1] === 'evalsha' || m[1] === 'eval') scripts += Number(m[2]);
   }
-  return calls;
+  return { calls, scripts };
 }
 
 /**
@@ -722,28 +724,24 @@ async function main(): Promise<void> {
   await report(measurements, contended, published, latencies);
 }
 
-/** Deletes the main Redis's keys matching `pattern`. */
-async function deleteKeys(pattern: string): Promise<void> {
-  const redis = new Redis(REDIS_URL);
-  try {
+/** Deletes the keys matching any of `patterns` (SCAN, then DEL per page). */
+async function deleteMatching(redis: Redis, ...patterns: string[]): Promise<void> {
+  for (const pattern of patterns) {
     for await (const keys of redis.scanStream({ match: pattern, count: 1_000 }) as AsyncIterable<
       string[]
     >) {
       if (keys.length > 0) await redis.del(...keys);
     }
-  } finally {
-    redis.disconnect();
   }
 }
 
 async function deleteRunKeys(redis: Redis): Promise<void> {
-  for (const pattern of [`ledger:*:${runId}-*`, `*:${QUEUE}:${runId}-*`, `*:account:${runId}-*`]) {
-    for await (const keys of redis.scanStream({ match: pattern, count: 1_000 }) as AsyncIterable<
-      string[]
-    >) {
-      if (keys.length > 0) await redis.del(...keys);
-    }
-  }
+  await deleteMatching(
+    redis,
+    `ledger:*:${runId}-*`,
+    `*:${QUEUE}:${runId}-*`,
+    `*:account:${runId}-*`,
+  );
 }
 
 interface Row {

@@ -265,7 +265,7 @@ export class MessagePublisher {
    * Calls `done` once, on the broker's confirm (no argument) or the failure. While the channel is
    * up and nothing waits in the wrapper's buffer, the message goes straight onto the amqplib
    * confirm channel the wrapper set up: the wrapper's queue, its timer per message and its two
-   * promises cost a tenth of a publish's CPU (docs/benchmarks.md, "Publisher"). Otherwise (no
+   * promises cost about a fifth of a publish's CPU (docs/benchmarks.md, "Publisher (g)"). Otherwise (no
    * channel, a reconnect's backlog, an exchange being declared) the wrapper buffers it until the
    * channel is back, as before, so the order of publishes holds. Either way a connection lost
    * before the confirm fails the publish (amqplib fails every unconfirmed callback of a closed

@@ -17,7 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -33,8 +33,10 @@ import {
 import { waitFor } from '../test/e2e/support/wait-for.js';
 import {
   benchArgs,
+  cpuJiffies,
   machineDescription,
   median,
+  percentile,
   profileArgs,
   type Progress,
   ROOT,
@@ -375,25 +377,8 @@ interface Latency {
   readonly machineCpuPercent: number;
 }
 
-/** Busy and total jiffies of all CPUs (Linux /proc/stat). */
-function cpuJiffies(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8')
-    .split('\n')[0]
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  // idle and iowait
-  return { busy: total - fields[3] - (fields[4] ?? 0), total };
-}
-
 const LATENCY_LIST = 'bench:latency';
 const wallClock = (): number => performance.timeOrigin + performance.now();
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
-}
 
 /**
  * Publish → effect committed (the ack follows at once) at a steady `rate`, for (b) and (d):

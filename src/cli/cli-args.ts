@@ -1,3 +1,4 @@
+import { isSentinelUrl, parseSentinelUrl } from '../config/redis-url.js';
 import { redactUrl } from '../config/secret-redaction.js';
 import { ENV_DEFAULTS } from '../config/env.schema.js';
 import { CliUsageError } from './cli.errors.js';
@@ -117,7 +118,16 @@ export function resolveRedisUrl(flag: string | undefined, env: CliEnv): string {
     flag !== undefined
       ? ['--redis-url', flag]
       : ['REDIS_URL', nonEmpty(env.REDIS_URL) ?? ENV_DEFAULTS.REDIS_URL];
-  return checkedUrl(source, raw.trim(), REDIS_PROTOCOLS);
+  const url = raw.trim();
+  if (isSentinelUrl(url)) {
+    try {
+      parseSentinelUrl(url);
+    } catch (error) {
+      throw new CliUsageError(`${source}: ${(error as Error).message} (got ${redactUrl(url)})`);
+    }
+    return url;
+  }
+  return checkedUrl(source, url, REDIS_PROTOCOLS);
 }
 
 /** Where the ledger keeps its balances, as `--verify` reads them. */

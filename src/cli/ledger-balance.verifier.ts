@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import pg from 'pg';
 import type { BalanceStore } from './cli-args.js';
 import { messageOf } from './cli-error.formatter.js';
 import { compareBalances, type BalanceMismatch } from './ledger-balance.comparison.js';
 import { balanceKey, LEDGER_BALANCES_TABLE } from '../ledger/ledger.constants.js';
+import { redisFromUrl } from '../redis/redis.connection.js';
 
 /** Keys per MGET, so thousands of accounts do not make one huge command. */
 const MGET_BATCH = 500;
@@ -59,7 +60,7 @@ export async function verifyLedgerBalances(
 
 function redisSource(url: string, options: VerifyOptions): BalanceSource {
   let connectionError: string | undefined;
-  const redis = new Redis(url, {
+  const redis = redisFromUrl(url, {
     protocol: 2, // as the service's clients (redisClientOptions)
     connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
     // Fail a read fast while Redis is away; the poll loop retries it.

@@ -1,3 +1,4 @@
+import { isSentinelUrl, parseSentinelUrl, splitRedisUrls } from './redis-url.js';
 import { redactUrl } from './secret-redaction.js';
 import { KILL_SWITCH_SAMPLE } from '../messaging/kill-switch.js';
 
@@ -120,16 +121,28 @@ class EnvReader {
   urls(name: string, fallback: string | undefined, schemes: readonly string[]): string[] {
     const value = this.raw(name) ?? fallback;
     if (value === undefined) return [];
-    const list = value
-      .split(',')
-      .map((u) => u.trim())
-      .filter((u) => u.length > 0);
+    // a Redis list: a comma starts a new URL only before a scheme (a sentinel URL lists hosts)
+    const list = schemes.includes('redis-sentinel:')
+      ? splitRedisUrls(value)
+      : value
+          .split(',')
+          .map((u) => u.trim())
+          .filter((u) => u.length > 0);
     const accepts = `a comma-separated list of ${schemes.map((s) => `${s}//`).join(' or ')} URLs`;
     if (list.length === 0) {
       this.fail(name, accepts, value);
       return [];
     }
     for (const url of list) {
+      if (isSentinelUrl(url) && schemes.includes('redis-sentinel:')) {
+        try {
+          parseSentinelUrl(url);
+          continue;
+        } catch (error) {
+          this.fail(name, `${accepts}; ${(error as Error).message}`, list.map(redactUrl).join(','));
+          return [];
+        }
+      }
       let protocol: string | undefined;
       try {
         const parsed = new URL(url);
@@ -149,6 +162,9 @@ class EnvReader {
     if (!condition) this.fail(variable, accepts, received);
   }
 }
+
+/** A Redis server, or a primary its sentinels name (config/redis-url.ts). */
+const REDIS_SCHEMES = ['redis:', 'rediss:', 'redis-sentinel:', 'rediss-sentinel:'] as const;
 
 /** The defaults of every variable (the README's configuration table), named in one place. */
 export const ENV_DEFAULTS = {
@@ -202,7 +218,7 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     `a value >= RETRY_INITIAL_DELAY_MS (${retryInitialDelayMs})`,
     String(retryMaxDelayMs),
   );
-  const redisLockUrls = r.urls('REDIS_LOCK_URLS', undefined, ['redis:', 'rediss:']);
+  const redisLockUrls = r.urls('REDIS_LOCK_URLS', undefined, REDIS_SCHEMES);
   r.check(
     redisLockUrls.length === 0 || redisLockUrls.length >= 3,
     'REDIS_LOCK_URLS',
@@ -225,7 +241,7 @@ export function validateEnv(env: Env): { env: AppEnv; issues: readonly EnvIssue[
     amqpPrefetch: r.int('AMQP_PREFETCH', d.AMQP_PREFETCH, 1, 65_535),
     amqpQueueType: r.oneOf('AMQP_QUEUE_TYPE', QUEUE_TYPES, d.AMQP_QUEUE_TYPE),
     amqpHeartbeatSeconds: r.int('AMQP_HEARTBEAT_S', d.AMQP_HEARTBEAT_S, 0, 600),
-    redisUrl: r.urls('REDIS_URL', d.REDIS_URL, ['redis:', 'rediss:'])[0] ?? d.REDIS_URL,
+    redisUrl: r.urls('REDIS_URL', d.REDIS_URL, REDIS_SCHEMES)[0] ?? d.REDIS_URL,
     redisLockUrls,
     httpPort: r.int('HTTP_PORT', d.HTTP_PORT, 0, 65_535),
     logLevel: r.oneOf('LOG_LEVEL', LOG_LEVELS, d.LOG_LEVEL),

@@ -1,3 +1,5 @@
+import { isSentinelUrl, redactSentinelUrl, sentinelUrlSecrets } from './redis-url.js';
+
 const REDACTED = '***';
 
 /**
@@ -6,6 +8,7 @@ const REDACTED = '***';
  * URL is reduced to its scheme.
  */
 export function redactUrl(url: string): string {
+  if (isSentinelUrl(url)) return redactSentinelUrl(url, REDACTED);
   try {
     const parsed = new URL(url);
     // "user:pw@host" parses with "user:" as its scheme and the password in the path
@@ -23,6 +26,10 @@ export function redactUrl(url: string): string {
 export function secretsOf(urls: readonly string[]): string[] {
   const secrets = new Set<string>();
   for (const url of urls) {
+    if (isSentinelUrl(url)) {
+      for (const secret of sentinelUrlSecrets(url)) secrets.add(secret);
+      continue;
+    }
     try {
       const parsed = new URL(url);
       // a Redis URL's user part alone is a password (legacy form); beside a password it is a name

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { isSentinelUrl, parseSentinelUrl, type SentinelTarget } from '../config/redis-url.js';
 import { redactUrl } from '../config/secret-redaction.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
@@ -9,6 +10,11 @@ import { coalesceWrites } from '../net/write-coalescing.js';
 
 /** Commands fail after this long instead of hanging on a stalled server. */
 export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+
+/** Capped, jittered reconnect backoff (ms) of every client, and of the sentinels' queries. */
+function backoff(times: number): number {
+  return Math.min(100 * 2 ** Math.min(times, 6), 5_000) * (0.5 + Math.random() / 2);
+}
 
 /**
  * Options of every client of the service: fail fast while disconnected (no offline queue, one
@@ -30,8 +36,7 @@ export function redisClientOptions(connectionName = 'message-processor'): RedisO
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: 5_000,
     enableAutoPipelining: false,
-    retryStrategy: (times) =>
-      Math.min(100 * 2 ** Math.min(times, 6), 5_000) * (0.5 + Math.random() / 2),
+    retryStrategy: backoff,
   };
 }
 
@@ -40,9 +45,39 @@ export function redisClientOptions(connectionName = 'message-processor'): RedisO
  * one system call, on every connection it makes.
  */
 export function createRedisClient(url: string, connectionName: string): Redis {
-  const client = new Redis(url, redisClientOptions(connectionName));
+  const client = redisFromUrl(url, redisClientOptions(connectionName));
   client.on('connect', () => coalesceWrites(client.stream));
   return client;
+}
+
+/** A client of `url`: a server, or the primary a `redis-sentinel://` URL's sentinels name. */
+export function redisFromUrl(url: string, options: RedisOptions): Redis {
+  return isSentinelUrl(url)
+    ? new Redis(sentinelOptions(parseSentinelUrl(url), options))
+    : new Redis(url, options);
+}
+
+/**
+ * ioredis in Sentinel mode: it asks the sentinels for the primary on every (re)connect, checks
+ * the node it reaches is one (`role: master`), and, with the failover detector, reconnects as soon
+ * as a sentinel announces a new primary (`+switch-master`) instead of when the old one fails.
+ */
+export function sentinelOptions(target: SentinelTarget, options: RedisOptions): RedisOptions {
+  return {
+    ...options,
+    sentinels: target.sentinels.map((s) => ({ host: s.host, port: s.port })),
+    name: target.name,
+    role: 'master',
+    db: target.db,
+    username: target.username,
+    password: target.password,
+    sentinelUsername: target.sentinelUsername,
+    sentinelPassword: target.sentinelPassword,
+    failoverDetector: true,
+    // the sentinels' answers are asked again at each reconnect: the same capped backoff
+    sentinelRetryStrategy: backoff,
+    ...(target.tls ? { tls: {}, sentinelTLS: {}, enableTLSForSentinelMode: true } : {}),
+  };
 }
 
 type RedisEvents = { ready: []; down: [] };

@@ -10,6 +10,8 @@ import { TestRedisServer } from '../../e2e/support/redis.server.js';
 import { TestVhost } from '../../e2e/support/rabbitmq.vhost.js';
 import { enc, sentinel } from '../../e2e/support/secret-sweep.js';
 import { TestRabbitCluster } from '../../cluster/support/rabbitmq.cluster.js';
+import { TestSentinelGroup } from '../../cluster/support/redis.sentinel.js';
+import { redisFromUrl } from '../../../src/redis/redis.connection.js';
 import { TestRabbitNode } from './rabbitmq.node.js';
 import { OBSERVED_SERVICE, ServiceProcess } from '../../e2e/support/service.process.js';
 import { waitFor } from '../../e2e/support/wait-for.js';
@@ -136,6 +138,13 @@ export interface Verdict {
   readonly rerunsAbsorbed: number;
   /** Commits refused because a newer lock holder's token had been issued (fencing at work). */
   readonly staleRefused: number;
+  /**
+   * Messages whose commit answered `applied` (the oracle recorded it) but of which the store now
+   * holds nothing (no journal entry): effects acknowledged and then lost by the store itself, as
+   * a failover to a replica that had not received them (asynchronous replication) loses them.
+   * Each is also counted in `lost`.
+   */
+  readonly appliedThenMissing: number;
   /** Deliveries of the work queue, as the broker's firehose reported them. */
   readonly brokerDeliveries: number;
   /** Messages the broker delivered more than once, and the most deliveries of one message. */
@@ -174,6 +183,11 @@ export interface ChaosOptions {
    * (`REDIS_LOCK_URLS`). Balances and markers stay on the main Redis.
    */
   readonly cluster?: boolean;
+  /**
+   * The main Redis managed by Redis Sentinel: a primary, two replicas and three sentinels of the
+   * run's own (`REDIS_URL` is their `redis-sentinel://` URL), which the test may fail over.
+   */
+  readonly sentinel?: boolean;
 }
 
 /**
@@ -196,6 +210,8 @@ export class ChaosRun {
   private oracleServer!: TestRedisServer;
   /** The run's own main Redis, with `ownRedis`. */
   mainServer: TestRedisServer | undefined;
+  /** The run's Sentinel-managed main Redis, with `sentinel`. */
+  sentinelGroup: TestSentinelGroup | undefined;
   private mainUrl = MAIN_REDIS;
   private mainDir: string | undefined;
   private vhost: TestVhost | undefined;
@@ -285,7 +301,12 @@ export class ChaosRun {
       ]);
       this.mainUrl = `redis://:${enc(this.redisPassword)}@127.0.0.1:${this.mainServer.port}`;
     }
-    this.main = new Redis(this.mainUrl);
+    if (options.sentinel) {
+      this.sentinelGroup = await TestSentinelGroup.start(this.redisPassword);
+      this.mainUrl = this.sentinelGroup.url;
+    }
+    // as the service reaches it: after a failover, the promoted replica is read
+    this.main = redisFromUrl(this.mainUrl, { protocol: 2 });
     this.main.on('error', () => undefined);
     await this.connectPublisher();
     const count = options.instances ?? 3;
@@ -793,6 +814,12 @@ export class ChaosRun {
       tokenOrderViolations,
       rerunsAbsorbed: commits.filter((c) => c.result === 'duplicate').length,
       staleRefused: commits.filter((c) => c.result === 'stale').length,
+      appliedThenMissing: new Set(
+        commits
+          .filter((c) => c.result === 'applied' && this.published.has(c.messageId))
+          .map((c) => c.messageId)
+          .filter((id) => !applied.has(id)),
+      ).size,
       brokerDeliveries: delivered.reduce((sum, n) => sum + n, 0),
       deliveredAgain: delivered.filter((n) => n > 1).length,
       maxDeliveries: Math.max(0, ...delivered),
@@ -902,6 +929,7 @@ export class ChaosRun {
       this.oracle?.disconnect();
       await this.oracleServer?.stop();
       await this.mainServer?.stop();
+      await this.sentinelGroup?.stop();
       if (this.mainDir) rmSync(this.mainDir, { recursive: true, force: true });
       if (this.vhost) {
         await this.vhost.delete();

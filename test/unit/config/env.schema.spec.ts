@@ -198,7 +198,11 @@ describe('validateEnv', () => {
       ['LOG_LEVEL', 'one of trace, debug, info, warn, error, fatal, silent', '"loud"'],
       ['HTTP_PORT', 'an integer from 0 to 65535', '"70000"'],
       ['AMQP_URL', 'a comma-separated list of amqp:// or amqps:// URLs', '"http://x/"'],
-      ['REDIS_URL', 'a comma-separated list of redis:// or rediss:// URLs', '"//***"'],
+      [
+        'REDIS_URL',
+        'a comma-separated list of redis:// or rediss:// or redis-sentinel:// or rediss-sentinel:// URLs',
+        '"//***"',
+      ],
       [
         'REDIS_LOCK_URLS',
         'unset, or 3 or more comma-separated independent Redis URLs (a Redlock quorum)',

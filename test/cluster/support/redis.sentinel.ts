@@ -1,0 +1,192 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort, TestRedisServer } from '../../e2e/support/redis.server.js';
+import { waitFor } from '../../e2e/support/wait-for.js';
+
+/** The primary's name in the sentinels' configuration. */
+export const PRIMARY_NAME = 'mp-main';
+
+/**
+ * A Sentinel-managed Redis of the test's own, all on loopback ports of its own: a primary, two
+ * replicas and three sentinels (the machine's `redis-server`, the sentinels with `--sentinel`),
+ * quorum 2, a primary declared down after 1 s. `stop` stops exactly these processes.
+ */
+export class TestSentinelGroup {
+  private constructor(
+    private readonly dir: string,
+    private readonly password: string,
+    readonly data: TestRedisServer[],
+    private readonly sentinelPorts: number[],
+    private readonly sentinels: ChildProcess[],
+  ) {}
+
+  static async start(password: string): Promise<TestSentinelGroup> {
+    const dir = mkdtempSync(join(tmpdir(), 'sentinel-'));
+    const group = new TestSentinelGroup(dir, password, [], [], []);
+    // each server its own directory: a replica's full sync writes an RDB file, which a server
+    // started later in the same directory would load (stale data from another run)
+    const args = (n: number): string[] => {
+      const own = join(dir, `data-${n}`);
+      mkdirSync(own);
+      return ['--dir', own, '--requirepass', password, '--masterauth', password];
+    };
+    try {
+      const primary = await TestRedisServer.start(args(0));
+      group.data.push(primary);
+      for (let i = 1; i <= 2; i++) {
+        group.data.push(
+          await TestRedisServer.start([
+            ...args(i),
+            '--replicaof',
+            '127.0.0.1',
+            String(primary.port),
+          ]),
+        );
+      }
+      for (let i = 0; i < 3; i++) await group.startSentinel(primary.port);
+      // both replicas in sync, and each sentinel knows them and the two other sentinels: a
+      // failover can be agreed, and a promoted replica holds what the primary held
+      await waitFor(
+        'the replicas in sync, the sentinels see them and each other',
+        async () => {
+          for (const replica of group.data.slice(1)) {
+            if (!(await group.inSync(replica.port))) return false;
+          }
+          for (const port of group.sentinelPorts) {
+            const ok = await group.askSentinel(port, async (s) => {
+              const replicas = (await s.call('SENTINEL', 'REPLICAS', PRIMARY_NAME)) as unknown[];
+              const others = (await s.call('SENTINEL', 'SENTINELS', PRIMARY_NAME)) as unknown[];
+              return replicas.length === 2 && others.length === 2;
+            });
+            if (!ok) return false;
+          }
+          return true;
+        },
+        60_000,
+        250,
+      );
+    } catch (error) {
+      await group.stop();
+      throw error;
+    }
+    return group;
+  }
+
+  private async startSentinel(primaryPort: number): Promise<void> {
+    const port = await freePort();
+    const conf = join(this.dir, `sentinel-${port}.conf`);
+    writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${this.dir}`,
+        `sentinel monitor ${PRIMARY_NAME} 127.0.0.1 ${primaryPort} 2`,
+        `sentinel auth-pass ${PRIMARY_NAME} ${this.password}`,
+        `sentinel down-after-milliseconds ${PRIMARY_NAME} 1000`,
+        `sentinel failover-timeout ${PRIMARY_NAME} 10000`,
+        `sentinel parallel-syncs ${PRIMARY_NAME} 1`,
+        '',
+      ].join('\n'),
+    );
+    const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+    this.sentinels.push(child);
+    this.sentinelPorts.push(port);
+    await waitFor(`sentinel on ${port}`, () =>
+      this.askSentinel(port, async (s) => (await s.ping()) === 'PONG'),
+    );
+  }
+
+  /** Whether the replica on `port` has its link to the primary up, its first sync done. */
+  private async inSync(port: number): Promise<boolean> {
+    const client = new Redis({ port, host: '127.0.0.1', password: this.password, protocol: 2 });
+    client.on('error', () => undefined);
+    try {
+      const info = await client.info('replication');
+      return info.includes('master_link_status:up') && info.includes('master_sync_in_progress:0');
+    } catch {
+      return false;
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** Runs `ask` on a short-lived client of the sentinel on `port`; false if it does not answer. */
+  private async askSentinel<T>(port: number, ask: (s: Redis) => Promise<T>): Promise<T | false> {
+    const client = new Redis({
+      port,
+      host: '127.0.0.1',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      protocol: 2,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return await ask(client);
+    } catch {
+      return false;
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** `redis-sentinel://` URL of the group, with the data nodes' password. */
+  get url(): string {
+    const hosts = this.sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',');
+    return `redis-sentinel://:${encodeURIComponent(this.password)}@${hosts}#${PRIMARY_NAME}`;
+  }
+
+  /** The primary's port, as the first sentinel that answers says. */
+  async primaryPort(): Promise<number> {
+    for (const port of this.sentinelPorts) {
+      const address = await this.askSentinel(
+        port,
+        (s) => s.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', PRIMARY_NAME) as Promise<string[]>,
+      );
+      if (address) return Number(address[1]);
+    }
+    throw new Error('no sentinel answered');
+  }
+
+  /** SIGKILLs the primary; resolves with its port. */
+  async killPrimary(): Promise<number> {
+    const port = await this.primaryPort();
+    const server = this.data.find((d) => d.port === port);
+    if (!server) throw new Error(`the primary on ${port} is not one of the group's servers`);
+    await server.stop();
+    return port;
+  }
+
+  /** Resolves once the sentinels name a primary other than the one on `oldPort`. */
+  async awaitPromotion(oldPort: number, timeoutMs = 60_000): Promise<number> {
+    let promoted = oldPort;
+    await waitFor(
+      'a replica promoted',
+      async () => {
+        promoted = await this.primaryPort();
+        return promoted !== oldPort;
+      },
+      timeoutMs,
+      100,
+    );
+    return promoted;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.sentinels.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }),
+    );
+    await Promise.all(this.data.map((server) => server.stop()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -9,7 +9,12 @@ import type { QueueBinding } from './message-handler.interfaces.js';
 import type { ConsumerHandle } from './message.processor.js';
 import { REATTACH_BACKOFF, TOPOLOGY_CONFLICT_RETRY_MS } from './messaging.constants.js';
 import { TopologyConflictError } from './messaging.errors.js';
-import { declareTopology, type LegacyQueue, migrationCommand } from './queue.topology.js';
+import {
+  declareTopology,
+  type LegacyQueue,
+  migrationCommand,
+  topologyPresent,
+} from './queue.topology.js';
 
 /** What a consumer needs from the rest of the service. */
 export interface QueueConsumerDeps {
@@ -65,6 +70,8 @@ export class QueueConsumer implements ConsumerHandle {
   private lastLoggedError: string | undefined;
   private legacyQueues: readonly LegacyQueue[] = [];
   private legacyLogged = false;
+  /** Set once the topology has been declared: a re-attach then checks it passively first. */
+  private topologyDeclared = false;
   /** Deliveries being processed, and who waits for the last of them to finish. */
   private inFlight = 0;
   private drainWaiters: (() => void)[] = [];
@@ -210,12 +217,17 @@ export class QueueConsumer implements ConsumerHandle {
       const channel = this.channel ?? (await this.openChannel(connection));
       const acks = this.acks ?? new AckCoalescer(channel);
       this.acks = acks;
-      const topology = await declareTopology(
-        () => this.openTopologyChannel(connection),
-        this.binding,
-        this.deps.queueType,
-      );
-      this.reportLegacyQueues(topology.legacyQueues);
+      const openTopologyChannel = (): Promise<Channel> => this.openTopologyChannel(connection);
+      // declared once; after a reconnect, a lookup unless something is gone (topologyPresent)
+      if (!this.topologyDeclared || !(await topologyPresent(openTopologyChannel, this.binding))) {
+        const topology = await declareTopology(
+          openTopologyChannel,
+          this.binding,
+          this.deps.queueType,
+        );
+        this.reportLegacyQueues(topology.legacyQueues);
+        this.topologyDeclared = true;
+      }
       const prefetch = this.wantedPrefetch();
       await channel.prefetch(prefetch);
       this.intake = true;

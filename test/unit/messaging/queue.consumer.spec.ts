@@ -91,6 +91,40 @@ describe('QueueConsumer', () => {
     expect(logger.lines.at(-1)).toMatchObject({ level: 'info', msg: 'Consumer attached' });
   });
 
+  it('re-attaches after its channel closed with passive checks, declaring again only what is gone', async () => {
+    vi.useFakeTimers();
+    const { connection, consumer, consuming } = setup();
+    await consumer.converge();
+    const declared = connection.calls.length;
+    consuming().closeByBroker();
+    await vi.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
+    expect(consumer.status().attached).toBe(true);
+    // a lookup, not a declaration: with a cluster node hung, a binding waits for net_ticktime
+    const again = connection.calls.slice(declared).map((c) => c.op);
+    expect(again).toEqual([
+      'checkExchange',
+      'checkExchange',
+      'checkQueue',
+      'checkQueue',
+      'checkQueue',
+      'close',
+      'prefetch',
+      'consume',
+    ]);
+    // the queue deleted (the broker cancels the consumer): the next check fails, all is declared
+    const checked = connection.calls.length;
+    connection.refuseWhen = (call) =>
+      call.op === 'checkQueue' && call.queue === QUEUE
+        ? Object.assign(new Error('404 (NOT-FOUND)'), { code: 404 })
+        : undefined;
+    consuming().cancelConsumer();
+    await vi.advanceTimersByTimeAsync(REATTACH_MAX_FIRST_MS);
+    expect(consumer.status().attached).toBe(true);
+    const ops = connection.calls.slice(checked).map((c) => c.op);
+    expect(ops.filter((op) => op === 'bindQueue')).toHaveLength(2);
+    expect(ops.at(-1)).toBe('consume');
+  });
+
   it('stays detached while a dependency is down, and attaches once it is back', async () => {
     const { connection, consumer, state } = setup();
     state.missing = 'Redis is not ready';

@@ -16,6 +16,7 @@ import {
   migrationCommand,
   queueArguments,
   topologyNames,
+  topologyPresent,
 } from '../../../src/messaging/queue.topology.js';
 
 const QUEUE_TYPE_CONFLICT =
@@ -424,6 +425,47 @@ describe('declareTopology', () => {
         TopologyConflictError,
       );
     });
+  });
+});
+
+describe('topologyPresent', () => {
+  /** amqplib's rejection of a passive check of something that does not exist. */
+  const notFound = (what: string): Error =>
+    Object.assign(
+      new Error(
+        `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - ${what}"`,
+      ),
+      { code: 404 },
+    );
+
+  it('checks every exchange and queue passively, declaring and binding nothing', async () => {
+    const { connection, openChannel } = broker();
+    await expect(topologyPresent(openChannel, binding)).resolves.toBe(true);
+    expect(connection.calls).toEqual([
+      { op: 'checkExchange', exchange: 'ledger' },
+      { op: 'checkExchange', exchange: 'ledger.dlx' },
+      { op: 'checkQueue', queue: 'ledger.transactions.dlq' },
+      { op: 'checkQueue', queue: 'ledger.transactions' },
+      { op: 'checkQueue', queue: 'ledger.transactions.retry.1' },
+      { op: 'checkQueue', queue: 'ledger.transactions.retry.2' },
+      { op: 'checkQueue', queue: 'ledger.transactions.retry.3' },
+      { op: 'checkQueue', queue: 'ledger.transactions.retry.4' },
+      { op: 'close' },
+    ]);
+  });
+
+  it('is false when the broker says something is missing (404), checking nothing after it', async () => {
+    const { connection, openChannel } = broker();
+    connection.refuseCall(5, notFound("no queue 'ledger.transactions.retry.2' in vhost '/'"));
+    await expect(topologyPresent(openChannel, binding)).resolves.toBe(false);
+    expect(connection.calls.filter((c) => c.op !== 'close')).toHaveLength(6);
+  });
+
+  it('rethrows any other failure', async () => {
+    const { connection, openChannel } = broker();
+    const lost = new Error('Channel ended, no reply will be forthcoming');
+    connection.refuseCall(2, lost);
+    await expect(topologyPresent(openChannel, binding)).rejects.toBe(lost);
   });
 });
 

@@ -32,6 +32,7 @@ export type ChannelCall =
       readonly pattern: string;
     }
   | { readonly op: 'checkQueue'; readonly queue: string }
+  | { readonly op: 'checkExchange'; readonly exchange: string }
   | { readonly op: 'prefetch'; readonly count: number }
   | { readonly op: 'consume'; readonly queue: string }
   | { readonly op: 'cancel'; readonly consumerTag: string }
@@ -115,6 +116,10 @@ export class FakeChannel extends EventEmitter {
 
   checkQueue(queue: string): Promise<Replies.AssertQueue> {
     return this.rpc({ op: 'checkQueue', queue }, { queue, messageCount: 0, consumerCount: 1 });
+  }
+
+  checkExchange(exchange: string): Promise<Replies.Empty> {
+    return this.rpc({ op: 'checkExchange', exchange }, {});
   }
 
   prefetch(count: number): Promise<Replies.Empty> {

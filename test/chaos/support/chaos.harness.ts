@@ -222,6 +222,8 @@ export class ChaosRun {
   readonly lockServers: TestRedisServer[] = [];
   /** Which URL of `AMQP_URL` the test's own connection tries first next time. */
   private publisherTurn = 0;
+  /** The broker port the test's own connection (publisher and firehose) is on. */
+  publisherPort = 0;
   private amqpUrl = '';
   private vhostName = '/';
   private seq = 0;
@@ -335,6 +337,7 @@ export class ChaosRun {
         errors.push(error.message);
         return undefined;
       });
+      if (connection) this.publisherPort = Number(new URL(url).port || 5672);
     }
     if (!connection) throw new Error(`no broker node answered: ${errors.join('; ')}`);
     this.connection = connection;
@@ -367,6 +370,19 @@ export class ChaosRun {
       { noAck: true },
     );
     this.tracer = tracer;
+  }
+
+  /**
+   * Moves the test's own connection to another node of the cluster when it is on the node
+   * listening on `port` (before that node is made to fail, and before load starts: the old
+   * connection is closed once the new one is up).
+   */
+  async movePublisherOff(port: number): Promise<void> {
+    while (this.publisherPort === port) {
+      const old = this.connection;
+      await this.connectPublisher();
+      await old.close().catch(() => undefined);
+    }
   }
 
   /**

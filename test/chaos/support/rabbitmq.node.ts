@@ -37,6 +37,9 @@ export class TestRabbitNode {
     private readonly env: Record<string, string>,
   ) {}
 
+  /** The VM's pid while {@link freeze} has it stopped. */
+  private frozenPid: number | undefined;
+
   /** Starts a node named `<label>-<random>@localhost`. */
   static async start(label = 'chaos'): Promise<TestRabbitNode> {
     const id = randomBytes(3).toString('hex');
@@ -103,6 +106,29 @@ export class TestRabbitNode {
     return killedAt;
   }
 
+  /**
+   * SIGSTOP of the node's VM, as a hung machine would: its sockets stay open and accept
+   * connections, nothing answers. Resolves with the moment (`performance.now()`) of the signal.
+   * {@link thaw} (or {@link stop}) sends SIGCONT.
+   */
+  async freeze(): Promise<number> {
+    const pid = await this.osPid();
+    process.kill(pid, 'SIGSTOP');
+    this.frozenPid = pid;
+    return performance.now();
+  }
+
+  /** SIGCONT of a node {@link freeze} stopped. */
+  thaw(): void {
+    if (this.frozenPid === undefined) return;
+    try {
+      process.kill(this.frozenPid, 'SIGCONT');
+    } catch {
+      // gone
+    }
+    this.frozenPid = undefined;
+  }
+
   /** AMQP URL of the node's default vhost. */
   url(auth = 'guest:guest'): string {
     return `amqp://${auth}@127.0.0.1:${this.port}`;
@@ -127,6 +153,8 @@ export class TestRabbitNode {
 
   /** Stops the node and removes its folders. */
   async stop(): Promise<void> {
+    // a frozen node answers nothing, not even `stop`
+    this.thaw();
     try {
       await this.ctl('stop');
     } catch {

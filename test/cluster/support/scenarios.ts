@@ -109,3 +109,113 @@ export async function lockQuorumOutage(run: ChaosRun): Promise<LockQuorumOutage>
   await first.start();
   return { pausedMs, appliedWithoutQuorum, resumeMs };
 }
+
+export interface NodeFreeze {
+  /** Per instance that was on the node: SIGSTOP → connected to another node. */
+  readonly reconnectMs: number[];
+  /** Per instance that was on the node: SIGSTOP → ready again (consumers attached). */
+  readonly readyMs: number[];
+  /** SIGSTOP → 200 more effects applied, 50 of them by the moved instances, the node stopped. */
+  readonly workOnMs: number;
+  /** How long the node was stopped. */
+  readonly frozenMs: number;
+}
+
+/**
+ * The bound within which an instance with heartbeats of `heartbeatS` seconds must be connected to
+ * another node after its node hangs: amqplib declares the connection dead when nothing arrived
+ * for two heartbeat intervals, checked once per interval (at most three intervals), then the
+ * connection manager waits its 2 s before connecting to the next node; 2 s of slack for the
+ * handshake and a loaded machine.
+ */
+export function hungNodeBoundMs(heartbeatS: number): number {
+  return 3 * heartbeatS * 1_000 + 2_000 + 2_000;
+}
+
+/** How long {@link freezeNodeOf} keeps a node stopped at least (under net_ticktime's 45 s). */
+const MIN_FROZEN_MS = 20_000;
+
+/** The node (its port) that leads the quorum queue `queue` of the run's cluster. */
+export async function leaderPort(run: ChaosRun, queue: string): Promise<number> {
+  const listed = await cluster(run).ctl('list_queues', '--no-table-headers', 'name', 'leader');
+  const leader = listed
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .find(([name]) => name === queue)?.[1];
+  const node = cluster(run).nodes.find((n) => n.name === leader);
+  if (!node) throw new Error(`no leader found for ${queue} in: ${listed}`);
+  return node.port;
+}
+
+/**
+ * SIGSTOP (not a kill) of the RabbitMQ node instance `index` is connected to: the node's sockets
+ * stay open, nothing answers. Every instance on it must be connected to another node within
+ * {@link hungNodeBoundMs} (heartbeats, `AMQP_HEARTBEAT_S` = `heartbeatS`), ready again within
+ * 10 s more, and work must go on, all while the node is still stopped; then SIGCONT. The node
+ * must not lead the work queue (a queue led by a hung node waits for the cluster's net_ticktime,
+ * for every client: docs/architecture.md, Hung broker node), and the test's publisher must be
+ * moved off it first (before load starts). Nothing here runs `rabbitmqctl` while the node is
+ * stopped (it may wait on it). The node is stopped for well under net_ticktime (60 s: the other
+ * nodes declare a silent node down after 45–75 s), so it resumes as a member, as a machine that
+ * hung for seconds does.
+ */
+export async function freezeNodeOf(
+  run: ChaosRun,
+  index: number,
+  heartbeatS: number,
+): Promise<NodeFreeze> {
+  const port = connectedPorts(run.services[index]).at(-1);
+  if (port === undefined) throw new Error(`instance ${index} logged no AMQP connection`);
+  const node = cluster(run).nodeOnPort(port);
+  if (run.publisherPort === port) throw new Error('the publisher is on the node to freeze');
+  const affected = run.services.filter((s) => connectedPorts(s).at(-1) === port);
+  const before = affected.map((s) => connectedPorts(s).length);
+  const bound = hungNodeBoundMs(heartbeatS);
+  const base = await run.effects();
+  const frozenAt = await node.freeze();
+  const since = (): number => performance.now() - frozenAt;
+  try {
+    const reconnectMs = await Promise.all(
+      affected.map(async (service, i) => {
+        await waitFor(
+          `instance connected to another node within ${bound} ms of the node's SIGSTOP`,
+          () => {
+            const ports = connectedPorts(service);
+            return ports.length > before[i] && ports.at(-1) !== port;
+          },
+          bound - since(),
+          20,
+        );
+        return since();
+      }),
+    );
+    const readyMs = await Promise.all(
+      affected.map(async (service) => {
+        await waitFor(
+          `instance ready within ${bound + 10_000} ms of the SIGSTOP, the node still stopped`,
+          async () => (await readiness(service)) === 200,
+          bound + 10_000 - since(),
+          50,
+        );
+        return since();
+      }),
+    );
+    // the moved instances themselves take messages again, on their new node
+    const processed = (): Promise<number[]> =>
+      Promise.all(affected.map((s) => run.counterOf(s, 'messages_processed_total')));
+    const movedBase = await processed();
+    await waitFor(
+      'work going on while the node is stopped, on the moved instances too',
+      async () =>
+        (await run.effects()) >= base + 200 &&
+        (await processed()).every((n, i) => n >= movedBase[i] + 50),
+      15_000,
+    );
+    const workOnMs = since();
+    // stopped for MIN_FROZEN_MS at least: what runs on the healthy nodes goes on meanwhile
+    await scenarioPause(Math.max(0, MIN_FROZEN_MS - since()));
+    return { reconnectMs, readyMs, workOnMs, frozenMs: since() };
+  } finally {
+    node.thaw();
+  }
+}

@@ -216,7 +216,7 @@ export async function topologyPresent(
     }
     return true;
   } catch (error) {
-    if ((error as { code?: unknown }).code === 404) return false;
+    if (error instanceof Error && (error as Error & { code?: unknown }).code === 404) return false;
     throw error;
   } finally {
     await channel.close().catch(() => undefined);

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Redis } from 'ioredis';
+import { TestRabbitCluster } from '../test/cluster/support/rabbitmq.cluster.js';
 import { TestVhost } from '../test/e2e/support/rabbitmq.vhost.js';
 import { TestRedisServer } from '../test/e2e/support/redis.server.js';
 import {
@@ -79,6 +80,13 @@ const LATENCY_FRACTIONS = option('latency-shares', '4,8')
   .split(',')
   .map((n) => 1 / Number(n))
   .filter((f) => f > 0 && f <= 1);
+/**
+ * `--cluster`: on a 3-node RabbitMQ cluster of the bench's own (quorum queues, replicated on the
+ * three), every consumer on the first node: (b), (c) and (d) only unless `--only` says otherwise,
+ * recorded in a section of its own.
+ */
+const onCluster = process.argv.includes('--cluster');
+if (onCluster && queueType !== 'quorum') throw new Error('--cluster runs quorum queues');
 const ACCOUNTS = 10_000;
 const runId = `b${Date.now().toString(36)}`;
 
@@ -342,7 +350,11 @@ const ALL_VARIANTS: Variant[] = [
 const unknown = only.filter((k) => k !== 'g' && !ALL_VARIANTS.some((v) => v.key === k));
 if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h, r)`);
 const VARIANTS =
-  only.length === 0 ? ALL_VARIANTS : ALL_VARIANTS.filter((v) => only.includes(v.key));
+  only.length > 0
+    ? ALL_VARIANTS.filter((v) => only.includes(v.key))
+    : onCluster
+      ? ALL_VARIANTS.filter((v) => ['b', 'c', 'd'].includes(v.key))
+      : ALL_VARIANTS;
 
 interface Measurement {
   readonly variant: string;
@@ -651,8 +663,13 @@ async function main(): Promise<void> {
   process.stdout.write(
     `bench: ${messages} messages (after ${warmup} of warm-up) × ${reps} reps, ${queueType} queue, prefetch ${prefetch}${quick ? ' (quick)' : ''}\n`,
   );
-  const vhost = await TestVhost.create('bench');
-  const amqpUrl = vhost.url();
+  // a cluster's nodes listen on ports of their own: the default vhost is the bench's alone
+  const cluster = onCluster ? await TestRabbitCluster.start(3) : undefined;
+  const vhost = cluster ? undefined : await TestVhost.create('bench');
+  // on a cluster, every consumer on the first node, where the queues' leaders are (they are
+  // declared from there): the service picks a node at random from a list, which would pair a
+  // consumer on a follower (its deliveries relayed) with one on the leader
+  const amqpUrl = cluster ? cluster.urls()[0] : (vhost?.url() ?? '');
   const redis = new Redis(REDIS_URL);
   const connection = await amqplib.connect(amqpUrl);
   const measurements: Measurement[] = [];
@@ -677,13 +694,14 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (only.length === 0 && latencyMax === 0) {
+    const everySection = only.length === 0 && !onCluster;
+    if (everySection && latencyMax === 0) {
       contended = await contention(amqpUrl, channel, redis);
     }
-    if ((only.length === 0 && latencyMax === 0) || only.includes('g')) {
+    if ((everySection && latencyMax === 0) || only.includes('g')) {
       published = await publishers(amqpUrl, connection);
     }
-    if (only.length === 0) {
+    if (everySection) {
       // Both consumers at the same rate, a quarter and an eighth of the naive one's maximum,
       // alternated b d b d …: publishing on the same two cores, half of the consume-only
       // maximum is more than the machine sustains (the latency is then the queue growing).
@@ -702,7 +720,8 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all((lockServers ?? []).map((server) => server.stop()));
     await connection.close().catch(() => undefined);
-    await vhost.delete();
+    await vhost?.delete();
+    await cluster?.stop();
     await deleteRunKeys(redis);
     redis.disconnect();
   }
@@ -781,7 +800,7 @@ async function report(
   }
   const date = new Date().toISOString().slice(0, 10);
   const machine = machineDescription();
-  const command = `npm run bench -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${quick ? ' --quick' : ''}`;
+  const command = `npm run bench -- --messages ${messages} --warmup ${warmup} --reps ${reps} --queue-type ${queueType} --prefetch ${prefetch}${onCluster ? ' --cluster' : ''}${quick ? ' --quick' : ''}`;
   const table = [
     '| variant | msg/s (median) | min | max | consumer CPU µs/msg |',
     '|---|---|---|---|---|',
@@ -792,6 +811,10 @@ async function report(
     '|---|---|---|',
     ...targets.map((t) => `| ${t.target} | ${t.value} | ${verdict(t.met)} |`),
   ];
+  if (onCluster) {
+    await reportCluster(date, machine, command, measurements, table, targetTable);
+    return;
+  }
   const contentionTable = [
     '| 3 instances, accounts | msg/s | CPU µs/msg (3 processes) | Redis commands/msg |',
     '|---|---|---|---|',
@@ -869,13 +892,7 @@ async function report(
       `by ${warmup} unmeasured ones first, ${queueType} queue, prefetch ${prefetch}, the variants alternated ${reps}`,
       'times; throughput and CPU over 10–90 % of each measured batch.',
       '',
-      `Command: \`${command}\``,
-      '',
-      ...table,
-      '',
-      'Paired ratios (median of the per-repetition ratios):',
-      '',
-      ...targetTable,
+      ...commandAndTables(command, table, targetTable),
       '',
       'The cost of tracing: (h) is (d) with `OTEL_EXPORTER_OTLP_ENDPOINT` set and every trace',
       'sampled (two spans per message: the delivery and the handler), exported over OTLP/HTTP',
@@ -913,6 +930,58 @@ async function report(
       ...publisherTable,
       '',
       ...publisherTarget,
+    ].join('\n'),
+  );
+}
+
+/** The lines every throughput section ends with: the command, the table, the paired ratios. */
+function commandAndTables(
+  command: string,
+  table: readonly string[],
+  targetTable: readonly string[],
+): string[] {
+  return [
+    `Command: \`${command}\``,
+    '',
+    ...table,
+    '',
+    'Paired ratios (median of the per-repetition ratios):',
+    '',
+    ...targetTable,
+  ];
+}
+
+/** A `--cluster` run: its tables, and on a full run its JSON and section of docs/benchmarks.md. */
+async function reportCluster(
+  date: string,
+  machine: string,
+  command: string,
+  measurements: readonly Measurement[],
+  table: readonly string[],
+  targetTable: readonly string[],
+): Promise<void> {
+  process.stdout.write(`\n${table.join('\n')}\n\n${targetTable.join('\n')}\n`);
+  if (quick || only.length > 0) return;
+  const results = join(ROOT, 'bench', 'results');
+  mkdirSync(results, { recursive: true });
+  writeFileSync(
+    join(results, `cluster-${date}.json`),
+    `${JSON.stringify({ date, machine, command, measurements }, null, 2)}\n`,
+  );
+  await writeDocSection(
+    'cluster-throughput',
+    '## On a 3-node cluster: the service against hand-written consumers',
+    [
+      `Measured ${date} on ${machine}: three RabbitMQ nodes of the benchmark's own (one`,
+      'cluster), Redis, the consumers and the publisher on the same two cores; quorum queues',
+      '(leader on the first node, replicas on the other two). Every consumer, the service',
+      "included, is given the first node's URL: a consumer on a follower has its deliveries",
+      `relayed through the leader, which a pairing must not mix. ${messages} messages per`,
+      `measurement after ${warmup} of warm-up, prefetch ${prefetch}, the variants alternated ${reps}`,
+      'times; throughput and CPU over 10–90 %',
+      'of each measured batch, CPU of the consumer process only (the brokers are not counted).',
+      '',
+      ...commandAndTables(command, table, targetTable),
     ].join('\n'),
   );
 }

@@ -95,15 +95,19 @@ export class TestRabbitNode {
     const pid = await this.osPid();
     process.kill(pid, 'SIGKILL');
     const killedAt = performance.now();
-    await waitFor(`${this.name} (pid ${pid}) gone`, () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
+    await this.awaitGone(pid);
     return killedAt;
+  }
+
+  /**
+   * `rabbitmqctl stop` (a clean shutdown, as an operator's rolling restart does), then the VM
+   * started again with the same name, ports and data; resolves once it is up again.
+   */
+  async restart(): Promise<void> {
+    const pid = await this.osPid();
+    await this.ctl('stop');
+    await this.awaitGone(pid, 60_000);
+    await this.launch();
   }
 
   /**
@@ -161,6 +165,22 @@ export class TestRabbitNode {
       // already stopped
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Resolves once the process `pid` has exited. */
+  private async awaitGone(pid: number, timeoutMs = 15_000): Promise<void> {
+    await waitFor(
+      `${this.name} (pid ${pid}) gone`,
+      () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      timeoutMs,
+    );
   }
 
   private async awaitStarted(): Promise<void> {

@@ -219,3 +219,98 @@ export async function freezeNodeOf(
     node.thaw();
   }
 }
+
+export interface RollingRestart {
+  /** Per node or instance restarted: the restart begun → it is back and every instance ready. */
+  readonly readyMs: number[];
+  /** Effects per second over 2-s windows: the median in the 6 s before the restarts. */
+  readonly baselineRate: number;
+  /** …and the lowest window while they ran. */
+  readonly lowestRate: number;
+  /** About how long (s) the rate was under half the baseline (windows start every 250 ms). */
+  readonly underHalfS: number;
+}
+
+/**
+ * Runs `restarts` while sampling the oracle's effect count every 250 ms (6 s of it before, for
+ * the baseline), and reports the throughput dip: the lowest 2-s window's rate against the
+ * median window before.
+ */
+async function withThroughput(
+  run: ChaosRun,
+  restarts: () => Promise<number[]>,
+): Promise<RollingRestart> {
+  const samples: { at: number; effects: number }[] = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      samples.push({ at: performance.now(), effects: await run.effects() });
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  })();
+  let readyMs: number[];
+  let from: number;
+  try {
+    await scenarioPause(6_000);
+    from = performance.now();
+    readyMs = await restarts();
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+  const windows = samples.flatMap((s, i) => {
+    const end = samples.slice(i).find((e) => e.at >= s.at + 2_000);
+    return end ? [{ at: s.at, rate: ((end.effects - s.effects) * 1_000) / (end.at - s.at) }] : [];
+  });
+  const before = windows.filter((w) => w.at + 2_000 <= from).map((w) => w.rate);
+  const during = windows.filter((w) => w.at >= from).map((w) => w.rate);
+  before.sort((a, b) => a - b);
+  const baselineRate = before[Math.floor(before.length / 2)] ?? 0;
+  return {
+    readyMs,
+    baselineRate,
+    lowestRate: Math.min(...during),
+    underHalfS: during.filter((rate) => rate < baselineRate / 2).length * 0.25,
+  };
+}
+
+/**
+ * A rolling restart of the broker cluster under load: each node in turn stopped cleanly
+ * (`rabbitmqctl stop`) and started again, the next one only once it is a running member again
+ * and every instance is ready.
+ */
+export async function rollingBrokerRestart(run: ChaosRun): Promise<RollingRestart> {
+  return withThroughput(run, async () => {
+    const readyMs: number[] = [];
+    for (const node of cluster(run).nodes) {
+      const at = performance.now();
+      await node.restart();
+      await cluster(run).awaitMembers(3);
+      // tracing is a node setting: the restarted node traces its deliveries again
+      await run.traceOn();
+      await run.waitReady(run.services);
+      readyMs.push(performance.now() - at);
+    }
+    return readyMs;
+  });
+}
+
+/**
+ * A rolling restart of the service under load: each instance in turn sent SIGTERM (it drains
+ * and must exit 0), then a new one started in its place and awaited ready before the next.
+ */
+export async function rollingInstanceRestart(run: ChaosRun): Promise<RollingRestart> {
+  return withThroughput(run, async () => {
+    const readyMs: number[] = [];
+    for (let i = 0; i < run.services.length; i++) {
+      const at = performance.now();
+      const old = run.services[i];
+      old.kill('SIGTERM');
+      const code = await old.exitCode(15_000);
+      if (code !== 0) throw new Error(`instance ${i} exited with ${String(code)} after SIGTERM`);
+      await run.restart(i);
+      readyMs.push(performance.now() - at);
+    }
+    return readyMs;
+  });
+}

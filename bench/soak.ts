@@ -544,8 +544,9 @@ async function main(): Promise<void> {
     // from the first slice with the young generation at (95 % of) the size it reached, and only
     // when at least two slices follow it; old space used is reported over the same slices.
     const youngMax = Math.max(...stats.map((x) => x.newSpaceMb));
+    // -1 only if a slice had no sample (NaN): judged from the first slice then, and not judged
     const grownAt = stats.findIndex((x) => x.newSpaceMb >= 0.95 * youngMax);
-    const baseSlice = stats[grownAt];
+    const baseSlice = stats[Math.max(grownAt, 0)];
     const memoryJudged = grownAt >= 0 && grownAt <= stats.length - 3;
     const memoryGrowth = lastSlice.rssMb / baseSlice.rssMb - 1;
     const oldGrowth = lastSlice.oldUsedMb / baseSlice.oldUsedMb - 1;

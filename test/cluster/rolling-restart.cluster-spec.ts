@@ -31,45 +31,48 @@ describe('rolling restarts', () => {
     chaos = undefined;
   });
 
-  it('the three broker nodes restarted one after another under load: once in effect', async () => {
+  /**
+   * Under steady load: `restart` (one node or instance after another), then the oracle's verdict
+   * with the throughput dip; `count` restarts expected.
+   */
+  async function rollingUnderLoad(
+    what: string,
+    restart: (run: ChaosRun) => Promise<RollingRestart>,
+    count: number,
+  ): Promise<void> {
     chaos = await ChaosRun.start({ cluster: true, instances: 2, env: ENV });
     const run = chaos;
     const load = run.publishWhile(RATE);
     await waitFor('work under way', async () => (await run.effects()) >= 300, 30_000);
-    const rolling = await rollingBrokerRestart(run);
+    const rolling = await restart(run);
     await scenarioPause(2_000);
     await load.stop();
     await run.settle(120_000);
     const verdict = await run.classify();
     recordVerdict(
-      `rolling restart of the 3 broker nodes (rabbitmqctl stop, start, rejoin) at ${RATE} msg/s: ${dip(rolling)}`,
+      `rolling restart of ${what} at ${RATE} msg/s: ${dip(rolling)}`,
       verdict,
       { recoverMs: Math.max(...rolling.readyMs) },
       'cluster-results.jsonl',
     );
     expect(hardCriteria(verdict)).toEqual(PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
-    expect(rolling.readyMs).toHaveLength(3);
+    expect(rolling.readyMs).toHaveLength(count);
+  }
+
+  it('the three broker nodes restarted one after another under load: once in effect', async () => {
+    await rollingUnderLoad(
+      'the 3 broker nodes (rabbitmqctl stop, start, rejoin)',
+      rollingBrokerRestart,
+      3,
+    );
   }, 300_000);
 
   it('the instances restarted one after another under load (SIGTERM, start, ready): once in effect', async () => {
-    chaos = await ChaosRun.start({ cluster: true, instances: 2, env: ENV });
-    const run = chaos;
-    const load = run.publishWhile(RATE);
-    await waitFor('work under way', async () => (await run.effects()) >= 300, 30_000);
-    const rolling = await rollingInstanceRestart(run);
-    await scenarioPause(2_000);
-    await load.stop();
-    await run.settle(120_000);
-    const verdict = await run.classify();
-    recordVerdict(
-      `rolling restart of the 2 instances (SIGTERM, exit 0, start, ready) at ${RATE} msg/s: ${dip(rolling)}`,
-      verdict,
-      { recoverMs: Math.max(...rolling.readyMs) },
-      'cluster-results.jsonl',
+    await rollingUnderLoad(
+      'the 2 instances (SIGTERM, exit 0, start, ready)',
+      rollingInstanceRestart,
+      2,
     );
-    expect(hardCriteria(verdict)).toEqual(PASSING);
-    expect(verdict.exactlyOnce).toBe(verdict.published);
-    expect(rolling.readyMs).toHaveLength(2);
   }, 240_000);
 });

@@ -128,7 +128,7 @@ export interface NodeFreeze {
  * connection manager waits its 2 s before connecting to the next node; 2 s of slack for the
  * handshake and a loaded machine.
  */
-export function hungNodeBoundMs(heartbeatS: number): number {
+function hungNodeBoundMs(heartbeatS: number): number {
   return 3 * heartbeatS * 1_000 + 2_000 + 2_000;
 }
 

@@ -278,7 +278,12 @@ describe('lock contention: 3 service processes on one queue', () => {
       await stopAll(probes);
       await deleteExact(redis, [
         list,
-        ...keys.flatMap((k) => [`mp:lock:probe:${k}`, `mp:fence:probe:${k}`]),
+        ...keys.flatMap((k) => [
+          `mp:lock:probe:${k}`,
+          `mp:fence:probe:${k}`,
+          `${list}:active:${k}`,
+          `${list}:seq:${k}`,
+        ]),
         ...messages.map((m) => `mp:processed:${QUEUE}:${m.messageId}`),
       ]);
     }, 30_000);
@@ -312,8 +317,10 @@ describe('lock contention: 3 service processes on one queue', () => {
         messageId: string;
         lockKey: string;
         fencingToken: number;
-        start: number;
-        end: number;
+        /** Runs on the key inside the handler when this one entered, itself included. */
+        concurrent: number;
+        /** The order this run entered the handler in, per key (1, 2, ...). */
+        seq: number;
         pid: number;
       }
       const records = (await redis.lrange(list, 0, -1)).map((r) => JSON.parse(r) as ProbeRecord);
@@ -327,15 +334,19 @@ describe('lock contention: 3 service processes on one queue', () => {
       for (const pid of pids) expect(probes.map((p) => p.child.pid)).toContain(pid);
 
       for (const key of keys) {
-        const runs = records.filter((r) => r.key === key).sort((a, b) => a.start - b.start);
+        const runs = records.filter((r) => r.key === key).sort((a, b) => a.seq - b.seq);
         expect(runs).toHaveLength(MESSAGES / KEYS);
+        // every entry into the handler on this key is one of the records: none entered and failed
+        expect(runs.map((r) => r.seq)).toEqual(runs.map((_, i) => i + 1));
         for (const [i, r] of runs.entries()) {
           expect(r.lockKey).toBe(`probe:${key}`);
           expect(Number.isSafeInteger(r.fencingToken)).toBe(true);
-          expect(r.end).toBeGreaterThan(r.start);
-          if (i === 0) continue;
+          if (i === 0) {
+            expect(r.concurrent).toBe(1);
+            continue;
+          }
           const previous = runs[i - 1];
-          if (r.start < previous.end || r.fencingToken <= previous.fencingToken) {
+          if (r.concurrent !== 1 || r.fencingToken <= previous.fencingToken) {
             throw new Error(
               `key ${key}: run ${JSON.stringify(r)} overlaps or follows ${JSON.stringify(previous)}`,
             );

@@ -1,9 +1,14 @@
 // A service instance (AppModule from dist/) plus a probe handler locked on `probe:<key>`: each
-// run records when it started and ended, on which process and with which fencing token, so the
-// test can check that no two runs on one key overlapped across processes. Plain JavaScript: it
-// runs as a child process, outside the test runner's transform.
+// run records how many runs on its key were inside the handler when it entered (a Redis counter,
+// incremented on entry and decremented on exit), the order it entered in (a Redis sequence) and
+// its fencing token, so the test can check that no two runs on one key overlapped across
+// processes. Redis serialises the counter, so the check needs no clock: the processes' wall clocks
+// (performance.timeOrigin + now) drift apart by fractions of a millisecond and once made two
+// back-to-back runs look like they overlapped. Plain JavaScript: it runs as a child process,
+// outside the test runner's transform.
 //
-// Env: the service's own variables, plus PROBE_LIST (the Redis list the records are pushed to).
+// Env: the service's own variables, plus PROBE_LIST (the Redis list the records are pushed to;
+// the counters are `<PROBE_LIST>:active:<key>` and `<PROBE_LIST>:seq:<key>`).
 // Prints `STARTED <httpPort>` once listening.
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
@@ -17,14 +22,19 @@ const LIST = process.env.PROBE_LIST;
 if (!LIST) throw new Error('PROBE_LIST is required');
 const records = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 
-/** Wall-clock milliseconds with sub-millisecond precision, comparable across local processes. */
-const clock = () => performance.timeOrigin + performance.now();
-
 class LockProbe {
   async handle(payload, ctx) {
-    const start = clock();
-    await abortableDelay(5 + Math.floor(Math.random() * 16), ctx.signal);
-    const end = clock();
+    const active = `${LIST}:active:${payload.key}`;
+    const entered = await records.multi().incr(active).incr(`${LIST}:seq:${payload.key}`).exec();
+    const [concurrent, seq] = entered.map(([error, value]) => {
+      if (error) throw error;
+      return Number(value);
+    });
+    try {
+      await abortableDelay(5 + Math.floor(Math.random() * 16), ctx.signal);
+    } finally {
+      await records.decr(active);
+    }
     await records.rpush(
       LIST,
       JSON.stringify({
@@ -32,8 +42,8 @@ class LockProbe {
         messageId: ctx.messageId,
         lockKey: ctx.lockKey,
         fencingToken: ctx.fencingToken,
-        start,
-        end,
+        concurrent,
+        seq,
         pid: process.pid,
       }),
     );

@@ -1,4 +1,4 @@
-import { isSentinelUrl, parseSentinelUrl } from '../config/redis-url.js';
+import { parseClusterUrl, parseSentinelUrl, redisUrlKind } from '../config/redis-url.js';
 import { redactUrl } from '../config/secret-redaction.js';
 import { ENV_DEFAULTS } from '../config/env.schema.js';
 import { CliUsageError } from './cli.errors.js';
@@ -112,16 +112,21 @@ export function resolveAmqpUrl(flag: string | undefined, env: CliEnv): string {
   return checkedUrl(source, firstOfList(raw), AMQP_PROTOCOLS);
 }
 
-/** The Redis URL: `--redis-url`, else `REDIS_URL`, else the default. */
+/**
+ * The Redis URL: `--redis-url`, else `REDIS_URL`, else the default. A `redis+sentinel://` or
+ * `redis+cluster://` URL is checked by its own parser.
+ */
 export function resolveRedisUrl(flag: string | undefined, env: CliEnv): string {
   const [source, raw] =
     flag !== undefined
       ? ['--redis-url', flag]
       : ['REDIS_URL', nonEmpty(env.REDIS_URL) ?? ENV_DEFAULTS.REDIS_URL];
   const url = raw.trim();
-  if (isSentinelUrl(url)) {
+  const kind = redisUrlKind(url);
+  if (kind !== 'server') {
     try {
-      parseSentinelUrl(url);
+      if (kind === 'sentinel') parseSentinelUrl(url);
+      else parseClusterUrl(url);
     } catch (error) {
       throw new CliUsageError(`${source}: ${(error as Error).message} (got ${redactUrl(url)})`);
     }

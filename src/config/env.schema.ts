@@ -1,4 +1,4 @@
-import { isSentinelUrl, parseSentinelUrl, splitRedisUrls } from './redis-url.js';
+import { parseClusterUrl, parseSentinelUrl, redisUrlKind, splitRedisUrls } from './redis-url.js';
 import { redactUrl } from './secret-redaction.js';
 import { KILL_SWITCH_SAMPLE } from '../messaging/kill-switch.js';
 
@@ -121,8 +121,10 @@ class EnvReader {
   urls(name: string, fallback: string | undefined, schemes: readonly string[]): string[] {
     const value = this.raw(name) ?? fallback;
     if (value === undefined) return [];
-    // a Redis list: a comma starts a new URL only before a scheme (a sentinel URL lists hosts)
-    const list = schemes.includes('redis-sentinel:')
+    // a Redis list: a comma starts a new URL only before a scheme (a sentinel or cluster URL
+    // lists hosts)
+    const redisList = schemes.some((s) => HA_SCHEMES.has(s));
+    const list = redisList
       ? splitRedisUrls(value)
       : value
           .split(',')
@@ -134,9 +136,12 @@ class EnvReader {
       return [];
     }
     for (const url of list) {
-      if (isSentinelUrl(url) && schemes.includes('redis-sentinel:')) {
+      const kind = redisUrlKind(url);
+      const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase() ?? '';
+      if (kind !== 'server' && schemes.includes(scheme)) {
         try {
-          parseSentinelUrl(url);
+          if (kind === 'sentinel') parseSentinelUrl(url);
+          else parseClusterUrl(url);
           continue;
         } catch (error) {
           this.fail(name, `${accepts}; ${(error as Error).message}`, list.map(redactUrl).join(','));
@@ -163,8 +168,18 @@ class EnvReader {
   }
 }
 
-/** A Redis server, or a primary its sentinels name (config/redis-url.ts). */
-const REDIS_SCHEMES = ['redis:', 'rediss:', 'redis-sentinel:', 'rediss-sentinel:'] as const;
+/** A Redis server, a primary its sentinels name, or a cluster by its seeds (config/redis-url.ts). */
+const REDIS_SCHEMES = [
+  'redis:',
+  'rediss:',
+  'redis+sentinel:',
+  'rediss+sentinel:',
+  'redis+cluster:',
+  'rediss+cluster:',
+] as const;
+
+/** The schemes whose URLs list hosts, parsed by config/redis-url.ts rather than `URL`. */
+const HA_SCHEMES: ReadonlySet<string> = new Set(REDIS_SCHEMES.slice(2));
 
 /** The defaults of every variable (the README's configuration table), named in one place. */
 export const ENV_DEFAULTS = {

@@ -1,18 +1,31 @@
 /**
  * Redis addresses. A server is a `redis://` or `rediss://` URL, as ioredis reads it. A primary
- * that Redis Sentinel manages is named by its sentinels and its name, in the form Lettuce and
- * Spring Data Redis use:
+ * that Redis Sentinel manages is named by its sentinels and its name:
  *
- *   redis-sentinel://[[user]:password@]host[:port][,host[:port]…][/db][?sentinelPassword=…]#name
+ *   redis+sentinel://[user:password@]host:port[,host:port…]/<master-name>[/<db>]
  *
- * `rediss-sentinel://` speaks TLS to the sentinels and the data nodes. The credentials are the
- * data nodes' (the primary and its replicas); sentinels that ask for a password of their own get
- * `sentinelPassword` (and `sentinelUsername`). A sentinel's port defaults to 26379.
+ * The credentials are the data nodes' (the primary and its replicas); sentinels that ask for a
+ * password of their own get `?sentinelPassword=…` (and `sentinelUsername=…`). A sentinel's port
+ * defaults to 26379. A Redis Cluster is named by seed nodes (the client discovers the rest):
+ *
+ *   redis+cluster://[user:password@]host:port[,host:port…]
+ *
+ * A seed's port defaults to 6379; a cluster has only database 0 and takes no parameters.
+ * `rediss+sentinel://` and `rediss+cluster://` speak TLS to every node.
  */
 
-/** A Sentinel-managed primary, parsed from a `redis-sentinel://` URL. */
+/** What a Redis URL names, by its scheme. */
+export type RedisUrlKind = 'server' | 'sentinel' | 'cluster';
+
+/** A host and port of a sentinel or a cluster seed. */
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A Sentinel-managed primary, parsed from a `redis+sentinel://` URL. */
 export interface SentinelTarget {
-  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  readonly sentinels: readonly RedisNode[];
   /** The primary's name in the sentinels' configuration (`sentinel monitor <name> …`). */
   readonly name: string;
   readonly db: number;
@@ -23,76 +36,199 @@ export interface SentinelTarget {
   readonly tls: boolean;
 }
 
-const SENTINEL_SCHEME = /^rediss?-sentinel:\/\//i;
-const SENTINEL_URL =
-  /^(rediss?)-sentinel:\/\/(?:([^@/?#]*)@)?([^/?#@]+)(?:\/(\d*))?(?:\?([^#]*))?#(.+)$/i;
-const HOST = /^(?:\[([0-9a-f:.]+)\]|([^:[\]\s]+))(?::(\d{1,5}))?$/i;
-const QUERY_KEYS = new Set(['sentinelPassword', 'sentinelUsername']);
-
-export function isSentinelUrl(url: string): boolean {
-  return SENTINEL_SCHEME.test(url);
+/** A Redis Cluster, parsed from a `redis+cluster://` URL: its seed nodes and credentials. */
+export interface ClusterTarget {
+  readonly nodes: readonly RedisNode[];
+  readonly username?: string;
+  readonly password?: string;
+  readonly tls: boolean;
 }
 
-/**
- * Parses a `redis-sentinel://` URL. Throws an error that names what is wrong and never holds
- * the URL's secrets.
- */
-export function parseSentinelUrl(url: string): SentinelTarget {
-  const match = SENTINEL_URL.exec(url.trim());
-  if (!match) {
-    throw new Error(
-      'expected redis-sentinel://[[user]:password@]host[:port][,host[:port]…][/db]#primaryName',
-    );
-  }
-  const [, scheme, userinfo, hostList, dbText, query, fragment] = match;
-  const sentinels = hostList.split(',').map((entry) => {
-    const host = HOST.exec(entry.trim());
-    const port = Number(host?.[3] ?? 26379);
-    if (!host || !(port >= 1 && port <= 65_535)) {
-      throw new Error(`sentinel address "${entry}" is not host[:port]`);
-    }
-    return { host: host[1] ?? host[2], port };
-  });
-  const db = dbText ? Number(dbText) : 0;
-  if (!Number.isSafeInteger(db)) throw new Error('the database must be a number');
-  const params = new URLSearchParams(query ?? '');
-  for (const key of params.keys()) {
-    if (!QUERY_KEYS.has(key)) {
-      throw new Error(`unknown parameter "${key}" (sentinelPassword, sentinelUsername)`);
-    }
-  }
-  const credentials = splitUserinfo(userinfo);
+const SENTINEL_FORM =
+  'redis+sentinel://[user:password@]host[:port][,host[:port]…]/<master-name>[/<db>][?sentinelPassword=…]';
+const CLUSTER_FORM = 'redis+cluster://[user:password@]host[:port][,host[:port]…]';
+
+const HA_SCHEME = /^\s*(rediss?)\+(sentinel|cluster):/i;
+/** Scheme, then the authority up to the first `/`, `?` or `#`, then the rest. */
+const HA_URL = /^(rediss?)\+(sentinel|cluster):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/i;
+const HOST = /^(?:\[([0-9a-f:.]+)\]|([^:[\]\s]+))(?::(\d{1,5}))?$/i;
+const SENTINEL_PARAMS = new Set(['sentinelPassword', 'sentinelUsername']);
+
+/** `sentinel` or `cluster` by the URL's scheme (case-insensitive); `server` for any other. */
+export function redisUrlKind(url: string): RedisUrlKind {
+  const kind = HA_SCHEME.exec(url)?.[2]?.toLowerCase();
+  return kind === 'sentinel' || kind === 'cluster' ? kind : 'server';
+}
+
+export function isSentinelUrl(url: string): boolean {
+  return redisUrlKind(url) === 'sentinel';
+}
+
+export function isClusterUrl(url: string): boolean {
+  return redisUrlKind(url) === 'cluster';
+}
+
+/** The parts of a `redis+sentinel://` or `redis+cluster://` URL, before any of them is checked. */
+interface HaUrlParts {
+  readonly kind: 'sentinel' | 'cluster';
+  readonly tls: boolean;
+  /** As written: before the authority's last `@`, if it has one. */
+  readonly userinfo: string | undefined;
+  readonly hostList: string;
+  /** As written, from its leading `/` (empty if none). */
+  readonly path: string;
+  readonly query: string | undefined;
+  readonly fragment: string | undefined;
+}
+
+function splitHaUrl(url: string): HaUrlParts | undefined {
+  const match = HA_URL.exec(url.trim());
+  if (!match) return undefined;
+  const [, scheme, kind, authority, path, query, fragment] = match;
+  const at = authority.lastIndexOf('@');
   return {
-    sentinels,
-    name: decodeURIComponent(fragment),
-    db,
-    ...credentials,
-    ...(params.get('sentinelUsername')
-      ? { sentinelUsername: params.get('sentinelUsername') ?? '' }
-      : {}),
-    ...(params.get('sentinelPassword')
-      ? { sentinelPassword: params.get('sentinelPassword') ?? '' }
-      : {}),
+    kind: kind.toLowerCase() as 'sentinel' | 'cluster',
     tls: scheme.toLowerCase() === 'rediss',
+    userinfo: at < 0 ? undefined : authority.slice(0, at),
+    hostList: at < 0 ? authority : authority.slice(at + 1),
+    path,
+    query,
+    fragment,
   };
 }
 
 /**
- * `user:password`, `:password`, or a bare `password` (the legacy form ioredis also reads from a
- * `redis://` URL's user part), percent-decoded.
+ * Parses a `redis+sentinel://` (or `rediss+sentinel://`) URL. Throws an error that names what
+ * is wrong and the expected form, and never holds the URL's secrets.
  */
-function splitUserinfo(userinfo: string | undefined): { username?: string; password?: string } {
-  if (!userinfo) return {};
+export function parseSentinelUrl(url: string): SentinelTarget {
+  const parts = splitHaUrl(url);
+  const fail = (what: string): Error => new Error(`${what}; expected ${SENTINEL_FORM}`);
+  if (parts?.kind !== 'sentinel') throw fail('not a redis+sentinel:// URL');
+  checkShape(parts, fail);
+  const sentinels = parseNodes(parts.hostList, 'sentinel', 26_379, fail);
+  const segments = parts.path.split('/').slice(1);
+  if (segments.length === 0 || segments[0] === '') throw fail('the master name is missing');
+  if (segments.length > 2) throw fail('the path has more than a master name and a database');
+  const name = decodeOrFail(segments[0], () =>
+    fail('the master name is not valid percent-encoding'),
+  );
+  const dbText = segments[1];
+  const db = dbText === undefined ? 0 : /^\d+$/.test(dbText) ? Number(dbText) : Number.NaN;
+  if (!Number.isSafeInteger(db)) throw fail('the database must be a whole number');
+  const params = parseQuery(parts.query, SENTINEL_PARAMS, fail);
+  const sentinelUsername = params.get('sentinelUsername');
+  const sentinelPassword = params.get('sentinelPassword');
+  return {
+    sentinels,
+    name,
+    db,
+    ...parseUserinfo(parts.userinfo, fail),
+    ...(sentinelUsername ? { sentinelUsername } : {}),
+    ...(sentinelPassword ? { sentinelPassword } : {}),
+    tls: parts.tls,
+  };
+}
+
+/**
+ * Parses a `redis+cluster://` (or `rediss+cluster://`) URL. Throws an error that names what is
+ * wrong and the expected form, and never holds the URL's secrets.
+ */
+export function parseClusterUrl(url: string): ClusterTarget {
+  const parts = splitHaUrl(url);
+  const fail = (what: string): Error => new Error(`${what}; expected ${CLUSTER_FORM}`);
+  if (parts?.kind !== 'cluster') throw fail('not a redis+cluster:// URL');
+  checkShape(parts, fail);
+  const nodes = parseNodes(parts.hostList, 'seed node', 6379, fail);
+  if (parts.path !== '' && parts.path !== '/') {
+    throw fail('a database path is not allowed (a Redis Cluster has only database 0)');
+  }
+  parseQuery(parts.query, new Set(), fail);
+  return { nodes, ...parseUserinfo(parts.userinfo, fail), tls: parts.tls };
+}
+
+/**
+ * An `@` after the hosts (other than in a sentinel parameter's value) is a password's raw `/`,
+ * `?` or `#` that cut the URL short: refused before a later check could quote a piece of it.
+ */
+function checkShape(parts: HaUrlParts, fail: (what: string) => Error): void {
+  const strayAt =
+    `${parts.path}${parts.fragment ?? ''}`.includes('@') ||
+    (parts.query ?? '')
+      .split('&')
+      .some((pair) => pair.includes('@') && !/^sentinel(?:Password|Username)=/.test(pair));
+  if (strayAt) {
+    throw fail(
+      'an "@" follows the hosts (percent-encode "/", "?", "#" and "@" in the credentials)',
+    );
+  }
+  if (parts.fragment !== undefined) throw fail('a fragment (#…) is not allowed');
+}
+
+function parseNodes(
+  hostList: string,
+  what: string,
+  defaultPort: number,
+  fail: (what: string) => Error,
+): RedisNode[] {
+  if (hostList.trim() === '') throw fail(`no ${what} is given`);
+  return hostList.split(',').map((entry, index) => {
+    const host = HOST.exec(entry.trim());
+    const port = Number(host?.[3] ?? defaultPort);
+    if (!host || !(port >= 1 && port <= 65_535)) {
+      throw fail(`${what} ${index + 1} is not host[:port] with a port from 1 to 65535`);
+    }
+    return { host: host[1] ?? host[2], port };
+  });
+}
+
+/**
+ * The query's parameters (values decoded as a form's: `+` is a space). An unknown one is named
+ * only when it has a value: a bare word might be a misplaced password.
+ */
+function parseQuery(
+  query: string | undefined,
+  known: ReadonlySet<string>,
+  fail: (what: string) => Error,
+): URLSearchParams {
+  const accepted = known.size > 0 ? ` (${[...known].join(', ')})` : ' (none is accepted)';
+  for (const pair of (query ?? '').split('&')) {
+    if (pair === '') continue;
+    if (!pair.includes('=')) throw fail(`a query parameter without a value${accepted}`);
+  }
+  const params = new URLSearchParams(query ?? '');
+  for (const key of new Set(params.keys())) {
+    if (!known.has(key)) throw fail(`unknown query parameter "${key}"${accepted}`);
+    if (params.getAll(key).length > 1) throw fail(`the query parameter "${key}" is given twice`);
+  }
+  return params;
+}
+
+/** `user:password`, `:password` or `user:`, percent-decoded; empty parts are left out. */
+function parseUserinfo(
+  userinfo: string | undefined,
+  fail: (what: string) => Error,
+): { username?: string; password?: string } {
+  if (userinfo === undefined) return {};
   const colon = userinfo.indexOf(':');
-  if (colon < 0) return { password: decodeURIComponent(userinfo) };
-  const username = decodeURIComponent(userinfo.slice(0, colon));
-  const password = decodeURIComponent(userinfo.slice(colon + 1));
+  if (colon < 0) throw fail('the credentials must be user:password or :password');
+  const invalid = (): Error => fail('the credentials are not valid percent-encoding');
+  const username = decodeOrFail(userinfo.slice(0, colon), invalid);
+  const password = decodeOrFail(userinfo.slice(colon + 1), invalid);
   return { ...(username ? { username } : {}), ...(password ? { password } : {}) };
+}
+
+function decodeOrFail(raw: string, fail: () => Error): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw fail();
+  }
 }
 
 /**
  * A list of Redis URLs separated by commas. A comma starts a new URL only where a scheme follows
- * it: inside a `redis-sentinel://` URL, commas separate its sentinels.
+ * it: inside a `redis+sentinel://` or `redis+cluster://` URL, commas separate its hosts.
  */
 export function splitRedisUrls(value: string): string[] {
   return value
@@ -101,50 +237,65 @@ export function splitRedisUrls(value: string): string[] {
     .filter((u) => u.length > 0);
 }
 
-/** The URL with its secrets replaced by `mask`: the sentinels, database and name stay readable. */
-export function redactSentinelUrl(url: string, mask: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0] ?? 'redis-sentinel:';
-  let target: SentinelTarget;
+/**
+ * A `redis+sentinel://` or `redis+cluster://` URL with its passwords replaced by `mask`: the
+ * hosts, user names, master name and database stay readable. One that does not parse is reduced
+ * to its scheme.
+ */
+export function redactHaUrl(url: string, mask: string): string {
+  const scheme = /^\s*([a-z][a-z0-9+.-]*:)/i.exec(url)?.[1] ?? '';
+  const auth = (target: { username?: string; password?: string }): string => {
+    const user = target.username ? encodeURIComponent(target.username) : '';
+    return target.password ? `${user}:${mask}@` : user ? `${user}:@` : '';
+  };
   try {
-    target = parseSentinelUrl(url);
+    if (isClusterUrl(url)) {
+      const target = parseClusterUrl(url);
+      return `${scheme}//${auth(target)}${formatNodes(target.nodes)}`;
+    }
+    const target = parseSentinelUrl(url);
+    const path = `/${encodeURIComponent(target.name)}${target.db ? `/${target.db}` : ''}`;
+    const params = [
+      ...(target.sentinelUsername
+        ? [`sentinelUsername=${encodeURIComponent(target.sentinelUsername)}`]
+        : []),
+      ...(target.sentinelPassword ? [`sentinelPassword=${mask}`] : []),
+    ];
+    const query = params.length > 0 ? `?${params.join('&')}` : '';
+    return `${scheme}//${auth(target)}${formatNodes(target.sentinels)}${path}${query}`;
   } catch {
     return `${scheme}//${mask}`;
   }
-  const user = target.username ? encodeURIComponent(target.username) : '';
-  const auth = target.password ? `${user}:${mask}@` : user ? `${user}:@` : '';
-  const hosts = target.sentinels
-    .map((s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`)
-    .join(',');
-  const query = [
-    ...(target.sentinelUsername
-      ? [`sentinelUsername=${encodeURIComponent(target.sentinelUsername)}`]
-      : []),
-    ...(target.sentinelPassword ? [`sentinelPassword=${mask}`] : []),
-  ];
-  return `${scheme}//${auth}${hosts}${target.db ? `/${target.db}` : ''}${query.length > 0 ? `?${query.join('&')}` : ''}#${encodeURIComponent(target.name)}`;
+}
+
+function formatNodes(nodes: readonly RedisNode[]): string {
+  return nodes.map((n) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`).join(',');
 }
 
 /**
- * The secrets of a `redis-sentinel://` URL (the data nodes' password, the sentinels'), both as
- * written in the URL and decoded, for scrubbing free text; none when it does not parse.
+ * The secrets of a `redis+sentinel://` or `redis+cluster://` URL (the data nodes' password, the
+ * sentinels'), both as written and decoded, for scrubbing free text. Read leniently, so a URL that
+ * does not parse still gives them: a user part without a colon counts as a password.
  */
-export function sentinelUrlSecrets(url: string): string[] {
-  const match = SENTINEL_URL.exec(url.trim());
-  if (!match) return [];
+export function haUrlSecrets(url: string): string[] {
+  const parts = splitHaUrl(url);
+  if (!parts) return [];
   const secrets: string[] = [];
-  const userinfo = match[2];
-  if (userinfo) {
-    const colon = userinfo.indexOf(':');
-    secrets.push(colon < 0 ? userinfo : userinfo.slice(colon + 1));
+  if (parts.userinfo) {
+    const colon = parts.userinfo.indexOf(':');
+    secrets.push(colon < 0 ? parts.userinfo : parts.userinfo.slice(colon + 1));
   }
-  for (const pair of (match[5] ?? '').split('&')) {
-    const [key, value] = pair.split('=');
-    if (key === 'sentinelPassword' && value) secrets.push(value);
+  for (const pair of (parts.query ?? '').split('&')) {
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? decodeSafe(pair.slice(0, eq).replace(/\+/g, ' ')) : '';
+    if (key === 'sentinelPassword') secrets.push(pair.slice(eq + 1));
   }
   // the query's values decode `+` as a space (URLSearchParams), the user part does not
-  return secrets
-    .flatMap((raw) => [raw, decodeSafe(raw), decodeSafe(raw.replace(/\+/g, ' '))])
-    .filter((secret) => secret.length > 0);
+  return [
+    ...new Set(
+      secrets.flatMap((raw) => [raw, decodeSafe(raw), decodeSafe(raw.replace(/\+/g, ' '))]),
+    ),
+  ].filter((secret) => secret.length > 0);
 }
 
 function decodeSafe(raw: string): string {

@@ -1,4 +1,4 @@
-import { isSentinelUrl, redactSentinelUrl, sentinelUrlSecrets } from './redis-url.js';
+import { haUrlSecrets, redactHaUrl, redisUrlKind } from './redis-url.js';
 
 const REDACTED = '***';
 
@@ -8,7 +8,7 @@ const REDACTED = '***';
  * URL is reduced to its scheme.
  */
 export function redactUrl(url: string): string {
-  if (isSentinelUrl(url)) return redactSentinelUrl(url, REDACTED);
+  if (redisUrlKind(url) !== 'server') return redactHaUrl(url, REDACTED);
   try {
     const parsed = new URL(url);
     // "user:pw@host" parses with "user:" as its scheme and the password in the path
@@ -26,8 +26,8 @@ export function redactUrl(url: string): string {
 export function secretsOf(urls: readonly string[]): string[] {
   const secrets = new Set<string>();
   for (const url of urls) {
-    if (isSentinelUrl(url)) {
-      for (const secret of sentinelUrlSecrets(url)) secrets.add(secret);
+    if (redisUrlKind(url) !== 'server') {
+      for (const secret of haUrlSecrets(url)) secrets.add(secret);
       continue;
     }
     try {

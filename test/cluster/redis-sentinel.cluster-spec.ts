@@ -6,7 +6,7 @@ import { readiness } from './support/failover.js';
 
 /**
  * Issue 23: the main Redis managed by Redis Sentinel (a primary, two replicas, three sentinels of
- * the test's own; `REDIS_URL=redis-sentinel://…`). The primary is killed under load: the sentinels
+ * the test's own; `REDIS_URL=redis+sentinel://…`). The primary is killed under load: the sentinels
  * promote a replica, the instances follow it, readiness dips and comes back, and nothing is lost,
  * doubled or dead-lettered.
  */

@@ -136,10 +136,10 @@ export class TestSentinelGroup {
     }
   }
 
-  /** `redis-sentinel://` URL of the group, with the data nodes' password. */
+  /** `redis+sentinel://` URL of the group, with the data nodes' password. */
   get url(): string {
     const hosts = this.sentinelPorts.map((p) => `127.0.0.1:${p}`).join(',');
-    return `redis-sentinel://:${encodeURIComponent(this.password)}@${hosts}#${PRIMARY_NAME}`;
+    return `redis+sentinel://:${encodeURIComponent(this.password)}@${hosts}/${encodeURIComponent(PRIMARY_NAME)}`;
   }
 
   /** The primary's port, as the first sentinel that answers says. */

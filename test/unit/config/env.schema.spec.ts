@@ -200,7 +200,7 @@ describe('validateEnv', () => {
       ['AMQP_URL', 'a comma-separated list of amqp:// or amqps:// URLs', '"http://x/"'],
       [
         'REDIS_URL',
-        'a comma-separated list of redis:// or rediss:// or redis-sentinel:// or rediss-sentinel:// URLs',
+        'a comma-separated list of redis:// or rediss:// or redis+sentinel:// or rediss+sentinel:// or redis+cluster:// or rediss+cluster:// URLs',
         '"//***"',
       ],
       [

@@ -17,6 +17,15 @@ describe('redactUrl', () => {
     ['redis://:pw@cache:6379', 'redis://:***@cache:6379'],
     ['rediss://default:pw@cache:6380/2', 'rediss://default:***@cache:6380/2'],
     ['redis://t0ken@cache:6379', 'redis://***@cache:6379'],
+    [
+      'redis+sentinel://app:p%40ss@s1:26379,s2/mymaster/2?sentinelPassword=sp',
+      'redis+sentinel://app:***@s1:26379,s2:26379/mymaster/2?sentinelPassword=***',
+    ],
+    ['rediss+sentinel://:pw@[::1]:26380/m', 'rediss+sentinel://:***@[::1]:26380/m'],
+    ['redis+cluster://:p%40ss@n1:7000,n2:7001', 'redis+cluster://:***@n1:7000,n2:7001'],
+    ['rediss+cluster://app:pw@[::1]:7000', 'rediss+cluster://app:***@[::1]:7000'],
+    ['redis+cluster://:pw@n1:7000/1', 'redis+cluster://***'],
+    ['redis+sentinel://pw@s1#m', 'redis+sentinel://***'],
   ])('hides the secret of %s', (url, redacted) => {
     expect(redactUrl(url)).toBe(redacted);
   });
@@ -63,6 +72,16 @@ describe('secretsOf', () => {
 
   it('collects a Redis token given as the user name', () => {
     expect(secretsOf(['redis://t0ken@cache:6379'])).toEqual(['t0ken']);
+  });
+
+  it('collects the passwords of sentinel and cluster URLs, raw and decoded', () => {
+    expect(
+      secretsOf([
+        'redis+sentinel://:p%40ss@s1/m?sentinelPassword=s%2Fp',
+        'rediss+cluster://app:c%3Aw@n1:7000',
+      ]),
+    ).toEqual(expect.arrayContaining(['p%40ss', 'p@ss', 's%2Fp', 's/p', 'c%3Aw', 'c:w']));
+    expect(secretsOf(['redis+cluster://app:pw@n1:7000'])).toEqual(['pw']);
   });
 
   it('does not treat an AMQP user name as a secret', () => {

@@ -1,11 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import pg from 'pg';
 import type { BalanceStore } from './cli-args.js';
 import { messageOf } from './cli-error.formatter.js';
 import { compareBalances, type BalanceMismatch } from './ledger-balance.comparison.js';
 import { balanceKey, LEDGER_BALANCES_TABLE } from '../ledger/ledger.constants.js';
-import { redisFromUrl } from '../redis/redis.connection.js';
+import { isClusterClient, type RedisClient, redisFromUrl } from '../redis/redis.connection.js';
 
 /** Keys per MGET, so thousands of accounts do not make one huge command. */
 const MGET_BATCH = 500;
@@ -142,13 +141,16 @@ async function poll(
 }
 
 async function readRedisBalances(
-  redis: Redis,
+  redis: RedisClient,
   accountIds: readonly string[],
 ): Promise<Map<string, string | null>> {
   const values = new Map<string, string | null>();
   for (let i = 0; i < accountIds.length; i += MGET_BATCH) {
     const batch = accountIds.slice(i, i + MGET_BATCH);
-    const raw = await redis.mget(...batch.map(balanceKey));
+    // a Redis Cluster answers MGET only for keys of one slot: there, one GET per key, at once
+    const raw = isClusterClient(redis)
+      ? await Promise.all(batch.map((id) => redis.get(balanceKey(id))))
+      : await redis.mget(...batch.map(balanceKey));
     batch.forEach((id, j) => values.set(id, raw[j] ?? null));
   }
   return values;

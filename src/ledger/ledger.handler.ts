@@ -3,6 +3,7 @@ import { AlreadyProcessed, MessageContext, MessageHandler } from '../messaging/i
 import { StaleFencingTokenError } from './ledger.errors.js';
 import {
   accountLockKey,
+  balanceKey,
   LEDGER_EXCHANGE,
   LEDGER_QUEUE,
   LEDGER_ROUTING_KEY,
@@ -28,7 +29,9 @@ export class LedgerHandler {
     // the marker check, the account's lock, the fencing token, the balance and the marker: one
     // commit, one round trip per message (the lock is taken by the commit itself or, when another
     // worker holds the account, waited for and held through the commit)
-    effect: { kind: 'redis-commit' },
+    // on a Redis Cluster, the commit's own keys go in the balance's slot: the balance keeps its
+    // name (`ledger:balance:<accountId>`) and each account its own slot
+    effect: { kind: 'redis-commit', slotKey: (tx: TransactionDto) => balanceKey(tx.accountId) },
   })
   async apply(tx: TransactionDto, ctx: MessageContext): Promise<typeof AlreadyProcessed | void> {
     if (this.observer) await this.observer.beforeCommit(ctx);

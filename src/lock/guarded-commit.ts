@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis.connection.js';
 import { JOURNAL_KEY_PREFIX } from './lock.constants.js';
 import { MessageLease, type MessageLock } from './message-lease.js';
 import { RedisScript } from './redis-script.js';
@@ -64,7 +64,7 @@ export class GuardedCommit {
    * as `MessageLock.hold` does when the key was busy.
    */
   async run(
-    client: Redis,
+    client: RedisClient,
     guard: CommitGuard,
     keys: readonly string[],
     args: readonly string[],
@@ -75,11 +75,27 @@ export class GuardedCommit {
     const journalKey = journal ? JOURNAL_KEY_PREFIX + (lease?.key ?? journal.scope) : '';
     for (;;) {
       const lock = lease?.commitArgs();
+      const guards = [
+        guard.marker?.key ?? '',
+        lock?.lockKey ?? '',
+        lock?.fenceKey ?? '',
+        journalKey,
+      ];
+      if (client.isCluster) {
+        // Redis Cluster refuses a script whose keys are in different slots, '' included: an
+        // absent guard is '!' and a key of the slot instead (the script reads both as absent)
+        const inSlot = [...guards, ...keys].find((key) => key !== '');
+        if (inSlot !== undefined) {
+          guards.forEach((key, i) => {
+            if (key === '') guards[i] = `!${inSlot}`;
+          });
+        }
+      }
       let reply: [number, string?, unknown?];
       try {
         reply = (await this.script.run(
           client,
-          [guard.marker?.key ?? '', lock?.lockKey ?? '', lock?.fenceKey ?? '', journalKey, ...keys],
+          [...guards, ...keys],
           [
             lock?.token ?? '',
             lock?.fencingToken ?? '',

@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 import { type ConfigType } from '@nestjs/config';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { lockConfig, redisConfig } from '../config/app.config.js';
 import { redactUrl } from '../config/secret-redaction.js';
@@ -10,6 +9,7 @@ import { LockMetrics } from '../metrics/lock.metrics.js';
 import {
   REDIS_COMMAND_TIMEOUT_MS,
   RedisConnection,
+  type RedisClient,
   createRedisClient,
 } from '../redis/redis.connection.js';
 import { type LockBackend, RedlockBackend, SingleLockBackend } from './lock.backend.js';
@@ -40,7 +40,7 @@ import { LockService } from './lock.service.js';
         root: Logger,
       ): LockService => {
         const logger = contextLogger(root, LockService.name);
-        const own: Redis[] = [];
+        const own: RedisClient[] = [];
         let backend: LockBackend;
         if (config.redlockUrls.length >= 3) {
           const servers = config.redlockUrls.map((url, i) => {
@@ -86,7 +86,7 @@ import { LockService } from './lock.service.js';
 })
 export class LockModule {}
 
-function watchClient(client: Redis, label: string, logger: Logger): void {
+function watchClient(client: RedisClient, label: string, logger: Logger): void {
   let failures = 0;
   client.on('ready', () => {
     failures = 0;

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { keySlot } from '../redis/key-slot.js';
+import { isClusterClient, type RedisClient } from '../redis/redis.connection.js';
 import { FENCE_KEY_PREFIX, FENCE_TTL_MS, LOCK_KEY_PREFIX } from './lock.constants.js';
 import { LockUnavailableError } from './lock.errors.js';
 import { RedisScript } from './redis-script.js';
@@ -41,12 +42,17 @@ interface QueuedOp {
 export class LockServer {
   private queue: QueuedOp[] = [];
   private flushing: NodeJS.Immediate | undefined;
+  /** The client's own command timeout (each node's, on a Redis Cluster), if it has one. */
+  private readonly commandTimeoutMs: number | undefined;
 
   constructor(
-    readonly client: Redis,
+    readonly client: RedisClient,
     /** Redacted URL, for errors and logs. */
     readonly label: string,
-  ) {}
+  ) {
+    const options = isClusterClient(client) ? client.options.redisOptions : client.options;
+    this.commandTimeoutMs = options?.commandTimeout;
+  }
 
   /**
    * Takes the lock of `key` for `token`, unless `markerKey` (a processed marker) exists. The
@@ -60,8 +66,11 @@ export class LockServer {
     markerKey = '',
     proposedFence?: number,
   ): Promise<AcquireReply> {
+    const lockKey = LOCK_KEY_PREFIX + key;
+    // on a Redis Cluster, no marker is '!' and a key of the lock's slot, not '' (slot 0)
+    const marker = markerKey === '' && this.client.isCluster ? `!${lockKey}` : markerKey;
     const call = this.ask(
-      [LOCK_KEY_PREFIX + key, FENCE_KEY_PREFIX + key, markerKey],
+      [lockKey, FENCE_KEY_PREFIX + key, marker],
       [
         'a',
         token,
@@ -116,11 +125,29 @@ export class LockServer {
     });
   }
 
-  /** Sends what was asked this turn, in order, in calls of at most {@link MAX_OPS_PER_CALL}. */
+  /**
+   * Sends what was asked this turn, in order, in calls of at most {@link MAX_OPS_PER_CALL}; on a
+   * Redis Cluster, one call per hash slot (a script's keys must share one), in order within it.
+   */
   private flush(): void {
     const queued = this.queue;
     this.queue = [];
     this.flushing = undefined;
+    if (!this.client.isCluster) {
+      this.send(queued);
+      return;
+    }
+    const bySlot = new Map<number, QueuedOp[]>();
+    for (const op of queued) {
+      const slot = keySlot(op.keys[0]);
+      const ops = bySlot.get(slot);
+      if (ops) ops.push(op);
+      else bySlot.set(slot, [op]);
+    }
+    for (const ops of bySlot.values()) this.send(ops);
+  }
+
+  private send(queued: readonly QueuedOp[]): void {
     for (let from = 0; from < queued.length; from += MAX_OPS_PER_CALL) {
       const ops = queued.slice(from, from + MAX_OPS_PER_CALL);
       LOCK_OPS.run(
@@ -149,7 +176,7 @@ export class LockServer {
       throw new LockUnavailableError(`lock ${what} on ${this.label}: no time left`);
     }
     // the client's own command timeout bounds the call as tightly: no second timer per message
-    const clientTimeout = this.client.options.commandTimeout;
+    const clientTimeout = this.commandTimeoutMs;
     if (clientTimeout !== undefined && clientTimeout <= deadlineMs) {
       try {
         return await call;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis.connection.js';
 
 /** Where the `.lua` files live (next to this module, in src/ and in dist/ alike). */
 const SCRIPTS_DIR = join(import.meta.dirname, 'scripts');
@@ -54,7 +54,11 @@ export class RedisScript {
    * as ioredis does: a `ReplyError` when the script raised one, anything else when the server
    * could not be asked or did not answer.
    */
-  async run(client: Redis, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+  async run(
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly string[],
+  ): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {

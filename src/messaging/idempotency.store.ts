@@ -9,7 +9,9 @@ import { DependencyUnavailableError } from './messaging.errors.js';
 /**
  * Processed markers in Redis: `mp:processed:<queue>:<messageId>`, expiring after
  * `IDEMPOTENCY_TTL_S`. A redelivery or a duplicate publish inside that window is acked as
- * `duplicate` without running the handler again.
+ * `duplicate` without running the handler again. On a Redis Cluster the marker is
+ * `mp:processed:{tag}<queue>:<messageId>`, in the slot of the message's lock and effect (see
+ * `slotTagOf`).
  */
 @Injectable()
 export class IdempotencyStore {
@@ -18,10 +20,23 @@ export class IdempotencyStore {
     @Inject(processingConfig.KEY) private readonly config: ConfigType<typeof processingConfig>,
   ) {}
 
-  marker(queue: string, messageId: string): ProcessedMarker {
+  /**
+   * Whether the service's Redis is a Redis Cluster: a message's keys then start with the hash
+   * tag of one slot (`slotTagOf`); on one server or Sentinel, key names stay as they are.
+   */
+  get clustered(): boolean {
+    return this.redis.cluster;
+  }
+
+  marker(queue: string, messageId: string, slotTag?: string): ProcessedMarker {
+    const ttlSeconds = this.config.idempotencyTtlSeconds;
+    if (slotTag === undefined) {
+      return { key: `${PROCESSED_MARKER_PREFIX}${queue}:${messageId}`, ttlSeconds };
+    }
     return {
-      key: `${PROCESSED_MARKER_PREFIX}${queue}:${messageId}`,
-      ttlSeconds: this.config.idempotencyTtlSeconds,
+      key: `${PROCESSED_MARKER_PREFIX}${slotTag}${queue}:${messageId}`,
+      ttlSeconds,
+      slotTag,
     };
   }
 

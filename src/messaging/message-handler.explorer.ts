@@ -120,6 +120,15 @@ export class MessageHandlerExplorer {
         `${id}: effect '${effect}' needs PostgreSQL: set DATABASE_URL`,
       );
     }
+    const slotKey =
+      typeof declared === 'object' && declared !== null && 'slotKey' in declared
+        ? (declared as { slotKey?: unknown }).slotKey
+        : undefined;
+    if (slotKey !== undefined && (effect !== 'redis-commit' || typeof slotKey !== 'function')) {
+      throw new HandlerConfigurationError(
+        `${id}: "effect.slotKey" is a function of the payload, for effect 'redis-commit' only`,
+      );
+    }
     const killSwitch = resolveKillSwitch(options.killSwitch, this.processing.killSwitch);
     if (typeof killSwitch === 'string') throw new HandlerConfigurationError(`${id}: ${killSwitch}`);
     if (
@@ -157,6 +166,7 @@ export class MessageHandlerExplorer {
         prefetch: options.prefetch,
         effect,
         lockKey: options.lockKey ?? 'message-id',
+        ...(slotKey === undefined ? {} : { slotKey: slotKey as (payload: never) => string }),
         retry: resolveRetryPolicy(id, options.retry, this.processing.retry),
         nonRetryable: options.nonRetryable ?? [],
         killSwitch,

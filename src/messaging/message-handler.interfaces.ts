@@ -85,7 +85,18 @@ export interface MessagePublication {
  */
 export type HandlerEffect =
   | { readonly kind: 'marker-after' }
-  | { readonly kind: 'redis-commit' }
+  | {
+      readonly kind: 'redis-commit';
+      /**
+       * On a Redis Cluster, one key of the effect, from the payload (e.g. `(tx) =>
+       * 'ledger:balance:' + tx.accountId`): the service puts the commit's own keys (marker, lock,
+       * fence, journal) in that key's hash slot, so the effect's keys keep their names and must
+       * only share that slot with each other. Without it, the commit's keys go in the lock key's
+       * slot and the effect's keys must be built from `ctx.lockKey`, which then starts with the
+       * slot's hash tag. Not read on one Redis server or Sentinel.
+       */
+      readonly slotKey?: (payload: never) => string;
+    }
   | { readonly kind: 'postgres-transaction' }
   | { readonly kind: 'postgres-commit' }
   | { readonly kind: 'idempotent' };
@@ -116,6 +127,8 @@ export interface RegisteredHandler {
     readonly effect: EffectKind;
     /** The key to lock: the handler's function, the messageId (`'message-id'`) or none. */
     readonly lockKey: ((payload: never) => string) | 'message-id' | false;
+    /** A `redis-commit` handler's `effect.slotKey`, if it names one. */
+    readonly slotKey?: (payload: never) => string;
     readonly retry: RetryPolicy;
     readonly nonRetryable: readonly ErrorClass[];
     readonly killSwitch: KillSwitchPolicy;

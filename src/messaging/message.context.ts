@@ -13,6 +13,11 @@ export interface ProcessedMarker {
   readonly key: string;
   /** Expiry of the marker in seconds (`IDEMPOTENCY_TTL_S`). */
   readonly ttlSeconds: number;
+  /**
+   * On a Redis Cluster: the hash tag (`{…}`) that starts every key of the message's commit (the
+   * marker's, the lock's, the journal's), so they share one slot. Undefined otherwise.
+   */
+  readonly slotTag?: string;
 }
 
 /** Fields every log line about a message carries. */

@@ -10,6 +10,7 @@ import { LockService, LockTimeoutError } from '../lock/index.js';
 import type { EffectJournal } from '../lock/guarded-commit.js';
 import { MessageLease } from '../lock/message-lease.js';
 import { MessageMetrics } from '../metrics/message.metrics.js';
+import { slotTagOf } from '../redis/key-slot.js';
 import type { PostgresTransaction } from '../postgres/postgres-transaction.js';
 import { PostgresTransactions } from '../postgres/postgres-transactions.js';
 import {
@@ -24,6 +25,7 @@ import {
 } from '../tracing/message-tracing.js';
 import type { Settlement } from './ack.coalescer.js';
 import { IdempotencyStore } from './idempotency.store.js';
+import { isPostgresEffect } from './message-handler.interfaces.js';
 import { MessageContext, type MessageLogFields, type ProcessedMarker } from './message.context.js';
 import { decodeMessage } from './message.decoder.js';
 import type { ProcessingResult } from './message.fate.js';
@@ -200,14 +202,25 @@ export class MessageProcessor {
     const decoded = decodeMessage(message.content, message.properties, this.config.messageMaxBytes);
     if (!decoded.ok) return { status: 'invalid', error: decoded.error };
     const { effect } = handler.options;
-    let marker: ProcessedMarker | undefined;
-    if (effect !== 'idempotent') {
-      if (log.messageId === undefined)
-        return { status: 'invalid', error: new MissingMessageIdError() };
-      marker = this.idempotency.marker(log.queue, log.messageId);
+    if (effect !== 'idempotent' && log.messageId === undefined) {
+      return { status: 'invalid', error: new MissingMessageIdError() };
     }
     const lockKey = lockKeyOf(handler, decoded.payload, log);
     if (lockKey instanceof InvalidLockKeyError) return { status: 'invalid', error: lockKey };
+    let slotTag: string | undefined;
+    let redisLockKey = lockKey;
+    if (this.idempotency.clustered && !isPostgresEffect(effect)) {
+      // on a Redis Cluster the message's keys (marker, lock, fence, journal) share one slot: the
+      // slot of the effect key its handler names, or of its lock key
+      const slotKey = slotKeyOf(handler, decoded.payload);
+      if (slotKey instanceof InvalidLockKeyError) return { status: 'invalid', error: slotKey };
+      slotTag = slotTagOf(slotKey ?? lockKey ?? `${log.queue}:${log.messageId ?? ''}`);
+      if (lockKey !== undefined) redisLockKey = slotTag + lockKey;
+    }
+    const marker =
+      effect === 'idempotent'
+        ? undefined
+        : this.idempotency.marker(log.queue, log.messageId as string, slotTag);
     const call: HandlerCall = {
       message,
       consumer,
@@ -219,15 +232,15 @@ export class MessageProcessor {
     };
     switch (effect) {
       case 'marker-after':
-        return this.markerAfter(call, lockKey);
+        return this.markerAfter(call, redisLockKey);
       case 'redis-commit':
-        return this.redisCommit(call, lockKey);
+        return this.redisCommit(call, redisLockKey);
       case 'postgres-transaction':
         return this.postgresTransaction(call, lockKey, 'interactive');
       case 'postgres-commit':
         return this.postgresTransaction(call, lockKey, 'at-commit');
       case 'idempotent':
-        return this.idempotent(call, lockKey);
+        return this.idempotent(call, redisLockKey);
     }
   }
 
@@ -460,6 +473,31 @@ function lockKeyOf(
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_LOCK_KEY_LENGTH) {
     return new InvalidLockKeyError(
       `lockKey must return a string of 1-${MAX_LOCK_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
+    );
+  }
+  return key;
+}
+
+/**
+ * The effect key a `redis-commit` handler names (`effect.slotKey`), whose slot its commit's keys
+ * share on a Redis Cluster; undefined when it names none.
+ */
+function slotKeyOf(
+  handler: RegisteredHandler,
+  payload: unknown,
+): string | InvalidLockKeyError | undefined {
+  const slotKey = handler.options.slotKey;
+  if (slotKey === undefined) return undefined;
+  let key: unknown;
+  try {
+    key = (slotKey as (payload: unknown) => unknown)(payload);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return new InvalidLockKeyError(`slotKey threw: ${reason}`);
+  }
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_LOCK_KEY_LENGTH) {
+    return new InvalidLockKeyError(
+      `slotKey must return a string of 1-${MAX_LOCK_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
     );
   }
   return key;

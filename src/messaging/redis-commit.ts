@@ -1,7 +1,12 @@
-import type { Redis } from 'ioredis';
 import { GuardedCommit } from '../lock/guarded-commit.js';
+import { keySlot } from '../redis/key-slot.js';
+import type { RedisClient } from '../redis/redis.connection.js';
 import type { MessageContext } from './message.context.js';
-import { DependencyUnavailableError, HandlerConfigurationError } from './messaging.errors.js';
+import {
+  DependencyUnavailableError,
+  HandlerConfigurationError,
+  NonRetryableError,
+} from './messaging.errors.js';
 
 /** A handler's effect as Lua on the service's Redis. */
 export interface RedisCommitDefinition {
@@ -55,7 +60,7 @@ export class RedisCommit<T = unknown> {
   private readonly commit: GuardedCommit;
 
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     /** For errors: letters and digits, starting with a letter. */
     readonly name: string,
     private readonly definition: RedisCommitDefinition,
@@ -91,12 +96,24 @@ export class RedisCommit<T = unknown> {
       throw new TypeError(`expected ${this.definition.numberOfKeys} keys, got ${keys.length}`);
     }
     const journal = ctx.effectJournal;
+    const marker = ctx.processedMarker;
+    if (marker?.slotTag !== undefined) {
+      // a Redis Cluster refuses the script with CROSSSLOT: say which key and how to fix it, and
+      // dead-letter at once (every retry would fail the same way)
+      const slot = keySlot(marker.key);
+      const stray = keys.find((key) => keySlot(key) !== slot);
+      if (stray !== undefined) {
+        throw new NonRetryableError(
+          `RedisCommit ${this.name}: on a Redis Cluster every key of the commit shares one hash slot; "${stray}" is not in the slot of the message's keys (${slot}): name one effect key as the handler's effect.slotKey, or build the keys from ctx.lockKey (it starts with the slot's hash tag)`,
+        );
+      }
+    }
     const reply = await this.commit.run(
       this.client,
       {
-        marker: ctx.processedMarker,
+        marker,
         lock: ctx.lock,
-        journal: journal && { ...journal, scope: `queue:${ctx.queue}` },
+        journal: journal && { ...journal, scope: `${marker?.slotTag ?? ''}queue:${ctx.queue}` },
         messageId: ctx.messageId,
       },
       keys,

@@ -1,7 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { isSentinelUrl, parseSentinelUrl, type SentinelTarget } from '../config/redis-url.js';
+import {
+  type ClusterTarget,
+  isClusterUrl,
+  isSentinelUrl,
+  parseClusterUrl,
+  parseSentinelUrl,
+  type SentinelTarget,
+} from '../config/redis-url.js';
 import { redactUrl } from '../config/secret-redaction.js';
 import { shutdownStep } from '../lifecycle/shutdown-step.js';
 import { isFailureWorthLogging } from '../logging/failure-log.throttle.js';
@@ -41,20 +48,80 @@ export function redisClientOptions(connectionName = 'message-processor'): RedisO
 }
 
 /**
- * A client of the service (`redisClientOptions`) whose writes of one event-loop pass go out in
- * one system call, on every connection it makes.
+ * A client of the service's Redis: one server (or the primary Sentinel names), or a Redis Cluster.
+ * Both answer the commands the service sends; on a cluster each command goes to the node of its
+ * keys' slot, and a script's keys must share one slot (`key-slot.ts`).
  */
-export function createRedisClient(url: string, connectionName: string): Redis {
+export type RedisClient = Redis | Cluster;
+
+/** Whether `client` is a Redis Cluster client (ioredis's own flag, whatever copy made it). */
+export function isClusterClient(client: RedisClient): client is Cluster {
+  return client.isCluster;
+}
+
+/**
+ * A client of the service (`redisClientOptions`) whose writes of one event-loop pass go out in
+ * one system call, on every connection it makes (every node's, on a cluster).
+ */
+export function createRedisClient(url: string, connectionName: string): RedisClient {
   const client = redisFromUrl(url, redisClientOptions(connectionName));
-  client.on('connect', () => coalesceWrites(client.stream));
+  const coalesce = (node: Redis): void => {
+    node.on('connect', () => coalesceWrites(node.stream));
+  };
+  if (isClusterClient(client)) client.on('+node', coalesce);
+  else coalesce(client);
   return client;
 }
 
-/** A client of `url`: a server, or the primary a `redis-sentinel://` URL's sentinels name. */
-export function redisFromUrl(url: string, options: RedisOptions): Redis {
+/**
+ * A client of `url`: a server, the primary a `redis+sentinel://` URL's sentinels name, or the
+ * Redis Cluster a `redis+cluster://` URL's seed nodes lead to.
+ */
+export function redisFromUrl(url: string, options: RedisOptions): RedisClient {
+  if (isClusterUrl(url)) {
+    const target = parseClusterUrl(url);
+    return new Cluster(
+      target.nodes.map((n) => ({ host: n.host, port: n.port })),
+      clusterOptions(target, options),
+    );
+  }
   return isSentinelUrl(url)
     ? new Redis(sentinelOptions(parseSentinelUrl(url), options))
     : new Redis(url, options);
+}
+
+/**
+ * ioredis in cluster mode, with the service's options on every node: no offline queue (a
+ * command while the cluster is down fails, and its message is handed back), the command
+ * timeout, and the capped backoff for reconnecting to the cluster. A node that fails over is
+ * followed by ioredis: MOVED and ASK redirect a command, CLUSTERDOWN and TRYAGAIN retry it
+ * after a short delay, and the slot map is read again when a node is lost or every 5 s.
+ */
+export function clusterOptions(target: ClusterTarget, options: RedisOptions): ClusterOptions {
+  // the cluster reconnects, retries and queues for its nodes: those options are its own
+  const nodeOptions: RedisOptions = { ...options };
+  delete nodeOptions.retryStrategy;
+  delete nodeOptions.enableOfflineQueue;
+  delete nodeOptions.maxRetriesPerRequest;
+  delete nodeOptions.enableAutoPipelining;
+  return {
+    redisOptions: {
+      ...nodeOptions,
+      username: target.username,
+      password: target.password,
+      ...(target.tls ? { tls: {} } : {}),
+    },
+    enableOfflineQueue: options.enableOfflineQueue,
+    enableAutoPipelining: false,
+    clusterRetryStrategy: backoff,
+    scaleReads: 'master',
+    maxRedirections: 16,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: 2_000,
+    slotsRefreshInterval: 5_000,
+  };
 }
 
 /**
@@ -88,7 +155,7 @@ type RedisEvents = { ready: []; down: [] };
  * reconnects by itself with capped, jittered backoff. `ready`/`down` let consumers pause intake.
  */
 export class RedisConnection extends EventEmitter<RedisEvents> {
-  readonly client: Redis;
+  readonly client: RedisClient;
   private failures = 0;
   private readies = 0;
   private closing = false;
@@ -124,7 +191,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     private readonly url: string,
     private readonly metrics: MessageMetrics,
     private readonly logger: Logger,
-    existing?: Redis,
+    existing?: RedisClient,
   ) {
     super();
     this.owned = existing === undefined;
@@ -134,7 +201,10 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     this.client.on('close', this.onClose);
     this.client.on('error', this.onError);
     if (existing) {
-      const { enableOfflineQueue, commandTimeout } = existing.options;
+      const { enableOfflineQueue } = existing.options;
+      const { commandTimeout } = isClusterClient(existing)
+        ? (existing.options.redisOptions ?? {})
+        : existing.options;
       if (enableOfflineQueue !== false || commandTimeout === undefined) {
         this.logger.warn(
           { url: redactUrl(url), enableOfflineQueue, commandTimeout, code: 'REDIS_CLIENT_OPTIONS' },
@@ -144,6 +214,11 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
       // a client already connected emits no `ready` again
       if (existing.status === 'ready') queueMicrotask(this.onReady);
     }
+  }
+
+  /** Whether the service's Redis is a Redis Cluster (keys of one commit then share a slot). */
+  get cluster(): boolean {
+    return this.client.isCluster;
   }
 
   isReady(): boolean {

@@ -2,10 +2,11 @@ import { describe, it, expect } from 'vitest';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import pino from 'pino';
+import type { Redis } from 'ioredis';
 import { AmqpConnection } from '../../src/messaging/amqp.connection.js';
 import { isCoalescing } from '../../src/net/write-coalescing.js';
 import { PostgresConnection } from '../../src/postgres/postgres.connection.js';
-import { createRedisClient } from '../../src/redis/redis.connection.js';
+import { createRedisClient, isClusterClient } from '../../src/redis/redis.connection.js';
 import { TestDatabase } from './support/postgres.database.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -14,9 +15,16 @@ import { waitFor } from './support/wait-for.js';
  * real libraries: if an upgrade moves what they rely on, these fail instead of the service
  * silently losing what the reach bought.
  */
+/** The service's client of one local server (not a cluster: one socket to look at). */
+function serverClient(name: string): Redis {
+  const client = createRedisClient('redis://127.0.0.1:6379', name);
+  if (isClusterClient(client)) throw new Error('expected a client of one server');
+  return client;
+}
+
 describe('library internals the service relies on (real ioredis, amqplib and node-postgres)', () => {
   it("coalesces the writes of the real ioredis socket: one pass's commands, one writev", async () => {
-    const client = createRedisClient('redis://127.0.0.1:6379', 'internals-e2e');
+    const client = serverClient('internals-e2e');
     try {
       if (client.status !== 'ready') await once(client, 'ready');
       const socket = client.stream as Duplex & {
@@ -98,7 +106,7 @@ describe('library internals the service relies on (real ioredis, amqplib and nod
   });
 
   it('keeps the coalescing per socket: a reconnected ioredis client coalesces its new socket', async () => {
-    const client = createRedisClient('redis://127.0.0.1:6379', 'internals-e2e-reconnect');
+    const client = serverClient('internals-e2e-reconnect');
     try {
       if (client.status !== 'ready') await once(client, 'ready');
       const first = client.stream;

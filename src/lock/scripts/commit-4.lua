@@ -9,6 +9,7 @@
     KEYS[2] the lock (mp:lock:<key>) on this Redis ('' = none here: no lock, or Redlock)
     KEYS[3] the fence (mp:fence:<key>) ('' = no lock)
     KEYS[4] the effect journal (mp:journal:<key>, a stream) ('' = no journal)
+    (on a Redis Cluster, an absent key is '!' and a key of the same slot instead of '': see given)
     KEYS[5..] the effect's keys
     ARGV[1] the lock holder's token ('' while the lock is left to this script)
     ARGV[2] the holder's fencing token ('' = take the lock in this script)
@@ -40,22 +41,23 @@
   effects.
 ]]
 -- @include next-fence
+-- @include given
 local effect = function(keys, args, fence)
 -- @effect
 end
 local function release()
-  if KEYS[2] ~= '' and ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  if given(KEYS[2]) and ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
     redis.call('DEL', KEYS[2])
   end
 end
-if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+if given(KEYS[1]) and redis.call('EXISTS', KEYS[1]) == 1 then
   release()
   return {0}
 end
 local fence = ''
-if KEYS[3] ~= '' then
+if given(KEYS[3]) then
   if ARGV[2] == '' then
-    if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
+    if given(KEYS[2]) and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end
     if redis.call('EXISTS', KEYS[3]) == 1 then fence = nextFence(KEYS[3], ARGV[4]) end
   else
     local applied = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -69,10 +71,10 @@ if KEYS[3] ~= '' then
   end
 end
 local reply = effect({unpack(KEYS, 5)}, {unpack(ARGV, 9)}, fence)
-if KEYS[1] ~= '' then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
-if KEYS[4] ~= '' then
+if given(KEYS[1]) then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
+if given(KEYS[4]) then
   local other = ''
-  if KEYS[2] ~= '' then
+  if given(KEYS[2]) then
     local holder = redis.call('GET', KEYS[2])
     other = (holder and holder ~= ARGV[1]) and '1' or '0'
   end

@@ -6,7 +6,8 @@
   Each operation is an op code in ARGV followed by its arguments, and its keys in KEYS, in order:
 
     'a' acquire: takes a lock, unless the work it guards is done already
-        KEYS  the lock (mp:lock:<key>), the fence (mp:fence:<key>), a processed marker ('' = none)
+        KEYS  the lock (mp:lock:<key>), the fence (mp:fence:<key>), a processed marker ('' or
+              '!…' = none: see given)
         ARGV  the token of the new holder, the lease (ms), the fence's expiry (ms), the fencing
               token proposed ('' = none; see next-fence)
         reply {1, fence}  acquired; fence: the fencing token minted for this holder
@@ -30,13 +31,14 @@
   Output: one reply per operation, in order.
 ]]
 -- @include next-fence
+-- @include given
 local out = {}
 local k, a = 1, 1
 while a <= #ARGV do
   local op = ARGV[a]
   if op == 'a' then
     local lock, fence, marker = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-    if marker ~= '' and redis.call('EXISTS', marker) == 1 then
+    if given(marker) and redis.call('EXISTS', marker) == 1 then
       out[#out + 1] = {2, 0}
     elseif redis.call('SET', lock, ARGV[a + 1], 'NX', 'PX', ARGV[a + 2]) then
       out[#out + 1] = {1, nextFence(fence, ARGV[a + 3], ARGV[a + 4])}

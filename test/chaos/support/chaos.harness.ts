@@ -11,7 +11,13 @@ import { TestVhost } from '../../e2e/support/rabbitmq.vhost.js';
 import { enc, sentinel } from '../../e2e/support/secret-sweep.js';
 import { TestRabbitCluster } from '../../cluster/support/rabbitmq.cluster.js';
 import { TestSentinelGroup } from '../../cluster/support/redis.sentinel.js';
-import { redisFromUrl } from '../../../src/redis/redis.connection.js';
+import { TestRedisCluster } from '../../cluster/support/redis.cluster.js';
+import { slotTagOf } from '../../../src/redis/key-slot.js';
+import {
+  isClusterClient,
+  type RedisClient,
+  redisFromUrl,
+} from '../../../src/redis/redis.connection.js';
 import { TestRabbitNode } from './rabbitmq.node.js';
 import { OBSERVED_SERVICE, ServiceProcess } from '../../e2e/support/service.process.js';
 import { waitFor } from '../../e2e/support/wait-for.js';
@@ -185,9 +191,14 @@ export interface ChaosOptions {
   readonly cluster?: boolean;
   /**
    * The main Redis managed by Redis Sentinel: a primary, two replicas and three sentinels of the
-   * run's own (`REDIS_URL` is their `redis-sentinel://` URL), which the test may fail over.
+   * run's own (`REDIS_URL` is their `redis+sentinel://` URL), which the test may fail over.
    */
   readonly sentinel?: boolean;
+  /**
+   * The main Redis is a Redis Cluster of the run's own: three masters with a replica each
+   * (`REDIS_URL` is its `redis+cluster://` URL), which the test may fail over.
+   */
+  readonly redisCluster?: boolean;
 }
 
 /**
@@ -201,17 +212,22 @@ export class ChaosRun {
   readonly services: ServiceProcess[] = [];
   private readonly published = new Map<string, Published>();
   /** Bad inputs published: tracking id (correlationId) → the reason expected in the DLQ. */
-  private readonly bad = new Map<string, { kind: string; reason: string }>();
+  private readonly bad = new Map<
+    string,
+    { kind: string; reason: string; accountId: string | undefined }
+  >();
   private readonly accounts: string[];
   private connection!: ChannelModel;
   private channel!: ConfirmChannel;
   private oracle!: Redis;
-  private main!: Redis;
+  private main!: RedisClient;
   private oracleServer!: TestRedisServer;
   /** The run's own main Redis, with `ownRedis`. */
   mainServer: TestRedisServer | undefined;
   /** The run's Sentinel-managed main Redis, with `sentinel`. */
   sentinelGroup: TestSentinelGroup | undefined;
+  /** The run's Redis Cluster as the main Redis, with `redisCluster`. */
+  redisClusterGroup: TestRedisCluster | undefined;
   private mainUrl = MAIN_REDIS;
   private mainDir: string | undefined;
   private vhost: TestVhost | undefined;
@@ -306,6 +322,10 @@ export class ChaosRun {
     if (options.sentinel) {
       this.sentinelGroup = await TestSentinelGroup.start(this.redisPassword);
       this.mainUrl = this.sentinelGroup.url;
+    }
+    if (options.redisCluster) {
+      this.redisClusterGroup = await TestRedisCluster.start(this.redisPassword);
+      this.mainUrl = this.redisClusterGroup.url;
     }
     // as the service reaches it: after a failover, the promoted replica is read
     this.main = redisFromUrl(this.mainUrl, { protocol: 2 });
@@ -446,8 +466,19 @@ export class ChaosRun {
     return service;
   }
 
+  /** The run's accounts (`c<run>-a<n>`). */
+  get accountIds(): readonly string[] {
+    return this.accounts;
+  }
+
+  /** The password of the run's own main Redis (its server, Sentinel group or cluster nodes). */
+  get mainRedisPassword(): string {
+    return this.redisPassword;
+  }
+
   /** Deletes every lock key of the run's accounts held right now (a lock stolen mid-handler). */
   async deleteLocks(): Promise<number> {
+    if (isClusterClient(this.main)) throw new Error('deleteLocks reads one server: not a cluster');
     const keys = await this.main.keys(`mp:lock:account:c${this.id}-*`);
     return keys.length > 0 ? this.main.del(...keys) : 0;
   }
@@ -509,7 +540,7 @@ export class ChaosRun {
       correlationId: id,
       ...(input.noMessageId ? {} : { messageId: id }),
     });
-    this.bad.set(id, { kind, reason: input.reason });
+    this.bad.set(id, { kind, reason: input.reason, accountId: accountOf(input.body) });
   }
 
   /** Waits for the confirms of everything published so far. */
@@ -723,12 +754,12 @@ export class ChaosRun {
     const journals = new Map<string, JournalEntry[]>();
     for (let i = 0; i < this.accounts.length; i += 500) {
       const accounts = this.accounts.slice(i, i + 500);
-      const pipeline = this.main.pipeline();
-      for (const a of accounts) pipeline.xrange(`mp:journal:account:${a}`, '-', '+');
-      const replies = (await pipeline.exec()) ?? [];
-      replies.forEach(([error, value], j) => {
-        if (error) throw error;
-        const entries = (value as [string, string[]][]).map(([, fields]) => {
+      const replies = await this.readEach(
+        accounts.map((a) => this.journalKey(a)),
+        (main, key) => main.xrange(key, '-', '+'),
+      );
+      replies.forEach((value, j) => {
+        const entries = value.map(([, fields]) => {
           const entry: Record<string, string> = {};
           for (let k = 0; k < fields.length; k += 2) entry[fields[k]] = fields[k + 1];
           return entry as unknown as JournalEntry;
@@ -745,7 +776,9 @@ export class ChaosRun {
    */
   async classify(): Promise<Verdict> {
     const ids = [...this.published.keys()];
-    const markers = await this.pipelineExists(ids.map((id) => `mp:processed:${QUEUE}:${id}`));
+    const markers = await this.pipelineExists(
+      ids.map((id) => this.markerKey(id, this.published.get(id)?.accountId)),
+    );
     const { dead, described } = await this.drainDlq();
     const depths = await this.queueDepths();
     const waiting = Object.entries(depths)
@@ -785,7 +818,7 @@ export class ChaosRun {
     // each bad input: dead-lettered exactly once, with its reason, and never applied
     const deadLettered: Record<string, number> = {};
     const badMarkers = await this.pipelineExists(
-      [...this.bad.keys()].map((id) => `mp:processed:${QUEUE}:${id}`),
+      [...this.bad.entries()].map(([id, { accountId }]) => this.markerKey(id, accountId)),
     );
     [...this.bad.entries()].forEach(([id, { reason }], i) => {
       const reasons = deadById.get(id) ?? [];
@@ -805,7 +838,10 @@ export class ChaosRun {
         expected.set(tx.accountId, (expected.get(tx.accountId) ?? 0) + tx.amountCents);
       }
     }
-    const balances = await this.main.mget(this.accounts.map((a) => `ledger:balance:${a}`));
+    const balances = await this.readEach(
+      this.accounts.map((a) => `ledger:balance:${a}`),
+      (main, key) => main.get(key),
+    );
     const balanceErrors = this.accounts.filter(
       (a, i) => Number(balances[i] ?? 0) !== (expected.get(a) ?? 0),
     ).length;
@@ -909,14 +945,39 @@ export class ChaosRun {
   }
 
   private async pipelineExists(keys: readonly string[]): Promise<boolean[]> {
-    const out: boolean[] = [];
+    const replies = await this.readEach(keys, (main, key) => main.exists(key));
+    return replies.map((value) => value === 1);
+  }
+
+  /**
+   * `read` of every key, a thousand at a time: sent together, each to the node of its slot on a
+   * Redis Cluster (where one pipeline must stay on one node). Rejects with the first error.
+   */
+  private async readEach<T>(
+    keys: readonly string[],
+    read: (main: RedisClient, key: string) => Promise<T>,
+  ): Promise<T[]> {
+    const out: T[] = [];
     for (let i = 0; i < keys.length; i += 1_000) {
-      const pipeline = this.main.pipeline();
-      for (const key of keys.slice(i, i + 1_000)) pipeline.exists(key);
-      const replies = (await pipeline.exec()) ?? [];
-      for (const [, value] of replies) out.push(value === 1);
+      out.push(...(await Promise.all(keys.slice(i, i + 1_000).map((key) => read(this.main, key)))));
     }
     return out;
+  }
+
+  /**
+   * The processed marker of `messageId`, as the service names it: on a Redis Cluster, in the
+   * slot of its account's balance (the ledger's `effect.slotKey`), from the raw payload's
+   * accountId (`undefined` when it had none, as the service reads it).
+   */
+  private markerKey(messageId: string, accountId: string | undefined): string {
+    if (!this.options.redisCluster) return `mp:processed:${QUEUE}:${messageId}`;
+    return `mp:processed:${slotTagOf(`ledger:balance:${String(accountId)}`)}${QUEUE}:${messageId}`;
+  }
+
+  /** The effect journal of `account`, as the service names it (see {@link markerKey}). */
+  private journalKey(account: string): string {
+    if (!this.options.redisCluster) return `mp:journal:account:${account}`;
+    return `mp:journal:${slotTagOf(`ledger:balance:${account}`)}account:${account}`;
   }
 
   /**
@@ -939,13 +1000,15 @@ export class ChaosRun {
     await Promise.all(this.services.map((s) => s.exitCode(10_000).catch(() => undefined)));
     await this.connection?.close().catch(() => undefined);
     try {
-      if (this.main) await this.deleteRunKeys(this.main);
+      // a cluster of the run's own goes with the run; the shared Redis is cleaned key by key
+      if (this.main && !this.redisClusterGroup) await this.deleteRunKeys(this.main);
     } finally {
       this.main?.disconnect();
       this.oracle?.disconnect();
       await this.oracleServer?.stop();
       await this.mainServer?.stop();
       await this.sentinelGroup?.stop();
+      await this.redisClusterGroup?.stop();
       if (this.mainDir) rmSync(this.mainDir, { recursive: true, force: true });
       if (this.vhost) {
         await this.vhost.delete();
@@ -957,7 +1020,8 @@ export class ChaosRun {
     }
   }
 
-  private async deleteRunKeys(main: Redis): Promise<void> {
+  private async deleteRunKeys(main: RedisClient): Promise<void> {
+    if (isClusterClient(main)) throw new Error('deleteRunKeys scans one server: not a cluster');
     const prefix = `c${this.id}-`;
     for (const pattern of [
       `ledger:*:${prefix}*`,
@@ -973,5 +1037,15 @@ export class ChaosRun {
     }
     // the schema-invalid bad input is locked on its (invalid) account before validation
     await main.del('mp:lock:account:bad id!', 'mp:fence:account:bad id!');
+  }
+}
+
+/** The accountId a bad input's body names, when it parses as JSON with one; else undefined. */
+function accountOf(body: Buffer): string | undefined {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { accountId?: unknown };
+    return typeof parsed.accountId === 'string' ? parsed.accountId : undefined;
+  } catch {
+    return undefined;
   }
 }

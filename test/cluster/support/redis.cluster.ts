@@ -1,0 +1,214 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { TestRedisServer } from '../../e2e/support/redis.server.js';
+import { waitFor } from '../../e2e/support/wait-for.js';
+
+const run = promisify(execFile);
+
+/** One node as `CLUSTER NODES` lists it. */
+interface ClusterNode {
+  readonly id: string;
+  readonly port: number;
+  readonly role: 'master' | 'slave';
+  readonly failed: boolean;
+  /** The master's id, for a replica. */
+  readonly masterId: string | undefined;
+  /** Slots this master serves (0 for a replica). */
+  readonly slots: number;
+}
+
+/**
+ * A Redis Cluster of the test's own on loopback ports of its own: three masters and one replica
+ * each (the machine's `redis-server` with `--cluster-enabled`, joined by `redis-cli --cluster
+ * create`), a node declared failed after 1 s (`cluster-node-timeout`), every node with the same
+ * password. `stop` stops exactly these processes.
+ */
+export class TestRedisCluster {
+  private constructor(
+    private readonly dir: string,
+    private readonly password: string,
+    readonly nodes: TestRedisServer[],
+  ) {}
+
+  static async start(password: string): Promise<TestRedisCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
+    const cluster = new TestRedisCluster(dir, password, []);
+    try {
+      for (let i = 0; i < 6; i++) {
+        // each node its own directory: its nodes.conf and a replica's RDB are its own
+        const own = join(dir, `node-${i}`);
+        mkdirSync(own);
+        cluster.nodes.push(
+          await TestRedisServer.start([
+            '--dir',
+            own,
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            'nodes.conf',
+            '--cluster-node-timeout',
+            '1000',
+            '--requirepass',
+            password,
+            '--masterauth',
+            password,
+          ]),
+        );
+      }
+      await run(
+        'redis-cli',
+        [
+          '--cluster',
+          'create',
+          ...cluster.nodes.map((n) => `127.0.0.1:${n.port}`),
+          '--cluster-replicas',
+          '1',
+          '--cluster-yes',
+        ],
+        // the password from the environment: never on a command line another process can read
+        { env: { ...process.env, REDISCLI_AUTH: password }, timeout: 60_000 },
+      );
+      await waitFor(
+        'every slot served, every replica in sync',
+        async () => {
+          for (const node of cluster.nodes) {
+            const info = await cluster.ask(node.port, (c) => c.call('CLUSTER', 'INFO'));
+            if (typeof info !== 'string' || !info.includes('cluster_state:ok')) return false;
+          }
+          const nodes = await cluster.clusterNodes();
+          if (nodes.filter((n) => n.role === 'master' && n.slots > 0).length !== 3) return false;
+          for (const replica of nodes.filter((n) => n.role === 'slave')) {
+            if (!(await cluster.inSync(replica.port))) return false;
+          }
+          return true;
+        },
+        60_000,
+        250,
+      );
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** `redis+cluster://` URL of the cluster (every node a seed), with the password. */
+  get url(): string {
+    const hosts = this.nodes.map((n) => `127.0.0.1:${n.port}`).join(',');
+    return `redis+cluster://:${encodeURIComponent(this.password)}@${hosts}`;
+  }
+
+  /** The cluster's nodes as the first node that answers lists them. */
+  async clusterNodes(): Promise<ClusterNode[]> {
+    for (const node of this.nodes) {
+      const text = await this.ask(node.port, (c) => c.call('CLUSTER', 'NODES'));
+      if (typeof text === 'string') return parseNodes(text);
+    }
+    throw new Error('no cluster node answered');
+  }
+
+  /** The port of the master that serves `slot`. */
+  async masterOf(slot: number): Promise<number> {
+    for (const node of this.nodes) {
+      const slots = await this.ask(node.port, (c) => c.call('CLUSTER', 'SLOTS'));
+      if (!Array.isArray(slots)) continue;
+      for (const range of slots as [number, number, [string, number]][]) {
+        if (slot >= range[0] && slot <= range[1]) return Number(range[2][1]);
+      }
+    }
+    throw new Error(`no node serves slot ${slot}`);
+  }
+
+  /** SIGKILLs the master on `port`. */
+  async killNode(port: number): Promise<void> {
+    const node = this.nodes.find((n) => n.port === port);
+    if (!node) throw new Error(`${port} is not one of the cluster's nodes`);
+    await node.stop();
+  }
+
+  /**
+   * Resolves with the port of the node that serves `slot` once it is another node than
+   * `oldPort` (its replica, promoted) and the cluster answers for every slot again.
+   */
+  async awaitPromotion(slot: number, oldPort: number, timeoutMs = 60_000): Promise<number> {
+    let promoted = oldPort;
+    await waitFor(
+      `slot ${slot} served by a promoted replica`,
+      async () => {
+        promoted = await this.masterOf(slot);
+        if (promoted === oldPort) return false;
+        const info = await this.ask(promoted, (c) => c.call('CLUSTER', 'INFO'));
+        return typeof info === 'string' && info.includes('cluster_state:ok');
+      },
+      timeoutMs,
+      100,
+    );
+    return promoted;
+  }
+
+  /** Whether the replica on `port` has its link to its master up, its first sync done. */
+  private async inSync(port: number): Promise<boolean> {
+    const info = await this.ask(port, (c) => c.info('replication'));
+    return (
+      typeof info === 'string' &&
+      info.includes('master_link_status:up') &&
+      info.includes('master_sync_in_progress:0')
+    );
+  }
+
+  /** Runs `ask` on a short-lived client of the node on `port`; false if it does not answer. */
+  private async ask<T>(port: number, ask: (c: Redis) => Promise<T>): Promise<T | false> {
+    const client = new Redis({
+      port,
+      host: '127.0.0.1',
+      password: this.password,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      protocol: 2,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return await ask(client);
+    } catch {
+      return false;
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.stop()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `CLUSTER NODES` text: `<id> <ip:port@cport> <flags> <master> <ping> <pong> <epoch> <link> <slot>…`. */
+function parseNodes(text: string): ClusterNode[] {
+  return text
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [id, address, flags, master, , , , , ...ranges] = line.trim().split(' ');
+      const port = Number(address.split('@')[0].split(':').pop());
+      const slots = ranges
+        .filter((r) => !r.startsWith('['))
+        .reduce((sum, r) => {
+          const [from, to] = r.split('-').map(Number);
+          return sum + (to === undefined ? 1 : to - from + 1);
+        }, 0);
+      return {
+        id,
+        port,
+        role: flags.includes('master') ? 'master' : 'slave',
+        failed: flags.includes('fail'),
+        masterId: master === '-' ? undefined : master,
+        slots,
+      } as const;
+    });
+}

@@ -572,6 +572,28 @@ describe('MessageHandlerExplorer retry options', () => {
   }
 
   @Injectable()
+  class SlotKeyOnMarkerAfterHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      effect: { kind: 'marker-after', slotKey: () => 'k' } as unknown as { kind: 'marker-after' },
+    })
+    apply(): void {}
+  }
+
+  @Injectable()
+  class SlotKeyNotAFunctionHandler {
+    @MessageHandler({
+      exchange: 'ledger',
+      routingKey: 'transfer.created',
+      queue: 'ledger.transfers',
+      effect: { kind: 'redis-commit', slotKey: 'balance' as unknown as () => string },
+    })
+    apply(): void {}
+  }
+
+  @Injectable()
   class RedisCommitUnlockedHandler {
     @MessageHandler({
       exchange: 'ledger',
@@ -658,6 +680,18 @@ describe('MessageHandlerExplorer retry options', () => {
     expect(error).toHaveProperty(
       'message',
       'BadLockKeyHandler.apply: "lockKey" must be a function of the payload, or false for no lock',
+    );
+  });
+
+  it.each([
+    ['on another effect kind', SlotKeyOnMarkerAfterHandler],
+    ['that is not a function', SlotKeyNotAFunctionHandler],
+  ])('refuses an effect.slotKey %s', async (_case, handler) => {
+    const error = await exploreError(handler);
+    expect(error).toBeInstanceOf(HandlerConfigurationError);
+    expect(error).toHaveProperty(
+      'message',
+      `${handler.name}.apply: "effect.slotKey" is a function of the payload, for effect 'redis-commit' only`,
     );
   });
 

@@ -3,6 +3,7 @@ import type { ConsumeMessage, XDeath } from 'amqplib';
 import { FakeChannel } from '../support/fake-channel.js';
 import pino from 'pino';
 import type { IdempotencyStore } from '../../../src/messaging/idempotency.store.js';
+import { keySlot, slotTagOf } from '../../../src/redis/key-slot.js';
 import type { MessageContext, ProcessedMarker } from '../../../src/messaging/message.context.js';
 import type {
   EffectKind,
@@ -162,8 +163,13 @@ class FakePublisher {
 class FakeIdempotency {
   readonly marked: string[] = [];
 
-  marker(queue: string, messageId: string): ProcessedMarker {
-    return { key: `mp:processed:${queue}:${messageId}`, ttlSeconds: 60 };
+  /** @param clustered as on a Redis Cluster: markers start with the slot's hash tag */
+  constructor(readonly clustered = false) {}
+
+  marker(queue: string, messageId: string, slotTag?: string): ProcessedMarker {
+    return slotTag === undefined
+      ? { key: `mp:processed:${queue}:${messageId}`, ttlSeconds: 60 }
+      : { key: `mp:processed:${slotTag}${queue}:${messageId}`, ttlSeconds: 60, slotTag };
   }
 
   isProcessed(): Promise<boolean> {
@@ -286,13 +292,17 @@ interface SetupOptions {
   readonly lockKey?: ((payload: never) => string) | 'message-id' | false;
   /** Runs inside the handler, with its context. */
   readonly during?: (context: MessageContext) => void;
+  /** The service's Redis is a Redis Cluster (default false). */
+  readonly clustered?: boolean;
+  /** A `redis-commit` handler's `effect.slotKey`. */
+  readonly slotKey?: (payload: never) => string;
 }
 
 function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
   const effects: Effect[] = [];
   const attempts: number[] = [];
   const contexts: MessageContext[] = [];
-  const idempotency = new FakeIdempotency();
+  const idempotency = new FakeIdempotency(opts.clustered);
   const locks = new FakeLocks(opts.locksAtCommit ?? true);
   const stop = new AbortController();
   const metrics = new FakeMetrics();
@@ -305,6 +315,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
       prefetch: undefined,
       effect: opts.effect ?? 'marker-after',
       lockKey: opts.lockKey ?? false,
+      ...(opts.slotKey ? { slotKey: opts.slotKey } : {}),
       retry: DEFAULT_POLICY,
       nonRetryable: [],
       killSwitch: KILL_SWITCH,
@@ -422,6 +433,72 @@ describe('MessageProcessor', () => {
     const { process, effects, attempts } = setup('succeed');
     await process(ledgerDelivery({ 'x-delivery-count': MAX_UNSETTLED_DELIVERIES - 1 }));
     expect(attempts).toEqual([MAX_UNSETTLED_DELIVERIES]);
+    expect(effects.map((e) => e.kind)).toEqual(['ack']);
+  });
+});
+
+describe('MessageProcessor on a Redis Cluster', () => {
+  const account = (tx: { accountId: string }): string => `account:${tx.accountId}`;
+
+  it("puts the marker and the lock in the lock key's slot", async () => {
+    const { process, locks, contexts, idempotency } = setup('succeed', {
+      clustered: true,
+      lockKey: account,
+    });
+    await process(ledgerDelivery({}));
+    const tag = slotTagOf('account:acc-42');
+    expect(locks.requests).toEqual([
+      { key: `${tag}account:acc-42`, markerKey: `mp:processed:${tag}${QUEUE}:tx-0001` },
+    ]);
+    expect(contexts[0].lockKey).toBe(`${tag}account:acc-42`);
+    expect(contexts[0].processedMarker?.slotTag).toBe(tag);
+    expect(idempotency.marked).toEqual([`mp:processed:${tag}${QUEUE}:tx-0001`]);
+  });
+
+  it("puts them in the slot of the handler's effect.slotKey when it names one", async () => {
+    const { process, contexts } = setup('succeed', {
+      clustered: true,
+      effect: 'redis-commit',
+      lockKey: account,
+      slotKey: (tx: { accountId: string }) => `ledger:balance:${tx.accountId}`,
+    });
+    await process(ledgerDelivery({}));
+    const tag = slotTagOf('ledger:balance:acc-42');
+    expect(contexts[0].lockKey).toBe(`${tag}account:acc-42`);
+    expect(contexts[0].processedMarker?.key).toBe(`mp:processed:${tag}${QUEUE}:tx-0001`);
+    expect(keySlot(contexts[0].processedMarker?.key ?? '')).toBe(keySlot('ledger:balance:acc-42'));
+  });
+
+  it('dead-letters without running the handler when slotKey throws', async () => {
+    const { process, attempts, effects } = setup('succeed', {
+      clustered: true,
+      effect: 'redis-commit',
+      lockKey: account,
+      slotKey: () => {
+        throw new Error('no account');
+      },
+    });
+    await process(ledgerDelivery({}));
+    expect(attempts).toEqual([]);
+    const publish = onlyPublish(effects);
+    expect(publish.exchange).toBe('ledger.dlx');
+    expect(publish.options.headers).toMatchObject({ 'x-exception-type': 'InvalidLockKeyError' });
+  });
+
+  it('on one server, never calls slotKey and keeps the names untagged', async () => {
+    const { process, contexts, effects } = setup('succeed', {
+      effect: 'redis-commit',
+      lockKey: account,
+      slotKey: () => {
+        throw new Error('not to be called');
+      },
+    });
+    await process(ledgerDelivery({}));
+    expect(contexts[0].lockKey).toBe('account:acc-42');
+    expect(contexts[0].processedMarker).toEqual({
+      key: `mp:processed:${QUEUE}:tx-0001`,
+      ttlSeconds: 60,
+    });
     expect(effects.map((e) => e.kind)).toEqual(['ack']);
   });
 });

@@ -7,6 +7,8 @@
 export { MessageProcessorModule } from './message-processor.module.js';
 export type { MessageProcessorOptions } from './message-processor.options.js';
 export { redisClientOptions as messageProcessorRedisOptions } from './redis/redis.connection.js';
+export type { RedisClient } from './redis/redis.connection.js';
+export { keySlot, slotTagOf } from './redis/key-slot.js';
 export { ConfigValidationError, type EnvIssue as ConfigIssue } from './config/env.schema.js';
 
 // handlers, their context and errors, publishing

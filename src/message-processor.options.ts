@@ -1,5 +1,5 @@
 import type { KillSwitchOptions } from './messaging/kill-switch.js';
-import type { Redis } from 'ioredis';
+import { isClusterClient, type RedisClient } from './redis/redis.connection.js';
 import type { Registry, RegistryContentType } from 'prom-client';
 import {
   type AppEnv,
@@ -37,9 +37,10 @@ export interface MessageProcessorOptions {
      * An ioredis client the application already has, instead of `url`: used as it is and not
      * closed by the module. Create it with {@link messageProcessorRedisOptions} to keep the
      * module's behaviour when Redis is down (commands fail at once and the message waits in the
-     * queue, instead of queueing in memory).
+     * queue, instead of queueing in memory). A `Cluster` client works as a `redis+cluster://`
+     * URL does.
      */
-    readonly client?: Redis;
+    readonly client?: RedisClient;
   };
   readonly lock?: {
     /** Lease of a lock; the watchdog extends it while its handler runs (`LOCK_TTL_MS`, 30 000). */
@@ -98,8 +99,16 @@ export interface MessageProcessorOptions {
   readonly logLevel?: LogLevel;
 }
 
-/** `redis://host:port/db` of a client (no password: for logs and health bodies). */
-export function describeClient(client: Redis): string {
+/**
+ * `redis://host:port/db` of a client, `redis+cluster://host:port,…` of a cluster's masters (no
+ * password: for logs and health bodies).
+ */
+export function describeClient(client: RedisClient): string {
+  if (isClusterClient(client)) {
+    // the masters it knows; none before its first connection: a label, for logs
+    const nodes = client.nodes('master').map((n) => `${n.options.host}:${n.options.port}`);
+    return `redis+cluster://${nodes.length > 0 ? nodes.join(',') : 'application-client'}`;
+  }
   const { host, port, db } = client.options;
   return `redis://${host ?? 'localhost'}:${port ?? 6379}/${db ?? 0}`;
 }

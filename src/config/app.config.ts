@@ -1,6 +1,6 @@
 import type { KillSwitchPolicy } from '../messaging/kill-switch.js';
 import type { ValueProvider } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/redis.connection.js';
 import { registerAs } from '@nestjs/config';
 import {
   type AppEnv,
@@ -38,7 +38,7 @@ export interface RedisSettings {
   /** The server (without a password when it describes a client the application gave). */
   readonly url: string;
   /** A client the application already has, used instead of one made from `url` (and not closed). */
-  readonly client?: Redis;
+  readonly client?: RedisClient;
 }
 
 export interface LockSettings {

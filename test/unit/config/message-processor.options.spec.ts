@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Cluster, Redis } from 'ioredis';
 import { ConfigValidationError, loadEnv } from '../../../src/config/env.schema.js';
 import { optionsFromEnv, resolveOptions } from '../../../src/message-processor.options.js';
 
@@ -95,5 +96,19 @@ describe('MessageProcessorModule options', () => {
       LOG_FORMAT: 'json',
     });
     expect(resolveOptions(optionsFromEnv(env))).toEqual({ ...env, ledgerStore: 'redis' });
+  });
+
+  it("labels a client the application gives by its address, a cluster's before it connects", () => {
+    const server = new Redis({ host: 'cache', port: 6380, db: 2, lazyConnect: true });
+    const cluster = new Cluster([{ host: 'seed', port: 7000 }], { lazyConnect: true });
+    try {
+      expect(resolveOptions({ redis: { client: server } }).redisUrl).toBe('redis://cache:6380/2');
+      expect(resolveOptions({ redis: { client: cluster } }).redisUrl).toBe(
+        'redis+cluster://application-client',
+      );
+    } finally {
+      server.disconnect();
+      cluster.disconnect();
+    }
   });
 });

@@ -463,19 +463,7 @@ function lockKeyOf(
   if (custom === 'message-id') {
     return log.messageId === undefined ? undefined : `msg:${log.queue}:${log.messageId}`;
   }
-  let key: unknown;
-  try {
-    key = (custom as (payload: unknown) => unknown)(payload);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    return new InvalidLockKeyError(`lockKey threw: ${reason}`);
-  }
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_LOCK_KEY_LENGTH) {
-    return new InvalidLockKeyError(
-      `lockKey must return a string of 1-${MAX_LOCK_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
-    );
-  }
-  return key;
+  return keyFromPayload('lockKey', custom, payload);
 }
 
 /**
@@ -487,17 +475,25 @@ function slotKeyOf(
   payload: unknown,
 ): string | InvalidLockKeyError | undefined {
   const slotKey = handler.options.slotKey;
-  if (slotKey === undefined) return undefined;
+  return slotKey === undefined ? undefined : keyFromPayload('slotKey', slotKey, payload);
+}
+
+/** What a handler's key function (`lockKey`, `slotKey`) returns for `payload`, checked. */
+function keyFromPayload(
+  option: 'lockKey' | 'slotKey',
+  keyOf: (payload: never) => string,
+  payload: unknown,
+): string | InvalidLockKeyError {
   let key: unknown;
   try {
-    key = (slotKey as (payload: unknown) => unknown)(payload);
+    key = (keyOf as (payload: unknown) => unknown)(payload);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    return new InvalidLockKeyError(`slotKey threw: ${reason}`);
+    return new InvalidLockKeyError(`${option} threw: ${reason}`);
   }
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_LOCK_KEY_LENGTH) {
     return new InvalidLockKeyError(
-      `slotKey must return a string of 1-${MAX_LOCK_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
+      `${option} must return a string of 1-${MAX_LOCK_KEY_LENGTH} characters, got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
     );
   }
   return key;

@@ -2,9 +2,8 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { Redis } from 'ioredis';
 import { keySlot, slotTagOf } from '../../src/redis/key-slot.js';
 import { ChaosRun } from '../chaos/support/chaos.harness.js';
-import { hardCriteria, PASSING, recordVerdict, scenarioPause } from '../chaos/support/verdicts.js';
-import { waitFor } from '../e2e/support/wait-for.js';
-import { readiness } from './support/failover.js';
+import { hardCriteria, PASSING } from '../chaos/support/verdicts.js';
+import { redisFailoverUnderLoad } from './support/redis-failover.js';
 
 /**
  * Issue 23: the main Redis is a Redis Cluster (three masters, a replica each, of the test's own;
@@ -30,9 +29,6 @@ describe('high availability: Redis Cluster', () => {
     const run = chaos;
     const cluster = run.redisClusterGroup;
     if (!cluster) throw new Error('no Redis Cluster');
-    const load = run.publishWhile(200);
-    await waitFor('work under way', async () => (await run.effects()) >= 300, 30_000);
-
     // the commit's keys of one account, as the service names them, in one slot on the real
     // cluster: the slot Redis itself computes for each
     const account = run.accountIds[0];
@@ -61,38 +57,14 @@ describe('high availability: Redis Cluster', () => {
     );
     expect(masters.size).toBe(3);
 
-    const dipped = new Set<number>();
-    let watching = true;
-    const watch = (async () => {
-      while (watching) {
-        const statuses = await Promise.all(run.services.map(readiness));
-        statuses.forEach((status, i) => status !== 200 && dipped.add(i));
-        await scenarioPause(50);
-      }
-    })();
-    const killedAt = performance.now();
-    await cluster.killNode(master);
-    const promoted = await cluster.awaitPromotion(slot, master);
-    const promotedMs = performance.now() - killedAt;
-    const effectsAtPromotion = await run.effects();
-    await waitFor(
-      'effects applied after the promotion',
-      async () => (await run.effects()) >= effectsAtPromotion + 200,
-      60_000,
-    );
-    await run.waitReady(run.services);
-    const recoverMs = performance.now() - killedAt;
-    watching = false;
-    await watch;
-    await scenarioPause(2_000);
-    await load.stop();
-    await run.settle(120_000);
-    const verdict = await run.classify();
-    recordVerdict(
+    let promoted = master;
+    const { verdict, promotedMs, recoverMs, dipped } = await redisFailoverUnderLoad(
+      run,
       'Redis Cluster: a master killed under load, its replica promoted',
-      verdict,
-      { detectMs: promotedMs, recoverMs },
-      'cluster-results.jsonl',
+      async () => {
+        await cluster.killNode(master);
+        promoted = await cluster.awaitPromotion(slot, master);
+      },
     );
     expect(promoted).not.toBe(master);
     // what asynchronous replication could have lost: acknowledged effects the promoted replica
@@ -101,7 +73,7 @@ describe('high availability: Redis Cluster', () => {
     expect(hardCriteria(verdict)).toEqual(PASSING);
     expect(verdict.exactlyOnce).toBe(verdict.published);
     process.stdout.write(
-      `redis cluster: promoted after ${Math.round(promotedMs)} ms, effects again and every instance ready ${Math.round(recoverMs)} ms after the kill; readiness dipped on ${dipped.size} of ${run.services.length} instances\n`,
+      `redis cluster: promoted after ${Math.round(promotedMs)} ms, effects again and every instance ready ${Math.round(recoverMs)} ms after the kill; readiness dipped on ${dipped} of ${run.services.length} instances\n`,
     );
   }, 180_000);
 });

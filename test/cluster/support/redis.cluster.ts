@@ -3,8 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
-import { TestRedisServer } from '../../e2e/support/redis.server.js';
+import type { Redis } from 'ioredis';
+import { askRedis, replicaInSync, TestRedisServer } from '../../e2e/support/redis.server.js';
 import { waitFor } from '../../e2e/support/wait-for.js';
 
 const run = promisify(execFile);
@@ -82,7 +82,7 @@ export class TestRedisCluster {
           const nodes = await cluster.clusterNodes();
           if (nodes.filter((n) => n.role === 'master' && n.slots > 0).length !== 3) return false;
           for (const replica of nodes.filter((n) => n.role === 'slave')) {
-            if (!(await cluster.inSync(replica.port))) return false;
+            if (!(await replicaInSync(replica.port, password))) return false;
           }
           return true;
         },
@@ -150,36 +150,9 @@ export class TestRedisCluster {
     return promoted;
   }
 
-  /** Whether the replica on `port` has its link to its master up, its first sync done. */
-  private async inSync(port: number): Promise<boolean> {
-    const info = await this.ask(port, (c) => c.info('replication'));
-    return (
-      typeof info === 'string' &&
-      info.includes('master_link_status:up') &&
-      info.includes('master_sync_in_progress:0')
-    );
-  }
-
   /** Runs `ask` on a short-lived client of the node on `port`; false if it does not answer. */
-  private async ask<T>(port: number, ask: (c: Redis) => Promise<T>): Promise<T | false> {
-    const client = new Redis({
-      port,
-      host: '127.0.0.1',
-      password: this.password,
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      protocol: 2,
-    });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      return await ask(client);
-    } catch {
-      return false;
-    } finally {
-      client.disconnect();
-    }
+  private ask<T>(port: number, ask: (c: Redis) => Promise<T>): Promise<T | false> {
+    return askRedis(port, this.password, ask);
   }
 
   async stop(): Promise<void> {

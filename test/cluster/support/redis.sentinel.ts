@@ -4,7 +4,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, TestRedisServer } from '../../e2e/support/redis.server.js';
+import {
+  askRedis,
+  freePort,
+  replicaInSync,
+  TestRedisServer,
+} from '../../e2e/support/redis.server.js';
 import { waitFor } from '../../e2e/support/wait-for.js';
 
 /** The primary's name in the sentinels' configuration. */
@@ -23,6 +28,14 @@ export class TestSentinelGroup {
     private readonly sentinelPorts: number[],
     private readonly sentinels: ChildProcess[],
   ) {}
+
+  /**
+   * What the first sentinel announced since the group was ready (`+sdown`, `+odown`,
+   * `+switch-master`, `+slave-reconf-done`), each with the ms since then: how many failovers a
+   * run saw, and which node each declared down.
+   */
+  readonly events: string[] = [];
+  private watcher: Redis | undefined;
 
   static async start(password: string): Promise<TestSentinelGroup> {
     const dir = mkdtempSync(join(tmpdir(), 'sentinel-'));
@@ -54,7 +67,7 @@ export class TestSentinelGroup {
         'the replicas in sync, the sentinels see them and each other',
         async () => {
           for (const replica of group.data.slice(1)) {
-            if (!(await group.inSync(replica.port))) return false;
+            if (!(await replicaInSync(replica.port, password))) return false;
           }
           for (const port of group.sentinelPorts) {
             const ok = await group.askSentinel(port, async (s) => {
@@ -69,11 +82,23 @@ export class TestSentinelGroup {
         60_000,
         250,
       );
+      await group.watchEvents();
     } catch (error) {
       await group.stop();
       throw error;
     }
     return group;
+  }
+
+  private async watchEvents(): Promise<void> {
+    const watcher = new Redis({ port: this.sentinelPorts[0], host: '127.0.0.1', protocol: 2 });
+    watcher.on('error', () => undefined);
+    this.watcher = watcher;
+    const since = performance.now();
+    watcher.on('message', (channel: string, message: string) => {
+      this.events.push(`${Math.round(performance.now() - since)} ms ${channel} ${message}`);
+    });
+    await watcher.subscribe('+sdown', '+odown', '+switch-master', '+slave-reconf-done');
   }
 
   private async startSentinel(primaryPort: number): Promise<void> {
@@ -101,39 +126,9 @@ export class TestSentinelGroup {
     );
   }
 
-  /** Whether the replica on `port` has its link to the primary up, its first sync done. */
-  private async inSync(port: number): Promise<boolean> {
-    const client = new Redis({ port, host: '127.0.0.1', password: this.password, protocol: 2 });
-    client.on('error', () => undefined);
-    try {
-      const info = await client.info('replication');
-      return info.includes('master_link_status:up') && info.includes('master_sync_in_progress:0');
-    } catch {
-      return false;
-    } finally {
-      client.disconnect();
-    }
-  }
-
   /** Runs `ask` on a short-lived client of the sentinel on `port`; false if it does not answer. */
-  private async askSentinel<T>(port: number, ask: (s: Redis) => Promise<T>): Promise<T | false> {
-    const client = new Redis({
-      port,
-      host: '127.0.0.1',
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      protocol: 2,
-    });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      return await ask(client);
-    } catch {
-      return false;
-    } finally {
-      client.disconnect();
-    }
+  private askSentinel<T>(port: number, ask: (s: Redis) => Promise<T>): Promise<T | false> {
+    return askRedis(port, undefined, ask);
   }
 
   /** `redis+sentinel://` URL of the group, with the data nodes' password. */
@@ -179,6 +174,7 @@ export class TestSentinelGroup {
   }
 
   async stop(): Promise<void> {
+    this.watcher?.disconnect();
     await Promise.all(
       this.sentinels.map(async (child) => {
         if (child.exitCode !== null || child.signalCode !== null) return;

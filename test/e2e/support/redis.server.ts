@@ -16,6 +16,45 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * Runs `ask` on a short-lived client of the server on `port` (with `password`, if given): no
+ * retry, no reconnect. False if the server does not answer or `ask` fails.
+ */
+export async function askRedis<T>(
+  port: number,
+  password: string | undefined,
+  ask: (client: Redis) => Promise<T>,
+): Promise<T | false> {
+  const client = new Redis({
+    port,
+    host: '127.0.0.1',
+    password,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    protocol: 2,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await ask(client);
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Whether the replica on `port` has its link to its primary up and its first sync done. */
+export async function replicaInSync(port: number, password: string): Promise<boolean> {
+  const info = await askRedis(port, password, (c) => c.info('replication'));
+  return (
+    typeof info === 'string' &&
+    info.includes('master_link_status:up') &&
+    info.includes('master_sync_in_progress:0')
+  );
+}
+
 /** A Redis server of the test's own, on its own port, that the test may stop and restart. */
 export class TestRedisServer {
   private process: ChildProcess | undefined;

@@ -30,12 +30,12 @@ export class TestSentinelGroup {
   ) {}
 
   /**
-   * What the first sentinel announced since the group was ready (`+sdown`, `+odown`,
-   * `+switch-master`, `+slave-reconf-done`), each with the ms since then: how many failovers a
-   * run saw, and which node each declared down.
+   * What the sentinels announced since the group was ready (`+sdown`, `+odown`, `+tilt`,
+   * `+switch-master`, `+promoted-slave`, `+slave-reconf-done`, `+convert-to-slave`), each with
+   * the ms since then and the sentinel that said it: how many failovers a run saw, and why.
    */
   readonly events: string[] = [];
-  private watcher: Redis | undefined;
+  private readonly watchers: Redis[] = [];
 
   static async start(password: string): Promise<TestSentinelGroup> {
     const dir = mkdtempSync(join(tmpdir(), 'sentinel-'));
@@ -91,14 +91,26 @@ export class TestSentinelGroup {
   }
 
   private async watchEvents(): Promise<void> {
-    const watcher = new Redis({ port: this.sentinelPorts[0], host: '127.0.0.1', protocol: 2 });
-    watcher.on('error', () => undefined);
-    this.watcher = watcher;
     const since = performance.now();
-    watcher.on('message', (channel: string, message: string) => {
-      this.events.push(`${Math.round(performance.now() - since)} ms ${channel} ${message}`);
-    });
-    await watcher.subscribe('+sdown', '+odown', '+switch-master', '+slave-reconf-done');
+    for (const [i, port] of this.sentinelPorts.entries()) {
+      const watcher = new Redis({ port, host: '127.0.0.1', protocol: 2 });
+      watcher.on('error', () => undefined);
+      this.watchers.push(watcher);
+      watcher.on('message', (channel: string, message: string) => {
+        this.events.push(
+          `${Math.round(performance.now() - since)} ms sentinel ${i + 1}: ${channel} ${message}`,
+        );
+      });
+      await watcher.subscribe(
+        '+sdown',
+        '+odown',
+        '+tilt',
+        '+switch-master',
+        '+promoted-slave',
+        '+slave-reconf-done',
+        '+convert-to-slave',
+      );
+    }
   }
 
   private async startSentinel(primaryPort: number): Promise<void> {
@@ -174,7 +186,7 @@ export class TestSentinelGroup {
   }
 
   async stop(): Promise<void> {
-    this.watcher?.disconnect();
+    for (const watcher of this.watchers) watcher.disconnect();
     await Promise.all(
       this.sentinels.map(async (child) => {
         if (child.exitCode !== null || child.signalCode !== null) return;

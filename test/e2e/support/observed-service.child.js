@@ -45,7 +45,7 @@ const WORKING_KEY = `oracle:working:${process.pid}`;
  */
 const COMMIT_CHECKS = {
   'no-lock-check':
-    "    if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end\n",
+    "    if given(KEYS[2]) and redis.call('EXISTS', KEYS[2]) == 1 then return {2} end\n",
   'no-fencing': '    if mine < applied then\n      release()\n      return {-1}\n    end\n',
 };
 if (control === 'no-lock-check' || control === 'no-fencing') {

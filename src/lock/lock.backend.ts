@@ -61,7 +61,7 @@ export class SingleLockBackend implements LockBackend {
   }
 
   redisKeyOf(key: string): string {
-    return LOCK_KEY_PREFIX + key;
+    return this.server.keyOf(LOCK_KEY_PREFIX, key);
   }
 
   async tryAcquire(

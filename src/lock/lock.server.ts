@@ -1,4 +1,4 @@
-import { keySlot } from '../redis/key-slot.js';
+import { keySlot, slotTagOf } from '../redis/key-slot.js';
 import { isClusterClient, type RedisClient } from '../redis/redis.connection.js';
 import { FENCE_KEY_PREFIX, FENCE_TTL_MS, LOCK_KEY_PREFIX } from './lock.constants.js';
 import { LockUnavailableError } from './lock.errors.js';
@@ -18,6 +18,9 @@ export type TokenReply = 'ok' | 'expired' | 'taken';
 
 /** Every lock operation, batched per server and turn ({@link LockServer}). */
 const LOCK_OPS = RedisScript.load('lock-ops-0.lua');
+
+/** A key whose first characters are a hash tag (`{…}`, not empty): the slot of its keys. */
+const STARTS_WITH_TAG = /^\{[^}]+\}/;
 
 /** Operations per script call at most: a call blocks the server while it runs (µs each). */
 const MAX_OPS_PER_CALL = 256;
@@ -66,11 +69,11 @@ export class LockServer {
     markerKey = '',
     proposedFence?: number,
   ): Promise<AcquireReply> {
-    const lockKey = LOCK_KEY_PREFIX + key;
+    const lockKey = this.keyOf(LOCK_KEY_PREFIX, key);
     // on a Redis Cluster, no marker is '!' and a key of the lock's slot, not '' (slot 0)
     const marker = markerKey === '' && this.client.isCluster ? `!${lockKey}` : markerKey;
     const call = this.ask(
-      [lockKey, FENCE_KEY_PREFIX + key, marker],
+      [lockKey, this.keyOf(FENCE_KEY_PREFIX, key), marker],
       [
         'a',
         token,
@@ -94,12 +97,12 @@ export class LockServer {
   }
 
   async extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<TokenReply> {
-    const call = this.ask([LOCK_KEY_PREFIX + key], ['e', token, String(ttlMs)]);
+    const call = this.ask([this.keyOf(LOCK_KEY_PREFIX, key)], ['e', token, String(ttlMs)]);
     return tokenReply(await this.within(call, deadlineMs, 'extend'));
   }
 
   async release(key: string, token: string, deadlineMs: number): Promise<TokenReply> {
-    const call = this.ask([LOCK_KEY_PREFIX + key], ['r', token]);
+    const call = this.ask([this.keyOf(LOCK_KEY_PREFIX, key)], ['r', token]);
     return tokenReply(await this.within(call, deadlineMs, 'release'));
   }
 
@@ -111,10 +114,21 @@ export class LockServer {
     deadlineMs: number,
   ): Promise<boolean> {
     const call = this.ask(
-      [LOCK_KEY_PREFIX + key, FENCE_KEY_PREFIX + key],
+      [this.keyOf(LOCK_KEY_PREFIX, key), this.keyOf(FENCE_KEY_PREFIX, key)],
       ['f', token, String(fencingToken), String(FENCE_TTL_MS)],
     );
     return (await this.within(call, deadlineMs, 'raise fence')) === 1;
+  }
+
+  /**
+   * The Redis key of a lock's `key` under `prefix`. On a Redis Cluster the lock and its fence
+   * must share a slot: a key that does not start with a hash tag gets its own slot's (the
+   * service's Redis being a cluster, the message path tags its keys already; a Redlock server
+   * that is a cluster while the service's Redis is not gets them here).
+   */
+  keyOf(prefix: string, key: string): string {
+    if (!this.client.isCluster || STARTS_WITH_TAG.test(key)) return prefix + key;
+    return prefix + slotTagOf(key) + key;
   }
 
   /** Queues one operation for the call at the end of this turn. */

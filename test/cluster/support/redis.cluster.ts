@@ -9,6 +9,9 @@ import { waitFor } from '../../e2e/support/wait-for.js';
 
 const run = promisify(execFile);
 
+/** Hash slots of a Redis Cluster. */
+const SLOTS = 16_384;
+
 /** One node as `CLUSTER NODES` lists it. */
 interface ClusterNode {
   readonly id: string;
@@ -38,27 +41,7 @@ export class TestRedisCluster {
     const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
     const cluster = new TestRedisCluster(dir, password, []);
     try {
-      for (let i = 0; i < 6; i++) {
-        // each node its own directory: its nodes.conf and a replica's RDB are its own
-        const own = join(dir, `node-${i}`);
-        mkdirSync(own);
-        cluster.nodes.push(
-          await TestRedisServer.start([
-            '--dir',
-            own,
-            '--cluster-enabled',
-            'yes',
-            '--cluster-config-file',
-            'nodes.conf',
-            '--cluster-node-timeout',
-            '1000',
-            '--requirepass',
-            password,
-            '--masterauth',
-            password,
-          ]),
-        );
-      }
+      for (let i = 0; i < 6; i++) await cluster.startNode(i);
       await run(
         'redis-cli',
         [
@@ -94,6 +77,53 @@ export class TestRedisCluster {
       throw error;
     }
     return cluster;
+  }
+
+  /**
+   * A cluster of one node that serves every slot: what a client sees of a Redis Cluster (slots,
+   * CROSSSLOT, the cluster commands) at the cost of one process, for tests that need several.
+   */
+  static async startOneNode(password: string): Promise<TestRedisCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
+    const cluster = new TestRedisCluster(dir, password, []);
+    try {
+      await cluster.startNode(0);
+      const port = cluster.nodes[0].port;
+      await cluster.ask(port, (c) => c.call('CLUSTER', 'ADDSLOTSRANGE', '0', String(SLOTS - 1)));
+      await waitFor('the node serves every slot', async () => {
+        const info = await cluster.ask(port, (c) => c.call('CLUSTER', 'INFO'));
+        return typeof info === 'string' && info.includes('cluster_state:ok');
+      });
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** Starts the cluster's node number `n`, in a directory of its own (its nodes.conf, its RDB). */
+  private async startNode(n: number): Promise<void> {
+    const own = join(this.dir, `node-${n}`);
+    mkdirSync(own);
+    this.nodes.push(
+      await TestRedisServer.start([
+        '--dir',
+        own,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        '1000',
+        // a node alone knows no address of its own until another node tells it one
+        '--cluster-announce-ip',
+        '127.0.0.1',
+        '--requirepass',
+        this.password,
+        '--masterauth',
+        this.password,
+      ]),
+    );
   }
 
   /** `redis+cluster://` URL of the cluster (every node a seed), with the password. */

@@ -55,6 +55,11 @@ export async function replicaInSync(port: number, password: string): Promise<boo
   );
 }
 
+/** The port chosen for a test server was taken by another process before the server bound it. */
+class PortTakenError extends Error {
+  override name = 'PortTakenError';
+}
+
 /** A Redis server of the test's own, on its own port, that the test may stop and restart. */
 export class TestRedisServer {
   private process: ChildProcess | undefined;
@@ -65,10 +70,21 @@ export class TestRedisServer {
     private readonly extraArgs: readonly string[],
   ) {}
 
+  /**
+   * Starts a server on a free port. The port is free when chosen and taken when the server
+   * binds, so another test process may take it in between: then the server that answers is not
+   * this one, which `start` finds out, and a new port is tried.
+   */
   static async start(extraArgs: readonly string[] = []): Promise<TestRedisServer> {
-    const server = new TestRedisServer(await freePort(), extraArgs);
-    await server.start();
-    return server;
+    for (let attempt = 1; ; attempt++) {
+      const server = new TestRedisServer(await freePort(), extraArgs);
+      try {
+        await server.start();
+        return server;
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || attempt >= 3) throw error;
+      }
+    }
   }
 
   get url(): string {
@@ -115,11 +131,25 @@ export class TestRedisServer {
           client.disconnect();
         }
       });
+      // the server that answered is this one: its process id is the child's
+      const pid = await askRedis(this.port, this.password, async (c) => {
+        const info = await c.info('server');
+        return Number(/process_id:(\d+)/.exec(info)?.[1]);
+      });
+      if (pid !== this.process.pid) {
+        throw new PortTakenError(`port ${this.port}: another process answers there`);
+      }
     } catch (error) {
-      // a server that never answered must not outlive the test
+      // a server that never answered (or is not ours) must not outlive the test
       await this.stop();
       throw error;
     }
+  }
+
+  /** The `--requirepass` among the server's arguments, if any. */
+  private get password(): string | undefined {
+    const at = this.extraArgs.indexOf('--requirepass');
+    return at >= 0 ? this.extraArgs[at + 1] : undefined;
   }
 
   async stop(): Promise<void> {

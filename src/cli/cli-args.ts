@@ -1,4 +1,4 @@
-import { parseClusterUrl, parseSentinelUrl, redisUrlKind } from '../config/redis-url.js';
+import { checkHaUrl, redisUrlKind } from '../config/redis-url.js';
 import { redactUrl } from '../config/secret-redaction.js';
 import { ENV_DEFAULTS } from '../config/env.schema.js';
 import { CliUsageError } from './cli.errors.js';
@@ -122,11 +122,9 @@ export function resolveRedisUrl(flag: string | undefined, env: CliEnv): string {
       ? ['--redis-url', flag]
       : ['REDIS_URL', nonEmpty(env.REDIS_URL) ?? ENV_DEFAULTS.REDIS_URL];
   const url = raw.trim();
-  const kind = redisUrlKind(url);
-  if (kind !== 'server') {
+  if (redisUrlKind(url) !== 'server') {
     try {
-      if (kind === 'sentinel') parseSentinelUrl(url);
-      else parseClusterUrl(url);
+      checkHaUrl(url);
     } catch (error) {
       throw new CliUsageError(`${source}: ${(error as Error).message} (got ${redactUrl(url)})`);
     }

@@ -1,4 +1,4 @@
-import { parseClusterUrl, parseSentinelUrl, redisUrlKind, splitRedisUrls } from './redis-url.js';
+import { checkHaUrl, redisUrlKind, splitRedisUrls } from './redis-url.js';
 import { redactUrl } from './secret-redaction.js';
 import { KILL_SWITCH_SAMPLE } from '../messaging/kill-switch.js';
 
@@ -136,12 +136,10 @@ class EnvReader {
       return [];
     }
     for (const url of list) {
-      const kind = redisUrlKind(url);
       const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase() ?? '';
-      if (kind !== 'server' && schemes.includes(scheme)) {
+      if (redisUrlKind(url) !== 'server' && schemes.includes(scheme)) {
         try {
-          if (kind === 'sentinel') parseSentinelUrl(url);
-          else parseClusterUrl(url);
+          checkHaUrl(url);
           continue;
         } catch (error) {
           this.fail(name, `${accepts}; ${(error as Error).message}`, list.map(redactUrl).join(','));

@@ -148,6 +148,16 @@ export function parseClusterUrl(url: string): ClusterTarget {
 }
 
 /**
+ * Checks a `redis+sentinel://` or `redis+cluster://` URL with the parser of its kind; throws as
+ * that parser does. A server URL is not checked here (ioredis reads it).
+ */
+export function checkHaUrl(url: string): void {
+  const kind = redisUrlKind(url);
+  if (kind === 'sentinel') parseSentinelUrl(url);
+  else if (kind === 'cluster') parseClusterUrl(url);
+}
+
+/**
  * An `@` after the hosts (other than in a sentinel parameter's value) is a password's raw `/`,
  * `?` or `#` that cut the URL short: refused before a later check could quote a piece of it.
  */

@@ -1,5 +1,5 @@
 import { keySlot, slotTagOf } from '../redis/key-slot.js';
-import { isClusterClient, type RedisClient } from '../redis/redis.connection.js';
+import { commandTimeoutOf, type RedisClient } from '../redis/redis.connection.js';
 import { FENCE_KEY_PREFIX, FENCE_TTL_MS, LOCK_KEY_PREFIX } from './lock.constants.js';
 import { LockUnavailableError } from './lock.errors.js';
 import { RedisScript } from './redis-script.js';
@@ -53,8 +53,7 @@ export class LockServer {
     /** Redacted URL, for errors and logs. */
     readonly label: string,
   ) {
-    const options = isClusterClient(client) ? client.options.redisOptions : client.options;
-    this.commandTimeoutMs = options?.commandTimeout;
+    this.commandTimeoutMs = commandTimeoutOf(client);
   }
 
   /**

@@ -59,6 +59,13 @@ export function isClusterClient(client: RedisClient): client is Cluster {
   return client.isCluster;
 }
 
+/** The client's own command timeout (each node's, on a cluster), if it has one. */
+export function commandTimeoutOf(client: RedisClient): number | undefined {
+  return isClusterClient(client)
+    ? client.options.redisOptions?.commandTimeout
+    : client.options.commandTimeout;
+}
+
 /**
  * A client of the service (`redisClientOptions`) whose writes of one event-loop pass go out in
  * one system call, on every connection it makes (every node's, on a cluster).
@@ -202,9 +209,7 @@ export class RedisConnection extends EventEmitter<RedisEvents> {
     this.client.on('error', this.onError);
     if (existing) {
       const { enableOfflineQueue } = existing.options;
-      const { commandTimeout } = isClusterClient(existing)
-        ? (existing.options.redisOptions ?? {})
-        : existing.options;
+      const commandTimeout = commandTimeoutOf(existing);
       if (enableOfflineQueue !== false || commandTimeout === undefined) {
         this.logger.warn(
           { url: redactUrl(url), enableOfflineQueue, commandTimeout, code: 'REDIS_CLIENT_OPTIONS' },

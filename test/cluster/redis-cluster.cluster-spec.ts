@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { Redis } from 'ioredis';
 import { keySlot, slotTagOf } from '../../src/redis/key-slot.js';
 import { ChaosRun } from '../chaos/support/chaos.harness.js';
+import { askRedis } from '../e2e/support/redis.server.js';
 import { hardCriteria, PASSING } from '../chaos/support/verdicts.js';
 import { redisFailoverUnderLoad } from './support/redis-failover.js';
 
@@ -35,19 +35,16 @@ describe('high availability: Redis Cluster', () => {
     const tag = slotTagOf(`ledger:balance:${account}`);
     const slot = keySlot(`ledger:balance:${account}`);
     const master = await cluster.masterOf(slot);
-    const node = new Redis({ port: master, password: run.mainRedisPassword, protocol: 2 });
-    try {
-      for (const key of [
-        `ledger:balance:${account}`,
-        `mp:lock:${tag}account:${account}`,
-        `mp:fence:${tag}account:${account}`,
-        `mp:journal:${tag}account:${account}`,
-        `mp:processed:${tag}ledger.transactions:some-id`,
-      ]) {
-        expect(await node.call('CLUSTER', 'KEYSLOT', key)).toBe(slot);
-      }
-    } finally {
-      node.disconnect();
+    for (const key of [
+      `ledger:balance:${account}`,
+      `mp:lock:${tag}account:${account}`,
+      `mp:fence:${tag}account:${account}`,
+      `mp:journal:${tag}account:${account}`,
+      `mp:processed:${tag}ledger.transactions:some-id`,
+    ]) {
+      expect(
+        await askRedis(master, run.mainRedisPassword, (c) => c.call('CLUSTER', 'KEYSLOT', key)),
+      ).toBe(slot);
     }
     // the accounts' balances live on every master
     const masters = new Set(

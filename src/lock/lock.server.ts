@@ -81,18 +81,17 @@ export class LockServer {
         proposedFence === undefined ? '' : String(proposedFence),
       ],
     );
-    let reply: unknown;
+    let reply: number;
     try {
-      reply = await this.within(call, deadlineMs, 'acquire');
+      reply = (await this.within(call, deadlineMs, 'acquire')) as number;
     } catch (error) {
       // the script may still run after we stopped waiting: never leave that lock behind
       this.release(key, token, deadlineMs).catch(() => undefined);
       throw error;
     }
-    const [status, value] = reply as [number, string | number];
-    if (status === 1) return { status: 'acquired', fencingToken: Number(value) };
-    if (status === 2) return { status: 'processed' };
-    return { status: 'held', pttlMs: Math.max(0, Number(value)) };
+    if (reply > 0) return { status: 'acquired', fencingToken: reply };
+    if (reply === 0) return { status: 'processed' };
+    return { status: 'held', pttlMs: -1 - reply };
   }
 
   async extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<TokenReply> {
@@ -163,11 +162,13 @@ export class LockServer {
   private send(queued: readonly QueuedOp[]): void {
     for (let from = 0; from < queued.length; from += MAX_OPS_PER_CALL) {
       const ops = queued.slice(from, from + MAX_OPS_PER_CALL);
-      LOCK_OPS.run(
-        this.client,
-        ops.flatMap((op) => op.keys),
-        ops.flatMap((op) => op.args),
-      ).then(
+      const keys: string[] = [];
+      const args: string[] = [];
+      for (const op of ops) {
+        keys.push(...op.keys);
+        args.push(...op.args);
+      }
+      LOCK_OPS.run(this.client, keys, args).then(
         (replies) => {
           const list = replies as unknown[];
           ops.forEach((op, i) => op.resolve(list[i]));
@@ -183,20 +184,25 @@ export class LockServer {
     return this.client.status === 'ready';
   }
 
-  private async within<T>(call: Promise<T>, deadlineMs: number, what: string): Promise<T> {
+  private within<T>(call: Promise<T>, deadlineMs: number, what: string): Promise<T> {
     if (deadlineMs <= 0) {
       call.catch(() => undefined);
-      throw new LockUnavailableError(`lock ${what} on ${this.label}: no time left`);
+      return Promise.reject(
+        new LockUnavailableError(`lock ${what} on ${this.label}: no time left`),
+      );
     }
     // the client's own command timeout bounds the call as tightly: no second timer per message
+    // (and no async frame: this runs for every operation on every server)
     const clientTimeout = this.commandTimeoutMs;
     if (clientTimeout !== undefined && clientTimeout <= deadlineMs) {
-      try {
-        return await call;
-      } catch (error) {
+      return call.catch((error: unknown) => {
         throw this.unavailable(what, error);
-      }
+      });
     }
+    return this.withTimer(call, deadlineMs, what);
+  }
+
+  private async withTimer<T>(call: Promise<T>, deadlineMs: number, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(

@@ -153,6 +153,44 @@ describe('LockService on one Redis (real Redis)', () => {
     expect(await redis.exists(`mp:lock:${key('mutex')}`)).toBe(0);
   });
 
+  it('answers every operation of one batched call: tokens above the server clock, increasing per key', async () => {
+    const server = new LockServer(redis, 'batch');
+    const [seconds, micros] = await redis.time();
+    const clockUs = Number(seconds) * 1_000_000 + Number(micros);
+    const marker = `mp:processed:${key('batch-marker')}`;
+    await redis.set(marker, '1', 'PX', 60_000);
+    await redis.set(`mp:lock:${key('batch-held')}`, 'another', 'PX', 60_000);
+    // asked in one turn: one lock-ops call, run in this order
+    const [a, b, released, again, held, processed] = await Promise.all([
+      server.acquire(key('batch-a'), 't1', 5_000, 1_000),
+      server.acquire(key('batch-b'), 't2', 5_000, 1_000),
+      server.release(key('batch-a'), 't1', 1_000),
+      server.acquire(key('batch-a'), 't3', 5_000, 1_000),
+      server.acquire(key('batch-held'), 't4', 5_000, 1_000),
+      server.acquire(key('batch-marker'), 't5', 5_000, 1_000, marker),
+    ]);
+    const fence = (reply: typeof a): number =>
+      reply.status === 'acquired' ? reply.fencingToken : Number.NaN;
+    expect([a.status, b.status, released, again.status]).toEqual([
+      'acquired',
+      'acquired',
+      'ok',
+      'acquired',
+    ]);
+    expect(fence(a)).toBeGreaterThanOrEqual(clockUs);
+    expect(fence(b)).toBeGreaterThanOrEqual(clockUs);
+    // the clock is read once per call: the second holder of a key in it still gets a higher token
+    expect(fence(again)).toBe(fence(a) + 1);
+    expect(held.status === 'held' && held.pttlMs > 50_000 && held.pttlMs <= 60_000).toBe(true);
+    expect(processed).toEqual({ status: 'processed' });
+    expect(await redis.get(`mp:fence:${key('batch-a')}`)).toBe(String(fence(again)));
+    await Promise.all([
+      server.release(key('batch-a'), 't3', 1_000),
+      server.release(key('batch-b'), 't2', 1_000),
+    ]);
+    await redis.del(marker, `mp:lock:${key('batch-held')}`);
+  });
+
   it('keeps a 300 ms lease alive through a 1 s critical section with the watchdog', async () => {
     const { locks, metrics } = single(redis, { ttlMs: 300 });
     const rival = single(redis, { ttlMs: 300 });

@@ -10,9 +10,10 @@
               '!…' = none: see given)
         ARGV  the token of the new holder, the lease (ms), the fence's expiry (ms), the fencing
               token proposed ('' = none; see next-fence)
-        reply {1, fence}  acquired; fence: the fencing token minted for this holder
-              {0, pttl}   held by another token for pttl more ms
-              {2, 0}      the marker exists: nothing locked
+        reply an integer (not an array: a hundred of them decode as one flat list)
+              fence ≥ 1   acquired; the fencing token minted for this holder
+              -1 - pttl   held by another token for pttl more ms
+              0           the marker exists: nothing locked
     'e' extend: a lock held by the token gets a new lease
         KEYS  the lock
         ARGV  the holder's token, the new lease (ms from now)
@@ -39,11 +40,12 @@ while a <= #ARGV do
   if op == 'a' then
     local lock, fence, marker = KEYS[k], KEYS[k + 1], KEYS[k + 2]
     if given(marker) and redis.call('EXISTS', marker) == 1 then
-      out[#out + 1] = {2, 0}
+      out[#out + 1] = 0
     elseif redis.call('SET', lock, ARGV[a + 1], 'NX', 'PX', ARGV[a + 2]) then
-      out[#out + 1] = {1, nextFence(fence, ARGV[a + 3], ARGV[a + 4])}
+      -- tokens stay below 2^53: exact as a Lua number and as the integer Redis replies
+      out[#out + 1] = tonumber(nextFence(fence, ARGV[a + 3], ARGV[a + 4]))
     else
-      out[#out + 1] = {0, redis.call('PTTL', lock)}
+      out[#out + 1] = -1 - math.max(redis.call('PTTL', lock), 0)
     end
     k, a = k + 3, a + 5
   elseif op == 'e' or op == 'r' then

@@ -75,6 +75,12 @@ const only = option('only', '')
 /** `--latency-max <msg/s>`: the latency runs only, at shares of that rate; nothing recorded. */
 const latencyMax = count('latency-max', 0, 0);
 const latencyReps = count('latency-reps', quick ? 1 : 3);
+/**
+ * `--latency-warmup <n>`: messages each latency run's consumer takes at full speed before the
+ * paced ones are measured, as the throughput runs do: a consumer started cold is still having
+ * its hot code compiled by V8 (on the same two cores) for the first seconds.
+ */
+const latencyWarmup = count('latency-warmup', quick ? 500 : 10_000, 0);
 /** `--latency-shares 4,8`: the rates of the latency runs, as shares (1/n) of the naive maximum. */
 const LATENCY_FRACTIONS = option('latency-shares', '4,8')
   .split(',')
@@ -387,6 +393,12 @@ interface Latency {
   readonly p99Commit: number;
   /** Both cores' busy share over the run (from /proc/stat): under 100 % is not saturated. */
   readonly machineCpuPercent: number;
+  /**
+   * The consumer process's CPU per message at this rate, between its first progress sample after
+   * the warm-up and its last (start-up left out): at a low rate each message wakes the process
+   * alone, and costs several times what it costs in a throughput run.
+   */
+  readonly consumerCpuUsPerMsg: number;
 }
 
 const LATENCY_LIST = 'bench:latency';
@@ -411,13 +423,16 @@ async function latency(
   const total = Math.max(1, Math.round(rate * seconds));
   const list = variant === 'b' ? LATENCY_LIST : 'oracle:effects';
   await redis.del(list);
+  // the warm-up first, queued before the consumer starts; its effects are recorded too
+  await prePublish(channel, latencyWarmup, `lat${variant}${rep}w`);
+  const consumed = total + latencyWarmup;
   const consumer =
     variant === 'b'
-      ? naive('b', 'latency', 'naive').run(amqpUrl, total, { LATENCY_LIST })
+      ? naive('b', 'latency', 'naive').run(amqpUrl, consumed, { LATENCY_LIST })
       : // scraped as Prometheus would (rarely): a scrape renders every metric on the event loop
         runServices(
           amqpUrl,
-          total,
+          consumed,
           { LEDGER_ORACLE_URL: REDIS_URL },
           OBSERVED_SERVICE,
           1,
@@ -430,11 +445,13 @@ async function latency(
             );
           },
         );
-  // ready once it consumes: a consumer on the queue
+  // ready once the warm-up's effects are all recorded (and a consumer is on the queue)
   await waitFor(
-    'a consumer on the queue',
-    async () => (await channel.checkQueue(QUEUE)).consumerCount > 0,
-    30_000,
+    'the warm-up consumed',
+    async () =>
+      (await channel.checkQueue(QUEUE)).consumerCount > 0 &&
+      (await redis.llen(list)) >= latencyWarmup,
+    120_000,
   );
   const sentAt = new Map<string, number>();
   const cpuBefore = cpuJiffies();
@@ -453,7 +470,12 @@ async function latency(
   }
   await channel.waitForConfirms();
   const cpuAfter = cpuJiffies();
-  await consumer;
+  const samples = (await consumer).filter((p) => p.acked > latencyWarmup);
+  const [first, last] = [samples[0], samples[samples.length - 1]];
+  const consumerCpuUsPerMsg =
+    first && last && last.acked > first.acked
+      ? Math.round((last.cpuUs - first.cpuUs) / (last.acked - first.acked))
+      : Number.NaN;
   const records = (await redis.lrange(list, 0, -1)).map(
     (line) => JSON.parse(line) as { messageId: string; start: number; end: number },
   );
@@ -482,9 +504,10 @@ async function latency(
     machineCpuPercent: Math.round(
       (100 * (cpuAfter.busy - cpuBefore.busy)) / (cpuAfter.total - cpuBefore.total || 1),
     ),
+    consumerCpuUsPerMsg,
   };
   process.stdout.write(
-    `  latency (${variant}) at ${result.ratePerSec} msg/s: p50 ${result.p50} ms, p95 ${result.p95} ms, p99 ${result.p99} ms, p99.9 ${result.p999} ms, max ${result.max} ms (p99 to the handler ${result.p99ToHandler} ms, of the commit ${result.p99Commit} ms); machine CPU ${result.machineCpuPercent} %\n`,
+    `  latency (${variant}) at ${result.ratePerSec} msg/s: p50 ${result.p50} ms, p95 ${result.p95} ms, p99 ${result.p99} ms, p99.9 ${result.p999} ms, max ${result.max} ms (p99 to the handler ${result.p99ToHandler} ms, of the commit ${result.p99Commit} ms); machine CPU ${result.machineCpuPercent} %, consumer ${result.consumerCpuUsPerMsg} µs CPU/msg\n`,
   );
   return result;
 }
@@ -992,8 +1015,8 @@ async function reportCluster(
  */
 function latencyRows(latencies: readonly Latency[]): string[] {
   const rows = [
-    '| rate (share of naive max) | consumer | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | p99 to the handler | p99 of the commit | machine CPU | p99 d/b paired: median (range) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| rate (share of naive max) | consumer | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | p99 to the handler | p99 of the commit | machine CPU | consumer CPU µs/msg | p99 d/b paired: median (range) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const fraction of [...new Set(latencies.map((l) => l.fraction))]) {
     const at = latencies.filter((l) => l.fraction === fraction);
@@ -1011,7 +1034,7 @@ function latencyRows(latencies: readonly Latency[]): string[] {
           ? `${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
           : '';
       rows.push(
-        `| ${of[0].ratePerSec} msg/s (1/${Math.round(1 / fraction)}) | ${variant === 'b' ? 'naive (b)' : 'service (d)'} | ${m((l) => l.p50)} | ${m((l) => l.p95)} | ${m((l) => l.p99)} | ${m((l) => l.p999)} | ${m((l) => l.max)} | ${m((l) => l.p99ToHandler)} | ${m((l) => l.p99Commit)} | ${m((l) => l.machineCpuPercent)} % | ${ratio} |`,
+        `| ${of[0].ratePerSec} msg/s (1/${Math.round(1 / fraction)}) | ${variant === 'b' ? 'naive (b)' : 'service (d)'} | ${m((l) => l.p50)} | ${m((l) => l.p95)} | ${m((l) => l.p99)} | ${m((l) => l.p999)} | ${m((l) => l.max)} | ${m((l) => l.p99ToHandler)} | ${m((l) => l.p99Commit)} | ${m((l) => l.machineCpuPercent)} % | ${m((l) => l.consumerCpuUsPerMsg)} | ${ratio} |`,
       );
     }
   }

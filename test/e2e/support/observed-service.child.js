@@ -12,6 +12,10 @@
 //   LEDGER_ORACLE_HOLD_MS   each run waits this long after its commit, before it returns (and is
 //                           acked): the window a kill must hit to make a redelivery of an effect
 //                           already applied. `oracle:unacked:<pid>` counts the runs inside it.
+//   LEDGER_ORACLE_BUFFERED  1: records are kept and written every 100 ms (and at shutdown) in one
+//                           RPUSH, not one round trip per effect before its ack: for the
+//                           benchmark's latency runs (the naive consumer records the same way);
+//                           never for the suite (a killed process would lose its last records)
 //   LEDGER_ORACLE_CONTROL   a negative control: the ledger without one of its protections
 //                           no-dedup       the commit neither checks nor writes the marker
 //                           no-lock-check  the commit does not check that another worker holds
@@ -36,6 +40,7 @@ const delayMs = Number(process.env.LEDGER_ORACLE_DELAY_MS ?? 0);
 let blockMs = Number(process.env.LEDGER_ORACLE_BLOCK_MS ?? 0);
 const holdMs = Number(process.env.LEDGER_ORACLE_HOLD_MS ?? 0);
 const control = process.env.LEDGER_ORACLE_CONTROL;
+const buffered = process.env.LEDGER_ORACLE_BUFFERED === '1';
 const UNACKED_KEY = `oracle:unacked:${process.pid}`;
 const WORKING_KEY = `oracle:working:${process.pid}`;
 
@@ -82,6 +87,13 @@ class OracleObserver {
     this.client = createRedisClient(url, 'message-processor-oracle');
     this.client.on('error', () => undefined);
     this.runs = new WeakMap();
+    this.pending = [];
+    this.flusher = buffered ? setInterval(() => void this.flush(), 100) : undefined;
+  }
+
+  async flush() {
+    if (this.pending.length === 0) return;
+    await this.client.rpush(EFFECTS_KEY, ...this.pending.splice(0)).catch(() => undefined);
   }
 
   get simulatesWork() {
@@ -133,10 +145,13 @@ class OracleObserver {
       end,
       pid: process.pid,
     };
-    await this.client.rpush(EFFECTS_KEY, JSON.stringify(record)).catch(() => undefined);
+    if (buffered) this.pending.push(JSON.stringify(record));
+    else await this.client.rpush(EFFECTS_KEY, JSON.stringify(record)).catch(() => undefined);
   }
 
   async onApplicationShutdown() {
+    clearInterval(this.flusher);
+    await this.flush();
     await this.client.quit().catch(() => undefined);
   }
 }

@@ -437,7 +437,8 @@ async function latency(
   await redis.del(list);
   // messageIds of this run alone: a messageId the service saw in an earlier run is a duplicate
   // to it (its marker lives a day), and a duplicate takes the commit's shorter path
-  const tag = `lat${variant}${Math.round(1 / fraction)}r${rep}`;
+  const share = Math.round(1 / fraction);
+  const tag = `lat${variant}${share}r${rep}`;
   // the warm-up first, queued before the consumer starts; its effects are recorded too
   await prePublish(channel, latencyWarmup, `${tag}w`);
   const consumed = latencyWarmup + settle + total;
@@ -506,7 +507,7 @@ async function latency(
     // bunch up in time, and at which stage
     mkdirSync(latencyRecords, { recursive: true });
     writeFileSync(
-      join(latencyRecords, `${variant}-1of${Math.round(1 / fraction)}-rep${rep}.json`),
+      join(latencyRecords, `${variant}-1of${share}-rep${rep}.json`),
       JSON.stringify(ofRun.map((r) => ({ ...r, sent: sentAt.get(r.messageId) }))),
     );
   }

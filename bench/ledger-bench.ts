@@ -80,7 +80,7 @@ const latencyMax = count('latency-max', 0, 0);
  */
 const latencyReps = count('latency-reps', quick ? 1 : 5);
 /** Seconds at the paced rate before each latency run is measured (see latency()). */
-const LATENCY_SETTLE_SECONDS = 3;
+const latencySettleSeconds = quick ? 0.2 : 3;
 /**
  * `--latency-warmup <n>`: messages each latency run's consumer takes at full speed before the
  * paced ones are measured, as the throughput runs do: a consumer started cold is still having
@@ -436,10 +436,11 @@ async function latency(
   const seconds = quick ? 2 : 10;
   const total = Math.max(1, Math.round(rate * seconds));
   // three seconds of the paced rate before the measured messages: the move from the warm-up's
-  // full speed to the paced rate is a transient, not the steady state the figures are about.
-  // With one second, stalls of 0.3-0.6 s in that move still reached into the measured window,
-  // of the naive consumer and of the service alike (up to 2 s after the move; docs/benchmarks.md)
-  const settle = Math.round(rate * (quick ? 0.2 : LATENCY_SETTLE_SECONDS));
+  // full speed to the paced rate is a transient, not the steady state the figures are about
+  // (and the warm-up falls in the service's first seconds, while V8 still grows its young
+  // generation). With one second, stalls of 0.3-0.6 s in that move still reached into the
+  // measured window, of the naive consumer and of the service alike (docs/benchmarks.md)
+  const settle = Math.round(rate * latencySettleSeconds);
   const list = variant === 'b' ? LATENCY_LIST : 'oracle:effects';
   await redis.del(list);
   // messageIds of this run alone: a messageId the service saw in an earlier run is a duplicate
@@ -978,7 +979,7 @@ async function report(
       'Latency, publish → effect committed (the ack follows at once), publishing for 10 s at a',
       "quarter and at an eighth of the naive consumer's median throughput, the same rate for both,",
       `alternated ${latencyReps} times, each consumer warmed up by ${latencyWarmup} messages at full speed and`,
-      `${LATENCY_SETTLE_SECONDS} seconds at the paced rate, both unmeasured; every run has messageIds of its own (each commit of the`,
+      `${latencySettleSeconds} seconds at the paced rate, both unmeasured; every run has messageIds of its own (each commit of the`,
       'service applies) and both consumers write their records every 100 ms, not before each ack',
       '(percentiles are medians over the repetitions; machine CPU is both cores busy over the run,',
       'publisher and broker included: under 100 % is not saturated; consumer CPU is its own process',

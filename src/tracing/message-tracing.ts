@@ -2,8 +2,10 @@ import {
   type Attributes,
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   propagation,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -49,6 +51,37 @@ const cached: { provider: TracerProvider | undefined; tracer: Tracer } = {
   tracer: trace.getTracer(TRACER_NAME),
 };
 
+/**
+ * The API's own no-op provider: what its global proxy provider delegates to until an SDK (the
+ * service's or the host application's) registers one. `getDelegate()` is public on the proxy,
+ * which the API marks deprecated for its next major version (docs/architecture.md, "Internals
+ * inventory"; test/unit/tracing/message-tracing.spec.ts fails if this stops holding).
+ */
+const NOOP_PROVIDER = new ProxyTracerProvider().getDelegate();
+
+/**
+ * Whether no tracer provider is registered: every span started now would be the API's no-op.
+ * False whenever that is not certain (a provider of another copy of the API, say).
+ */
+function noProvider(): boolean {
+  const provider = trace.getTracerProvider();
+  return provider instanceof ProxyTracerProvider && provider.getDelegate() === NOOP_PROVIDER;
+}
+
+/** The span the API's no-op tracer starts under a context that carries none: never recording. */
+const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/**
+ * A delivery's trace when nothing can be recorded or continued: no provider, and headers that
+ * carry no trace context (or no propagator to read them). What the API's no-op would return,
+ * made once instead of per message: two spans, two contexts, an async frame and three id checks
+ * a message (docs/benchmarks.md, "Tracing off costs nothing").
+ */
+const UNTRACED: { readonly span: Span; readonly context: Context } = {
+  span: NO_SPAN,
+  context: trace.setSpan(ROOT_CONTEXT, NO_SPAN),
+};
+
 /** Reads trace context from AMQP headers (strings, or the buffers other clients may send). */
 const headerGetter: TextMapGetter<Readonly<MessagePropertyHeaders>> = {
   keys: (carrier) => Object.keys(carrier),
@@ -81,6 +114,7 @@ export function injectContext(ctx: Context, headers: Record<string, unknown>): v
 
 /** The ids to put on log lines, when the span belongs to a trace. */
 export function traceLogFields(span: Span): TraceIds | undefined {
+  if (span === NO_SPAN) return undefined;
   const spanContext = span.spanContext();
   return isSpanContextValid(spanContext)
     ? { trace_id: spanContext.traceId, span_id: spanContext.spanId }
@@ -98,6 +132,7 @@ export interface TraceIds {
  * undefined for an unsampled or invalid one.
  */
 export function sampledIds(span: Span): TraceIds | undefined {
+  if (span === NO_SPAN) return undefined;
   const spanContext = span.spanContext();
   return (spanContext.traceFlags & TraceFlags.SAMPLED) !== 0 && isSpanContextValid(spanContext)
     ? { trace_id: spanContext.traceId, span_id: spanContext.spanId }
@@ -123,6 +158,7 @@ export function startDeliverySpan(
   parent: Context,
   info: DeliveryTraceInfo,
 ): { span: Span; context: Context } {
+  if (parent === ROOT_CONTEXT && noProvider()) return UNTRACED;
   const span = tracer().startSpan(`process ${info.queue}`, { kind: SpanKind.CONSUMER }, parent);
   if (span.isRecording()) {
     const attributes: Attributes = {
@@ -146,8 +182,21 @@ export function startDeliverySpan(
   return { span, context: trace.setSpan(parent, span) };
 }
 
-/** Runs `work` in a span of its own (`handler <id>`), child of `parent`. */
-export async function inHandlerSpan<T>(
+/**
+ * Runs `work` in a span of its own (`handler <id>`), child of `parent`. Untraced, `work` runs
+ * as it is, without a span or an async frame around it (so a synchronous throw of `work` is
+ * thrown here: the caller awaits this inside an async function, where that is a rejection).
+ */
+export function inHandlerSpan<T>(
+  parent: Context,
+  handler: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  if (parent === UNTRACED.context && noProvider()) return work();
+  return inNewHandlerSpan(parent, handler, work);
+}
+
+async function inNewHandlerSpan<T>(
   parent: Context,
   handler: string,
   work: () => Promise<T>,
@@ -200,6 +249,8 @@ export function startPublishSpan(
   info: PublishTraceInfo,
 ): { span: Span; headers: Record<string, unknown> } | undefined {
   const active = context.active();
+  // no provider and no span to continue: the no-op span would carry nothing to inject
+  if (noProvider() && trace.getSpan(active) === undefined) return undefined;
   const destination = info.exchange === '' ? info.routingKey : info.exchange;
   const span = tracer().startSpan(`publish ${destination}`, { kind: SpanKind.PRODUCER }, active);
   if (!isSpanContextValid(span.spanContext())) return undefined;

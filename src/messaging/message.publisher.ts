@@ -62,16 +62,12 @@ export class MessagePublisher {
   private direct: DirectChannel | undefined;
   /** Publishes sent on {@link direct} awaiting their confirm, oldest first. */
   private readonly inFlight = new Set<InFlight>();
+  /** Publishes handed to the wrapper awaiting their confirm, oldest first (its own timeouts). */
+  private readonly viaWrapper = new Set<InFlight>();
   private sweeper: NodeJS.Timeout | undefined;
   /** Exchanges being declared on the channel: publishes wait in the wrapper meanwhile. */
   private declaring = 0;
   private closing = false;
-  /**
-   * Publishes awaiting their confirm by messageId (`''` without one), and the routes
-   * ({@link route}) of those of them that came back unroutable. Keyed by the messageId alone, a
-   * flat string, so the hot path builds no key; a return is matched to its publish by route too.
-   */
-  private readonly pending = new Map<string, Pending>();
   /** Exchanges this publisher declares on every channel it opens ({@link declareExchange}). */
   private readonly exchanges = new Set<string>();
 
@@ -231,29 +227,18 @@ export class MessagePublisher {
       report(error);
       return Promise.reject(error);
     }
-    const key = props.messageId ?? '';
-    let entry = this.pending.get(key);
-    if (entry === undefined) this.pending.set(key, (entry = { count: 0, returned: undefined }));
-    const pending = entry;
-    pending.count++;
     return new Promise<T>((resolve, reject) => {
-      this.confirm(exchange, routingKey, content, props, timeout, (error) => {
+      this.confirm(exchange, routingKey, content, props, timeout, (error, returned) => {
         let failure: PublishError | undefined;
         if (error !== undefined) {
           failure = toPublishError(error, exchange, routingKey, timeout);
-        } else if (pending.returned !== undefined) {
-          // RabbitMQ sends basic.return before the basic.ack of the same message
-          const at = pending.returned.indexOf(route(exchange, routingKey));
-          if (at >= 0) {
-            pending.returned.splice(at, 1);
-            failure = new UnroutableMessageError(
-              `no queue is bound to exchange "${exchange}" for routing key "${routingKey}"`,
-              exchange,
-              routingKey,
-            );
-          }
+        } else if (returned) {
+          failure = new UnroutableMessageError(
+            `no queue is bound to exchange "${exchange}" for routing key "${routingKey}"`,
+            exchange,
+            routingKey,
+          );
         }
-        if (--pending.count === 0) this.pending.delete(key);
         report(failure);
         if (failure) reject(failure);
         else resolve(result);
@@ -262,12 +247,13 @@ export class MessagePublisher {
   }
 
   /**
-   * Calls `done` once, on the broker's confirm (no argument) or the failure. While the channel is
-   * up and nothing waits in the wrapper's buffer, the message goes straight onto the amqplib
-   * confirm channel the wrapper set up: the wrapper's queue, its timer per message and its two
-   * promises cost about a fifth of a publish's CPU (docs/benchmarks.md, "Publisher (g)"). Otherwise (no
-   * channel, a reconnect's backlog, an exchange being declared) the wrapper buffers it until the
-   * channel is back, as before, so the order of publishes holds. Either way a connection lost
+   * Calls `done` once, on the broker's confirm (no error; `returned` if the broker returned the
+   * message unroutable first) or the failure. While the channel is up and nothing waits in the
+   * wrapper's buffer, the message goes straight onto the amqplib confirm channel the wrapper set
+   * up: the wrapper's queue, its timer per message and its two promises cost about a fifth of a
+   * publish's CPU (docs/benchmarks.md, "Publisher (g)"). Otherwise (no channel, a reconnect's
+   * backlog, an exchange being declared) the wrapper buffers it until the channel is back, as
+   * before, so the order of publishes holds. Either way a connection lost
    * before the confirm fails the publish (amqplib fails every unconfirmed callback of a closed
    * channel, and the wrapper passes that on): the caller retries, and the consumer's
    * deduplication absorbs a copy the broker had already taken.
@@ -278,7 +264,7 @@ export class MessagePublisher {
     content: Buffer,
     props: Options.Publish,
     timeout: number,
-    done: (error?: unknown) => void,
+    done: Done,
   ): void {
     const direct = this.direct;
     if (
@@ -290,12 +276,19 @@ export class MessagePublisher {
       this.buffered(exchange, routingKey, content, props, timeout, done);
       return;
     }
-    const waiting: InFlight = { deadline: performance.now() + timeout, fail: done };
+    const waiting: InFlight = {
+      deadline: performance.now() + timeout,
+      done,
+      messageId: props.messageId,
+      exchange,
+      routingKey,
+      returned: false,
+    };
     this.inFlight.add(waiting);
     try {
       direct.channel.publish(exchange, routingKey, content, props, (err: Error | null) => {
         // timed out (or the publisher closed) already
-        if (this.inFlight.delete(waiting)) done(err ?? undefined);
+        if (this.inFlight.delete(waiting)) done(err ?? undefined, waiting.returned);
       });
     } catch {
       // the channel closed under us: the wrapper buffers it until the next one
@@ -313,11 +306,26 @@ export class MessagePublisher {
     content: Buffer,
     props: Options.Publish,
     timeout: number,
-    done: (error?: unknown) => void,
+    done: Done,
   ): void {
+    const waiting: InFlight = {
+      deadline: Infinity,
+      done,
+      messageId: props.messageId,
+      exchange,
+      routingKey,
+      returned: false,
+    };
+    this.viaWrapper.add(waiting);
     this.channel.publish(exchange, routingKey, content, { ...props, timeout }).then(
-      () => done(),
-      (error: unknown) => done(error ?? new Error('publish failed')),
+      () => {
+        this.viaWrapper.delete(waiting);
+        done(undefined, waiting.returned);
+      },
+      (error: unknown) => {
+        this.viaWrapper.delete(waiting);
+        done(error ?? new Error('publish failed'));
+      },
     );
   }
 
@@ -331,7 +339,7 @@ export class MessagePublisher {
     for (const waiting of this.inFlight) {
       if (waiting.deadline > now) continue;
       this.inFlight.delete(waiting);
-      waiting.fail(new Error('timeout'));
+      waiting.done(new Error('timeout'));
     }
     if (this.inFlight.size === 0) {
       clearInterval(this.sweeper);
@@ -339,12 +347,29 @@ export class MessagePublisher {
     }
   }
 
+  /**
+   * Marks the publish the broker returned unroutable; its confirm, which RabbitMQ sends right
+   * after the return, then fails it. Matched by messageId and route to the oldest publish of
+   * both not marked yet (publishes without a messageId by route alone: on one route they are
+   * routable or not alike). A scan of what is in flight, on returns only: the publish path
+   * keeps no index for them.
+   */
   private onReturn(message: Message): void {
     const messageId = message.properties.messageId as string | undefined;
-    if (messageId === undefined) return;
-    const entry = this.pending.get(messageId);
-    if (entry)
-      (entry.returned ??= []).push(route(message.fields.exchange, message.fields.routingKey));
+    const { exchange, routingKey } = message.fields;
+    for (const publishes of [this.inFlight, this.viaWrapper]) {
+      for (const waiting of publishes) {
+        if (
+          !waiting.returned &&
+          waiting.messageId === messageId &&
+          waiting.exchange === exchange &&
+          waiting.routingKey === routingKey
+        ) {
+          waiting.returned = true;
+          return;
+        }
+      }
+    }
   }
 
   /**
@@ -366,7 +391,7 @@ export class MessagePublisher {
   async close(): Promise<void> {
     this.closing = true;
     // as the wrapper does with its own: what is not confirmed yet fails now
-    for (const waiting of this.inFlight) waiting.fail(new Error('Channel closed'));
+    for (const waiting of this.inFlight) waiting.done(new Error('Channel closed'));
     this.inFlight.clear();
     clearInterval(this.sweeper);
     this.sweeper = undefined;
@@ -377,11 +402,19 @@ export class MessagePublisher {
 /** How often direct publishes are checked against their deadline. */
 const TIMEOUT_SWEEP_MS = 50;
 
-/** A publish sent on the channel itself, awaiting its confirm. */
+/** How a publish ends: confirmed (no error; `returned` if it came back unroutable) or failed. */
+type Done = (error?: unknown, returned?: boolean) => void;
+
+/** A publish awaiting its confirm. */
 interface InFlight {
-  /** `performance.now()` after which it fails with a timeout. */
+  /** `performance.now()` after which it fails with a timeout (sent on the channel itself). */
   readonly deadline: number;
-  readonly fail: (error: Error) => void;
+  readonly done: Done;
+  readonly messageId: string | undefined;
+  readonly exchange: string;
+  readonly routingKey: string;
+  /** The broker returned it unroutable (`mandatory`): its confirm follows. */
+  returned: boolean;
 }
 
 /** The amqplib confirm channel a wrapper set up, for publishing without the wrapper's queue. */
@@ -394,19 +427,6 @@ interface DirectChannel {
 
 async function assertTopic(channel: ConfirmChannel, exchange: string): Promise<void> {
   await channel.assertExchange(exchange, 'topic', { durable: true });
-}
-
-/** Publishes of one messageId awaiting their confirm. */
-interface Pending {
-  count: number;
-  /** The {@link route} of each return not yet matched to its publish. */
-  returned: string[] | undefined;
-}
-
-// Returns are matched to publishes by messageId and route; publishes without a messageId share an
-// entry, which is sound because on one route they are routable or not alike.
-function route(exchange: string, routingKey: string): string {
-  return `${exchange}\u0000${routingKey}`;
 }
 
 function toPublishError(

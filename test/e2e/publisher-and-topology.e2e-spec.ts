@@ -151,6 +151,30 @@ describe('a connected broker that stops answering, then goes away', () => {
     expect((unroutable as PromiseRejectedResult).reason).toBeInstanceOf(UnroutableMessageError);
   });
 
+  it('fails a publish without a messageId that no queue takes, as one with', async () => {
+    const publisher = app.get(MessagePublisher);
+    await expect(
+      publisher.publishRaw('ledger', 'no.queue.bound', Buffer.from('{"n":6}')),
+    ).rejects.toBeInstanceOf(UnroutableMessageError);
+    await expect(
+      publisher.publishRaw('ledger', 'transaction.created', Buffer.from('{"n":6}')),
+    ).resolves.toBeUndefined();
+  });
+
+  it('fails an unroutable publish the channel wrapper buffered (an exchange being declared)', async () => {
+    const publisher = app.get(MessagePublisher);
+    // while an exchange is declared, publishes wait in amqp-connection-manager's wrapper
+    const declared = publisher.declareExchange('audit-events');
+    const [unroutable, routable] = await Promise.allSettled([
+      publisher.publish('ledger', 'no.queue.bound', { n: 7 }),
+      publisher.publish('ledger', 'transaction.created', { n: 8 }),
+    ]);
+    await declared;
+    expect(unroutable.status).toBe('rejected');
+    expect((unroutable as PromiseRejectedResult).reason).toBeInstanceOf(UnroutableMessageError);
+    expect(routable.status).toBe('fulfilled');
+  });
+
   it('fails a publish left unconfirmed at its timeout, and one cut off by the connection at once', async () => {
     const publisher = app.get(MessagePublisher);
     // connected and idle: these go straight onto the confirm channel

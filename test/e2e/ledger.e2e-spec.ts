@@ -162,6 +162,29 @@ describe('ledger service (real RabbitMQ and Redis)', () => {
     },
   );
 
+  it('keeps a message without a messageId whose dead-letter copy cannot be routed, until it can', async () => {
+    const requeued = await counter('requeue');
+    const deadLettered = await counter('dead_letter');
+    // an operator removed the dead-letter queue's binding: the copy would go nowhere
+    await broker.channel.unbindQueue(DLQ, 'ledger.dlx', QUEUE);
+    try {
+      await broker.publish('ledger', 'transaction.created', '{"accountId":"a","amountCents":1}', {
+        contentType: 'application/json',
+        correlationId: `corr-unroutable-${run}`,
+      });
+      // the copy returned unroutable: the original is kept and handed back, again and again
+      await waitFor('two requeues', async () => (await counter('requeue')) >= requeued + 2);
+      expect(await counter('dead_letter')).toBe(deadLettered);
+      expect(await broker.depth(DLQ)).toBe(0);
+    } finally {
+      await broker.channel.bindQueue(DLQ, 'ledger.dlx', QUEUE);
+    }
+    const [dead] = await broker.drain(DLQ, 1);
+    expect(dead.properties.correlationId).toBe(`corr-unroutable-${run}`);
+    expect(dead.properties.headers?.['x-exception-type']).toBe('MissingMessageIdError');
+    expect(await counter('dead_letter')).toBe(deadLettered + 1);
+  });
+
   it('dead-letters a message whose routing key reached the queue but matches no handler', async () => {
     const messageId = randomUUID();
     // the default exchange routes by queue name: "ledger.transactions" does not match transaction.*

@@ -282,6 +282,7 @@ export class MessagePublisher {
       messageId: props.messageId,
       exchange,
       routingKey,
+      mandatory: props.mandatory === true,
       returned: false,
     };
     this.inFlight.add(waiting);
@@ -314,6 +315,7 @@ export class MessagePublisher {
       messageId: props.messageId,
       exchange,
       routingKey,
+      mandatory: props.mandatory === true,
       returned: false,
     };
     this.viaWrapper.add(waiting);
@@ -349,9 +351,9 @@ export class MessagePublisher {
 
   /**
    * Marks the publish the broker returned unroutable; its confirm, which RabbitMQ sends right
-   * after the return, then fails it. Matched by messageId and route to the oldest publish of
-   * both not marked yet (publishes without a messageId by route alone: on one route they are
-   * routable or not alike). A scan of what is in flight, on returns only: the publish path
+   * after the return, then fails it. Matched by messageId and route to the oldest mandatory
+   * publish of both not marked yet (publishes without a messageId by route alone: on one route
+   * they are routable or not alike). A scan of what is in flight, on returns only: the publish path
    * keeps no index for them.
    */
   private onReturn(message: Message): void {
@@ -360,6 +362,7 @@ export class MessagePublisher {
     for (const publishes of [this.inFlight, this.viaWrapper]) {
       for (const waiting of publishes) {
         if (
+          waiting.mandatory &&
           !waiting.returned &&
           waiting.messageId === messageId &&
           waiting.exchange === exchange &&
@@ -413,6 +416,8 @@ interface InFlight {
   readonly messageId: string | undefined;
   readonly exchange: string;
   readonly routingKey: string;
+  /** Only a mandatory publish comes back when no queue takes it. */
+  readonly mandatory: boolean;
   /** The broker returned it unroutable (`mandatory`): its confirm follows. */
   returned: boolean;
 }

@@ -266,16 +266,6 @@ export class MessagePublisher {
     timeout: number,
     done: Done,
   ): void {
-    const direct = this.direct;
-    if (
-      direct === undefined ||
-      direct.wrapper !== this.channel ||
-      this.declaring > 0 ||
-      this.channel.queueLength() > 0
-    ) {
-      this.buffered(exchange, routingKey, content, props, timeout, done);
-      return;
-    }
     const waiting: InFlight = {
       deadline: performance.now() + timeout,
       done,
@@ -285,6 +275,16 @@ export class MessagePublisher {
       mandatory: props.mandatory === true,
       returned: false,
     };
+    const direct = this.direct;
+    if (
+      direct === undefined ||
+      direct.wrapper !== this.channel ||
+      this.declaring > 0 ||
+      this.channel.queueLength() > 0
+    ) {
+      this.buffered(content, props, timeout, waiting);
+      return;
+    }
     this.inFlight.add(waiting);
     try {
       direct.channel.publish(exchange, routingKey, content, props, (err: Error | null) => {
@@ -294,7 +294,7 @@ export class MessagePublisher {
     } catch {
       // the channel closed under us: the wrapper buffers it until the next one
       this.inFlight.delete(waiting);
-      this.buffered(exchange, routingKey, content, props, timeout, done);
+      this.buffered(content, props, timeout, waiting);
       return;
     }
     this.sweeper ??= setInterval(() => this.sweep(), TIMEOUT_SWEEP_MS);
@@ -302,23 +302,13 @@ export class MessagePublisher {
 
   /** Through the wrapper: buffered while there is no channel, its own timer per message. */
   private buffered(
-    exchange: string,
-    routingKey: string,
     content: Buffer,
     props: Options.Publish,
     timeout: number,
-    done: Done,
+    waiting: InFlight,
   ): void {
-    const waiting: InFlight = {
-      deadline: Infinity,
-      done,
-      messageId: props.messageId,
-      exchange,
-      routingKey,
-      mandatory: props.mandatory === true,
-      returned: false,
-    };
     this.viaWrapper.add(waiting);
+    const { exchange, routingKey, done } = waiting;
     this.channel.publish(exchange, routingKey, content, { ...props, timeout }).then(
       () => {
         this.viaWrapper.delete(waiting);
@@ -410,7 +400,10 @@ type Done = (error?: unknown, returned?: boolean) => void;
 
 /** A publish awaiting its confirm. */
 interface InFlight {
-  /** `performance.now()` after which it fails with a timeout (sent on the channel itself). */
+  /**
+   * `performance.now()` after which it fails with a timeout: swept on the channel itself only
+   * (through the wrapper, the wrapper's own timer applies).
+   */
   readonly deadline: number;
   readonly done: Done;
   readonly messageId: string | undefined;

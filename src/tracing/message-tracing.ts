@@ -183,16 +183,17 @@ export function startDeliverySpan(
 }
 
 /**
- * Runs `work` in a span of its own (`handler <id>`), child of `parent`. Untraced, `work` runs
- * as it is, without a span or an async frame around it (so a synchronous throw of `work` is
- * thrown here: the caller awaits this inside an async function, where that is a rejection).
+ * Runs `work` in a span of its own (`handler <id>`), child of `parent`. Under the untraced
+ * delivery context (no provider when the delivery started), `work` runs as it is, without a span
+ * or an async frame around it, like its delivery (so a synchronous throw of `work` is thrown
+ * here: the caller awaits this inside an async function, where that is a rejection).
  */
 export function inHandlerSpan<T>(
   parent: Context,
   handler: string,
   work: () => Promise<T>,
 ): Promise<T> {
-  if (parent === UNTRACED.context && noProvider()) return work();
+  if (parent === UNTRACED.context) return work();
   return inNewHandlerSpan(parent, handler, work);
 }
 

@@ -116,11 +116,17 @@ export class Lease implements Lock {
   }
 
   /**
-   * A commit on the service's Redis released the lock (deleting its key if it held our token):
-   * stop the watchdog and forget the lock; {@link release} resolves without a round trip.
+   * A commit on the service's Redis released the lock there (deleting its key if it held our
+   * token). On one Redis that was the lock: stop the watchdog and forget it; {@link release}
+   * resolves without a round trip. Under Redlock it was the lock's home record: the quorum's
+   * is released now.
    */
   releasedByScript(): void {
     if (this.releasing) return;
+    if (this.init.backend.mode === 'redlock') {
+      void this.release();
+      return;
+    }
     const wasHeld = this.state === 'held';
     this.state = 'released';
     this.stopTimers();

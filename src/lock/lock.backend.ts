@@ -130,30 +130,50 @@ const PROPOSED_FENCE_LEAD_US = 1_000_000;
  * the lock counts, so that the next holder's quorum (which overlaps ours) issues a higher one.
  * Every server is asked for the same token (this clock plus a second): when all that granted
  * minted it, that holds already; otherwise the fences are raised in a second round.
+ *
+ * With a `home` (the service's own Redis, where effects, markers and fences live), the lock is
+ * also recorded there, in the same round (`holdHome`, which checks the processed marker too): a
+ * `redis-commit` handler's commit takes and checks the key's lock on that Redis, atomically with
+ * its effect, as on one Redis, without asking the quorum; a quorum holder's record there keeps
+ * those commits out while it holds the key. The lock is held when the quorum granted it and the
+ * home recorded it; its token is at least the home's fence.
  */
 export class RedlockBackend implements LockBackend {
   readonly mode = 'redlock';
-  readonly checksMarker = false;
+  readonly checksMarker: boolean;
   readonly quorum: number;
+  readonly redisKeyOf?: (key: string) => string;
 
   constructor(
     readonly servers: readonly LockServer[],
     private readonly commandTimeoutMs: number,
+    private readonly home?: LockServer,
   ) {
     if (servers.length < 3) throw new Error('Redlock needs at least 3 independent Redis servers');
     this.quorum = Math.floor(servers.length / 2) + 1;
+    this.checksMarker = home !== undefined;
+    if (home) this.redisKeyOf = (key) => home.keyOf(LOCK_KEY_PREFIX, key);
   }
 
-  async tryAcquire(key: string, token: string, ttlMs: number): Promise<TryAcquireResult> {
+  async tryAcquire(
+    key: string,
+    token: string,
+    ttlMs: number,
+    markerKey?: string,
+  ): Promise<TryAcquireResult> {
     const startedAt = now();
     const until = validUntil(startedAt, ttlMs);
     const callDeadline = (): number => Math.min(this.commandTimeoutMs, until - now());
     // every server is asked for the same token, ahead of their clocks: when all that grant mint
     // exactly it (the usual case), their fences agree already and no second round is needed
     const proposed = Date.now() * 1000 + PROPOSED_FENCE_LEAD_US;
-    const replies = await Promise.allSettled(
-      this.servers.map((s) => s.acquire(key, token, ttlMs, callDeadline(), '', proposed)),
+    const asked = this.servers.map((s) =>
+      s.acquire(key, token, ttlMs, callDeadline(), '', proposed),
     );
+    const { home } = this;
+    if (home) asked.push(home.holdHome(key, token, ttlMs, callDeadline(), markerKey));
+    const replies = await Promise.allSettled(asked);
+    const atHome = home ? replies.pop() : undefined;
     const granted: { server: LockServer; fencingToken: number }[] = [];
     let heldFor = 0;
     let failures = 0;
@@ -163,12 +183,26 @@ export class RedlockBackend implements LockBackend {
         granted.push({ server: this.servers[i], fencingToken: reply.value.fencingToken });
       } else if (reply.value.status === 'held') heldFor = Math.max(heldFor, reply.value.pttlMs);
     });
-    if (granted.length >= this.quorum && until > now()) {
-      const fencingToken = Math.max(...granted.map((g) => g.fencingToken));
+    // the lowest token the home accepts a commit with (0: no home)
+    let floor = 0;
+    if (atHome?.status === 'rejected') {
+      await this.release(key, token, this.commandTimeoutMs);
+      throw new LockUnavailableError("lock record on the service's Redis failed", {
+        cause: atHome.reason,
+      });
+    } else if (atHome?.value.status === 'processed') {
+      await this.release(key, token, this.commandTimeoutMs);
+      return { status: 'processed' };
+    } else if (atHome?.value.status === 'held') {
+      heldFor = Math.max(heldFor, atHome.value.pttlMs);
+    } else if (atHome) floor = atHome.value.fencingToken;
+    if ((!atHome || floor > 0) && granted.length >= this.quorum && until > now()) {
+      const fencingToken = Math.max(floor, ...granted.map((g) => g.fencingToken));
       if (granted.every((g) => g.fencingToken === fencingToken)) {
         return { status: 'acquired', fencingToken, validUntil: until };
       }
-      // a server minted another token (its fence was ahead, or its clock): raise the others
+      // a server minted another token (its fence was ahead, or its clock), or the home's fence
+      // is ahead: raise the granters' fences to the highest
       const raised = await Promise.allSettled(
         granted.map((g) => g.server.raiseFence(key, token, fencingToken, callDeadline())),
       );
@@ -198,13 +232,23 @@ export class RedlockBackend implements LockBackend {
     const startedAt = now();
     const until = validUntil(startedAt, ttlMs);
     const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
-    const replies = await Promise.allSettled(
-      this.servers.map((s) => s.extend(key, token, ttlMs, deadline)),
-    );
+    const asked = this.servers.map((s) => s.extend(key, token, ttlMs, deadline));
+    const { home } = this;
+    if (home) asked.push(home.extend(key, token, ttlMs, deadline));
+    const replies = await Promise.allSettled(asked);
+    const atHome = home ? replies.pop() : undefined;
     const count = (wanted: TokenReply): number =>
       replies.filter((r) => r.status === 'fulfilled' && r.value === wanted).length;
-    if (count('ok') >= this.quorum && until > now())
+    // without its record at home, commits there no longer wait for this holder: lost
+    if (atHome?.status === 'fulfilled' && atHome.value !== 'ok') return { status: atHome.value };
+    if (count('ok') >= this.quorum && until > now()) {
+      if (atHome?.status === 'rejected') {
+        throw new LockUnavailableError("lock extension: the service's Redis failed", {
+          cause: atHome.reason,
+        });
+      }
       return { status: 'extended', validUntil: until };
+    }
     const failures = replies.filter((r) => r.status === 'rejected').length;
     if (count('ok') + failures >= this.quorum && count('taken') === 0) {
       // a quorum may still be ours, but we cannot prove it in time
@@ -217,9 +261,11 @@ export class RedlockBackend implements LockBackend {
 
   async release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome> {
     const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
-    const replies = await Promise.allSettled(
-      this.servers.map((s) => s.release(key, token, deadline)),
-    );
+    const asked = this.servers.map((s) => s.release(key, token, deadline));
+    // the home record goes with the quorum's (what it answers does not change the outcome)
+    if (this.home) asked.push(this.home.release(key, token, deadline));
+    const replies = await Promise.allSettled(asked);
+    if (this.home) replies.pop();
     const values = replies.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     if (values.filter((v) => v === 'ok').length >= this.quorum) return 'released';
     if (values.includes('taken')) return 'taken';
@@ -228,6 +274,7 @@ export class RedlockBackend implements LockBackend {
   }
 
   isAvailable(): boolean {
+    if (this.home && !this.home.isReady()) return false;
     return this.servers.filter((s) => s.isReady()).length >= this.quorum;
   }
 }

@@ -42,6 +42,9 @@ import { LockService } from './lock.service.js';
         const logger = contextLogger(root, LockService.name);
         const own: RedisClient[] = [];
         let backend: LockBackend;
+        // the service's own Redis: the single lock server, or under Redlock the locks' home
+        // record, where commits take and check them
+        const home = new LockServer(redis.client, redactUrl(redisSettings.url));
         if (config.redlockUrls.length >= 3) {
           const servers = config.redlockUrls.map((url, i) => {
             const client = createRedisClient(url, `message-processor-lock-${i + 1}`);
@@ -49,16 +52,13 @@ import { LockService } from './lock.service.js';
             watchClient(client, redactUrl(url), logger);
             return new LockServer(client, redactUrl(url));
           });
-          backend = new RedlockBackend(servers, REDIS_COMMAND_TIMEOUT_MS);
+          backend = new RedlockBackend(servers, REDIS_COMMAND_TIMEOUT_MS, home);
           logger.info(
             { servers: servers.map((s) => s.label), quorum: Math.floor(servers.length / 2) + 1 },
             'Locks: Redlock quorum mode',
           );
         } else {
-          backend = new SingleLockBackend(
-            new LockServer(redis.client, redactUrl(redisSettings.url)),
-            REDIS_COMMAND_TIMEOUT_MS,
-          );
+          backend = new SingleLockBackend(home, REDIS_COMMAND_TIMEOUT_MS);
         }
         const service = new LockService({
           backend,

@@ -60,7 +60,7 @@ export class LockServer {
    * Takes the lock of `key` for `token`, unless `markerKey` (a processed marker) exists. The
    * fencing token minted is at least `proposedFence` (Redlock: the same for every server).
    */
-  async acquire(
+  acquire(
     key: string,
     token: string,
     ttlMs: number,
@@ -81,17 +81,28 @@ export class LockServer {
         proposedFence === undefined ? '' : String(proposedFence),
       ],
     );
-    let reply: number;
-    try {
-      reply = (await this.within(call, deadlineMs, 'acquire')) as number;
-    } catch (error) {
-      // the script may still run after we stopped waiting: never leave that lock behind
-      this.release(key, token, deadlineMs).catch(() => undefined);
-      throw error;
-    }
-    if (reply > 0) return { status: 'acquired', fencingToken: reply };
-    if (reply === 0) return { status: 'processed' };
-    return { status: 'held', pttlMs: -1 - reply };
+    return this.acquired(call, key, token, deadlineMs, 'acquire');
+  }
+
+  /**
+   * Redlock: records a quorum holder's lock of `key` on this server, the service's own Redis,
+   * where commits take and check it, unless `markerKey` exists. Mints nothing: `acquired`
+   * carries the lowest fencing token a commit here accepts (1 + the key's fence).
+   */
+  holdHome(
+    key: string,
+    token: string,
+    ttlMs: number,
+    deadlineMs: number,
+    markerKey = '',
+  ): Promise<AcquireReply> {
+    const lockKey = this.keyOf(LOCK_KEY_PREFIX, key);
+    const marker = markerKey === '' && this.client.isCluster ? `!${lockKey}` : markerKey;
+    const call = this.ask(
+      [lockKey, this.keyOf(FENCE_KEY_PREFIX, key), marker],
+      ['h', token, String(ttlMs)],
+    );
+    return this.acquired(call, key, token, deadlineMs, 'home record');
   }
 
   async extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<TokenReply> {
@@ -116,6 +127,27 @@ export class LockServer {
       ['f', token, String(fencingToken), String(FENCE_TTL_MS)],
     );
     return (await this.within(call, deadlineMs, 'raise fence')) === 1;
+  }
+
+  /** An acquire's or a home record's reply: > 0 taken, 0 the marker exists, < 0 held. */
+  private async acquired(
+    call: Promise<unknown>,
+    key: string,
+    token: string,
+    deadlineMs: number,
+    what: string,
+  ): Promise<AcquireReply> {
+    let reply: number;
+    try {
+      reply = (await this.within(call, deadlineMs, what)) as number;
+    } catch (error) {
+      // the script may still run after we stopped waiting: never leave that lock behind
+      this.release(key, token, deadlineMs).catch(() => undefined);
+      throw error;
+    }
+    if (reply > 0) return { status: 'acquired', fencingToken: reply };
+    if (reply === 0) return { status: 'processed' };
+    return { status: 'held', pttlMs: -1 - reply };
   }
 
   /**

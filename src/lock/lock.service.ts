@@ -121,8 +121,10 @@ export class LockService
    * A message's lock left to its handler's commit, which takes it atomically with the effect
    * when no other worker holds the key: nothing is sent before that. When the key is busy, the
    * commit holds it the usual way, waiting as {@link acquire} does (`signal` aborts the wait),
-   * and runs again as the holder. Locks on another Redis (Redlock) cannot be taken by a commit
-   * on the service's: there the lock is held before the handler, as {@link holdForMessage} does.
+   * and runs again as the holder. Under Redlock the commit takes it the same way on the
+   * service's Redis, where every quorum holder's lock is recorded too (`RedlockBackend`'s
+   * home); a backend with no lock on that Redis has the lock held before the handler, as
+   * {@link holdForMessage} does.
    */
   async leaveToCommit(key: string, options: AcquireOptions = {}): Promise<MessageLease> {
     const { backend, metrics } = this.deps;

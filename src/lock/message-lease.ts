@@ -29,7 +29,10 @@ export interface MessageLock {
 
 /** What a commit sends about the lock (see `scripts/commit-4.lua`). */
 export interface CommitLockArgs {
-  /** The lock's Redis key on the service's Redis ('' under Redlock: the lock lives elsewhere). */
+  /**
+   * The lock's Redis key on the service's Redis (under Redlock, the key of its home record; ''
+   * for a backend with no lock there).
+   */
   readonly lockKey: string;
   /** The lock's fence (`mp:fence:<key>`) on the service's Redis. */
   readonly fenceKey: string;

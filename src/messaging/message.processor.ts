@@ -263,7 +263,7 @@ export class MessageProcessor {
 
   /**
    * Nothing sent before the handler: its commit checks the marker and takes the lock with the
-   * effect (under Redlock, the lock is held before, as for the other kinds).
+   * effect, on the service's Redis (under Redlock too: quorum holders are recorded there).
    */
   private async redisCommit(
     call: HandlerCall,

@@ -460,6 +460,7 @@ describe('the application in Redlock mode (REDIS_LOCK_URLS: 3 Redis servers of t
     await deleteKeys(redis, [
       `ledger:*:rl-${run}-*`,
       `mp:fence:account:rl-${run}-*`,
+      `mp:lock:account:rl-${run}-*`,
       'mp:processed:ledger.transactions:*',
     ]);
     redis.disconnect();
@@ -467,7 +468,7 @@ describe('the application in Redlock mode (REDIS_LOCK_URLS: 3 Redis servers of t
     await Promise.all(servers.map((s) => s.stop()));
   });
 
-  it('locks accounts on the quorum, pauses without one and resumes when a server returns', async () => {
+  it('takes account locks in the commit on its own Redis, pauses without a quorum and resumes when a server returns', async () => {
     await waitUntilReady(app);
     expect((await readiness(app)).body.details.locks).toEqual({ status: 'up', mode: 'redlock' });
     const accountId = `rl-${run}-1`;
@@ -482,9 +483,17 @@ describe('the application in Redlock mode (REDIS_LOCK_URLS: 3 Redis servers of t
       'the first transaction',
       async () => (await redis.get(`ledger:balance:${accountId}`)) === '700',
     );
-    // under Redlock the service's Redis records the highest token committed per key
-    const fence = Number(await redis.get(`mp:fence:account:${accountId}`));
-    expect(fence).toBeGreaterThan(0);
+    // the ledger's commit took the account's lock on the service's Redis, with its effect:
+    // nothing was asked of the lock servers
+    const keysOn = async (server: TestRedisServer): Promise<string[]> => {
+      const client = await connect(server.url);
+      try {
+        return await client.keys(`mp:*:account:${accountId}`);
+      } finally {
+        client.disconnect();
+      }
+    };
+    for (const server of servers) expect(await keysOn(server)).toEqual([]);
 
     await servers[1].stop();
     await servers[2].stop();
@@ -506,7 +515,51 @@ describe('the application in Redlock mode (REDIS_LOCK_URLS: 3 Redis servers of t
       'the transaction published without a quorum',
       async () => (await redis.get(`ledger:balance:${accountId}`)) === '750',
     );
-    expect(Number(await redis.get(`mp:fence:account:${accountId}`))).toBeGreaterThan(fence);
     expect(await broker.depth('ledger.transactions.dlq')).toBe(0);
+
+    // a holder on the quorum (another replica's LockService) is recorded on the service's Redis
+    // too: the ledger's commit for that account waits for it, then commits as the holder
+    await servers[1].start();
+    const quorum = await Promise.all(servers.map((server) => connect(server.url)));
+    const replica = serviceOn(
+      new RedlockBackend(
+        quorum.map((client, i) => new LockServer(client, `replica-${i + 1}`)),
+        500,
+        new LockServer(redis, 'home'),
+      ),
+      redis,
+    );
+    const holder = await replica.locks.acquire(`account:${accountId}`);
+    expect(await redis.get(`mp:lock:account:${accountId}`)).toBe(holder.token);
+    const contended = await metricValue('lock_contention_total');
+    await broker.publishJson(
+      'transaction.created',
+      { accountId, amountCents: 25 },
+      { messageId: `rl-${run}-c` },
+    );
+    await waitFor(
+      'the commit to find the account held',
+      async () => (await metricValue('lock_contention_total')) > contended,
+    );
+    expect(await redis.get(`ledger:balance:${accountId}`)).toBe('750');
+    await holder.release();
+    quorum.forEach((client) => client.disconnect());
+    await waitFor(
+      'the transaction committed after the holder let go',
+      async () => (await redis.get(`ledger:balance:${accountId}`)) === '775',
+    );
+    // committed as the holder of the lock it then took on the quorum: with a newer token
+    expect(Number(await redis.get(`mp:fence:account:${accountId}`))).toBeGreaterThan(
+      holder.fencingToken,
+    );
+    const locks = app.get(LockService);
+    await waitFor('the waiting commit to let go of the lock', () =>
+      Promise.resolve(locks.heldCount() === 0),
+    );
+    // on the lock servers, what the two holders left: the fence, no lock
+    for (const server of servers) {
+      expect(await keysOn(server)).toEqual([`mp:fence:account:${accountId}`]);
+    }
+    expect(await redis.exists(`mp:lock:account:${accountId}`)).toBe(0);
   });
 });

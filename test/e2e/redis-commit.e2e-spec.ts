@@ -6,7 +6,11 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { LedgerService } from '../../src/ledger/ledger.service.js';
 import { LockLostError, LockService, LockTimeoutError } from '../../src/lock/index.js';
-import { type LockBackend, SingleLockBackend } from '../../src/lock/lock.backend.js';
+import {
+  type LockBackend,
+  RedlockBackend,
+  SingleLockBackend,
+} from '../../src/lock/lock.backend.js';
 import { LockServer } from '../../src/lock/lock.server.js';
 import type { MessageLease } from '../../src/lock/message-lease.js';
 import { RedisScript } from '../../src/lock/redis-script.js';
@@ -16,6 +20,7 @@ import { DependencyUnavailableError } from '../../src/messaging/messaging.errors
 import type { LockMetrics } from '../../src/metrics/lock.metrics.js';
 import type { RedisConnection } from '../../src/redis/redis.connection.js';
 import { redisClientOptions } from '../../src/redis/redis.connection.js';
+import { TestRedisServer } from './support/redis.server.js';
 import { deleteKeys } from './support/test-app.js';
 import { waitFor } from './support/wait-for.js';
 
@@ -380,7 +385,7 @@ describe('RedisCommit (real Redis)', () => {
     expect(await balance('release')).toBe(7);
   });
 
-  it('under Redlock (the lock elsewhere) records the highest token committed and refuses a lower one', async () => {
+  it('under Redlock without a home (the lock only elsewhere) records the highest token committed and refuses a lower one', async () => {
     const backend = new ElsewhereBackend();
     const { locks } = lockService(redis, 10_000, 5_000, backend);
     const apply = async (id: string, token: number) => {
@@ -402,6 +407,108 @@ describe('RedisCommit (real Redis)', () => {
     expect(await fenceOf('redlock')).toBe(20);
     expect(await redis.exists(`mp:processed:cs-${run}:r2`)).toBe(0);
     expect(locks.heldCount()).toBe(0);
+  });
+
+  describe('under Redlock with its home on this Redis (3 lock servers of the test)', () => {
+    const servers: TestRedisServer[] = [];
+    const quorum: Redis[] = [];
+
+    beforeAll(async () => {
+      for (let i = 0; i < 3; i++) servers.push(await TestRedisServer.start());
+      for (const server of servers) {
+        const client = new Redis(server.url, redisClientOptions('commit-script-e2e-quorum'));
+        client.on('error', () => undefined);
+        if (client.status !== 'ready') await once(client, 'ready');
+        quorum.push(client);
+      }
+    });
+
+    afterAll(async () => {
+      quorum.forEach((c) => c.disconnect());
+      await Promise.all(servers.map((s) => s.stop()));
+    });
+
+    /** A process's lock service: the test's quorum, its home on `client` (the service's Redis). */
+    const redlock = (client: Redis) =>
+      lockService(
+        client,
+        10_000,
+        5_000,
+        new RedlockBackend(
+          quorum.map((c, i) => new LockServer(c, `quorum-${i + 1}`)),
+          1_000,
+          new LockServer(client, 'home'),
+        ),
+      );
+    const onQuorum = (redisKey: string): Promise<number[]> =>
+      Promise.all(quorum.map((c) => c.exists(redisKey)));
+
+    it('takes a free key in the commit without asking the quorum', async () => {
+      const { locks } = redlock(redis);
+      const lock = await locks.leaveToCommit(`account:${account('rl-free')}`);
+      expect(lock.pending).toBe(true);
+      await expect(ledger.apply(context('rl-free-1', lock), account('rl-free'), 25)).resolves.toBe(
+        'applied',
+      );
+      expect(await balance('rl-free')).toBe(25);
+      // nothing was asked of the lock servers: no lock, no fence, nothing at all
+      expect(await Promise.all(quorum.map((c) => c.dbsize()))).toEqual([0, 0, 0]);
+    });
+
+    it('waits for a quorum holder (recorded here), then commits as the holder and releases everywhere', async () => {
+      const other = redlock(await another());
+      const mine = redlock(redis);
+      const key = `account:${account('rl-busy')}`;
+      const holder = await other.locks.acquire(key);
+      expect(await redis.get(lockKeyOf('rl-busy'))).toBe(holder.token);
+      expect(await onQuorum(lockKeyOf('rl-busy'))).toEqual([1, 1, 1]);
+
+      const lock = await mine.locks.leaveToCommit(key);
+      const ctx = context('rl-busy-1', lock);
+      const applying = ledger.apply(ctx, account('rl-busy'), 40);
+      await waitFor('the commit to find the key busy', () =>
+        Promise.resolve(mine.metrics.contention > 0),
+      );
+      expect(await balance('rl-busy')).toBe(0);
+      await holder.release();
+
+      await expect(applying).resolves.toBe('applied');
+      await lock.release();
+      expect(await balance('rl-busy')).toBe(40);
+      expect(ctx.fencingToken).toBeGreaterThan(holder.fencingToken);
+      expect(await fenceOf('rl-busy')).toBe(ctx.fencingToken);
+      expect(await redis.exists(lockKeyOf('rl-busy'))).toBe(0);
+      expect(await onQuorum(lockKeyOf('rl-busy'))).toEqual([0, 0, 0]);
+      expect(mine.locks.heldCount()).toBe(0);
+      expect(mine.metrics.held).toBe(0);
+
+      // the processed marker lives here too: checked in the same round as the record
+      await expect(
+        mine.locks.holdForMessage(key, `mp:processed:cs-${run}:rl-busy-1`),
+      ).resolves.toBe('processed');
+      expect(await redis.exists(lockKeyOf('rl-busy'))).toBe(0);
+      expect(await onQuorum(lockKeyOf('rl-busy'))).toEqual([0, 0, 0]);
+      await other.locks.onApplicationShutdown();
+    });
+
+    it("gives a quorum holder a token at or above this Redis's fence, raised on the quorum", async () => {
+      const { locks } = redlock(redis);
+      const key = `account:${account('rl-ahead')}`;
+      // commits here minted far ahead of the quorum's tokens (a clock ahead, say)
+      const ahead = Date.now() * 1000 + 3_600_000_000;
+      await redis.set(`mp:fence:${key}`, String(ahead), 'PX', 60_000);
+      const holder = await locks.holdForMessage(key, undefined);
+      if (holder === 'processed') throw new Error('no marker was given');
+      expect(holder.fencingToken).toBe(ahead + 1);
+      expect(await Promise.all(quorum.map((c) => c.get(`mp:fence:${key}`)))).toEqual(
+        Array(3).fill(String(ahead + 1)),
+      );
+      const ctx = context('rl-ahead-1', holder);
+      await expect(ledger.apply(ctx, account('rl-ahead'), 5)).resolves.toBe('applied');
+      await holder.release();
+      expect(await fenceOf('rl-ahead')).toBe(ahead + 1);
+      expect(locks.heldCount()).toBe(0);
+    });
   });
 
   it('commits without a lock: marker check, body and marker only', async () => {

@@ -14,6 +14,17 @@
               fence ≥ 1   acquired; the fencing token minted for this holder
               -1 - pttl   held by another token for pttl more ms
               0           the marker exists: nothing locked
+    'h' home record (Redlock): a quorum holder's lock recorded on the service's own Redis, where
+        `redis-commit` handlers' commits take and check the key's lock; unless the work it
+        guards is done already. No token is minted here: the quorum mints it.
+        KEYS  the lock (mp:lock:<key>), the fence (mp:fence:<key>), a processed marker ('' or
+              '!…' = none)
+        ARGV  the token of the new holder, the lease (ms)
+        reply an integer
+              ≥ 1         recorded; 1 + the fence's value (1 without one): the holder's fencing
+                          token must be at least the fence for its commit here to be accepted
+              -1 - pttl   held by another token for pttl more ms
+              0           the marker exists: nothing recorded
     'e' extend: a lock held by the token gets a new lease
         KEYS  the lock
         ARGV  the holder's token, the new lease (ms from now)
@@ -48,6 +59,16 @@ while a <= #ARGV do
       out[#out + 1] = -1 - math.max(redis.call('PTTL', lock), 0)
     end
     k, a = k + 3, a + 5
+  elseif op == 'h' then
+    local lock, fence, marker = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+    if given(marker) and redis.call('EXISTS', marker) == 1 then
+      out[#out + 1] = 0
+    elseif redis.call('SET', lock, ARGV[a + 1], 'NX', 'PX', ARGV[a + 2]) then
+      out[#out + 1] = 1 + (tonumber(redis.call('GET', fence)) or 0)
+    else
+      out[#out + 1] = -1 - math.max(redis.call('PTTL', lock), 0)
+    end
+    k, a = k + 3, a + 3
   elseif op == 'e' or op == 'r' then
     local holder = redis.call('GET', KEYS[k])
     if holder == ARGV[a + 1] then

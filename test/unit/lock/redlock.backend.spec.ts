@@ -20,6 +20,15 @@ class FakeServer {
     return this.answer(this.acquireAnswer);
   }
 
+  /** As the service's own Redis: the acquire answer is what the home record answers. */
+  holdHome(): Promise<AcquireReply> {
+    return this.answer(this.acquireAnswer);
+  }
+
+  keyOf(prefix: string, key: string): string {
+    return prefix + key;
+  }
+
   raiseFence(_key: string, _token: string, fencingToken: number): Promise<boolean> {
     this.raised.push(fencingToken);
     return this.answer(true);
@@ -50,6 +59,19 @@ const held: AcquireReply = { status: 'held', pttlMs: 800 };
 
 function backend(...servers: FakeServer[]): RedlockBackend {
   return new RedlockBackend(servers as unknown as LockServer[], 1_000);
+}
+
+/** A quorum of three granting `token` each, and the service's Redis as their home. */
+function withHome(home: FakeServer, token = 50): { backend: RedlockBackend; quorum: FakeServer[] } {
+  const quorum = ['a', 'b', 'c'].map((l) => new FakeServer(l, granted(token)));
+  return {
+    backend: new RedlockBackend(
+      quorum as unknown as LockServer[],
+      1_000,
+      home as unknown as LockServer,
+    ),
+    quorum,
+  };
 }
 
 describe('RedlockBackend', () => {
@@ -148,5 +170,66 @@ describe('RedlockBackend', () => {
     await expect(backend(ok('a'), down('b'), down('c')).release('k', 't', 500)).resolves.toBe(
       'unreachable',
     );
+  });
+
+  describe("with a home (the service's own Redis)", () => {
+    it('holds when the quorum granted and the home recorded it; commits there find the key by its name', async () => {
+      const home = new FakeServer('home', granted(1));
+      const { backend: locks, quorum } = withHome(home);
+      expect(locks.checksMarker).toBe(true);
+      expect(locks.redisKeyOf?.('account:1')).toBe('mp:lock:account:1');
+      await expect(locks.tryAcquire('k', 't', 1_000, 'marker')).resolves.toMatchObject({
+        status: 'acquired',
+        fencingToken: 50,
+      });
+      expect(quorum.map((s) => s.raised)).toEqual([[], [], []]);
+    });
+
+    it("raises the granters to the home's fence when it is ahead of their token", async () => {
+      const { backend: locks, quorum } = withHome(new FakeServer('home', granted(80)));
+      await expect(locks.tryAcquire('k', 't', 1_000)).resolves.toMatchObject({
+        status: 'acquired',
+        fencingToken: 80,
+      });
+      expect(quorum.map((s) => s.raised)).toEqual([[80], [80], [80]]);
+    });
+
+    it('gives the quorum back when the home finds the marker, another holder, or no answer', async () => {
+      const processed = withHome(new FakeServer('home', { status: 'processed' }));
+      await expect(processed.backend.tryAcquire('k', 't', 1_000, 'm')).resolves.toEqual({
+        status: 'processed',
+      });
+      expect(processed.quorum.map((s) => s.released)).toEqual([1, 1, 1]);
+
+      const busy = withHome(new FakeServer('home', held));
+      await expect(busy.backend.tryAcquire('k', 't', 1_000)).resolves.toEqual({
+        status: 'held',
+        retryAfterMs: 800,
+      });
+      expect(busy.quorum.map((s) => s.released)).toEqual([1, 1, 1]);
+
+      const down = withHome(new FakeServer('home', 'down'));
+      await expect(down.backend.tryAcquire('k', 't', 1_000)).rejects.toBeInstanceOf(
+        LockUnavailableError,
+      );
+      expect(down.quorum.map((s) => s.released)).toEqual([1, 1, 1]);
+      expect(down.backend.isAvailable()).toBe(false);
+    });
+
+    it('counts a lock whose home record is gone or taken as lost, and one it cannot reach as unproven', async () => {
+      const extend = (answer: Answer<TokenReply>) =>
+        withHome(new FakeServer('home', granted(1), answer)).backend.extend('k', 't', 1_000, 500);
+      await expect(extend('ok')).resolves.toMatchObject({ status: 'extended' });
+      await expect(extend('expired')).resolves.toEqual({ status: 'expired' });
+      await expect(extend('taken')).resolves.toEqual({ status: 'taken' });
+      await expect(extend('down')).rejects.toBeInstanceOf(LockUnavailableError);
+    });
+
+    it("releases the home record with the quorum's", async () => {
+      const home = new FakeServer('home', granted(1));
+      const { backend: locks, quorum } = withHome(home);
+      await expect(locks.release('k', 't', 500)).resolves.toBe('released');
+      expect([...quorum, home].map((s) => s.released)).toEqual([1, 1, 1, 1]);
+    });
   });
 });

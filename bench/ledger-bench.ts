@@ -289,6 +289,7 @@ let lockServers: TestRedisServer[] | undefined;
  * included: CPU (their `INFO cpu`) and commands (`INFO commandstats`, a script's own included).
  */
 const lockServerCost: {
+  variant: string;
   rep: number;
   cpuUsPerMsg: number;
   callsPerMsg: number;
@@ -315,7 +316,8 @@ async function redisCost(url: string): Promise<{ cpuUs: number; calls: number; s
  * (r) The service with its locks on a Redlock quorum (`REDIS_LOCK_URLS`): three redis-server
  * processes of the bench's own on free loopback ports, the same broker and main Redis.
  */
-function redlock(key: string, label: string): Variant {
+function redlock(key: string, label: string, env: Record<string, string> = {}): Variant {
+  const script = env.VARIANT ? join(import.meta.dirname, 'service-variant.child.js') : undefined;
   let run = 0;
   return {
     key,
@@ -334,8 +336,8 @@ function redlock(key: string, label: string): Variant {
       const samples = await runServices(
         amqpUrl,
         total,
-        { REDIS_LOCK_URLS: urls.join(',') },
-        undefined,
+        { ...env, REDIS_LOCK_URLS: urls.join(',') },
+        script,
         1,
       );
       // the commits recorded each fencing token on the main Redis (mp:fence:<lock key>): left
@@ -344,6 +346,7 @@ function redlock(key: string, label: string): Variant {
       await deleteMatching(main, `mp:fence:*${runId}-*`).finally(() => main.disconnect());
       const after = await costOf();
       lockServerCost.push({
+        variant: key,
         rep,
         cpuUsPerMsg: (after.cpuUs - before.cpuUs) / total,
         callsPerMsg: (after.calls - before.calls) / total,
@@ -363,9 +366,13 @@ const ALL_VARIANTS: Variant[] = [
   service('f', '(f) the service, deduplication off', { VARIANT: 'no-dedup' }),
   traced('h', '(h) the service, traced: every message sampled, OTLP export'),
   redlock('r', '(r) the service, locks on a Redlock quorum of 3 local Redis'),
+  service('l', '(l) the service, lock held before the commit (`ctx.lock.hold()`)', {
+    VARIANT: 'held',
+  }),
+  redlock('q', '(q) (l) with its locks on a Redlock quorum of 3 local Redis', { VARIANT: 'held' }),
 ];
 const unknown = only.filter((k) => k !== 'g' && !ALL_VARIANTS.some((v) => v.key === k));
-if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h, r)`);
+if (unknown.length > 0) throw new Error(`--only: no variant ${unknown.join(', ')} (a-h, l, q, r)`);
 const VARIANTS =
   only.length > 0
     ? ALL_VARIANTS.filter((v) => only.includes(v.key))
@@ -907,12 +914,23 @@ async function report(
     `| the service's MessagePublisher ≥ 0.95× amqplib, 1,000 outstanding | ${publisherRatios.text} | ${verdict(publisherRatios.median >= 0.95)} |`,
   ];
   const latencyTable = latencyRows(latencies);
+  const lockServers = (variant: string): string => {
+    const of = lockServerCost.filter((c) => c.variant === variant);
+    return `${Math.round(median(of.map((c) => c.cpuUsPerMsg)))} µs CPU, ${median(of.map((c) => c.scriptsPerMsg)).toFixed(2)} script calls, ${median(of.map((c) => c.callsPerMsg)).toFixed(2)} commands (the scripts' own included)`;
+  };
   const redlockTable = [
-    '| Redlock (r) against one Redis (d), paired | measured | met |',
+    '| Redlock against one Redis, paired | measured | met |',
     '|---|---|---|',
-    `| throughput r/d ≥ 0.70 | ${ratio('r', 'd')} | ${verdict(ratio('r', 'd') >= 0.7)} |`,
-    `| service CPU, r − d | ${cpu('r') - cpu('d')} µs/msg | |`,
-    `| the 3 lock servers together, per message (\`INFO\`, warm-up included) | ${Math.round(median(lockServerCost.map((c) => c.cpuUsPerMsg)))} µs CPU, ${median(lockServerCost.map((c) => c.scriptsPerMsg)).toFixed(2)} script calls, ${median(lockServerCost.map((c) => c.callsPerMsg)).toFixed(2)} commands (the scripts' own included) | |`,
+    `| the ledger: throughput r/d ≥ 0.70 | ${ratio('r', 'd')} | ${verdict(ratio('r', 'd') >= 0.7)} |`,
+    `| the ledger: service CPU, r − d | ${cpu('r') - cpu('d')} µs/msg | |`,
+    `| the ledger: the 3 lock servers together, per message (\`INFO\`, warm-up included) | ${lockServers('r')} | |`,
+    ...(rows.some((r) => r.variant === 'q') && rows.some((r) => r.variant === 'l')
+      ? [
+          `| lock held before the commit: throughput q/l | ${ratio('q', 'l')} | |`,
+          `| lock held before the commit: service CPU, q − l | ${cpu('q') - cpu('l')} µs/msg | |`,
+          `| lock held before the commit: the 3 lock servers together, per message | ${lockServers('q')} | |`,
+        ]
+      : []),
   ];
   const tracingTable = [
     '| tracing (h) against none (d), paired | measured |',
@@ -970,7 +988,11 @@ async function report(
       ...tracingTable,
       '',
       'Redlock: (r) is (d) with `REDIS_LOCK_URLS` naming three redis-server processes of the',
-      "benchmark's own on this machine (the effects, markers and fences stay on `REDIS_URL`):",
+      "benchmark's own on this machine (the effects, markers and fences stay on `REDIS_URL`, where",
+      "every lock is recorded too: the ledger's commit takes its lock there, asking the quorum",
+      'nothing while no other worker holds the account). (l) is (d) with the lock held before the',
+      'commit (`ctx.lock.hold()`), and (q) is (l) on the quorum: the path of a handler that holds',
+      'its lock while it runs, which asks the three servers and the home to take and release it:',
       '',
       ...redlockTable,
       '',

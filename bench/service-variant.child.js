@@ -3,7 +3,10 @@
 // handler on the same queue with VARIANT=
 //   no-lock  — deduplication and the atomic effect, no per-account lock (lockKey: false);
 //   no-dedup — the per-account lock and INCRBY, no processed marker: the ledger's commit (the
-//              lock taken in it, the same round trips as (d)), given no marker to check or write.
+//              lock taken in it, the same round trips as (d)), given no marker to check or write;
+//   held     — the ledger's commit as (d), but the account's lock held before it
+//              (`ctx.lock.hold()`, its watchdog running), as a handler with work before its
+//              commit that must not overlap takes it: under Redlock, the quorum's path.
 // Plain JavaScript: Nest needs decorator metadata, which tsx does not emit, so the decorators
 // are applied by hand as in test/e2e/support/*.child.js.
 import 'reflect-metadata';
@@ -17,8 +20,8 @@ import { TransactionDto } from '../dist/ledger/transaction.dto.js';
 import * as constants from '../dist/ledger/ledger.constants.js';
 
 const VARIANT = process.env.VARIANT;
-if (VARIANT !== 'no-lock' && VARIANT !== 'no-dedup') {
-  throw new Error('VARIANT must be no-lock or no-dedup');
+if (VARIANT !== 'no-lock' && VARIANT !== 'no-dedup' && VARIANT !== 'held') {
+  throw new Error('VARIANT must be no-lock, no-dedup or held');
 }
 
 class VariantLedgerHandler {
@@ -27,6 +30,7 @@ class VariantLedgerHandler {
   }
 
   async apply(tx, ctx) {
+    if (VARIANT === 'held') await ctx.lock.hold();
     // no-dedup: the commit is not told the marker, so it neither checks nor writes one
     const target =
       VARIANT === 'no-dedup'

@@ -124,7 +124,7 @@ export class Lease implements Lock {
   releasedByScript(): void {
     if (this.releasing) return;
     if (this.init.backend.mode === 'redlock') {
-      void this.release();
+      this.releasing = this.doRelease(true);
       return;
     }
     const wasHeld = this.state === 'held';
@@ -135,14 +135,19 @@ export class Lease implements Lock {
     this.init.onReleased();
   }
 
-  private async doRelease(): Promise<ReleaseOutcome> {
+  private async doRelease(homeReleased = false): Promise<ReleaseOutcome> {
     const wasHeld = this.state === 'held';
     this.state = 'released';
     this.stopTimers();
     if (wasHeld) this.init.metrics.heldChanged(-1);
     try {
       // a lost lock may still carry our token on the server (our view of the lease is cautious)
-      return await this.init.backend.release(this.key, this.token, this.init.releaseTimeoutMs);
+      return await this.init.backend.release(
+        this.key,
+        this.token,
+        this.init.releaseTimeoutMs,
+        homeReleased,
+      );
     } finally {
       this.init.onReleased();
     }

@@ -34,7 +34,13 @@ export interface LockBackend {
     markerKey?: string,
   ): Promise<TryAcquireResult>;
   extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<ExtendResult>;
-  release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome>;
+  /** `homeReleased`: a commit on the service's Redis already deleted the lock's record there. */
+  release(
+    key: string,
+    token: string,
+    deadlineMs: number,
+    homeReleased?: boolean,
+  ): Promise<ReleaseOutcome>;
   /** Whether enough servers are connected to take a lock. */
   isAvailable(): boolean;
   readonly servers: readonly LockServer[];
@@ -259,13 +265,19 @@ export class RedlockBackend implements LockBackend {
     return { status: count('taken') > 0 ? 'taken' : 'expired' };
   }
 
-  async release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome> {
+  async release(
+    key: string,
+    token: string,
+    deadlineMs: number,
+    homeReleased = false,
+  ): Promise<ReleaseOutcome> {
     const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
     const asked = this.servers.map((s) => s.release(key, token, deadline));
     // the home record goes with the quorum's (what it answers does not change the outcome)
-    if (this.home) asked.push(this.home.release(key, token, deadline));
+    const home = homeReleased ? undefined : this.home;
+    if (home) asked.push(home.release(key, token, deadline));
     const replies = await Promise.allSettled(asked);
-    if (this.home) replies.pop();
+    if (home) replies.pop();
     const values = replies.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     if (values.filter((v) => v === 'ok').length >= this.quorum) return 'released';
     if (values.includes('taken')) return 'taken';

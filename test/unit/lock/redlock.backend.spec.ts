@@ -225,11 +225,14 @@ describe('RedlockBackend', () => {
       await expect(extend('down')).rejects.toBeInstanceOf(LockUnavailableError);
     });
 
-    it("releases the home record with the quorum's", async () => {
+    it("releases the home record with the quorum's, unless a commit did", async () => {
       const home = new FakeServer('home', granted(1));
       const { backend: locks, quorum } = withHome(home);
       await expect(locks.release('k', 't', 500)).resolves.toBe('released');
       expect([...quorum, home].map((s) => s.released)).toEqual([1, 1, 1, 1]);
+      // after a commit that deleted the record there, the quorum's only
+      await expect(locks.release('k', 't', 500, true)).resolves.toBe('released');
+      expect([...quorum, home].map((s) => s.released)).toEqual([2, 2, 2, 1]);
     });
   });
 });

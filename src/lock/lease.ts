@@ -117,25 +117,14 @@ export class Lease implements Lock {
 
   /**
    * A commit on the service's Redis released the lock there (deleting its key if it held our
-   * token). On one Redis that was the lock: stop the watchdog and forget it; {@link release}
-   * resolves without a round trip. Under Redlock it was the lock's home record: the quorum's
-   * is released now.
+   * token): stop the watchdog and release what is left (on one Redis nothing, no round trip;
+   * under Redlock the quorum's keys).
    */
   releasedByScript(): void {
-    if (this.releasing) return;
-    if (this.init.backend.mode === 'redlock') {
-      this.releasing = this.doRelease(true);
-      return;
-    }
-    const wasHeld = this.state === 'held';
-    this.state = 'released';
-    this.stopTimers();
-    if (wasHeld) this.init.metrics.heldChanged(-1);
-    this.releasing = Promise.resolve('released');
-    this.init.onReleased();
+    this.releasing ??= this.doRelease(true);
   }
 
-  private async doRelease(homeReleased = false): Promise<ReleaseOutcome> {
+  private async doRelease(releasedByCommit = false): Promise<ReleaseOutcome> {
     const wasHeld = this.state === 'held';
     this.state = 'released';
     this.stopTimers();
@@ -146,7 +135,7 @@ export class Lease implements Lock {
         this.key,
         this.token,
         this.init.releaseTimeoutMs,
-        homeReleased,
+        releasedByCommit,
       );
     } finally {
       this.init.onReleased();

@@ -23,10 +23,11 @@ export type ReleaseOutcome = 'released' | 'expired' | 'taken' | 'unreachable';
  */
 export interface LockBackend {
   readonly mode: 'single' | 'redlock';
-  /** Whether a processed marker can be checked in the same round trip as the acquisition. */
-  readonly checksMarker: boolean;
-  /** The Redis key holding the lock of `key`, when it lives on the service's own Redis. */
-  redisKeyOf?(key: string): string;
+  /**
+   * The Redis key of the lock of `key` on the service's own Redis, where commits take and check
+   * it: the lock itself on one Redis, its home record under Redlock.
+   */
+  redisKeyOf(key: string): string;
   tryAcquire(
     key: string,
     token: string,
@@ -34,12 +35,15 @@ export interface LockBackend {
     markerKey?: string,
   ): Promise<TryAcquireResult>;
   extend(key: string, token: string, ttlMs: number, deadlineMs: number): Promise<ExtendResult>;
-  /** `homeReleased`: a commit on the service's Redis already deleted the lock's record there. */
+  /**
+   * `releasedByCommit`: a commit on the service's Redis already deleted the lock's key there
+   * (on one Redis, the lock: nothing is left to ask; under Redlock, its home record).
+   */
   release(
     key: string,
     token: string,
     deadlineMs: number,
-    homeReleased?: boolean,
+    releasedByCommit?: boolean,
   ): Promise<ReleaseOutcome>;
   /** Whether enough servers are connected to take a lock. */
   isAvailable(): boolean;
@@ -47,6 +51,9 @@ export interface LockBackend {
 }
 
 const now = (): number => performance.now();
+
+/** In place of a call not made. */
+const NOTHING_ASKED: Promise<unknown> = Promise.resolve();
 
 /** The lease is valid until its start + TTL − allowed clock drift. */
 function validUntil(startedAt: number, ttlMs: number): number {
@@ -56,7 +63,6 @@ function validUntil(startedAt: number, ttlMs: number): number {
 /** Locks on one Redis: every operation is one script, one round trip. */
 export class SingleLockBackend implements LockBackend {
   readonly mode = 'single';
-  readonly checksMarker = true;
   readonly servers: readonly LockServer[];
 
   constructor(
@@ -107,7 +113,13 @@ export class SingleLockBackend implements LockBackend {
     return { status: reply };
   }
 
-  async release(key: string, token: string, deadlineMs: number): Promise<ReleaseOutcome> {
+  async release(
+    key: string,
+    token: string,
+    deadlineMs: number,
+    releasedByCommit = false,
+  ): Promise<ReleaseOutcome> {
+    if (releasedByCommit) return 'released';
     try {
       return releaseOutcome(
         await this.server.release(key, token, Math.min(this.commandTimeoutMs, deadlineMs)),
@@ -137,8 +149,8 @@ const PROPOSED_FENCE_LEAD_US = 1_000_000;
  * Every server is asked for the same token (this clock plus a second): when all that granted
  * minted it, that holds already; otherwise the fences are raised in a second round.
  *
- * With a `home` (the service's own Redis, where effects, markers and fences live), the lock is
- * also recorded there, in the same round (`holdHome`, which checks the processed marker too): a
+ * Every lock is also recorded on its `home`, the service's own Redis, where effects, markers
+ * and fences live, in the same round (`holdHome`, which checks the processed marker too): a
  * `redis-commit` handler's commit takes and checks the key's lock on that Redis, atomically with
  * its effect, as on one Redis, without asking the quorum; a quorum holder's record there keeps
  * those commits out while it holds the key. The lock is held when the quorum granted it and the
@@ -146,19 +158,19 @@ const PROPOSED_FENCE_LEAD_US = 1_000_000;
  */
 export class RedlockBackend implements LockBackend {
   readonly mode = 'redlock';
-  readonly checksMarker: boolean;
   readonly quorum: number;
-  readonly redisKeyOf?: (key: string) => string;
 
   constructor(
     readonly servers: readonly LockServer[],
     private readonly commandTimeoutMs: number,
-    private readonly home?: LockServer,
+    private readonly home: LockServer,
   ) {
     if (servers.length < 3) throw new Error('Redlock needs at least 3 independent Redis servers');
     this.quorum = Math.floor(servers.length / 2) + 1;
-    this.checksMarker = home !== undefined;
-    if (home) this.redisKeyOf = (key) => home.keyOf(LOCK_KEY_PREFIX, key);
+  }
+
+  redisKeyOf(key: string): string {
+    return this.home.keyOf(LOCK_KEY_PREFIX, key);
   }
 
   async tryAcquire(
@@ -173,13 +185,10 @@ export class RedlockBackend implements LockBackend {
     // every server is asked for the same token, ahead of their clocks: when all that grant mint
     // exactly it (the usual case), their fences agree already and no second round is needed
     const proposed = Date.now() * 1000 + PROPOSED_FENCE_LEAD_US;
-    const asked = this.servers.map((s) =>
-      s.acquire(key, token, ttlMs, callDeadline(), '', proposed),
+    const { replies, atHome } = await withHome(
+      this.servers.map((s) => s.acquire(key, token, ttlMs, callDeadline(), '', proposed)),
+      this.home.holdHome(key, token, ttlMs, callDeadline(), markerKey),
     );
-    const { home } = this;
-    if (home) asked.push(home.holdHome(key, token, ttlMs, callDeadline(), markerKey));
-    const replies = await Promise.allSettled(asked);
-    const atHome = home ? replies.pop() : undefined;
     const granted: { server: LockServer; fencingToken: number }[] = [];
     let heldFor = 0;
     let failures = 0;
@@ -189,21 +198,21 @@ export class RedlockBackend implements LockBackend {
         granted.push({ server: this.servers[i], fencingToken: reply.value.fencingToken });
       } else if (reply.value.status === 'held') heldFor = Math.max(heldFor, reply.value.pttlMs);
     });
-    // the lowest token the home accepts a commit with (0: no home)
-    let floor = 0;
-    if (atHome?.status === 'rejected') {
+    if (atHome.status === 'rejected') {
       await this.release(key, token, this.commandTimeoutMs);
       throw new LockUnavailableError("lock record on the service's Redis failed", {
         cause: atHome.reason,
       });
-    } else if (atHome?.value.status === 'processed') {
+    }
+    const home = atHome.value;
+    if (home.status === 'processed') {
       await this.release(key, token, this.commandTimeoutMs);
       return { status: 'processed' };
-    } else if (atHome?.value.status === 'held') {
-      heldFor = Math.max(heldFor, atHome.value.pttlMs);
-    } else if (atHome) floor = atHome.value.fencingToken;
-    if ((!atHome || floor > 0) && granted.length >= this.quorum && until > now()) {
-      const fencingToken = Math.max(floor, ...granted.map((g) => g.fencingToken));
+    }
+    if (home.status === 'held') heldFor = Math.max(heldFor, home.pttlMs);
+    else if (granted.length >= this.quorum && until > now()) {
+      // home.fencingToken: the lowest token the home accepts a commit with
+      const fencingToken = Math.max(home.fencingToken, ...granted.map((g) => g.fencingToken));
       if (granted.every((g) => g.fencingToken === fencingToken)) {
         return { status: 'acquired', fencingToken, validUntil: until };
       }
@@ -238,17 +247,16 @@ export class RedlockBackend implements LockBackend {
     const startedAt = now();
     const until = validUntil(startedAt, ttlMs);
     const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
-    const asked = this.servers.map((s) => s.extend(key, token, ttlMs, deadline));
-    const { home } = this;
-    if (home) asked.push(home.extend(key, token, ttlMs, deadline));
-    const replies = await Promise.allSettled(asked);
-    const atHome = home ? replies.pop() : undefined;
+    const { replies, atHome } = await withHome(
+      this.servers.map((s) => s.extend(key, token, ttlMs, deadline)),
+      this.home.extend(key, token, ttlMs, deadline),
+    );
     const count = (wanted: TokenReply): number =>
       replies.filter((r) => r.status === 'fulfilled' && r.value === wanted).length;
     // without its record at home, commits there no longer wait for this holder: lost
-    if (atHome?.status === 'fulfilled' && atHome.value !== 'ok') return { status: atHome.value };
+    if (atHome.status === 'fulfilled' && atHome.value !== 'ok') return { status: atHome.value };
     if (count('ok') >= this.quorum && until > now()) {
-      if (atHome?.status === 'rejected') {
+      if (atHome.status === 'rejected') {
         throw new LockUnavailableError("lock extension: the service's Redis failed", {
           cause: atHome.reason,
         });
@@ -269,15 +277,14 @@ export class RedlockBackend implements LockBackend {
     key: string,
     token: string,
     deadlineMs: number,
-    homeReleased = false,
+    releasedByCommit = false,
   ): Promise<ReleaseOutcome> {
     const deadline = Math.min(this.commandTimeoutMs, deadlineMs);
-    const asked = this.servers.map((s) => s.release(key, token, deadline));
     // the home record goes with the quorum's (what it answers does not change the outcome)
-    const home = homeReleased ? undefined : this.home;
-    if (home) asked.push(home.release(key, token, deadline));
-    const replies = await Promise.allSettled(asked);
-    if (home) replies.pop();
+    const { replies } = await withHome<TokenReply, unknown>(
+      this.servers.map((s) => s.release(key, token, deadline)),
+      releasedByCommit ? NOTHING_ASKED : this.home.release(key, token, deadline),
+    );
     const values = replies.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     if (values.filter((v) => v === 'ok').length >= this.quorum) return 'released';
     if (values.includes('taken')) return 'taken';
@@ -286,9 +293,21 @@ export class RedlockBackend implements LockBackend {
   }
 
   isAvailable(): boolean {
-    if (this.home && !this.home.isReady()) return false;
+    if (!this.home.isReady()) return false;
     return this.servers.filter((s) => s.isReady()).length >= this.quorum;
   }
+}
+
+/** The quorum's answers and the home's, asked in the same round. */
+async function withHome<T, H>(
+  quorum: readonly Promise<T>[],
+  home: Promise<H>,
+): Promise<{ replies: PromiseSettledResult<T>[]; atHome: PromiseSettledResult<H> }> {
+  const [replies, [atHome]] = await Promise.all([
+    Promise.allSettled(quorum),
+    Promise.allSettled([home]),
+  ]);
+  return { replies, atHome };
 }
 
 function releaseOutcome(reply: TokenReply): ReleaseOutcome {

@@ -68,7 +68,6 @@ import { LockService } from './lock.service.js';
             commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS,
           },
           metrics,
-          markerExists: async (key) => (await redis.client.exists(key)) === 1,
           close: async () => {
             await Promise.all(own.map((client) => client.quit().catch(() => client.disconnect())));
           },

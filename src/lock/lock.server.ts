@@ -68,19 +68,13 @@ export class LockServer {
     markerKey = '',
     proposedFence?: number,
   ): Promise<AcquireReply> {
-    const lockKey = this.keyOf(LOCK_KEY_PREFIX, key);
-    // on a Redis Cluster, no marker is '!' and a key of the lock's slot, not '' (slot 0)
-    const marker = markerKey === '' && this.client.isCluster ? `!${lockKey}` : markerKey;
-    const call = this.ask(
-      [lockKey, this.keyOf(FENCE_KEY_PREFIX, key), marker],
-      [
-        'a',
-        token,
-        String(ttlMs),
-        String(fenceTtl(ttlMs)),
-        proposedFence === undefined ? '' : String(proposedFence),
-      ],
-    );
+    const call = this.ask(this.keysToTake(key, markerKey), [
+      'a',
+      token,
+      String(ttlMs),
+      String(fenceTtl(ttlMs)),
+      proposedFence === undefined ? '' : String(proposedFence),
+    ]);
     return this.acquired(call, key, token, deadlineMs, 'acquire');
   }
 
@@ -96,12 +90,7 @@ export class LockServer {
     deadlineMs: number,
     markerKey = '',
   ): Promise<AcquireReply> {
-    const lockKey = this.keyOf(LOCK_KEY_PREFIX, key);
-    const marker = markerKey === '' && this.client.isCluster ? `!${lockKey}` : markerKey;
-    const call = this.ask(
-      [lockKey, this.keyOf(FENCE_KEY_PREFIX, key), marker],
-      ['h', token, String(ttlMs)],
-    );
+    const call = this.ask(this.keysToTake(key, markerKey), ['h', token, String(ttlMs)]);
     return this.acquired(call, key, token, deadlineMs, 'home record');
   }
 
@@ -127,6 +116,14 @@ export class LockServer {
       ['f', token, String(fencingToken), String(FENCE_TTL_MS)],
     );
     return (await this.within(call, deadlineMs, 'raise fence')) === 1;
+  }
+
+  /** The keys of an acquire or a home record: the lock, its fence, the marker. */
+  private keysToTake(key: string, markerKey: string): string[] {
+    const lockKey = this.keyOf(LOCK_KEY_PREFIX, key);
+    // on a Redis Cluster, no marker is '!' and a key of the lock's slot, not '' (slot 0)
+    const marker = markerKey === '' && this.client.isCluster ? `!${lockKey}` : markerKey;
+    return [lockKey, this.keyOf(FENCE_KEY_PREFIX, key), marker];
   }
 
   /** An acquire's or a home record's reply: > 0 taken, 0 the marker exists, < 0 held. */

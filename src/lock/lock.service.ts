@@ -32,8 +32,6 @@ export interface LockServiceDeps {
   readonly backend: LockBackend;
   readonly defaults: LockDefaults;
   readonly metrics: LockMetrics;
-  /** Processed-marker lookup on the main Redis, for backends that cannot check it in their script. */
-  readonly markerExists: (key: string) => Promise<boolean>;
   /** Closes connections the service owns (Redlock servers), after every lock is released. */
   readonly close: () => Promise<void>;
 }
@@ -114,7 +112,7 @@ export class LockService
     const lease = await this.take(key, options, markerKey);
     if (lease === 'processed') return lease;
     lease.watch();
-    return MessageLease.held(lease, this.deps.backend.redisKeyOf?.(key), this.ttlOf(options));
+    return MessageLease.held(lease, this.deps.backend.redisKeyOf(key), this.ttlOf(options));
   }
 
   /**
@@ -123,16 +121,10 @@ export class LockService
    * commit holds it the usual way, waiting as {@link acquire} does (`signal` aborts the wait),
    * and runs again as the holder. Under Redlock the commit takes it the same way on the
    * service's Redis, where every quorum holder's lock is recorded too (`RedlockBackend`'s
-   * home); a backend with no lock on that Redis has the lock held before the handler, as
-   * {@link holdForMessage} does.
+   * home).
    */
-  async leaveToCommit(key: string, options: AcquireOptions = {}): Promise<MessageLease> {
+  leaveToCommit(key: string, options: AcquireOptions = {}): MessageLease {
     const { backend, metrics } = this.deps;
-    if (!backend.redisKeyOf) {
-      const held = await this.holdForMessage(key, undefined, options);
-      if (held === 'processed') throw new Error('unreachable: no marker was given');
-      return held;
-    }
     return MessageLease.atCommit(
       key,
       backend.redisKeyOf(key),
@@ -213,21 +205,9 @@ export class LockService
     if (!turn.granted) throw timedOut();
     let handedOver = false;
     try {
-      if (
-        markerKey !== undefined &&
-        !backend.checksMarker &&
-        (await this.markerExists(markerKey))
-      ) {
-        return 'processed';
-      }
       const token = `${this.tokenNonce}.${(this.tokenCounter++).toString(36)}`;
       for (let attempt = 0; ; attempt++) {
-        const result = await backend.tryAcquire(
-          key,
-          token,
-          ttlMs,
-          backend.checksMarker ? markerKey : undefined,
-        );
+        const result = await backend.tryAcquire(key, token, ttlMs, markerKey);
         if (result.status === 'processed') return 'processed';
         if (result.status === 'acquired') {
           const lock: Lease = new Lease({
@@ -256,15 +236,6 @@ export class LockService
       }
     } finally {
       if (!handedOver) this.turns.leave(key);
-    }
-  }
-
-  private async markerExists(markerKey: string): Promise<boolean> {
-    try {
-      return await this.deps.markerExists(markerKey);
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      throw new LockUnavailableError(`processed-marker check failed: ${message}`, { cause: error });
     }
   }
 }

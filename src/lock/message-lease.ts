@@ -29,10 +29,7 @@ export interface MessageLock {
 
 /** What a commit sends about the lock (see `scripts/commit-4.lua`). */
 export interface CommitLockArgs {
-  /**
-   * The lock's Redis key on the service's Redis (under Redlock, the key of its home record; ''
-   * for a backend with no lock there).
-   */
+  /** The lock's Redis key on the service's Redis (under Redlock, its home record's). */
   readonly lockKey: string;
   /** The lock's fence (`mp:fence:<key>`) on the service's Redis. */
   readonly fenceKey: string;
@@ -63,7 +60,7 @@ export class MessageLease implements MessageLock {
   private constructor(
     readonly key: string,
     /** The lock's key on the service's Redis, where a commit can take and release it. */
-    private readonly redisKey: string | undefined,
+    private readonly redisKey: string,
     /** The lease an acquisition of this key asks for. */
     private readonly ttlMs: number,
     private readonly take: (() => Promise<Lease>) | undefined,
@@ -75,7 +72,7 @@ export class MessageLease implements MessageLock {
   }
 
   /** A lock held from the start (its watchdog running). */
-  static held(lease: Lease, redisKey: string | undefined, ttlMs: number): MessageLease {
+  static held(lease: Lease, redisKey: string, ttlMs: number): MessageLease {
     return new MessageLease(lease.key, redisKey, ttlMs, undefined, () => undefined, lease);
   }
 
@@ -130,7 +127,7 @@ export class MessageLease implements MessageLock {
   commitArgs(): CommitLockArgs {
     const { lease } = this;
     return {
-      lockKey: this.redisKey ?? '',
+      lockKey: this.redisKey,
       fenceKey: FENCE_KEY_PREFIX + this.key,
       token: lease?.token ?? '',
       fencingToken: lease ? String(lease.fencingToken) : '',
@@ -145,7 +142,7 @@ export class MessageLease implements MessageLock {
    */
   commitAnswered(args: CommitLockArgs, committedFence: string | undefined): void {
     if (args.fencingToken !== '') {
-      if (args.lockKey !== '') this.lease?.releasedByScript();
+      this.lease?.releasedByScript();
       return;
     }
     if (committedFence === undefined) return;

@@ -270,14 +270,10 @@ export class MessageProcessor {
     lockKey: string | undefined,
   ): Promise<ProcessingResult> {
     const { consumer } = call;
-    let lease: MessageLease | undefined;
-    if (lockKey !== undefined) {
-      try {
-        lease = await this.locks.leaveToCommit(lockKey, { signal: consumer.stopSignal });
-      } catch (error) {
-        return this.notTaken(consumer, error);
-      }
-    }
+    const lease =
+      lockKey === undefined
+        ? undefined
+        : this.locks.leaveToCommit(lockKey, { signal: consumer.stopSignal });
     try {
       return await this.invoke(call, lease);
     } catch (error) {

@@ -72,7 +72,6 @@ async function connect(url: string): Promise<Redis> {
 
 function serviceOn(
   backend: SingleLockBackend | RedlockBackend,
-  marker: Redis,
   defaults: Partial<LockDefaults> = {},
 ): { locks: LockService; metrics: CountingLockMetrics } {
   const metrics = new CountingLockMetrics();
@@ -80,14 +79,13 @@ function serviceOn(
     backend,
     defaults: { ttlMs: 2_000, waitMs: 10_000, commandTimeoutMs: 1_000, ...defaults },
     metrics: metrics as unknown as LockMetrics,
-    markerExists: async (key) => (await marker.exists(key)) === 1,
     close: () => Promise.resolve(),
   });
   return { locks, metrics };
 }
 
 function single(client: Redis, defaults: Partial<LockDefaults> = {}) {
-  return serviceOn(new SingleLockBackend(new LockServer(client, 'test'), 1_000), client, defaults);
+  return serviceOn(new SingleLockBackend(new LockServer(client, 'test'), 1_000), defaults);
 }
 
 /** Resolves when the signal aborts, with the time it took from `since`. */
@@ -334,21 +332,26 @@ describe('LockService when Redis stalls (CLIENT PAUSE on a Redis of the test)', 
 describe('LockService in Redlock mode (3 Redis servers of the test)', () => {
   const servers: TestRedisServer[] = [];
   const clients: Redis[] = [];
+  let home: Redis;
   let locks: LockService;
   let metrics: CountingLockMetrics;
 
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) servers.push(await TestRedisServer.start());
     for (const s of servers) clients.push(await connect(s.url));
+    // their home: the shared Redis, as the service's own
+    home = await connect(SHARED_REDIS);
     const backend = new RedlockBackend(
       clients.map((c, i) => new LockServer(c, `redlock-${i + 1}`)),
       500,
+      new LockServer(home, 'home'),
     );
-    ({ locks, metrics } = serviceOn(backend, clients[0], { ttlMs: 1_000, waitMs: 300 }));
+    ({ locks, metrics } = serviceOn(backend, { ttlMs: 1_000, waitMs: 300 }));
   });
 
   afterAll(async () => {
     clients.forEach((c) => c.disconnect());
+    home.disconnect();
     await Promise.all(servers.map((s) => s.stop()));
   });
 
@@ -356,6 +359,7 @@ describe('LockService in Redlock mode (3 Redis servers of the test)', () => {
     const first = await locks.acquire('rl');
     const holders = await Promise.all(clients.map((c) => c.get('mp:lock:rl')));
     expect(holders).toEqual([first.token, first.token, first.token]);
+    expect(await home.get('mp:lock:rl')).toBe(first.token);
     await expect(locks.acquire('rl', { waitMs: 0 })).rejects.toBeInstanceOf(LockTimeoutError);
     await expect(first.release()).resolves.toBe('released');
     const second = await locks.acquire('rl');
@@ -527,7 +531,6 @@ describe('the application in Redlock mode (REDIS_LOCK_URLS: 3 Redis servers of t
         500,
         new LockServer(redis, 'home'),
       ),
-      redis,
     );
     const holder = await replica.locks.acquire(`account:${accountId}`);
     expect(await redis.get(`mp:lock:account:${accountId}`)).toBe(holder.token);

@@ -65,7 +65,6 @@ function lockService(
     backend,
     defaults: { ttlMs, waitMs, commandTimeoutMs: 1_000 },
     metrics: metrics as unknown as LockMetrics,
-    markerExists: async (key) => (await client.exists(key)) === 1,
     close: () => Promise.resolve(),
   });
   return { locks, metrics };
@@ -80,12 +79,14 @@ async function held(locks: LockService, key: string, waitMs?: number): Promise<M
 
 /**
  * Locks on other servers (Redlock), as the commit sees them: granted with the fencing token the
- * test chooses, nothing of them on the service's Redis.
+ * test chooses (the quorum's), their home record on the service's Redis left out.
  */
 class ElsewhereBackend implements LockBackend {
   readonly mode = 'redlock';
-  readonly checksMarker = false;
   readonly servers = [];
+  redisKeyOf(key: string) {
+    return `mp:lock:${key}`;
+  }
   nextToken = 0;
   tryAcquire() {
     const validUntil = performance.now() + 60_000;
@@ -185,7 +186,7 @@ describe('RedisCommit (real Redis)', () => {
       const earlier = await locks.acquire(key); // someone held the key: the commit mints a token
       await earlier.release();
       const before = Date.now() * 1000;
-      const first = context('j-1', await locks.leaveToCommit(key), JOURNAL);
+      const first = context('j-1', locks.leaveToCommit(key), JOURNAL);
       await expect(ledger.apply(first, account('journal'), 5)).resolves.toBe('applied');
       const second = context('j-2', await held(locks, key), JOURNAL);
       await expect(ledger.apply(second, account('journal'), 7)).resolves.toBe('applied');
@@ -208,18 +209,10 @@ describe('RedisCommit (real Redis)', () => {
     it('journals nothing for a duplicate, a stale or a refused commit, or when it is off', async () => {
       const { locks } = lockService(redis);
       const key = `account:${account('nothing')}`;
-      await ledger.apply(
-        context('n-1', await locks.leaveToCommit(key), JOURNAL),
-        account('nothing'),
-        1,
-      );
+      await ledger.apply(context('n-1', locks.leaveToCommit(key), JOURNAL), account('nothing'), 1);
       // a duplicate
       await expect(
-        ledger.apply(
-          context('n-1', await locks.leaveToCommit(key), JOURNAL),
-          account('nothing'),
-          1,
-        ),
+        ledger.apply(context('n-1', locks.leaveToCommit(key), JOURNAL), account('nothing'), 1),
       ).resolves.toBe('duplicate');
       // a stale holder: its lease ran out and another worker took the key
       const paused = await held(locks, key);
@@ -230,7 +223,7 @@ describe('RedisCommit (real Redis)', () => {
         ledger.apply(context('n-2', paused, JOURNAL), account('nothing'), 1),
       ).resolves.toBe('stale');
       // journal off
-      await ledger.apply(context('n-3', await locks.leaveToCommit(key)), account('nothing'), 1);
+      await ledger.apply(context('n-3', locks.leaveToCommit(key)), account('nothing'), 1);
       expect((await journalOf('nothing')).map((e) => e.messageId)).toEqual(['n-1']);
     });
 
@@ -247,7 +240,7 @@ describe('RedisCommit (real Redis)', () => {
     const { locks, metrics } = lockService(redis);
     const earlier = await locks.acquire(`account:${account('free')}`);
     await earlier.release();
-    const lock = await locks.leaveToCommit(`account:${account('free')}`);
+    const lock = locks.leaveToCommit(`account:${account('free')}`);
     const ctx = context('free-1', lock);
     expect(ctx.fencingToken).toBeUndefined();
 
@@ -265,7 +258,7 @@ describe('RedisCommit (real Redis)', () => {
 
   it('takes a key nobody held within the fence hour without minting a token or writing a fence', async () => {
     const { locks, metrics } = lockService(redis);
-    const lock = await locks.leaveToCommit(`account:${account('never-held')}`);
+    const lock = locks.leaveToCommit(`account:${account('never-held')}`);
     const ctx = context('never-1', lock);
 
     await expect(ledger.apply(ctx, account('never-held'), 30)).resolves.toBe('applied');
@@ -279,7 +272,7 @@ describe('RedisCommit (real Redis)', () => {
     // a holder later on starts the fence; the next commit at commit then supersedes it
     const holder = await held(locks, `account:${account('never-held')}`);
     await holder.release();
-    const next = context('never-2', await locks.leaveToCommit(`account:${account('never-held')}`));
+    const next = context('never-2', locks.leaveToCommit(`account:${account('never-held')}`));
     await expect(ledger.apply(next, account('never-held'), 1)).resolves.toBe('applied');
     expect(next.fencingToken).toBeGreaterThan(holder.fencingToken ?? Infinity);
   });
@@ -287,12 +280,12 @@ describe('RedisCommit (real Redis)', () => {
   it('does not run the body of a message already committed, and takes nothing', async () => {
     const { locks } = lockService(redis);
     await ledger.apply(
-      context('dup-1', await locks.leaveToCommit(`account:${account('dup')}`)),
+      context('dup-1', locks.leaveToCommit(`account:${account('dup')}`)),
       account('dup'),
       100,
     );
     const fence = await fenceOf('dup');
-    const again = await locks.leaveToCommit(`account:${account('dup')}`);
+    const again = locks.leaveToCommit(`account:${account('dup')}`);
 
     await expect(ledger.apply(context('dup-1', again), account('dup'), 100)).resolves.toBe(
       'duplicate',
@@ -308,7 +301,7 @@ describe('RedisCommit (real Redis)', () => {
     const mine = lockService(redis);
     const key = `account:${account('busy')}`;
     const held = await other.locks.acquire(key);
-    const lock = await mine.locks.leaveToCommit(key);
+    const lock = mine.locks.leaveToCommit(key);
     const ctx = context('busy-1', lock);
 
     const applying = ledger.apply(ctx, account('busy'), 40);
@@ -332,7 +325,7 @@ describe('RedisCommit (real Redis)', () => {
   it('gives up with LockTimeoutError when the key stays busy past the wait, writing nothing', async () => {
     const mine = lockService(redis, 100);
     await redis.set(lockKeyOf('stuck'), 'another-process', 'PX', 30_000);
-    const lock = await mine.locks.leaveToCommit(`account:${account('stuck')}`);
+    const lock = mine.locks.leaveToCommit(`account:${account('stuck')}`);
 
     await expect(
       ledger.apply(context('stuck-1', lock), account('stuck'), 5),
@@ -352,7 +345,7 @@ describe('RedisCommit (real Redis)', () => {
     await redis.del(lockKeyOf('stale'));
     const other = lockService(await another());
     await expect(
-      ledger.apply(context('stale-2', await other.locks.leaveToCommit(key)), account('stale'), 10),
+      ledger.apply(context('stale-2', other.locks.leaveToCommit(key)), account('stale'), 10),
     ).resolves.toBe('applied');
 
     await expect(ledger.apply(context('stale-1', paused), account('stale'), 99)).resolves.toBe(
@@ -385,13 +378,13 @@ describe('RedisCommit (real Redis)', () => {
     expect(await balance('release')).toBe(7);
   });
 
-  it('under Redlock without a home (the lock only elsewhere) records the highest token committed and refuses a lower one', async () => {
+  it('records the highest token committed by holders whose tokens come from elsewhere (a quorum) and refuses a lower one', async () => {
     const backend = new ElsewhereBackend();
     const { locks } = lockService(redis, 10_000, 5_000, backend);
     const apply = async (id: string, token: number) => {
       backend.nextToken = token;
-      // under Redlock the lock is held before the handler, whatever the effect
-      const lock = await locks.leaveToCommit(`account:${account('redlock')}`);
+      // held before the commit, as `ctx.lock.hold()` holds it
+      const lock = await held(locks, `account:${account('redlock')}`);
       expect(lock.pending).toBe(false);
       try {
         return await ledger.apply(context(id, lock), account('redlock'), 100);
@@ -445,7 +438,7 @@ describe('RedisCommit (real Redis)', () => {
 
     it('takes a free key in the commit without asking the quorum', async () => {
       const { locks } = redlock(redis);
-      const lock = await locks.leaveToCommit(`account:${account('rl-free')}`);
+      const lock = locks.leaveToCommit(`account:${account('rl-free')}`);
       expect(lock.pending).toBe(true);
       await expect(ledger.apply(context('rl-free-1', lock), account('rl-free'), 25)).resolves.toBe(
         'applied',
@@ -463,7 +456,7 @@ describe('RedisCommit (real Redis)', () => {
       expect(await redis.get(lockKeyOf('rl-busy'))).toBe(holder.token);
       expect(await onQuorum(lockKeyOf('rl-busy'))).toEqual([1, 1, 1]);
 
-      const lock = await mine.locks.leaveToCommit(key);
+      const lock = mine.locks.leaveToCommit(key);
       const ctx = context('rl-busy-1', lock);
       const applying = ledger.apply(ctx, account('rl-busy'), 40);
       await waitFor('the commit to find the key busy', () =>
@@ -531,10 +524,10 @@ describe('RedisCommit (real Redis)', () => {
     });
     const key = `ledger:balance:${account('script')}`;
     const { locks } = lockService(redis);
-    const ok = context('script-1', await locks.leaveToCommit(`account:${account('script')}`));
+    const ok = context('script-1', locks.leaveToCommit(`account:${account('script')}`));
     await expect(script.run(ok, [key], [5])).resolves.toEqual({ status: 'committed', reply: 5 });
 
-    const refused = context('script-2', await locks.leaveToCommit(`account:${account('script')}`));
+    const refused = context('script-2', locks.leaveToCommit(`account:${account('script')}`));
     await expect(script.run(refused, [key], [-1])).rejects.toThrow(/negative amount/);
     expect(await redis.exists(`mp:processed:cs-${run}:script-2`)).toBe(0);
     expect(await redis.exists(lockKeyOf('script'))).toBe(0);
@@ -585,7 +578,7 @@ describe('RedisCommit (real Redis)', () => {
 
   it('aborts the signal of a lock held for the commit when another token takes the key', async () => {
     const { locks } = lockService(redis, 10_000, 300);
-    const lock = await locks.leaveToCommit(`account:${account('lost')}`);
+    const lock = locks.leaveToCommit(`account:${account('lost')}`);
     await lock.hold();
     const { signal } = lock;
     expect(signal.aborted).toBe(false);

@@ -7,7 +7,7 @@
   Input:
     KEYS[1] the processed marker ('' = none): when it exists the effect ran before
     KEYS[2] the lock (mp:lock:<key>) on this Redis (under Redlock, the lock's home record; '' =
-            none here: no lock, or a lock only elsewhere)
+            no lock)
     KEYS[3] the fence (mp:fence:<key>) ('' = no lock)
     KEYS[4] the effect journal (mp:journal:<key>, a stream) ('' = no journal)
     (on a Redis Cluster, an absent key is '!' and a key of the same slot instead of '': see given)

@@ -5,12 +5,14 @@ import { LockLostError } from '../../../src/lock/lock.errors.js';
 import type { LockMetrics } from '../../../src/metrics/lock.metrics.js';
 
 /** A single-Redis backend whose extensions answer as the test says; counts releases. */
-function fakeBackend(extendStatus: 'extended' | 'taken'): LockBackend & { releases: number } {
+function fakeBackend(
+  extendStatus: 'extended' | 'taken',
+): LockBackend & { releases: number; byCommit: number } {
   const backend = {
     mode: 'single' as const,
-    checksMarker: true,
     servers: [],
     releases: 0,
+    byCommit: 0,
     redisKeyOf: (key: string) => `mp:lock:${key}`,
     tryAcquire: () => Promise.reject(new Error('not used')),
     extend: () =>
@@ -19,8 +21,9 @@ function fakeBackend(extendStatus: 'extended' | 'taken'): LockBackend & { releas
           ? { status: 'extended' as const, validUntil: performance.now() + 1_000 }
           : { status: 'taken' as const },
       ),
-    release: () => {
-      backend.releases++;
+    release: (_key: string, _token: string, _deadlineMs: number, releasedByCommit?: boolean) => {
+      if (releasedByCommit) backend.byCommit++;
+      else backend.releases++;
       return Promise.resolve('released' as const);
     },
     isAvailable: () => true,
@@ -55,7 +58,7 @@ function heldLock(backend: LockBackend): {
 }
 
 describe('Lease', () => {
-  it('after releasedByScript, forgets the lock once and release() sends nothing', async () => {
+  it('after releasedByScript, forgets the lock once and leaves the backend only what the commit did not release', async () => {
     const backend = fakeBackend('extended');
     const { lock, held, freed } = heldLock(backend);
     lock.watch();
@@ -63,8 +66,9 @@ describe('Lease', () => {
     lock.releasedByScript();
     lock.releasedByScript();
     expect(held()).toBe(0);
-    expect(freed()).toBe(1);
     await expect(lock.release()).resolves.toBe('released');
+    expect(freed()).toBe(1);
+    expect(backend.byCommit).toBe(1);
     expect(backend.releases).toBe(0);
     // the watchdog stopped with it
     await expect(lock.extend()).resolves.toBe(false);

@@ -60,17 +60,6 @@ describe('MessageLease', () => {
       expect(lease.releases).toBe(1); // the lease's own release resolves without a round trip
     });
 
-    it('under Redlock (no key on this Redis) leaves the release to the service', async () => {
-      const lease = new FakeLease('account:1', 42);
-      const lock = MessageLease.held(asLease(lease), undefined, 30_000);
-      const args = lock.commitArgs();
-      expect(args.lockKey).toBe('');
-      lock.commitAnswered(args, '42');
-      expect(lease.releasedByCommit).toBe(0);
-      await lock.release();
-      expect(lease.releases).toBe(1);
-    });
-
     it('aborts its signal when the lease is lost, and says why', () => {
       const lease = new FakeLease('account:1', 42);
       const lock = MessageLease.held(asLease(lease), 'mp:lock:account:1', 30_000);

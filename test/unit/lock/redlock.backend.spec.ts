@@ -20,8 +20,12 @@ class FakeServer {
     return this.answer(this.acquireAnswer);
   }
 
+  /** The processed markers it was asked to check, as the service's own Redis. */
+  readonly markers: (string | undefined)[] = [];
+
   /** As the service's own Redis: the acquire answer is what the home record answers. */
-  holdHome(): Promise<AcquireReply> {
+  holdHome(_key: string, _token: string, _ttlMs: number, _deadlineMs: number, marker?: string) {
+    this.markers.push(marker);
     return this.answer(this.acquireAnswer);
   }
 
@@ -57,8 +61,13 @@ class FakeServer {
 const granted = (fencingToken: number): AcquireReply => ({ status: 'acquired', fencingToken });
 const held: AcquireReply = { status: 'held', pttlMs: 800 };
 
+/** A quorum of `servers`, their home recording every lock (at fence 0). */
 function backend(...servers: FakeServer[]): RedlockBackend {
-  return new RedlockBackend(servers as unknown as LockServer[], 1_000);
+  return new RedlockBackend(
+    servers as unknown as LockServer[],
+    1_000,
+    new FakeServer('home', granted(1)) as unknown as LockServer,
+  );
 }
 
 /** A quorum of three granting `token` each, and the service's Redis as their home. */
@@ -172,16 +181,17 @@ describe('RedlockBackend', () => {
     );
   });
 
-  describe("with a home (the service's own Redis)", () => {
+  describe("its home (the service's own Redis)", () => {
     it('holds when the quorum granted and the home recorded it; commits there find the key by its name', async () => {
       const home = new FakeServer('home', granted(1));
       const { backend: locks, quorum } = withHome(home);
-      expect(locks.checksMarker).toBe(true);
-      expect(locks.redisKeyOf?.('account:1')).toBe('mp:lock:account:1');
+      expect(locks.redisKeyOf('account:1')).toBe('mp:lock:account:1');
       await expect(locks.tryAcquire('k', 't', 1_000, 'marker')).resolves.toMatchObject({
         status: 'acquired',
         fencingToken: 50,
       });
+      // the processed marker is checked where it lives, with the record
+      expect(home.markers).toEqual(['marker']);
       expect(quorum.map((s) => s.raised)).toEqual([[], [], []]);
     });
 

@@ -221,20 +221,16 @@ class FakeLocks {
   readonly requests: { key: string; markerKey: string | undefined }[] = [];
   readonly leases: FakeLease[] = [];
 
-  /** @param atCommit whether locks live on the service Redis, where a commit can take them */
-  constructor(private readonly atCommit: boolean) {}
-
   async holdForMessage(
     key: string,
     markerKey: string | undefined,
     options: { signal?: AbortSignal },
   ): Promise<MessageLease | 'processed'> {
     const lease = await this.take(key, markerKey, options);
-    return lease === 'processed' ? lease : MessageLease.held(lease, undefined, 5_000);
+    return lease === 'processed' ? lease : MessageLease.held(lease, `mp:lock:${key}`, 5_000);
   }
 
-  async leaveToCommit(key: string, options: { signal?: AbortSignal }): Promise<MessageLease> {
-    if (!this.atCommit) return (await this.holdForMessage(key, undefined, options)) as MessageLease;
+  leaveToCommit(key: string, options: { signal?: AbortSignal }): MessageLease {
     return MessageLease.atCommit(
       key,
       `mp:lock:${key}`,
@@ -284,8 +280,6 @@ class FakeMetrics {
 interface SetupOptions {
   /** Default `marker-after`. */
   readonly effect?: EffectKind;
-  /** Locks on the service Redis, where a `redis-commit` can take them (default true). */
-  readonly locksAtCommit?: boolean;
   /** Awaited inside the handler after `during`: what its commit does with the lock. */
   readonly commit?: (context: MessageContext) => Promise<void>;
   /** Default: no lock. */
@@ -303,7 +297,7 @@ function setup(outcome: 'succeed' | 'fail', opts: SetupOptions = {}) {
   const attempts: number[] = [];
   const contexts: MessageContext[] = [];
   const idempotency = new FakeIdempotency(opts.clustered);
-  const locks = new FakeLocks(opts.locksAtCommit ?? true);
+  const locks = new FakeLocks();
   const stop = new AbortController();
   const metrics = new FakeMetrics();
   const handler: RegisteredHandler = {

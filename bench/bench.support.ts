@@ -157,6 +157,26 @@ export function cpuJiffies(): { busy: number; total: number } {
   return { busy: total - fields[3] - (fields[4] ?? 0), total };
 }
 
+/**
+ * Waits until the machine's CPUs were under `busyShare` busy over one `windowMs`, or `deadlineMs`
+ * passed: a broker still deleting what a purge dropped (a quorum queue's segments) costs the next
+ * run its share of the two cores. Returns the last window's busy share.
+ */
+export async function quietMachine(
+  busyShare = 0.15,
+  windowMs = 250,
+  deadlineMs = 15_000,
+): Promise<number> {
+  const until = performance.now() + deadlineMs;
+  for (;;) {
+    const before = cpuJiffies();
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const after = cpuJiffies();
+    const share = (after.busy - before.busy) / Math.max(1, after.total - before.total);
+    if (share < busyShare || performance.now() >= until) return share;
+  }
+}
+
 /** The `p`th percentile of ascending `sorted` (nearest rank). */
 export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];

@@ -287,10 +287,10 @@ export class MessagePublisher {
     }
     this.inFlight.add(waiting);
     try {
-      direct.channel.publish(exchange, routingKey, content, props, (err: Error | null) => {
-        // timed out (or the publisher closed) already
-        if (this.inFlight.delete(waiting)) done(err ?? undefined, waiting.returned);
-      });
+      // the callback holds `waiting` only: see finish()
+      direct.channel.publish(exchange, routingKey, content, props, (err: Error | null) =>
+        this.settle(waiting, err ?? undefined),
+      );
     } catch {
       // the channel closed under us: the wrapper buffers it until the next one
       this.inFlight.delete(waiting);
@@ -308,17 +308,22 @@ export class MessagePublisher {
     waiting: InFlight,
   ): void {
     this.viaWrapper.add(waiting);
-    const { exchange, routingKey, done } = waiting;
+    const { exchange, routingKey } = waiting;
     this.channel.publish(exchange, routingKey, content, { ...props, timeout }).then(
       () => {
         this.viaWrapper.delete(waiting);
-        done(undefined, waiting.returned);
+        finish(waiting);
       },
       (error: unknown) => {
         this.viaWrapper.delete(waiting);
-        done(error ?? new Error('publish failed'));
+        finish(waiting, error ?? new Error('publish failed'));
       },
     );
+  }
+
+  /** Ends a direct publish: confirmed (no error) or failed, unless it ended already (timed out). */
+  private settle(waiting: InFlight, error?: unknown): void {
+    if (this.inFlight.delete(waiting)) finish(waiting, error);
   }
 
   /**
@@ -330,8 +335,7 @@ export class MessagePublisher {
     const now = performance.now();
     for (const waiting of this.inFlight) {
       if (waiting.deadline > now) continue;
-      this.inFlight.delete(waiting);
-      waiting.done(new Error('timeout'));
+      this.settle(waiting, new Error('timeout'));
     }
     if (this.inFlight.size === 0) {
       clearInterval(this.sweeper);
@@ -384,8 +388,7 @@ export class MessagePublisher {
   async close(): Promise<void> {
     this.closing = true;
     // as the wrapper does with its own: what is not confirmed yet fails now
-    for (const waiting of this.inFlight) waiting.done(new Error('Channel closed'));
-    this.inFlight.clear();
+    for (const waiting of this.inFlight) this.settle(waiting, new Error('Channel closed'));
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     await this.channel.close();
@@ -398,6 +401,22 @@ const TIMEOUT_SWEEP_MS = 50;
 /** How a publish ends: confirmed (no error; `returned` if it came back unroutable) or failed. */
 type Done = (error?: unknown, returned?: boolean) => void;
 
+/**
+ * Calls a publish's `done` once and lets go of it. A confirm callback handed to amqplib survives
+ * its confirm for a while: even raw amqplib's empty callbacks are promoted to the old generation
+ * (about 40 bytes per publish; amqplib keeps them in an array it shifts and regrows). Holding only
+ * `waiting`, whose `done` is dropped here, a confirmed publish's callback keeps nothing else
+ * alive: before, each publish's promise, closures and receipt were promoted with it (about 400
+ * bytes per publish, and the publisher's scavenges took twice as long; docs/benchmarks.md,
+ * "Publisher: what a confirmed publish kept").
+ */
+function finish(waiting: InFlight, error?: unknown): void {
+  const { done } = waiting;
+  if (done === undefined) return;
+  waiting.done = undefined;
+  done(error, waiting.returned);
+}
+
 /** A publish awaiting its confirm. */
 interface InFlight {
   /**
@@ -405,7 +424,8 @@ interface InFlight {
    * (through the wrapper, the wrapper's own timer applies).
    */
   readonly deadline: number;
-  readonly done: Done;
+  /** Until the publish ends ({@link finish}). */
+  done: Done | undefined;
   readonly messageId: string | undefined;
   readonly exchange: string;
   readonly routingKey: string;

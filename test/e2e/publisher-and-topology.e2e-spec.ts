@@ -1,6 +1,8 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import type { INestApplication } from '@nestjs/common';
-import amqplib from 'amqplib';
+import amqplib, { type ConfirmChannel } from 'amqplib';
 import {
   MessagePublisher,
   PublishError,
@@ -119,6 +121,55 @@ describe('a publish the broker refuses (an exchange that does not exist)', () =>
     );
     expect(await metricValue('amqp_reconnects_total')).toBe(reconnects);
     expect((await readiness(app)).status).toBe(200);
+  });
+});
+
+describe('a confirmed publish', () => {
+  let vhost: TestVhost;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    vhost = await TestVhost.create('confirmed');
+    app = await startApp({ AMQP_URL: vhost.url() });
+    await waitUntilReady(app);
+  });
+
+  afterAll(async () => {
+    vi.restoreAllMocks();
+    await app?.close();
+    await vhost?.delete();
+  });
+
+  it('is not kept alive by its confirm callback, which amqplib may hold after the confirm', async () => {
+    // amqplib's confirm channel class, from a channel of its own (the package exports no class)
+    const connection = await amqplib.connect(vhost.url());
+    const proto = Object.getPrototypeOf(await connection.createConfirmChannel()) as ConfirmChannel;
+    await connection.close();
+    // amqplib keeps confirm callbacks reachable for a while after their confirm (in the old
+    // generation, until a full GC); here they are held for good
+    const held: unknown[] = [];
+    const publish = Reflect.get<ConfirmChannel, 'publish'>(proto, 'publish');
+    vi.spyOn(proto, 'publish').mockImplementation(function (
+      this: ConfirmChannel,
+      ...args: Parameters<ConfirmChannel['publish']>
+    ) {
+      held.push(args[4]);
+      return Reflect.apply<ConfirmChannel, typeof args, boolean>(publish, this, args);
+    });
+    const publisher = app.get(MessagePublisher);
+    // confirmed, and referenced by nothing of the test's once this returns
+    const confirmed = async (): Promise<WeakRef<Promise<unknown>>> => {
+      const pending = publisher.publish('ledger', 'transaction.created', { n: 1 });
+      await pending;
+      return new WeakRef(pending);
+    };
+    const publishPromise = await confirmed();
+    expect(held).toHaveLength(1);
+    // a WeakRef keeps its target until the job that made it ends
+    await new Promise((resolve) => setImmediate(resolve));
+    setFlagsFromString('--expose-gc');
+    (runInNewContext('gc') as () => void)();
+    expect(publishPromise.deref()).toBeUndefined();
   });
 });
 

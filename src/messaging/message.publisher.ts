@@ -402,13 +402,14 @@ const TIMEOUT_SWEEP_MS = 50;
 type Done = (error?: unknown, returned?: boolean) => void;
 
 /**
- * Calls a publish's `done` once and lets go of it. A confirm callback handed to amqplib survives
- * its confirm for a while: even raw amqplib's empty callbacks are promoted to the old generation
- * (about 40 bytes per publish; amqplib keeps them in an array it shifts and regrows). Holding only
- * `waiting`, whose `done` is dropped here, a confirmed publish's callback keeps nothing else
- * alive: before, each publish's promise, closures and receipt were promoted with it (about 400
- * bytes per publish, and the publisher's scavenges took twice as long; docs/benchmarks.md,
- * "Publisher: what a confirmed publish kept").
+ * Calls a publish's `done` once and lets go of it. The young generation's GC can keep a confirm
+ * callback handed to amqplib alive past its confirm: it promotes even raw amqplib's empty
+ * callbacks to the old generation (about 40 bytes per publish; amqplib keeps them in an array it
+ * shifts and regrows). Holding only `waiting`, whose `done` is dropped here, a confirmed
+ * publish's callback keeps nothing else alive: before, each publish's promise, closures and
+ * receipt were promoted with it (about 400 bytes per publish, and the publisher's scavenges took
+ * 1.7 times as long; docs/benchmarks.md, "Publisher: the order of the pair, and what a confirmed
+ * publish kept").
  */
 function finish(waiting: InFlight, error?: unknown): void {
   const { done } = waiting;

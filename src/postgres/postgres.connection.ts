@@ -72,7 +72,16 @@ export class PostgresConnection extends EventEmitter<PostgresEvents> {
     // node-postgres writes each protocol message of a query (parse, bind, describe, execute,
     // sync) with a write of its own: one writev per event-loop pass instead (TLS included: the
     // stream is the TLS socket once connected)
-    this.pool.on('connect', (client) => coalesceWrites((client as pg.Client).connection.stream));
+    this.pool.on('connect', (client) => {
+      coalesceWrites((client as pg.Client).connection.stream);
+      // A pooled client always has an 'error' listener. pg-pool removes its own when it hands a
+      // client out, and a release inside the socket's read (`pool.query`'s callback, for one)
+      // hands the client straight to a waiting `connect()`, whose caller listens only a
+      // microtask later: a FATAL in the same read (pg_terminate_backend) was an uncaught
+      // exception. Whoever holds the client still hears the error and reports it
+      // (transaction(), the pool when idle); this listener only keeps the process up between.
+      client.on('error', () => undefined);
+    });
     this.metrics.setPostgresConnected(false);
   }
 

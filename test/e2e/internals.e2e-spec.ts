@@ -90,6 +90,32 @@ describe('library internals the service relies on (real ioredis, amqplib and nod
     }
   });
 
+  it('keeps an error listener on a pooled client that a release hands straight to a waiting connect()', async () => {
+    const db = await TestDatabase.create('handoff');
+    const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const connection = new PostgresConnection(
+      { url: db.url(), poolMax: 1 },
+      { setPostgresConnected: () => undefined },
+      quiet,
+    );
+    try {
+      const first = await connection.pool.connect();
+      // the pool is full: this one waits for the release below, which hands the client over
+      const waiting = connection.pool.connect();
+      first.release();
+      // pg-pool removed its own listener while handing it over; the waiter has not attached
+      // one yet (its await resumes later): a session ended now (pg_terminate_backend) emits this
+      const terminated = new Error('terminating connection due to administrator command');
+      expect(() => first.emit('error', terminated)).not.toThrow();
+      const second = await waiting;
+      expect(second).toBe(first);
+      second.release(terminated);
+    } finally {
+      await connection.close();
+      await db.drop();
+    }
+  });
+
   it("finds amqplib's socket where it looks for it, and coalesces its writes", async () => {
     const logger = pino({ enabled: false });
     const connection = new AmqpConnection(

@@ -22,6 +22,27 @@ function serverClient(name: string): Redis {
   return client;
 }
 
+/** A pool of `poolMax` on a database of its own, closed and dropped after `use`. */
+async function withPool(
+  name: string,
+  poolMax: number,
+  use: (connection: PostgresConnection) => Promise<void>,
+): Promise<void> {
+  const db = await TestDatabase.create(name);
+  const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+  const connection = new PostgresConnection(
+    { url: db.url(), poolMax },
+    { setPostgresConnected: () => undefined },
+    quiet,
+  );
+  try {
+    await use(connection);
+  } finally {
+    await connection.close();
+    await db.drop();
+  }
+}
+
 describe('library internals the service relies on (real ioredis, amqplib and node-postgres)', () => {
   it("coalesces the writes of the real ioredis socket: one pass's commands, one writev", async () => {
     const client = serverClient('internals-e2e');
@@ -50,14 +71,7 @@ describe('library internals the service relies on (real ioredis, amqplib and nod
   });
 
   it("finds node-postgres' socket where it looks for it (client.connection.stream), and coalesces a query's messages into one writev", async () => {
-    const db = await TestDatabase.create('internals');
-    const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
-    const connection = new PostgresConnection(
-      { url: db.url(), poolMax: 1 },
-      { setPostgresConnected: () => undefined },
-      quiet,
-    );
-    try {
+    await withPool('internals', 1, async (connection) => {
       const client = await connection.pool.connect();
       try {
         const socket = (client as unknown as { connection: { stream: Duplex } }).connection
@@ -84,21 +98,11 @@ describe('library internals the service relies on (real ioredis, amqplib and nod
       } finally {
         client.release();
       }
-    } finally {
-      await connection.close();
-      await db.drop();
-    }
+    });
   });
 
   it('keeps an error listener on a pooled client that a release hands straight to a waiting connect()', async () => {
-    const db = await TestDatabase.create('handoff');
-    const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
-    const connection = new PostgresConnection(
-      { url: db.url(), poolMax: 1 },
-      { setPostgresConnected: () => undefined },
-      quiet,
-    );
-    try {
+    await withPool('handoff', 1, async (connection) => {
       const first = await connection.pool.connect();
       // the pool is full: this one waits for the release below, which hands the client over
       const waiting = connection.pool.connect();
@@ -110,10 +114,7 @@ describe('library internals the service relies on (real ioredis, amqplib and nod
       const second = await waiting;
       expect(second).toBe(first);
       second.release(terminated);
-    } finally {
-      await connection.close();
-      await db.drop();
-    }
+    });
   });
 
   it("finds amqplib's socket where it looks for it, and coalesces its writes", async () => {
